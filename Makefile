@@ -1,0 +1,47 @@
+# keyway — `make help` lists the targets.
+SHELL := bash
+GO ?= go
+CACHE := $(CURDIR)/.cache
+TESTENV_BIN := $(CACHE)/testenv/bin
+export KEYWAY_TESTENV_BIN := $(TESTENV_BIN)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME ?= 20s
+
+.PHONY: help build test testenv bench fuzz lint demo clean
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/keyway
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/keyway ./cmd/keyway
+
+testenv: ## install etcd and build kube-apiserver into .cache/testenv/bin (skipped when present)
+	@bash internal/testenv/tools/install.sh $(TESTENV_BIN)
+
+test: testenv ## run every test with the race detector against the real test environment
+	$(GO) test -race -count=1 ./...
+
+bench: testenv ## run the benchmarks and print figures to compare run to run
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/reference
+	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./plugins/render
+
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo: build ## render examples/quickstart with its demo-only age identity
+	bin/keyway render \
+	  --secrets-file examples/quickstart/secrets.enc.yaml \
+	  --age-identity examples/quickstart/demo-identity.txt \
+	  examples/quickstart/manifests
+
+clean: ## remove build outputs (keeps the test binaries cache)
+	rm -rf bin

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/render"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/file"
+)
+
+// renderOptions are `keyway render`'s settings; flags, the environment and --config fill them.
+type renderOptions struct {
+	Backend      string
+	SecretsFile  string
+	AgeIdentity  []string
+	Concurrency  int
+	Output       string
+	ConfigFile   string
+	Timeout      time.Duration
+	MaxDocBytes  int
+	MaxRefsTotal int
+}
+
+func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Backend, "backend", "", "backend for <path:…> and <KEY> placeholders: "+strings.Join(registry().Names(), ", ")+" (default file when --secrets-file is set)")
+	fs.StringVar(&o.SecretsFile, "secrets-file", "", "the file backend's secrets: YAML/JSON, top-level keys are secret paths; may be age-encrypted")
+	fs.StringSliceVar(&o.AgeIdentity, "age-identity", nil, "age identity file(s) that decrypt an encrypted secrets file (repeatable)")
+	fs.IntVar(&o.Concurrency, "concurrency", 16, "distinct secrets fetched at once")
+	fs.StringVarP(&o.Output, "output", "o", "yaml", "output format: yaml or json")
+	fs.StringVar(&o.ConfigFile, "config", "", "YAML file holding any of these settings by flag name; flags and environment win")
+	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up the whole render after this long")
+	fs.IntVar(&o.MaxDocBytes, "max-document-bytes", 16<<20, "refuse a document larger than this")
+	fs.IntVar(&o.MaxRefsTotal, "max-references", 100_000, "refuse a render with more references than this")
+}
+
+// registry lists every backend this binary knows. Backends without a provider yet are not
+// registered, so their references fail with "backend not configured".
+func registry() *providers.Registry {
+	return providers.NewRegistry(file.Provider{})
+}
+
+func newRenderCommand(a *app) *cobra.Command {
+	var o renderOptions
+	cmd := &cobra.Command{
+		Use:   "render [flags] PATH...",
+		Short: "Substitute secret references in Kubernetes manifests",
+		Long: `Render reads YAML or JSON manifests, replaces every secret reference with its value and
+writes the result to stdout. PATH is a file, a directory (walked recursively for .yaml, .yml
+and .json files in sorted order) or - for stdin.
+
+References (argocd-vault-plugin syntax works unchanged):
+  <path:secret/data/app#password>         a key of a secret, from --backend
+  <path:secret/data/app#password#2>       … at version 2
+  <password>                              in a document annotated avp.kubernetes.io/path
+  <path:secret/data/app#cert | base64encode>
+                                          modifiers: base64encode, base64decode, jsonParse,
+                                          yamlParse, jsonPath {…}, indent N, sha256sum
+  ref+file://secrets.yaml#/db/password    a URI naming its backend, JSON pointer after #
+
+Each distinct secret is fetched once. If any reference cannot be resolved nothing is written
+to stdout, every problem is listed on stderr with file, document and field, and the exit
+status is 1 (so Argo CD never sees an empty render and prunes an application). Usage errors
+exit 2.
+
+Environment: every flag is also KEYWAY_<FLAG> (KEYWAY_SECRETS_FILE, KEYWAY_BACKEND, …).
+argocd-vault-plugin's AVP_TYPE selects the backend too. Precedence: flag, KEYWAY_*, AVP_*,
+--config, default.`,
+		Example: `  # render the quickstart with its demo-only age identity
+  keyway render --secrets-file examples/quickstart/secrets.enc.yaml \
+    --age-identity examples/quickstart/demo-identity.txt examples/quickstart/manifests
+
+  # as a filter
+  kustomize build overlays/prod | keyway render --backend file --secrets-file s.yaml -`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.complete(cmd, a.env); err != nil {
+				return err
+			}
+			return runRender(cmd, a, &o, args)
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}
+
+// complete applies argocd-vault-plugin's environment and --config beneath flags and
+// KEYWAY_* variables, then validates.
+func (o *renderOptions) complete(cmd *cobra.Command, env lookupEnv) error {
+	fs := cmd.Flags()
+	if !flagSetBy(fs.Lookup("backend")) {
+		if t, ok := env("AVP_TYPE"); ok && t != "" {
+			b, err := backendForAVPType(t)
+			if err != nil {
+				return usageError{err}
+			}
+			o.Backend = b
+			fs.Lookup("backend").Annotations = withSource(nil, "env")
+		}
+	}
+	if o.ConfigFile != "" {
+		if err := applyConfigFile(fs, o.ConfigFile); err != nil {
+			return err
+		}
+	}
+	if o.Backend == "" && o.SecretsFile != "" {
+		o.Backend = "file"
+	}
+	if o.Backend != "" {
+		if _, ok := registry().Lookup(o.Backend); !ok {
+			return usagef("--backend %q: not a backend this build knows (known: %s)", o.Backend, strings.Join(registry().Names(), ", "))
+		}
+	}
+	if o.Concurrency < 1 || o.Concurrency > 1024 {
+		return usagef("--concurrency %d: want 1 to 1024", o.Concurrency)
+	}
+	if _, err := manifest.ParseFormat(o.Output); err != nil {
+		return usageError{err}
+	}
+	if o.Timeout <= 0 {
+		return usagef("--timeout must be positive")
+	}
+	return nil
+}
+
+// backendForAVPType maps argocd-vault-plugin's AVP_TYPE onto keyway's backend names.
+func backendForAVPType(t string) (string, error) {
+	switch strings.ToLower(t) {
+	case "vault":
+		return "vault", nil
+	case "awssecretsmanager":
+		return "awssm", nil
+	case "gcpsecretmanager":
+		return "gcpsm", nil
+	case "file":
+		return "file", nil
+	}
+	return "", fmt.Errorf("AVP_TYPE %q: keyway supports vault, awssecretsmanager and gcpsecretmanager", t)
+}
+
+// pathFlags hold file paths; in a config file they are relative to the config file.
+var pathFlags = map[string]bool{"secrets-file": true, "age-identity": true}
+
+// applyConfigFile sets every flag not already given (on the command line or in the
+// environment) from a YAML file keyed by flag name.
+func applyConfigFile(fs *pflag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("--config: %v", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return usagef("--config %s: not a YAML mapping of settings", path)
+	}
+	dir := filepath.Dir(path)
+	for key, v := range raw {
+		f := fs.Lookup(key)
+		if f == nil || key == "config" || key == "help" {
+			return usagef("--config %s: unknown setting %q", path, key)
+		}
+		if flagSetBy(f) {
+			continue
+		}
+		var items []string
+		switch t := v.(type) {
+		case []any:
+			for _, e := range t {
+				items = append(items, fmt.Sprint(e))
+			}
+		case string:
+			items = []string{t}
+		case int:
+			items = []string{strconv.Itoa(t)}
+		default:
+			items = []string{fmt.Sprint(t)}
+		}
+		if pathFlags[key] {
+			for i, it := range items {
+				if it != "" && !filepath.IsAbs(it) {
+					items[i] = filepath.Join(dir, it)
+				}
+			}
+		}
+		if err := setFlag(f, strings.Join(items, ",")); err != nil {
+			return usagef("--config %s: setting %q: %v", path, key, err)
+		}
+	}
+	return nil
+}
+
+func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) error {
+	ctx, cancel := contextWithTimeout(cmd, o.Timeout)
+	defer cancel()
+	start := time.Now()
+
+	docs, err := render.Load(args, a.in, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes})
+	if err != nil {
+		return err
+	}
+	settings := map[string]providers.Settings{"file": {}}
+	if o.SecretsFile != "" {
+		settings["file"][file.SettingSecretsFile] = o.SecretsFile
+	}
+	if len(o.AgeIdentity) > 0 {
+		settings["file"][file.SettingAgeIdentity] = strings.Join(o.AgeIdentity, ",")
+	}
+	clients := providers.NewClients(registry(), settings)
+	defer clients.Close()
+
+	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal})
+	stats, err := engine.Render(ctx, docs)
+	if err != nil {
+		var rerr *render.Error
+		if errors.As(err, &rerr) {
+			fmt.Fprintf(a.err, "keyway: render failed, nothing written: %v\n", rerr)
+			return silentError{err}
+		}
+		return err
+	}
+	format, _ := manifest.ParseFormat(o.Output)
+	if err := manifest.Encode(a.out, docs, format); err != nil {
+		return err
+	}
+	a.log.Debug("rendered", "documents", stats.Documents, "references", stats.References, "fetches", stats.Fetches, "duration", time.Since(start))
+	return nil
+}

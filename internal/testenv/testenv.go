@@ -1,0 +1,380 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// BinDirEnv names the environment variable that overrides where the test binaries live.
+const BinDirEnv = "KEYWAY_TESTENV_BIN"
+
+// Options tune Start. The zero value finds the binaries in the repository's cache.
+type Options struct {
+	// BinDir holds kube-apiserver (and optionally etcd). Empty means $KEYWAY_TESTENV_BIN,
+	// then <module root>/.cache/testenv/bin.
+	BinDir string
+	// ReadyTimeout bounds the wait for /readyz. Zero means 90 s.
+	ReadyTimeout time.Duration
+}
+
+// Env is a running etcd + kube-apiserver pair.
+type Env struct {
+	// Config authenticates as a cluster administrator (system:masters).
+	Config *rest.Config
+	// Kubeconfig is the path of a kubeconfig file holding the same credentials.
+	Kubeconfig string
+	// StartupTime is the time from starting etcd to kube-apiserver answering /readyz.
+	StartupTime time.Duration
+
+	dir   string
+	procs []*process
+}
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+// Start launches etcd and kube-apiserver on free loopback ports and waits until the API
+// server is ready. The caller must call Stop, which also removes every temporary file.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	begin := time.Now()
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 90 * time.Second
+	}
+	apiserver, etcd, err := findBinaries(opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "keyway-testenv-")
+	if err != nil {
+		return nil, fmt.Errorf("testenv: %w", err)
+	}
+	env := &Env{dir: dir}
+	defer func() {
+		if err != nil {
+			env.Stop()
+		}
+	}()
+
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	etcdURL := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	if err := env.spawn("etcd", etcd,
+		"--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", etcdURL,
+		"--advertise-client-urls", etcdURL,
+		"--listen-peer-urls", "http://127.0.0.1:"+strconv.Itoa(ports[1]),
+		"--initial-advertise-peer-urls", "http://127.0.0.1:"+strconv.Itoa(ports[1]),
+		"--initial-cluster", "default=http://127.0.0.1:"+strconv.Itoa(ports[1]),
+		"--log-level", "warn",
+	); err != nil {
+		return nil, err
+	}
+	if err := env.waitHTTP(ctx, "etcd", etcdURL+"/health", nil, opts.ReadyTimeout); err != nil {
+		return nil, err
+	}
+
+	token, err := env.writeCredentials()
+	if err != nil {
+		return nil, err
+	}
+	certDir := filepath.Join(dir, "certs")
+	secure := ports[2]
+	if err := env.spawn("kube-apiserver", apiserver,
+		"--etcd-servers="+etcdURL,
+		"--cert-dir="+certDir,
+		"--secure-port="+strconv.Itoa(secure),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--endpoint-reconciler-type=none", // loopback cannot back the kubernetes Service endpoints
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--authorization-mode=RBAC",
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--allow-privileged=true",
+		"--disable-admission-plugins=ServiceAccount",
+		"--v=0",
+	); err != nil {
+		return nil, err
+	}
+	host := "https://127.0.0.1:" + strconv.Itoa(secure)
+	if err := env.waitHTTP(ctx, "kube-apiserver", host+"/readyz", map[string]string{"Authorization": "Bearer " + token}, opts.ReadyTimeout); err != nil {
+		return nil, err
+	}
+
+	caData, err := servingCA(filepath.Join(certDir, "apiserver.crt"))
+	if err != nil {
+		return nil, err
+	}
+	env.Config = &rest.Config{
+		Host:            host,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: caData},
+		QPS:             1000,
+		Burst:           2000,
+	}
+	env.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(env.Kubeconfig, env.Config); err != nil {
+		return nil, err
+	}
+	env.StartupTime = time.Since(begin)
+	return env, nil
+}
+
+// Stop terminates the processes (SIGTERM, then SIGKILL after 10 s) and removes the
+// temporary directory. It is safe to call more than once.
+func (e *Env) Stop() error {
+	var errs []error
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		p := e.procs[i]
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			errs = append(errs, fmt.Errorf("testenv: %s did not stop on SIGTERM and was killed", p.name))
+		}
+	}
+	e.procs = nil
+	if e.dir != "" {
+		if err := os.RemoveAll(e.dir); err != nil {
+			errs = append(errs, fmt.Errorf("testenv: %w", err))
+		}
+		e.dir = ""
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Env) spawn(name, bin string, args ...string) error {
+	logPath := filepath.Join(e.dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.Dir = e.dir
+	// Children die with the test binary even when it is killed, so no process outlives a run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("testenv: start %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	e.procs = append(e.procs, p)
+	return nil
+}
+
+func (e *Env) waitHTTP(ctx context.Context, name, url string, header map[string]string, timeout time.Duration) error {
+	client := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // readiness probe only; clients verify the CA
+	}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	proc := e.procs[len(e.procs)-1]
+	var last string
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("testenv: %w", err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			body := make([]byte, 512)
+			n, _ := resp.Body.Read(body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(body[:n]))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-proc.done:
+			return fmt.Errorf("testenv: %s exited before it was ready:\n%s", name, tail(proc.log, 30))
+		case <-ctx.Done():
+			return fmt.Errorf("testenv: waiting for %s: %w", name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testenv: %s not ready after %s (last: %s):\n%s", name, timeout, last, tail(proc.log, 30))
+		}
+	}
+}
+
+// writeCredentials writes the service-account signing key pair and a static token file
+// holding one cluster-admin token, and returns the token.
+func (e *Env) writeCredentials() (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("testenv: %w", err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("testenv: %w", err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("testenv: %w", err)
+	}
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("testenv: %w", err)
+	}
+	token := hex.EncodeToString(raw)
+	files := map[string][]byte{
+		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
+		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+		"tokens.csv": []byte(token + ",admin,admin,system:masters\n"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(e.dir, name), data, 0o600); err != nil {
+			return "", fmt.Errorf("testenv: %w", err)
+		}
+	}
+	return token, nil
+}
+
+func writeKubeconfig(path string, cfg *rest.Config) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["testenv"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+	kc.Contexts["testenv"] = &clientcmdapi.Context{Cluster: "testenv", AuthInfo: "admin", Namespace: "default"}
+	kc.CurrentContext = "testenv"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("testenv: write kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// servingCA returns the PEM certificates kube-apiserver wrote for its self-signed serving
+// certificate; the file holds the leaf and the CA that signed it.
+func servingCA(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: read serving certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("testenv: %s holds no PEM certificate", path)
+	}
+	return data, nil
+}
+
+// freePorts reserves n distinct loopback ports by listening, then releases them for the
+// child processes. Holding all n listeners at once keeps the kernel from handing one twice.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("testenv: reserve port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func findBinaries(binDir string) (apiserver, etcd string, err error) {
+	if binDir == "" {
+		binDir = os.Getenv(BinDirEnv)
+	}
+	if binDir == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return "", "", err
+		}
+		binDir = filepath.Join(root, ".cache", "testenv", "bin")
+	}
+	apiserver = filepath.Join(binDir, "kube-apiserver")
+	if _, err := os.Stat(apiserver); err != nil {
+		return "", "", fmt.Errorf("testenv: kube-apiserver not found at %s: run `make testenv` first (or set %s)", apiserver, BinDirEnv)
+	}
+	etcd = filepath.Join(binDir, "etcd")
+	if _, err := os.Stat(etcd); err != nil {
+		etcd, err = exec.LookPath("etcd")
+		if err != nil {
+			return "", "", fmt.Errorf("testenv: etcd not found in %s or on PATH: run `make testenv` first (it installs Debian's etcd-server)", binDir)
+		}
+	}
+	return apiserver, etcd, nil
+}
+
+// moduleRoot walks up from the working directory to keyway's go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("testenv: %w", err)
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(data, []byte("module github.com/keyway-dev/keyway\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("testenv: keyway's go.mod not found above the working directory; set " + BinDirEnv)
+		}
+		dir = parent
+	}
+}
+
+func tail(path string, lines int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs or builds what internal/testenv starts, into a cache directory, and says what it
+# did. Idempotent: a second run only checks stamps and takes seconds.
+#   etcd            Debian's etcd-server (apt-get), or already on PATH
+#   kube-apiserver  built from the Go module proxy in ./kubeapiserver (its own go.mod)
+set -euo pipefail
+
+bin=${1:?usage: install.sh BIN_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$bin"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# etcd ----------------------------------------------------------------------------------
+if command -v etcd >/dev/null 2>&1; then
+  echo "testenv: etcd present: $(etcd --version 2>/dev/null | head -1)"
+else
+  echo "testenv: installing etcd-server from Debian"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq etcd-server >/dev/null
+  # The package starts a system etcd on the default ports; tests use their own on free ports.
+  as_root systemctl disable --now etcd >/dev/null 2>&1 || true
+  echo "testenv: installed $(etcd --version | head -1)"
+fi
+
+# build_tool NAME DIR PKG: build PKG in the tools module DIR unless the stamp (a hash of
+# the module's files) matches the cached binary's.
+build_tool() {
+  local name=$1 dir=$2 pkg=$3
+  local stamp
+  stamp=$(cd "$dir" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)
+  if [ -x "$bin/$name" ] && [ "$(cat "$bin/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
+    echo "testenv: $name present ($bin/$name, stamp $stamp)"
+    return
+  fi
+  echo "testenv: building $name from the Go module proxy (several minutes on a cold machine)"
+  local start=$SECONDS
+  (cd "$dir" && go build -trimpath -ldflags='-s -w' -o "$bin/$name.tmp" "$pkg")
+  mv "$bin/$name.tmp" "$bin/$name"
+  echo "$stamp" >"$bin/$name.stamp"
+  echo "testenv: built $name in $((SECONDS - start))s"
+}
+
+build_tool kube-apiserver "$here/kubeapiserver" k8s.io/kubernetes/cmd/kube-apiserver

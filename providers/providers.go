@@ -1,0 +1,192 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Sentinel errors. Providers wrap them (fmt.Errorf("…: %w", ErrNotFound)) so callers can decide
+// policy with errors.Is while the message still names the reference.
+var (
+	// ErrNotFound: the backend answered and has no secret at that path or version.
+	ErrNotFound = errors.New("secret not found")
+	// ErrPermissionDenied: the backend refused the read (403, AccessDenied, PERMISSION_DENIED).
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnavailable: the backend could not be reached or kept failing (5xx, throttling, timeouts).
+	ErrUnavailable = errors.New("backend unreachable")
+	// ErrNotConfigured: no provider is registered or configured under the reference's backend.
+	ErrNotConfigured = errors.New("backend not configured")
+)
+
+// Ref names one secret in one backend: the unit of fetching and of de-duplication.
+// Keys inside the secret are not part of it.
+type Ref struct {
+	Backend string // registry name: "file", "vault", "awssm", "gcpsm", …
+	Path    string // backend-specific path, name or ARN
+	Version string // empty means the backend's current version
+	// Params holds backend options that change what is read (kv-version=1, a URI's query),
+	// canonically encoded so equal references compare equal.
+	Params string
+}
+
+func (r Ref) String() string {
+	s := r.Backend + ":" + r.Path
+	if r.Version != "" {
+		s += "@" + r.Version
+	}
+	if r.Params != "" {
+		s += "?" + r.Params
+	}
+	return s
+}
+
+// Secret is one fetched secret: its keys and the version that was read.
+// Values are strings, numbers, bools, []byte, or nested map[string]any / []any
+// for backends that store structured data.
+type Secret struct {
+	Data    map[string]any
+	Version string
+}
+
+// Client reads secrets from one configured backend. It owns its connections.
+type Client interface {
+	// Fetch returns the secret that ref names. Errors wrap ErrNotFound, ErrPermissionDenied or
+	// ErrUnavailable where they apply, name the reference and never contain a secret value.
+	// Fetch must be safe for concurrent use and must return promptly once ctx is done.
+	Fetch(ctx context.Context, ref Ref) (Secret, error)
+	// Close releases connections; the client is unusable afterwards.
+	Close() error
+}
+
+// Settings configure one backend: flat keys (for example "secrets-file", "address") with string
+// values, so flags, environment variables and config files all map onto them the same way.
+// List values are comma-separated.
+type Settings map[string]string
+
+// List returns a comma-separated setting as a list, empty items dropped.
+func (s Settings) List(key string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s[key], ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// Provider is a stateless factory for one backend.
+type Provider interface {
+	// Name is the backend's registry name, as used in ref+NAME:// and --backend.
+	Name() string
+	// Open validates settings and builds a client. An unknown or malformed setting is an error
+	// naming the setting, never its value.
+	Open(ctx context.Context, settings Settings) (Client, error)
+}
+
+// Registry holds the available providers by name.
+type Registry struct {
+	byName map[string]Provider
+}
+
+// NewRegistry returns a registry holding ps; it panics on a duplicate name, which is a
+// programming error in main.
+func NewRegistry(ps ...Provider) *Registry {
+	r := &Registry{byName: map[string]Provider{}}
+	for _, p := range ps {
+		r.Register(p)
+	}
+	return r
+}
+
+// Register adds p and panics if its name is taken.
+func (r *Registry) Register(p Provider) {
+	if _, dup := r.byName[p.Name()]; dup {
+		panic(fmt.Sprintf("providers: provider %q registered twice", p.Name()))
+	}
+	r.byName[p.Name()] = p
+}
+
+// Names lists the registered backends, sorted.
+func (r *Registry) Names() []string { return slices.Sorted(maps.Keys(r.byName)) }
+
+// Lookup returns the provider registered under name.
+func (r *Registry) Lookup(name string) (Provider, bool) {
+	p, ok := r.byName[name]
+	return p, ok
+}
+
+// Clients opens each backend's client the first time a reference needs it, so a render that
+// never mentions Vault never contacts Vault, and hands the same client to every later caller.
+type Clients struct {
+	reg      *Registry
+	settings map[string]Settings
+
+	mu     sync.Mutex
+	open   map[string]*lazyClient
+	closed bool
+}
+
+type lazyClient struct {
+	once   sync.Once
+	client Client
+	err    error
+}
+
+// NewClients prepares lazily opened clients; settings is keyed by backend name.
+func NewClients(reg *Registry, settings map[string]Settings) *Clients {
+	return &Clients{reg: reg, settings: settings, open: map[string]*lazyClient{}}
+}
+
+// Fetch resolves ref through its backend's client.
+func (c *Clients) Fetch(ctx context.Context, ref Ref) (Secret, error) {
+	cl, err := c.Client(ctx, ref.Backend)
+	if err != nil {
+		return Secret{}, err
+	}
+	return cl.Fetch(ctx, ref)
+}
+
+// Client returns the open client for backend, opening it on first use.
+func (c *Clients) Client(ctx context.Context, backend string) (Client, error) {
+	p, ok := c.reg.Lookup(backend)
+	if !ok {
+		return nil, fmt.Errorf("%w: no backend named %q (known: %s)", ErrNotConfigured, backend, strings.Join(c.reg.Names(), ", "))
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("providers: clients closed")
+	}
+	lc, ok := c.open[backend]
+	if !ok {
+		lc = &lazyClient{}
+		c.open[backend] = lc
+	}
+	c.mu.Unlock()
+	lc.once.Do(func() {
+		lc.client, lc.err = p.Open(ctx, c.settings[backend])
+		if lc.err != nil {
+			lc.err = fmt.Errorf("backend %q: %w", backend, lc.err)
+		}
+	})
+	return lc.client, lc.err
+}
+
+// Close closes every client that was opened.
+func (c *Clients) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var errs []error
+	for _, lc := range c.open {
+		if lc.client != nil {
+			errs = append(errs, lc.client.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
