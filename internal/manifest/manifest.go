@@ -44,6 +44,12 @@ type Document struct {
 	Dir, Confine string
 
 	doc *yaml.Node
+	raw []byte // the document's exact text while it is unmodified
+}
+
+// MarkModified records that the node tree changed, so the document is re-encoded instead of
+// written back verbatim.
+func (d *Document) MarkModified() { d.raw = nil
 }
 
 // Node returns the document node, for encoding.
@@ -73,6 +79,10 @@ func (e *Error) Error() string {
 
 // Read parses every document of r. Empty documents (a lone "---", comments only) are
 // skipped but counted, so Index matches what an editor shows.
+//
+// The stream is split at document markers ("---" or "..." at the start of a line, which
+// YAML forbids inside any content) and each document is parsed on its own, so its exact text
+// can be written back unchanged when nothing in it was substituted.
 func Read(r io.Reader, source string, limits Limits) ([]*Document, error) {
 	limits = limits.withDefaults()
 	data, err := io.ReadAll(io.LimitReader(r, limits.MaxStreamBytes+1))
@@ -82,19 +92,15 @@ func Read(r io.Reader, source string, limits Limits) ([]*Document, error) {
 	if int64(len(data)) > limits.MaxStreamBytes {
 		return nil, &Error{Source: source, Index: -1, Msg: fmt.Sprintf("input is larger than %d bytes", limits.MaxStreamBytes)}
 	}
-	if err := checkDocumentSizes(data, source, limits.MaxDocumentBytes); err != nil {
-		return nil, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*Document
-	for i := 0; ; i++ {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return docs, nil
+	for i, c := range split(data) {
+		if len(c.text) > limits.MaxDocumentBytes {
+			return nil, &Error{Source: source, Index: i, Line: c.line, Msg: fmt.Sprintf("document is larger than %d bytes", limits.MaxDocumentBytes)}
 		}
-		if err != nil {
-			return nil, &Error{Source: source, Index: i, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		var n yaml.Node
+		if err := yaml.Unmarshal(c.text, &n); err != nil {
+			line, msg := relocate(err, c.line)
+			return nil, &Error{Source: source, Index: i, Line: line, Msg: msg}
 		}
 		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
 			continue
@@ -104,41 +110,107 @@ func Read(r io.Reader, source string, limits Limits) ([]*Document, error) {
 			continue
 		}
 		if err := checkShape(root, limits); err != nil {
-			return nil, &Error{Source: source, Index: i, Line: root.Line, Msg: err.Error()}
+			return nil, &Error{Source: source, Index: i, Line: c.line, Msg: err.Error()}
 		}
-		docs = append(docs, &Document{Source: source, Index: i, Root: root, doc: &n})
+		d := &Document{Source: source, Index: i, Root: root, doc: &n}
+		if c.verbatim {
+			d.raw = c.text
+		}
+		docs = append(docs, d)
 	}
+	return docs, nil
 }
 
-// checkDocumentSizes splits on document markers at the start of a line and refuses any
-// document above max. It over-approximates document boundaries, which is safe for a cap.
-func checkDocumentSizes(data []byte, source string, max int) error {
-	start, index := 0, 0
-	for off := 0; off <= len(data); {
+type chunk struct {
+	text     []byte
+	line     int  // 1-based line of the chunk's first byte in the stream
+	verbatim bool // the text can stand as a document on its own when written back
+}
+
+// split cuts a stream at lines that start with "---" or "..." followed by white space or
+// the end of the line. A bare "---" line is dropped; one carrying content ("--- |") stays
+// with its document, which is then always re-encoded.
+func split(data []byte) []chunk {
+	var chunks []chunk
+	cur := chunk{line: 1, verbatim: true}
+	begin := 0
+	line := 1
+	flush := func(end int) {
+		cur.text = data[begin:end]
+		chunks = append(chunks, cur)
+	}
+	for off := 0; off < len(data); line++ {
 		nl := bytes.IndexByte(data[off:], '\n')
 		end := len(data)
+		next := len(data)
 		if nl >= 0 {
 			end = off + nl
+			next = end + 1
 		}
-		line := data[off:end]
-		if bytes.HasPrefix(line, []byte("---")) && (len(line) == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r') {
-			if off-start > max {
-				return &Error{Source: source, Index: index, Msg: fmt.Sprintf("document is larger than %d bytes", max)}
+		l := bytes.TrimRight(data[off:end], "\r")
+		if marker(l, "---") || marker(l, "...") {
+			if off > begin || len(chunks) > 0 || marker(l, "...") {
+				flush(off)
 			}
-			if off > 0 {
-				index++
+			rest := bytes.TrimSpace(l[3:])
+			if marker(l, "---") && len(rest) > 0 && rest[0] != '#' {
+				begin = off // keep "--- |" with its document
+				cur = chunk{line: line, verbatim: false}
+			} else {
+				begin = next
+				cur = chunk{line: line + 1, verbatim: true}
 			}
-			start = off
 		}
-		if nl < 0 {
-			break
+		off = next
+	}
+	if begin < len(data) || len(chunks) == 0 {
+		flush(len(data))
+	}
+	// Directives (%YAML …) belong to the document after them.
+	out := chunks[:0]
+	var carry []byte
+	for _, c := range chunks {
+		if onlyDirectives(c.text) && bytes.Contains(c.text, []byte("%")) {
+			carry = append(carry, c.text...)
+			continue
 		}
-		off = end + 1
+		if carry != nil {
+			c.text = append(append(append([]byte(nil), carry...), "---\n"...), c.text...)
+			c.verbatim = false
+			carry = nil
+		}
+		out = append(out, c)
 	}
-	if len(data)-start > max {
-		return &Error{Source: source, Index: index, Msg: fmt.Sprintf("document is larger than %d bytes", max)}
+	return out
+}
+
+func marker(l []byte, m string) bool {
+	return bytes.HasPrefix(l, []byte(m)) && (len(l) == 3 || l[3] == ' ' || l[3] == '\t')
+}
+
+func onlyDirectives(text []byte) bool {
+	for l := range bytes.SplitSeq(text, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) > 0 && l[0] != '%' && l[0] != '#' {
+			return false
+		}
 	}
-	return nil
+	return true
+}
+
+// relocate shifts a yaml.v3 error's "line N" by the chunk's first line and drops the
+// "yaml: " prefix.
+func relocate(err error, first int) (int, string) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var n int
+	if _, scanErr := fmt.Sscanf(msg, "line %d:", &n); scanErr == nil {
+		line := n + first - 1
+		if i := strings.Index(msg, ":"); i >= 0 {
+			msg = strings.TrimSpace(msg[i+1:])
+		}
+		return line, msg
+	}
+	return 0, msg
 }
 
 // checkShape enforces depth and the expanded node count. Aliases are counted as the size of

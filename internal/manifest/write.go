@@ -40,15 +40,25 @@ func Encode(w io.Writer, docs []*Document, f Format) error {
 	var buf bytes.Buffer
 	switch f {
 	case YAML:
-		enc := yaml.NewEncoder(&buf)
-		enc.SetIndent(2)
-		for _, d := range docs {
+		for i, d := range docs {
+			if i > 0 {
+				buf.WriteString("---\n")
+			}
+			if d.raw != nil {
+				buf.Write(d.raw)
+				if len(d.raw) > 0 && d.raw[len(d.raw)-1] != '\n' {
+					buf.WriteByte('\n')
+				}
+				continue
+			}
+			enc := yaml.NewEncoder(&buf)
+			enc.SetIndent(2)
 			if err := enc.Encode(d.doc); err != nil {
 				return fmt.Errorf("%s: document %d: encode: %w", d.Source, d.Index, err)
 			}
-		}
-		if err := enc.Close(); err != nil {
-			return err
+			if err := enc.Close(); err != nil {
+				return fmt.Errorf("%s: document %d: encode: %w", d.Source, d.Index, err)
+			}
 		}
 	case JSON:
 		var out any
@@ -223,6 +233,10 @@ func scalarJSON(n *yaml.Node) (any, error) {
 		}
 		return n.Value, nil
 	case "!!float":
+		if isDecimalInteger(n.Value) {
+			// An integer too large for int64 resolves as a float in YAML; keep its digits.
+			return json.Number(strings.TrimPrefix(n.Value, "+")), nil
+		}
 		var f float64
 		if err := n.Decode(&f); err != nil {
 			return nil, err
@@ -235,4 +249,17 @@ func scalarJSON(n *yaml.Node) (any, error) {
 		return n.Value, nil
 	}
 	return n.Value, nil
+}
+
+func isDecimalInteger(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -321,7 +321,7 @@ func (w *walker) ref(p *reference.Placeholder) (providers.Ref, error) {
 // confine resolves a ref+file:// path against the manifest's directory and refuses one that
 // leaves the render root, following symbolic links.
 func confine(d *manifest.Document, p string) (string, error) {
-	dir, root := d.Dir, d.Confine
+	dir, root, orig := d.Dir, d.Confine, p
 	if dir == "" {
 		dir = "."
 	}
@@ -340,12 +340,12 @@ func confine(d *manifest.Document, p string) (string, error) {
 		return "", err
 	}
 	if !within(abs, rootAbs) {
-		return "", fmt.Errorf("file %q is outside the render root %q", p, rootAbs)
+		return "", fmt.Errorf("file %q is outside the render root", orig)
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("%w: file %q does not exist", providers.ErrNotFound, p)
+			return "", fmt.Errorf("%w: file %q does not exist", providers.ErrNotFound, orig)
 		}
 		return "", err
 	}
@@ -354,7 +354,7 @@ func confine(d *manifest.Document, p string) (string, error) {
 		return "", err
 	}
 	if !within(real, realRoot) {
-		return "", fmt.Errorf("file %q links outside the render root %q", p, rootAbs)
+		return "", fmt.Errorf("file %q links outside the render root", orig)
 	}
 	return real, nil
 }
@@ -430,10 +430,12 @@ func (e *Engine) substitute(s *site, results map[providers.Ref]*result) []Proble
 	if len(problems) > 0 {
 		if s.removable && missingOnly {
 			removeFrom(s.parent, s.node)
+			s.doc.MarkModified()
 			return nil
 		}
 		return problems
 	}
+	s.doc.MarkModified()
 
 	if _, ok := s.tmpl.Single(); ok && s.mode == modeTyped {
 		setTyped(s.node, values[0])
