@@ -203,10 +203,6 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) erro
 	defer cancel()
 	start := time.Now()
 
-	docs, err := render.Load(args, a.in, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes})
-	if err != nil {
-		return err
-	}
 	settings := map[string]providers.Settings{"file": {}}
 	if o.SecretsFile != "" {
 		settings["file"][file.SettingSecretsFile] = o.SecretsFile
@@ -217,8 +213,16 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) erro
 	clients := providers.NewClients(registry(), settings)
 	defer clients.Close()
 
-	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal})
-	stats, err := engine.Render(ctx, docs)
+	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log})
+	// Fetching starts while the input is still being parsed.
+	sess := engine.Start(ctx)
+	docs, err := render.Load(args, a.in, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes}, sess.Add)
+	if err != nil {
+		cancel()
+		_, _ = sess.Finish(nil)
+		return err
+	}
+	stats, err := sess.Finish(docs)
 	if err != nil {
 		var rerr *render.Error
 		if errors.As(err, &rerr) {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -43,13 +46,16 @@ type Document struct {
 	// against, and Confine the directory they may not leave. Set by the reader's caller.
 	Dir, Confine string
 
-	doc *yaml.Node
-	raw []byte // the document's exact text while it is unmodified
+	doc   *yaml.Node
+	raw   []byte // the document's exact text while it is unmodified
+	lines []int  // offsets of raw's lines, computed on the first splice
+	edits []edit // in-place scalar replacements to apply to raw
 }
 
 // MarkModified records that the node tree changed, so the document is re-encoded instead of
 // written back verbatim.
-func (d *Document) MarkModified() { d.raw = nil
+func (d *Document) MarkModified() {
+	d.raw, d.edits = nil, nil
 }
 
 // Node returns the document node, for encoding.
@@ -84,6 +90,13 @@ func (e *Error) Error() string {
 // YAML forbids inside any content) and each document is parsed on its own, so its exact text
 // can be written back unchanged when nothing in it was substituted.
 func Read(r io.Reader, source string, limits Limits) ([]*Document, error) {
+	return ReadFunc(r, source, limits, nil)
+}
+
+// ReadFunc is Read that also calls each for every document as soon as it is parsed, from the
+// parsing goroutines (so in no particular order and concurrently), letting a caller start
+// work on a document while the rest of the stream is still being parsed.
+func ReadFunc(r io.Reader, source string, limits Limits, each func(*Document)) ([]*Document, error) {
 	limits = limits.withDefaults()
 	data, err := io.ReadAll(io.LimitReader(r, limits.MaxStreamBytes+1))
 	if err != nil {
@@ -92,33 +105,68 @@ func Read(r io.Reader, source string, limits Limits) ([]*Document, error) {
 	if int64(len(data)) > limits.MaxStreamBytes {
 		return nil, &Error{Source: source, Index: -1, Msg: fmt.Sprintf("input is larger than %d bytes", limits.MaxStreamBytes)}
 	}
-	var docs []*Document
-	for i, c := range split(data) {
+	chunks := split(data)
+	for i, c := range chunks {
 		if len(c.text) > limits.MaxDocumentBytes {
 			return nil, &Error{Source: source, Index: i, Line: c.line, Msg: fmt.Sprintf("document is larger than %d bytes", limits.MaxDocumentBytes)}
 		}
-		var n yaml.Node
-		if err := yaml.Unmarshal(c.text, &n); err != nil {
-			line, msg := relocate(err, c.line)
-			return nil, &Error{Source: source, Index: i, Line: line, Msg: msg}
+	}
+	// Documents parse independently, so large streams use every core.
+	parsed := make([]*Document, len(chunks))
+	errs := make([]error, len(chunks))
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(chunks)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(chunks) {
+					return
+				}
+				parsed[i], errs[i] = parseChunk(chunks[i], i, source, limits)
+				if each != nil && parsed[i] != nil {
+					each(parsed[i])
+					// Let goroutines woken by each's work (network replies, timers) run now
+					// rather than at the next preemption, 10 ms away.
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	docs := make([]*Document, 0, len(chunks))
+	for i := range chunks {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
-			continue
+		if parsed[i] != nil {
+			docs = append(docs, parsed[i])
 		}
-		root := n.Content[0]
-		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-			continue
-		}
-		if err := checkShape(root, limits); err != nil {
-			return nil, &Error{Source: source, Index: i, Line: c.line, Msg: err.Error()}
-		}
-		d := &Document{Source: source, Index: i, Root: root, doc: &n}
-		if c.verbatim {
-			d.raw = c.text
-		}
-		docs = append(docs, d)
 	}
 	return docs, nil
+}
+
+func parseChunk(c chunk, i int, source string, limits Limits) (*Document, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(c.text, &n); err != nil {
+		line, msg := relocate(err, c.line)
+		return nil, &Error{Source: source, Index: i, Line: line, Msg: msg}
+	}
+	if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
+		return nil, nil
+	}
+	root := n.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, nil
+	}
+	if err := checkShape(root, limits); err != nil {
+		return nil, &Error{Source: source, Index: i, Line: c.line, Msg: err.Error()}
+	}
+	d := &Document{Source: source, Index: i, Root: root, doc: &n}
+	if c.verbatim {
+		d.raw = c.text
+	}
+	return d, nil
 }
 
 type chunk struct {
@@ -222,8 +270,10 @@ func checkShape(root *yaml.Node, limits Limits) error {
 		if depth > limits.MaxDepth {
 			return 0, fmt.Errorf("nesting is deeper than %d levels", limits.MaxDepth)
 		}
-		if s, ok := sizes[n]; ok {
-			return s, nil
+		if n.Anchor != "" {
+			if s, ok := sizes[n]; ok {
+				return s, nil
+			}
 		}
 		total := 1
 		switch n.Kind {
@@ -231,7 +281,10 @@ func checkShape(root *yaml.Node, limits Limits) error {
 			if n.Alias == nil {
 				return 0, errors.New("alias to an unknown anchor")
 			}
-			sizes[n] = 0 // an alias cycle counts as empty here; the encoder refuses it later
+			if _, busy := sizes[n]; busy {
+				return 0, errors.New("alias cycle")
+			}
+			sizes[n] = 0
 			s, err := size(n.Alias, depth)
 			if err != nil {
 				return 0, err
@@ -249,7 +302,9 @@ func checkShape(root *yaml.Node, limits Limits) error {
 				}
 			}
 		}
-		sizes[n] = total
+		if n.Anchor != "" {
+			sizes[n] = total
+		}
 		return total, nil
 	}
 	_, err := size(root, 0)

@@ -44,9 +44,9 @@ func Encode(w io.Writer, docs []*Document, f Format) error {
 			if i > 0 {
 				buf.WriteString("---\n")
 			}
-			if d.raw != nil {
-				buf.Write(d.raw)
-				if len(d.raw) > 0 && d.raw[len(d.raw)-1] != '\n' {
+			if text := d.text(); text != nil {
+				buf.Write(text)
+				if len(text) > 0 && text[len(text)-1] != '\n' {
 					buf.WriteByte('\n')
 				}
 				continue

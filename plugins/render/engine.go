@@ -5,13 +5,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -42,6 +46,9 @@ type Options struct {
 	Concurrency int
 	// MaxReferences bounds the placeholders in one render; default 100,000.
 	MaxReferences int
+	// Logger receives one debug record per fetch (reference, duration, outcome; never a
+	// value). Nil discards.
+	Logger *slog.Logger
 }
 
 // Engine renders documents. It is safe for concurrent use.
@@ -57,6 +64,9 @@ func New(f Fetcher, opts Options) *Engine {
 	}
 	if opts.MaxReferences <= 0 {
 		opts.MaxReferences = 100_000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{fetch: f, opts: opts}
 }
@@ -115,7 +125,7 @@ const (
 // site is one string field holding placeholders.
 type site struct {
 	doc       *manifest.Document
-	path      []string
+	path      []seg
 	parent    *yaml.Node // mapping or sequence holding node
 	node      *yaml.Node
 	tmpl      reference.Template
@@ -124,7 +134,7 @@ type site struct {
 	removable bool
 }
 
-func (s *site) field() string { return strings.Join(s.path, "") }
+func (s *site) field() string { return formatPath(s.path) }
 
 // docContext is what a document's annotations say about its references.
 type docContext struct {
@@ -138,40 +148,170 @@ type docContext struct {
 // Render substitutes every reference in docs in place. On any problem it returns *Error and
 // the documents must be discarded.
 func (e *Engine) Render(ctx context.Context, docs []*manifest.Document) (Stats, error) {
-	stats := Stats{Documents: len(docs)}
-	var problems []Problem
-	var sites []*site
-	count := 0
+	sess := e.Start(ctx)
 	for _, d := range docs {
-		dc, skip, err := readAnnotations(d)
-		if err != nil {
-			problems = append(problems, Problem{Source: d.Source, Document: d.Index, Reason: err.Error()})
-			continue
-		}
-		if skip {
-			continue
-		}
-		w := walker{engine: e, doc: d, dc: dc}
-		w.walk(d.Root, nil, nil)
-		problems = append(problems, w.problems...)
-		for _, s := range w.sites {
-			count += len(s.refs)
-		}
-		if count > e.opts.MaxReferences {
-			return stats, &Error{Problems: []Problem{{Source: d.Source, Document: d.Index, Reason: fmt.Sprintf("more than %d references in one render", e.opts.MaxReferences)}}}
-		}
-		sites = append(sites, w.sites...)
+		sess.Add(d)
 	}
+	return sess.Finish(docs)
+}
 
-	results := e.fetchAll(ctx, sites)
-	stats.Fetches = len(results)
+// Session is one render in progress: documents are added as they are parsed (from any
+// goroutine) and each new secret is fetched as soon as the first reference to it is seen,
+// so fetch latency overlaps with reading the rest of the input.
+type Session struct {
+	e   *Engine
+	ctx context.Context
 
-	for _, s := range sites {
-		ps := e.substitute(s, results)
-		if len(ps) == 0 {
-			stats.References += len(s.refs)
+	mu       sync.Mutex
+	docs     map[*manifest.Document]*docState
+	results  map[providers.Ref]*result
+	refCount int
+	overflow *Problem
+
+	queue   chan providers.Ref
+	pending []providers.Ref // refs waiting for room in queue
+	workers sync.WaitGroup
+}
+
+type docState struct {
+	sites    []*site
+	problems []Problem
+}
+
+// Start begins a render. Every Session must be finished with Finish.
+func (e *Engine) Start(ctx context.Context) *Session {
+	s := &Session{
+		e: e, ctx: ctx,
+		docs:    map[*manifest.Document]*docState{},
+		results: map[providers.Ref]*result{},
+		queue:   make(chan providers.Ref, 4096),
+	}
+	for range e.opts.Concurrency {
+		s.workers.Go(s.fetchLoop)
+	}
+	return s
+}
+
+// Add reads a document's annotations, finds its references and queues fetches for secrets
+// not seen before. It is safe for concurrent use.
+func (s *Session) Add(d *manifest.Document) {
+	st := &docState{}
+	dc, skip, err := readAnnotations(d)
+	switch {
+	case err != nil:
+		st.problems = append(st.problems, Problem{Source: d.Source, Document: d.Index, Reason: err.Error()})
+	case !skip:
+		w := walker{engine: s.e, doc: d, dc: dc}
+		w.walk(d.Root, nil, nil)
+		st.sites, st.problems = w.sites, w.problems
+	}
+	n := 0
+	for _, site := range st.sites {
+		n += len(site.refs)
+	}
+	s.mu.Lock()
+	s.docs[d] = st
+	s.refCount += n
+	if s.refCount > s.e.opts.MaxReferences {
+		if s.overflow == nil {
+			s.overflow = &Problem{Source: d.Source, Document: d.Index, Reason: fmt.Sprintf("more than %d references in one render", s.e.opts.MaxReferences)}
 		}
-		problems = append(problems, ps...)
+		s.mu.Unlock()
+		return
+	}
+	var fresh []providers.Ref
+	for _, site := range st.sites {
+		for _, r := range site.refs {
+			if _, ok := s.results[r]; !ok {
+				s.results[r] = &result{}
+				fresh = append(fresh, r)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range fresh {
+		select {
+		case s.queue <- r:
+		case <-s.ctx.Done():
+			s.mu.Lock()
+			s.pending = append(s.pending, r)
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *Session) fetchLoop() {
+	for r := range s.queue {
+		s.fetchOne(r)
+	}
+}
+
+func (s *Session) fetchOne(r providers.Ref) {
+	s.mu.Lock()
+	res := s.results[r]
+	s.mu.Unlock()
+	if err := s.ctx.Err(); err != nil {
+		res.err = fmt.Errorf("%w: %v", providers.ErrUnavailable, err)
+		return
+	}
+	start := time.Now()
+	res.secret, res.err = s.e.fetch.Fetch(s.ctx, r)
+	if res.err != nil {
+		s.e.opts.Logger.Debug("fetch failed", "ref", r.String(), "duration", time.Since(start), "error", res.err)
+	} else {
+		s.e.opts.Logger.Debug("fetched", "ref", r.String(), "keys", len(res.secret.Data), "duration", time.Since(start))
+	}
+}
+
+// Finish waits for every fetch and substitutes, in the order of docs (every added document
+// must be listed). On any problem it returns *Error and the documents must be discarded.
+func (s *Session) Finish(docs []*manifest.Document) (Stats, error) {
+	close(s.queue)
+	s.workers.Wait()
+	for _, r := range s.pending {
+		s.fetchOne(r)
+	}
+	stats := Stats{Documents: len(docs), Fetches: len(s.results)}
+	if s.overflow != nil {
+		return stats, &Error{Problems: []Problem{*s.overflow}}
+	}
+	// Documents substitute independently; spread them over the cores, then report problems
+	// in input order.
+	states := make([]*docState, len(docs))
+	for i, d := range docs {
+		states[i] = s.docs[d]
+	}
+	var next atomic.Int64
+	var refs atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(states)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(states) {
+					return
+				}
+				st := states[i]
+				if st == nil {
+					continue
+				}
+				for _, site := range st.sites {
+					ps := substitute(site, s.results)
+					if len(ps) == 0 {
+						refs.Add(int64(len(site.refs)))
+					}
+					st.problems = append(st.problems, ps...)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stats.References = int(refs.Load())
+	var problems []Problem
+	for _, st := range states {
+		if st != nil {
+			problems = append(problems, st.problems...)
+		}
 	}
 	if len(problems) > 0 {
 		return stats, &Error{Problems: problems}
@@ -215,65 +355,84 @@ type walker struct {
 	problems []Problem
 }
 
-func (w *walker) walk(n, parent *yaml.Node, path []string) {
+// seg is one step of a field path: a mapping key or a sequence index.
+type seg struct {
+	key string
+	idx int // -1 for a key
+}
+
+func formatPath(path []seg) string {
+	var b strings.Builder
+	for i, p := range path {
+		switch {
+		case p.idx >= 0:
+			b.WriteString("[" + strconv.Itoa(p.idx) + "]")
+		case strings.ContainsAny(p.key, ".[]"):
+			b.WriteString("[" + strconv.Quote(p.key) + "]")
+		default:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(p.key)
+		}
+	}
+	return b.String()
+}
+
+func (w *walker) walk(n, parent *yaml.Node, path []seg) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			seg := "." + key
-			if len(path) == 0 {
-				seg = key
-			}
-			if strings.ContainsAny(key, ".[]") {
-				seg = "[" + strconv.Quote(key) + "]"
-			}
-			w.walk(n.Content[i+1], n, append(path, seg))
+			w.walk(n.Content[i+1], n, append(path, seg{key: n.Content[i].Value, idx: -1}))
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			w.walk(c, n, append(path, "["+strconv.Itoa(i)+"]"))
+			w.walk(c, n, append(path, seg{idx: i}))
 		}
 	case yaml.ScalarNode:
-		if manifest.IsString(n) {
-			w.scalar(n, parent, path)
-		}
+		w.scalar(n, parent, path)
 	}
 	// Aliases are not followed: the anchored node is visited where it is defined, and
 	// substituting it in place updates every alias.
 }
 
-func (w *walker) scalar(n, parent *yaml.Node, path []string) {
+func (w *walker) scalar(n, parent *yaml.Node, path []seg) {
+	value := n.Value
+	dataField := len(path) == 2 && path[1].idx < 0 && (path[0].key == "data" || path[0].key == "stringData" || path[0].key == "binaryData")
+	isSecretData := w.dc.kind == "Secret" && dataField && path[0].key == "data"
+	hit := reference.Contains(value)
+	if !hit && !isSecretData {
+		return
+	}
+	// Only strings hold references; checking the tag resolves the scalar, so it comes after
+	// the cheap test above.
+	if !manifest.IsString(n) {
+		return
+	}
 	m := modeTyped
-	dataField := len(path) == 2 && (path[0] == "data" || path[0] == "stringData" || path[0] == "binaryData")
-	switch {
-	case w.dc.kind == "ConfigMap" && dataField:
-		m = modeString
-	case w.dc.kind == "Secret" && dataField:
+	if dataField && (w.dc.kind == "ConfigMap" || w.dc.kind == "Secret") {
 		m = modeString
 	}
-	value := n.Value
-	if reference.Contains(value) {
+	if hit {
 		w.add(n, parent, path, value, m)
 		return
 	}
-	if w.dc.kind == "Secret" && dataField && path[0] == "data" {
-		// A base64 value whose decoded text holds placeholders: decode, substitute, re-encode.
-		if dec, err := base64.StdEncoding.DecodeString(value); err == nil && reference.Contains(string(dec)) {
-			w.add(n, parent, path, string(dec), modeBase64)
-		}
+	// A base64 value whose decoded text holds placeholders: decode, substitute, re-encode.
+	if dec, err := base64.StdEncoding.DecodeString(value); err == nil && reference.Contains(string(dec)) {
+		w.add(n, parent, path, string(dec), modeBase64)
 	}
 }
 
-func (w *walker) add(n, parent *yaml.Node, path []string, text string, m mode) {
+func (w *walker) add(n, parent *yaml.Node, path []seg, text string, m mode) {
 	tmpl, err := reference.Parse(text, reference.Options{Generic: w.dc.genericPath != ""})
 	if err != nil {
-		w.problems = append(w.problems, Problem{Source: w.doc.Source, Document: w.doc.Index, Field: strings.Join(path, ""), Reason: err.Error()})
+		w.problems = append(w.problems, Problem{Source: w.doc.Source, Document: w.doc.Index, Field: formatPath(path), Reason: err.Error()})
 		return
 	}
 	if !tmpl.HasPlaceholders() {
 		return
 	}
-	s := &site{doc: w.doc, path: append([]string(nil), path...), parent: parent, node: n, tmpl: tmpl, mode: m, removable: w.dc.removeMissing}
+	s := &site{doc: w.doc, path: slices.Clone(path), parent: parent, node: n, tmpl: tmpl, mode: m, removable: w.dc.removeMissing}
 	for _, part := range tmpl.Parts {
 		if part.Placeholder == nil {
 			continue
@@ -369,43 +528,8 @@ type result struct {
 	err    error
 }
 
-// fetchAll fetches every distinct secret once, at most Concurrency at a time.
-func (e *Engine) fetchAll(ctx context.Context, sites []*site) map[providers.Ref]*result {
-	results := map[providers.Ref]*result{}
-	var order []providers.Ref
-	for _, s := range sites {
-		for _, r := range s.refs {
-			if _, ok := results[r]; !ok {
-				results[r] = &result{}
-				order = append(order, r)
-			}
-		}
-	}
-	sort.Slice(order, func(i, j int) bool { return order[i].String() < order[j].String() })
-	work := make(chan providers.Ref)
-	var wg sync.WaitGroup
-	for range min(e.opts.Concurrency, len(order)) {
-		wg.Go(func() {
-			for r := range work {
-				res := results[r]
-				if err := ctx.Err(); err != nil {
-					res.err = fmt.Errorf("%w: %v", providers.ErrUnavailable, err)
-					continue
-				}
-				res.secret, res.err = e.fetch.Fetch(ctx, r)
-			}
-		})
-	}
-	for _, r := range order {
-		work <- r
-	}
-	close(work)
-	wg.Wait()
-	return results
-}
-
 // substitute writes a site's values into its node, or returns its problems.
-func (e *Engine) substitute(s *site, results map[providers.Ref]*result) []Problem {
+func substitute(s *site, results map[providers.Ref]*result) []Problem {
 	var problems []Problem
 	values := make([]any, 0, len(s.refs))
 	missingOnly := true
@@ -435,10 +559,8 @@ func (e *Engine) substitute(s *site, results map[providers.Ref]*result) []Proble
 		}
 		return problems
 	}
-	s.doc.MarkModified()
-
 	if _, ok := s.tmpl.Single(); ok && s.mode == modeTyped {
-		setTyped(s.node, values[0])
+		setTyped(s.doc, s.node, values[0])
 		return nil
 	}
 	var b strings.Builder
@@ -455,7 +577,7 @@ func (e *Engine) substitute(s *site, results map[providers.Ref]*result) []Proble
 	if s.mode == modeBase64 {
 		text = base64.StdEncoding.EncodeToString([]byte(text))
 	}
-	setString(s.node, text)
+	setString(s.doc, s.node, text)
 	return nil
 }
 
@@ -489,18 +611,25 @@ func reason(err error) string {
 }
 
 // setTyped replaces a scalar's content with v's YAML form, in place so aliases follow.
-func setTyped(n *yaml.Node, v any) {
-	if s, ok := v.(string); ok {
-		setString(n, s)
+func setTyped(d *manifest.Document, n *yaml.Node, v any) {
+	switch t := v.(type) {
+	case string:
+		setString(d, n, t)
 		return
-	}
-	if b, ok := v.([]byte); ok {
-		setString(n, string(b))
+	case []byte:
+		setString(d, n, string(t))
 		return
+	case bool, int, int64, uint64, float64:
+		if !d.SpliceScalar(n, reference.Stringify(t)) {
+			d.MarkModified()
+		}
+	default:
+		d.MarkModified()
 	}
 	var repl yaml.Node
 	if err := repl.Encode(v); err != nil {
-		setString(n, reference.Stringify(v))
+		d.MarkModified()
+		setString(d, n, reference.Stringify(v))
 		return
 	}
 	anchor, line, col := n.Anchor, n.Line, n.Column
@@ -508,9 +637,13 @@ func setTyped(n *yaml.Node, v any) {
 	n.Anchor, n.Line, n.Column = anchor, line, col
 }
 
-// setString stores text as a string scalar; plain style is dropped where the text would read
-// back as another type ("true", "123") or across lines.
-func setString(n *yaml.Node, text string) {
+// setString stores text as a string scalar. In an unmodified document the scalar's source
+// text is replaced in place; otherwise the node is updated for re-encoding, where plain style
+// is dropped if the text would read back as another type ("true", "123") or spans lines.
+func setString(d *manifest.Document, n *yaml.Node, text string) {
+	if strings.ContainsAny(text, "\n\r") || !d.SpliceScalar(n, manifest.ScalarText(text)) {
+		d.MarkModified()
+	}
 	n.Kind, n.Tag, n.Value, n.Content = yaml.ScalarNode, "!!str", text, nil
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:

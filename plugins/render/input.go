@@ -18,7 +18,10 @@ import (
 // a walk outside the directory it started from. References to files (ref+file://) in a
 // document resolve against that document's directory and may not leave the directory the
 // path named (the current directory for stdin).
-func Load(paths []string, stdin io.Reader, limits manifest.Limits) ([]*manifest.Document, error) {
+//
+// each, when not nil, is called for every document as soon as it is parsed and located,
+// concurrently; Session.Add is meant to go there.
+func Load(paths []string, stdin io.Reader, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	var docs []*manifest.Document
 	stdinUsed := false
 	for _, p := range paths {
@@ -32,13 +35,13 @@ func Load(paths []string, stdin io.Reader, limits manifest.Limits) ([]*manifest.
 			if err != nil {
 				return nil, err
 			}
-			ds, err := manifest.Read(stdin, "<stdin>", limits)
+			ds, err := manifest.ReadFunc(stdin, "<stdin>", limits, locate(cwd, cwd, each))
 			if err != nil {
 				return nil, err
 			}
-			docs = append(docs, located(ds, cwd, cwd)...)
+			docs = append(docs, ds...)
 		default:
-			ds, err := loadPath(p, limits)
+			ds, err := loadPath(p, limits, each)
 			if err != nil {
 				return nil, err
 			}
@@ -48,7 +51,7 @@ func Load(paths []string, stdin io.Reader, limits manifest.Limits) ([]*manifest.
 	return docs, nil
 }
 
-func loadPath(p string, limits manifest.Limits) ([]*manifest.Document, error) {
+func loadPath(p string, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, err
@@ -62,12 +65,8 @@ func loadPath(p string, limits manifest.Limits) ([]*manifest.Document, error) {
 			return nil, err
 		}
 		defer f.Close()
-		ds, err := manifest.Read(f, p, limits)
-		if err != nil {
-			return nil, err
-		}
 		dir := filepath.Dir(p)
-		return located(ds, dir, dir), nil
+		return manifest.ReadFunc(f, p, limits, locate(dir, dir, each))
 	}
 	root, err := os.OpenRoot(p)
 	if err != nil {
@@ -99,19 +98,22 @@ func loadPath(p string, limits manifest.Limits) ([]*manifest.Document, error) {
 			return fmt.Errorf("%s: not a regular file", filepath.Join(p, rel))
 		}
 		name := filepath.Join(p, rel)
-		ds, err := manifest.Read(f, name, limits)
+		ds, err := manifest.ReadFunc(f, name, limits, locate(filepath.Dir(name), p, each))
 		if err != nil {
 			return err
 		}
-		docs = append(docs, located(ds, filepath.Dir(name), p)...)
+		docs = append(docs, ds...)
 		return nil
 	})
 	return docs, err
 }
 
-func located(ds []*manifest.Document, dir, confine string) []*manifest.Document {
-	for _, d := range ds {
+// locate sets where a document's relative file references resolve before handing it on.
+func locate(dir, confine string, each func(*manifest.Document)) func(*manifest.Document) {
+	return func(d *manifest.Document) {
 		d.Dir, d.Confine = dir, confine
+		if each != nil {
+			each(d)
+		}
 	}
-	return ds
 }
