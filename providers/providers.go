@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -79,13 +80,20 @@ func (s Settings) List(key string) []string {
 	return out
 }
 
+// Config is what a provider is opened with.
+type Config struct {
+	Settings Settings
+	// Logger receives the provider's own records (login, renewal, fallbacks); never values.
+	Logger *slog.Logger
+}
+
 // Provider is a stateless factory for one backend.
 type Provider interface {
 	// Name is the backend's registry name, as used in ref+NAME:// and --backend.
 	Name() string
-	// Open validates settings and builds a client. An unknown or malformed setting is an error
-	// naming the setting, never its value.
-	Open(ctx context.Context, settings Settings) (Client, error)
+	// Open validates the settings and builds a client. An unknown or malformed setting is an
+	// error naming the setting, never its value.
+	Open(ctx context.Context, cfg Config) (Client, error)
 }
 
 // Registry holds the available providers by name.
@@ -125,6 +133,7 @@ func (r *Registry) Lookup(name string) (Provider, bool) {
 type Clients struct {
 	reg      *Registry
 	settings map[string]Settings
+	log      *slog.Logger
 
 	mu     sync.Mutex
 	open   map[string]*lazyClient
@@ -137,9 +146,13 @@ type lazyClient struct {
 	err    error
 }
 
-// NewClients prepares lazily opened clients; settings is keyed by backend name.
-func NewClients(reg *Registry, settings map[string]Settings) *Clients {
-	return &Clients{reg: reg, settings: settings, open: map[string]*lazyClient{}}
+// NewClients prepares lazily opened clients; settings is keyed by backend name. A nil
+// logger discards.
+func NewClients(reg *Registry, settings map[string]Settings, log *slog.Logger) *Clients {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Clients{reg: reg, settings: settings, log: log, open: map[string]*lazyClient{}}
 }
 
 // Fetch resolves ref through its backend's client.
@@ -169,7 +182,7 @@ func (c *Clients) Client(ctx context.Context, backend string) (Client, error) {
 	}
 	c.mu.Unlock()
 	lc.once.Do(func() {
-		lc.client, lc.err = p.Open(ctx, c.settings[backend])
+		lc.client, lc.err = p.Open(ctx, Config{Settings: c.settings[backend], Logger: c.log.With("backend", backend)})
 		if lc.err != nil {
 			lc.err = fmt.Errorf("backend %q: %w", backend, lc.err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/file"
+	"github.com/keyway-dev/keyway/providers/vault"
 )
 
 // renderOptions are `keyway render`'s settings; flags, the environment and --config fill them.
@@ -30,6 +31,10 @@ type renderOptions struct {
 	Timeout      time.Duration
 	MaxDocBytes  int
 	MaxRefsTotal int
+	Vault        vaultFlags
+
+	// sections holds the config file's per-backend sections.
+	sections map[string]map[string]string
 }
 
 func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
@@ -42,12 +47,7 @@ func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up the whole render after this long")
 	fs.IntVar(&o.MaxDocBytes, "max-document-bytes", 16<<20, "refuse a document larger than this")
 	fs.IntVar(&o.MaxRefsTotal, "max-references", 100_000, "refuse a render with more references than this")
-}
-
-// registry lists every backend this binary knows. Backends without a provider yet are not
-// registered, so their references fail with "backend not configured".
-func registry() *providers.Registry {
-	return providers.NewRegistry(file.Provider{})
+	o.Vault.BindFlags(fs)
 }
 
 func newRenderCommand(a *app) *cobra.Command {
@@ -109,9 +109,11 @@ func (o *renderOptions) complete(cmd *cobra.Command, env lookupEnv) error {
 		}
 	}
 	if o.ConfigFile != "" {
-		if err := applyConfigFile(fs, o.ConfigFile); err != nil {
+		sections, err := applyConfigFile(fs, o.ConfigFile)
+		if err != nil {
 			return err
 		}
+		o.sections = sections
 	}
 	if o.Backend == "" && o.SecretsFile != "" {
 		o.Backend = "file"
@@ -152,21 +154,31 @@ func backendForAVPType(t string) (string, error) {
 var pathFlags = map[string]bool{"secrets-file": true, "age-identity": true}
 
 // applyConfigFile sets every flag not already given (on the command line or in the
-// environment) from a YAML file keyed by flag name.
-func applyConfigFile(fs *pflag.FlagSet, path string) error {
+// environment) from a YAML file keyed by flag name, and returns its per-backend sections
+// (vault: {address: …}).
+func applyConfigFile(fs *pflag.FlagSet, path string) (map[string]map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return usagef("--config: %v", err)
+		return nil, usagef("--config: %v", err)
 	}
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return usagef("--config %s: not a YAML mapping of settings", path)
+		return nil, usagef("--config %s: not a YAML mapping of settings", path)
 	}
 	dir := filepath.Dir(path)
+	sections := map[string]map[string]string{}
 	for key, v := range raw {
+		if isProviderSection(key) {
+			sec, err := sectionSettings(v, key)
+			if err != nil {
+				return nil, usagef("--config %s: %v", path, err)
+			}
+			sections[key] = sec
+			continue
+		}
 		f := fs.Lookup(key)
 		if f == nil || key == "config" || key == "help" {
-			return usagef("--config %s: unknown setting %q", path, key)
+			return nil, usagef("--config %s: unknown setting %q", path, key)
 		}
 		if flagSetBy(f) {
 			continue
@@ -192,10 +204,10 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 			}
 		}
 		if err := setFlag(f, strings.Join(items, ",")); err != nil {
-			return usagef("--config %s: setting %q: %v", path, key, err)
+			return nil, usagef("--config %s: setting %q: %v", path, key, err)
 		}
 	}
-	return nil
+	return sections, nil
 }
 
 func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) error {
@@ -210,7 +222,14 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) erro
 	if len(o.AgeIdentity) > 0 {
 		settings["file"][file.SettingAgeIdentity] = strings.Join(o.AgeIdentity, ",")
 	}
-	clients := providers.NewClients(registry(), settings)
+	vs, err := vaultSettings(cmd.Flags(), &o.Vault, o.sections["vault"], a.env)
+	if err != nil {
+		return err
+	}
+	if vs[vault.SettingAddress] != "" {
+		settings["vault"] = vs
+	}
+	clients := providers.NewClients(registry(), settings, a.log)
 	defer clients.Close()
 
 	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log})

@@ -14,14 +14,17 @@ import (
 //	var env *testenv.Env
 //
 //	func TestMain(m *testing.M) { testenv.Run(m, &env) }
-func Run(m *testing.M, env **Env) {
-	os.Exit(run(m, env))
+//
+// Each setup runs after the API server is ready (to start Vault beside it, say); a failing
+// setup stops everything and fails the binary.
+func Run(m *testing.M, env **Env, setups ...func(context.Context, *Env) error) {
+	os.Exit(run(m, env, setups))
 }
 
-func run(m *testing.M, env **Env) int {
+func run(m *testing.M, env **Env, setups []func(context.Context, *Env) error) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	e, err := Start(ctx, Options{})
-	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -31,6 +34,12 @@ func run(m *testing.M, env **Env) int {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	for _, setup := range setups {
+		if err := setup(ctx, e); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
 	fmt.Fprintf(os.Stderr, "testenv: etcd + kube-apiserver ready in %s\n", e.StartupTime.Round(time.Millisecond))
 	*env = e
 	return m.Run()

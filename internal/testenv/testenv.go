@@ -150,6 +150,25 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	return env, nil
 }
 
+// stopProcess stops one named process early.
+func (e *Env) stopProcess(name string) error {
+	for i, p := range e.procs {
+		if p.name != name {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		e.procs = append(e.procs[:i], e.procs[i+1:]...)
+		return nil
+	}
+	return nil
+}
+
 // Stop terminates the processes (SIGTERM, then SIGKILL after 10 s) and removes the
 // temporary directory. It is safe to call more than once.
 func (e *Env) Stop() error {
@@ -176,6 +195,11 @@ func (e *Env) Stop() error {
 }
 
 func (e *Env) spawn(name, bin string, args ...string) error {
+	return e.spawnEnv(name, bin, nil, args...)
+}
+
+// spawnEnv starts a process with extra environment variables on top of a minimal base.
+func (e *Env) spawnEnv(name, bin string, extraEnv []string, args ...string) error {
 	logPath := filepath.Join(e.dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -185,6 +209,9 @@ func (e *Env) spawn(name, bin string, args ...string) error {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = e.dir
+	if extraEnv != nil {
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, extraEnv...)
+	}
 	// Children die with the test binary even when it is killed, so no process outlives a run.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -323,16 +350,37 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func findBinaries(binDir string) (apiserver, etcd string, err error) {
-	if binDir == "" {
-		binDir = os.Getenv(BinDirEnv)
+func binDir(dir string) (string, error) {
+	if dir == "" {
+		dir = os.Getenv(BinDirEnv)
 	}
-	if binDir == "" {
+	if dir == "" {
 		root, err := moduleRoot()
 		if err != nil {
-			return "", "", err
+			return "", err
 		}
-		binDir = filepath.Join(root, ".cache", "testenv", "bin")
+		dir = filepath.Join(root, ".cache", "testenv", "bin")
+	}
+	return dir, nil
+}
+
+// findBinary locates a cached test binary by name.
+func findBinary(name string) (string, error) {
+	dir, err := binDir("")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("testenv: %s not found at %s: run `make testenv` first (or set %s)", name, p, BinDirEnv)
+	}
+	return p, nil
+}
+
+func findBinaries(dir string) (apiserver, etcd string, err error) {
+	binDir, err := binDir(dir)
+	if err != nil {
+		return "", "", err
 	}
 	apiserver = filepath.Join(binDir, "kube-apiserver")
 	if _, err := os.Stat(apiserver); err != nil {

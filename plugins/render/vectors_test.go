@@ -68,7 +68,7 @@ func renderVector(t testing.TB, v vector) (string, error) {
 	}
 	clients := providers.NewClients(providers.NewRegistry(file.Provider{}), map[string]providers.Settings{
 		"file": {file.SettingSecretsFile: filepath.Join(dir, "secrets.yaml")},
-	})
+	}, nil)
 	defer clients.Close()
 	if _, err := render.New(clients, render.Options{DefaultBackend: "file"}).Render(t.Context(), docs); err != nil {
 		return "", err

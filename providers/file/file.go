@@ -39,7 +39,8 @@ func (Provider) Name() string { return "file" }
 
 // Open implements providers.Provider. The secrets file, when set, is read and decrypted here,
 // once.
-func (Provider) Open(_ context.Context, settings providers.Settings) (providers.Client, error) {
+func (Provider) Open(_ context.Context, cfg providers.Config) (providers.Client, error) {
+	settings := cfg.Settings
 	for k := range settings {
 		if k != SettingSecretsFile && k != SettingAgeIdentity {
 			return nil, fmt.Errorf("unknown setting %q (known: %s, %s)", k, SettingSecretsFile, SettingAgeIdentity)

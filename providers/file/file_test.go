@@ -53,7 +53,7 @@ func TestConformancePlain(t *testing.T) {
 			return seeded()
 		},
 		Open: func(t *testing.T) providers.Client {
-			c, err := file.Provider{}.Open(t.Context(), providers.Settings{file.SettingSecretsFile: path})
+			c, err := file.Provider{}.Open(t.Context(), providers.Config{Settings: providers.Settings{file.SettingSecretsFile: path}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestConformanceAgeEncrypted(t *testing.T) {
 			return seeded()
 		},
 		Open: func(t *testing.T) providers.Client {
-			c, err := file.Provider{}.Open(t.Context(), providers.Settings{file.SettingSecretsFile: path, file.SettingAgeIdentity: idPath})
+			c, err := file.Provider{}.Open(t.Context(), providers.Config{Settings: providers.Settings{file.SettingSecretsFile: path, file.SettingAgeIdentity: idPath}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,7 +157,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := file.Provider{}.Open(t.Context(), tt.settings)
+			c, err := file.Provider{}.Open(t.Context(), providers.Config{Settings: tt.settings})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Open: %v", err)

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/file"
+	"github.com/keyway-dev/keyway/providers/vault"
+)
+
+// registry lists every backend this binary knows.
+func registry() *providers.Registry {
+	return providers.NewRegistry(file.Provider{}, vault.Provider{})
+}
+
+// vaultFlags are the Vault settings common enough for their own flag; every other setting
+// goes through --vault-setting KEY=VALUE or the config file's vault: section.
+type vaultFlags struct {
+	Address, Namespace, AuthMethod, AuthMount, Role, TokenFile, JWTFile, KVVersion, CACert string
+	Settings                                                                               []string
+}
+
+func (v *vaultFlags) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&v.Address, "vault-address", "", "Vault address (VAULT_ADDR)")
+	fs.StringVar(&v.Namespace, "vault-namespace", "", "Vault Enterprise namespace (VAULT_NAMESPACE)")
+	fs.StringVar(&v.AuthMethod, "vault-auth-method", "", "token, approle, kubernetes, userpass or jwt (AVP_AUTH_TYPE); default token")
+	fs.StringVar(&v.AuthMount, "vault-auth-mount", "", "mount path of the auth method (default: its name)")
+	fs.StringVar(&v.Role, "vault-role", "", "role for kubernetes and jwt login (AVP_K8S_ROLE)")
+	fs.StringVar(&v.TokenFile, "vault-token-file", "", "file holding a Vault token (default ~/.vault-token; VAULT_TOKEN also works)")
+	fs.StringVar(&v.JWTFile, "vault-jwt-file", "", "service-account token or JWT for kubernetes/jwt login (AVP_K8S_TOKEN_PATH)")
+	fs.StringVar(&v.KVVersion, "vault-kv-version", "", "KV version when detection is not permitted: 1 or 2 (AVP_KV_VERSION)")
+	fs.StringVar(&v.CACert, "vault-ca-cert", "", "CA certificate file for Vault's TLS (VAULT_CACERT)")
+	fs.StringSliceVar(&v.Settings, "vault-setting", nil, "any other Vault setting as KEY=VALUE (repeatable): role-id-file, secret-id-file, username,\npassword-file, kv-versions, path-validation, ca-path, client-cert, client-key, tls-server-name,\nskip-verify, max-in-flight, request-timeout, max-retries, allowed-namespaces")
+}
+
+// envSettings maps the Vault CLI's and argocd-vault-plugin's environment onto settings, so a
+// repo-server configured for AVP works by swapping the binary.
+var envSettings = []struct{ env, setting string }{
+	{"VAULT_ADDR", vault.SettingAddress},
+	{"VAULT_NAMESPACE", vault.SettingNamespace},
+	{"VAULT_TOKEN", vault.SettingToken},
+	{"VAULT_CACERT", vault.SettingCACert},
+	{"VAULT_CAPATH", vault.SettingCAPath},
+	{"VAULT_CLIENT_CERT", vault.SettingClientCert},
+	{"VAULT_CLIENT_KEY", vault.SettingClientKey},
+	{"VAULT_TLS_SERVER_NAME", vault.SettingTLSServerName},
+	{"VAULT_SKIP_VERIFY", vault.SettingSkipVerify},
+	{"VAULT_MAX_RETRIES", vault.SettingMaxRetries},
+	{"AVP_AUTH_TYPE", vault.SettingAuthMethod},
+	{"AVP_ROLE_ID", vault.SettingRoleID},
+	{"AVP_SECRET_ID", vault.SettingSecretID},
+	{"AVP_K8S_ROLE", vault.SettingRole},
+	{"AVP_K8S_MOUNT_PATH", vault.SettingAuthMount},
+	{"AVP_MOUNT_PATH", vault.SettingAuthMount},
+	{"AVP_K8S_TOKEN_PATH", vault.SettingJWTFile},
+	{"AVP_KV_VERSION", vault.SettingKVVersion},
+	{"AVP_PATH_VALIDATION", vault.SettingPathValidation},
+	{"AVP_USERNAME", vault.SettingUsername},
+	{"AVP_PASSWORD", vault.SettingPassword},
+}
+
+// vaultSettings assembles the Vault settings, lowest precedence first: the config file's
+// vault: section, the environment (VAULT_*, AVP_*), --vault-setting, then the named flags
+// (given on the command line or as KEYWAY_VAULT_*).
+func vaultSettings(fs *pflag.FlagSet, v *vaultFlags, section map[string]string, env lookupEnv) (providers.Settings, error) {
+	s := providers.Settings{}
+	for k, val := range section {
+		s[k] = val
+	}
+	for _, m := range envSettings {
+		if val, ok := env(m.env); ok && val != "" {
+			if m.setting == vault.SettingAuthMount {
+				val = strings.TrimPrefix(strings.Trim(val, "/"), "auth/")
+			}
+			s[m.setting] = val
+		}
+	}
+	for _, kv := range v.Settings {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--vault-setting %q: want KEY=VALUE", kv)
+		}
+		s[k] = val
+	}
+	for flag, setting := range map[string]string{
+		"vault-address": vault.SettingAddress, "vault-namespace": vault.SettingNamespace,
+		"vault-auth-method": vault.SettingAuthMethod, "vault-auth-mount": vault.SettingAuthMount,
+		"vault-role": vault.SettingRole, "vault-token-file": vault.SettingTokenFile,
+		"vault-jwt-file": vault.SettingJWTFile, "vault-kv-version": vault.SettingKVVersion,
+		"vault-ca-cert": vault.SettingCACert,
+	} {
+		if f := fs.Lookup(flag); f != nil && flagSetBy(f) {
+			s[setting] = f.Value.String()
+		}
+	}
+	method := strings.ToLower(s[vault.SettingAuthMethod])
+	if (method == "" || method == "token") && s[vault.SettingToken] == "" && s[vault.SettingTokenFile] == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			if p := filepath.Join(home, ".vault-token"); fileExists(p) {
+				s[vault.SettingTokenFile] = p
+			}
+		}
+	}
+	return s, nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// providerSections are the config file's per-backend sections (vault: {address: …}).
+var providerSections = []string{"vault"}
+
+func sectionSettings(raw any, name string) (map[string]string, error) {
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("section %q must be a mapping of settings", name)
+	}
+	out := map[string]string{}
+	for k, v := range m {
+		switch t := v.(type) {
+		case []any:
+			var items []string
+			for _, e := range t {
+				items = append(items, fmt.Sprint(e))
+			}
+			out[k] = strings.Join(items, ",")
+		default:
+			out[k] = fmt.Sprint(t)
+		}
+	}
+	return out, nil
+}
+
+func isProviderSection(key string) bool { return slices.Contains(providerSections, key) }
