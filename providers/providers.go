@@ -52,6 +52,28 @@ func (r Ref) String() string {
 type Secret struct {
 	Data    map[string]any
 	Version string
+	// Whole is the secret as one value when the backend stores a single value (a plain-text
+	// or binary secret); such backends also expose it as Data["value"]. A URI reference
+	// without a JSON pointer selects Whole when set, Data otherwise.
+	Whole any
+}
+
+// Result is one secret of a batch read.
+type Result struct {
+	Secret Secret
+	Err    error
+}
+
+// BatchClient is a Client that reads several secrets in one call (AWS BatchGetSecretValue).
+type BatchClient interface {
+	Client
+	// MaxBatch is the most refs one FetchBatch call takes.
+	MaxBatch() int
+	// Batchable reports whether ref can go into a batch (a pinned version, say, may not).
+	Batchable(ref Ref) bool
+	// FetchBatch reads refs, returning one Result per ref in order, under the same rules
+	// as Fetch.
+	FetchBatch(ctx context.Context, refs []Ref) []Result
 }
 
 // Client reads secrets from one configured backend. It owns its connections.
@@ -162,6 +184,35 @@ func (c *Clients) Fetch(ctx context.Context, ref Ref) (Secret, error) {
 		return Secret{}, err
 	}
 	return cl.Fetch(ctx, ref)
+}
+
+// Batcher returns the batch size for ref's backend and whether ref may be batched; 0 means
+// fetch it alone. Opening the backend's client is attempted here, so a backend that fails to
+// open reports that through Fetch.
+func (c *Clients) Batcher(ctx context.Context, ref Ref) int {
+	cl, err := c.Client(ctx, ref.Backend)
+	if err != nil {
+		return 0
+	}
+	bc, ok := cl.(BatchClient)
+	if !ok || !bc.Batchable(ref) {
+		return 0
+	}
+	return bc.MaxBatch()
+}
+
+// FetchBatch reads refs of one backend through its BatchClient.
+func (c *Clients) FetchBatch(ctx context.Context, refs []Ref) []Result {
+	out := make([]Result, len(refs))
+	cl, err := c.Client(ctx, refs[0].Backend)
+	bc, ok := cl.(BatchClient)
+	if err != nil || !ok {
+		for i, r := range refs {
+			out[i].Secret, out[i].Err = c.Fetch(ctx, r)
+		}
+		return out
+	}
+	return bc.FetchBatch(ctx, refs)
 }
 
 // Client returns the open client for backend, opening it on first use.

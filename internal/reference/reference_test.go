@@ -145,7 +145,7 @@ func TestSelectPointer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		p := &Placeholder{Kind: URI, Pointer: tt.ptr}
-		got, err := p.Select(data)
+		got, err := p.Select(data, nil)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s: err = %v, want %q", tt.ptr, err, tt.wantErr)

@@ -19,8 +19,9 @@ import (
 // ErrKeyMissing means the secret exists but has no value at the placeholder's key or pointer.
 var ErrKeyMissing = errors.New("key missing")
 
-// Select picks the placeholder's value out of a fetched secret's data.
-func (p *Placeholder) Select(data map[string]any) (any, error) {
+// Select picks the placeholder's value out of a fetched secret's data. whole, when not nil,
+// is the secret as a single value, selected by a URI reference without a pointer.
+func (p *Placeholder) Select(data map[string]any, whole any) (any, error) {
 	if p.Kind != URI {
 		v, ok := data[p.Key]
 		if !ok || v == nil {
@@ -29,6 +30,9 @@ func (p *Placeholder) Select(data map[string]any) (any, error) {
 		return v, nil
 	}
 	if p.Pointer == "" {
+		if whole != nil {
+			return whole, nil
+		}
 		return data, nil
 	}
 	var cur any = data

@@ -168,8 +168,9 @@ type Session struct {
 	refCount int
 	overflow *Problem
 
-	queue   chan providers.Ref
-	pending []providers.Ref // refs waiting for room in queue
+	queue   chan []providers.Ref // work items: one ref, or a batch for a BatchFetcher
+	pending [][]providers.Ref    // work that found the queue full after ctx ended
+	batches map[string][]providers.Ref
 	workers sync.WaitGroup
 }
 
@@ -184,7 +185,8 @@ func (e *Engine) Start(ctx context.Context) *Session {
 		e: e, ctx: ctx,
 		docs:    map[*manifest.Document]*docState{},
 		results: map[providers.Ref]*result{},
-		queue:   make(chan providers.Ref, 4096),
+		queue:   make(chan []providers.Ref, 4096),
+		batches: map[string][]providers.Ref{},
 	}
 	for range e.opts.Concurrency {
 		s.workers.Go(s.fetchLoop)
@@ -229,47 +231,96 @@ func (s *Session) Add(d *manifest.Document) {
 		}
 	}
 	s.mu.Unlock()
+	bf, canBatch := s.e.fetch.(BatchFetcher)
 	for _, r := range fresh {
-		select {
-		case s.queue <- r:
-		case <-s.ctx.Done():
-			s.mu.Lock()
-			s.pending = append(s.pending, r)
-			s.mu.Unlock()
+		if canBatch {
+			if n := bf.Batcher(s.ctx, r); n > 1 {
+				s.mu.Lock()
+				b := append(s.batches[r.Backend], r)
+				if len(b) < n {
+					s.batches[r.Backend] = b
+					s.mu.Unlock()
+					continue
+				}
+				delete(s.batches, r.Backend)
+				s.mu.Unlock()
+				s.dispatch(b)
+				continue
+			}
 		}
+		s.dispatch([]providers.Ref{r})
+	}
+}
+
+// BatchFetcher is implemented by fetchers that can read several secrets of one backend in
+// one call; *providers.Clients does, for backends whose client is a providers.BatchClient.
+type BatchFetcher interface {
+	Fetcher
+	// Batcher returns how many refs of ref's backend one batch takes, or 0 to fetch ref alone.
+	Batcher(ctx context.Context, ref providers.Ref) int
+	FetchBatch(ctx context.Context, refs []providers.Ref) []providers.Result
+}
+
+func (s *Session) dispatch(work []providers.Ref) {
+	select {
+	case s.queue <- work:
+	case <-s.ctx.Done():
+		s.mu.Lock()
+		s.pending = append(s.pending, work)
+		s.mu.Unlock()
 	}
 }
 
 func (s *Session) fetchLoop() {
-	for r := range s.queue {
-		s.fetchOne(r)
+	for work := range s.queue {
+		s.fetch(work)
 	}
 }
 
-func (s *Session) fetchOne(r providers.Ref) {
+func (s *Session) fetch(work []providers.Ref) {
 	s.mu.Lock()
-	res := s.results[r]
+	res := make([]*result, len(work))
+	for i, r := range work {
+		res[i] = s.results[r]
+	}
 	s.mu.Unlock()
 	if err := s.ctx.Err(); err != nil {
-		res.err = fmt.Errorf("%w: %v", providers.ErrUnavailable, err)
+		for _, r := range res {
+			r.err = fmt.Errorf("%w: %v", providers.ErrUnavailable, err)
+		}
 		return
 	}
 	start := time.Now()
-	res.secret, res.err = s.e.fetch.Fetch(s.ctx, r)
-	if res.err != nil {
-		s.e.opts.Logger.Debug("fetch failed", "ref", r.String(), "duration", time.Since(start), "error", res.err)
+	if len(work) == 1 {
+		res[0].secret, res[0].err = s.e.fetch.Fetch(s.ctx, work[0])
 	} else {
-		s.e.opts.Logger.Debug("fetched", "ref", r.String(), "keys", len(res.secret.Data), "duration", time.Since(start))
+		for i, out := range s.e.fetch.(BatchFetcher).FetchBatch(s.ctx, work) {
+			res[i].secret, res[i].err = out.Secret, out.Err
+		}
+	}
+	for i, r := range work {
+		if res[i].err != nil {
+			s.e.opts.Logger.Debug("fetch failed", "ref", r.String(), "batch", len(work), "duration", time.Since(start), "error", res[i].err)
+		} else {
+			s.e.opts.Logger.Debug("fetched", "ref", r.String(), "batch", len(work), "keys", len(res[i].secret.Data), "duration", time.Since(start))
+		}
 	}
 }
 
 // Finish waits for every fetch and substitutes, in the order of docs (every added document
 // must be listed). On any problem it returns *Error and the documents must be discarded.
 func (s *Session) Finish(docs []*manifest.Document) (Stats, error) {
+	s.mu.Lock()
+	rest := s.batches
+	s.batches = nil
+	s.mu.Unlock()
+	for _, b := range rest {
+		s.dispatch(b)
+	}
 	close(s.queue)
 	s.workers.Wait()
-	for _, r := range s.pending {
-		s.fetchOne(r)
+	for _, work := range s.pending {
+		s.fetch(work)
 	}
 	stats := Stats{Documents: len(docs), Fetches: len(s.results)}
 	if s.overflow != nil {
@@ -585,7 +636,7 @@ func resolve(p *reference.Placeholder, res *result) (any, error) {
 	if res.err != nil {
 		return nil, res.err
 	}
-	v, err := p.Select(res.secret.Data)
+	v, err := p.Select(res.secret.Data, res.secret.Whole)
 	if err != nil {
 		return nil, err
 	}

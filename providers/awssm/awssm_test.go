@@ -1,0 +1,214 @@
+package awssm_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/render"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/awssm"
+	"github.com/keyway-dev/keyway/providers/providertest"
+	"github.com/keyway-dev/keyway/providers/providertest/awsfake"
+)
+
+func settings(fake *awsfake.Server) providers.Settings {
+	return providers.Settings{
+		awssm.SettingRegion:          awsfake.Region,
+		awssm.SettingEndpoint:        fake.URL,
+		awssm.SettingAccessKeyID:     awsfake.AccessKeyID,
+		awssm.SettingSecretAccessKey: awsfake.SecretAccessKey,
+		awssm.SettingMaxAttempts:     "4",
+	}
+}
+
+func openClient(t testing.TB, s providers.Settings, log *slog.Logger) providers.Client {
+	t.Helper()
+	c, err := awssm.Provider{}.Open(t.Context(), providers.Config{Settings: s, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func jsonOf(kv map[string]string) string {
+	b, _ := json.Marshal(kv)
+	return string(b)
+}
+
+func TestConformance(t *testing.T) {
+	fake := awsfake.New()
+	defer fake.Close()
+	providertest.Run(t, providertest.Fixture{
+		Seed: func(t *testing.T, secrets map[string]map[string]string, versions map[string]map[string]map[string]string) providertest.Seeded {
+			for p, vs := range versions {
+				fake.Put(p, jsonOf(vs["1"]))
+			}
+			for p, kv := range secrets {
+				fake.Put(p, jsonOf(kv))
+			}
+			stage := map[string]string{"1": "AWSPREVIOUS", "99": "NOSUCHSTAGE"}
+			return providertest.Seeded{
+				Ref:     func(p string) providers.Ref { return providers.Ref{Backend: "awssm", Path: p} },
+				Version: func(p, v string) providers.Ref { return providers.Ref{Backend: "awssm", Path: p, Version: stage[v]} },
+			}
+		},
+		Open: func(t *testing.T) providers.Client { return openClient(t, settings(fake), nil) },
+	})
+}
+
+func TestValuesVersionsAndARNs(t *testing.T) {
+	fake := awsfake.New()
+	defer fake.Close()
+	firstID := fake.Put("plain", "v1-text")
+	fake.Put("plain", "v2-text")
+	fake.PutBinary("bin", []byte{0, 1, 2, 0xff})
+	fake.Put("json", `{"user":"u","port":5432}`)
+	c := openClient(t, settings(fake), nil)
+	tests := []struct {
+		name  string
+		ref   providers.Ref
+		check func(providers.Secret) bool
+	}{
+		{"plain string is one value", providers.Ref{Path: "plain"}, func(s providers.Secret) bool { return s.Whole == "v2-text" && s.Data["value"] == "v2-text" }},
+		{"AWSPREVIOUS", providers.Ref{Path: "plain", Version: "AWSPREVIOUS"}, func(s providers.Secret) bool { return s.Whole == "v1-text" }},
+		{"version id", providers.Ref{Path: "plain", Version: firstID}, func(s providers.Secret) bool { return s.Whole == "v1-text" }},
+		{"binary", providers.Ref{Path: "bin"}, func(s providers.Secret) bool { return bytes.Equal(s.Whole.([]byte), []byte{0, 1, 2, 0xff}) }},
+		{"JSON keys", providers.Ref{Path: "json"}, func(s providers.Secret) bool { return s.Data["user"] == "u" && s.Data["port"] == float64(5432) }},
+		{"by ARN", providers.Ref{Path: fake.ARN("json")}, func(s providers.Secret) bool { return s.Data["user"] == "u" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := c.Fetch(t.Context(), tt.ref)
+			if err != nil || !tt.check(s) {
+				t.Fatalf("Fetch = %+v, %v", s, err)
+			}
+		})
+	}
+}
+
+func TestErrorShapes(t *testing.T) {
+	fake := awsfake.New()
+	defer fake.Close()
+	for _, n := range []string{"denied", "kms", "down", "throttled"} {
+		fake.Put(n, "CANARY-"+n)
+	}
+	fake.SetFault("denied", &awsfake.Fault{ErrorCode: "AccessDeniedException"})
+	fake.SetFault("kms", &awsfake.Fault{ErrorCode: "DecryptionFailure"})
+	fake.SetFault("down", &awsfake.Fault{ErrorCode: "InternalServiceError"})
+	fake.SetFault("throttled", &awsfake.Fault{Throttle: 2})
+	c := openClient(t, settings(fake), nil)
+	tests := []struct {
+		path string
+		is   error
+	}{
+		{"missing", providers.ErrNotFound},
+		{"denied", providers.ErrPermissionDenied},
+		{"kms", providers.ErrPermissionDenied},
+		{"down", providers.ErrUnavailable},
+		{"throttled", nil}, // the adaptive retryer rides out two throttles
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			_, err := c.Fetch(t.Context(), providers.Ref{Path: tt.path})
+			if tt.is == nil {
+				if err != nil {
+					t.Fatalf("err = %v, want success after retries", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.is) || strings.Contains(err.Error(), "CANARY") {
+				t.Fatalf("err = %v, want %v without the value", err, tt.is)
+			}
+		})
+	}
+	if n := fake.Calls("GetSecretValue"); n < 5+2 {
+		t.Fatalf("GetSecretValue calls = %d; the throttled secret should have been retried", n)
+	}
+	// A signature made with the wrong secret key is refused the way AWS refuses it.
+	bad := settings(fake)
+	bad[awssm.SettingSecretAccessKey] = "wrong"
+	bad[awssm.SettingMaxAttempts] = "1"
+	_, err := openClient(t, bad, nil).Fetch(t.Context(), providers.Ref{Path: "denied"})
+	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), "InvalidSignatureException") {
+		t.Fatalf("wrong key: err = %v, want InvalidSignatureException", err)
+	}
+}
+
+// workload: refs references over distinct secrets, through the render engine.
+func renderWorkload(t testing.TB, fake *awsfake.Server, c *providers.Clients, distinct, refs int) render.Stats {
+	t.Helper()
+	var b strings.Builder
+	for i := range refs {
+		if i%10 == 0 {
+			fmt.Fprintf(&b, "---\nkind: ConfigMap\nmetadata: {name: c%d}\ndata:\n", i)
+		}
+		fmt.Fprintf(&b, "  k%d: <path:prod/app%d#password>\n", i, i%distinct)
+	}
+	docs, err := manifest.Read(strings.NewReader(b.String()), "w.yaml", manifest.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := render.New(c, render.Options{DefaultBackend: "awssm"}).Render(t.Context(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats
+}
+
+func seed(fake *awsfake.Server, distinct int) {
+	for i := range distinct {
+		fake.Put(fmt.Sprintf("prod/app%d", i), fmt.Sprintf(`{"password":"pw-%d"}`, i))
+	}
+}
+
+// TestBatching: 500 distinct secrets in one render take ⌈500/20⌉ = 25 BatchGetSecretValue
+// calls and no GetSecretValue; with the batch API refused, keyway falls back to one
+// GetSecretValue per secret.
+func TestBatching(t *testing.T) {
+	fake := awsfake.New()
+	defer fake.Close()
+	seed(fake, 500)
+	clients := providers.NewClients(providers.NewRegistry(awssm.Provider{}), map[string]providers.Settings{"awssm": settings(fake)}, nil)
+	defer clients.Close()
+	stats := renderWorkload(t, fake, clients, 500, 10_000)
+	if b, g := fake.Calls("BatchGetSecretValue"), fake.Calls("GetSecretValue"); b != 25 || g != 0 || stats.Fetches != 500 {
+		t.Fatalf("batch calls = %d, single calls = %d, fetches = %d; want 25, 0, 500", b, g, stats.Fetches)
+	}
+
+	fake.ResetCalls()
+	fake.DenyBatch(true)
+	var logs bytes.Buffer
+	denied := providers.NewClients(providers.NewRegistry(awssm.Provider{}), map[string]providers.Settings{"awssm": settings(fake)}, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer denied.Close()
+	renderWorkload(t, fake, denied, 500, 10_000)
+	if b, g := fake.Calls("BatchGetSecretValue"), fake.Calls("GetSecretValue"); b < 1 || b > 16 || g != 500 {
+		t.Fatalf("after denial: batch calls = %d, single calls = %d; want a few refused batches then 500 singles", b, g)
+	}
+	if !strings.Contains(logs.String(), "BatchGetSecretValue refused") {
+		t.Fatalf("no warning about the refused batch API:\n%s", logs.String())
+	}
+}
+
+// BenchmarkRenderAWS: 10,000 references over 500 secrets with 5 ms per call.
+func BenchmarkRenderAWS(b *testing.B) {
+	fake := awsfake.New()
+	defer fake.Close()
+	seed(fake, 500)
+	fake.SetLatency(5 * time.Millisecond)
+	fake.ResetCalls()
+	for b.Loop() {
+		clients := providers.NewClients(providers.NewRegistry(awssm.Provider{}), map[string]providers.Settings{"awssm": settings(fake)}, nil)
+		renderWorkload(b, fake, clients, 500, 10_000)
+		clients.Close()
+	}
+	b.ReportMetric(float64(fake.Calls("BatchGetSecretValue"))/float64(b.N), "batch-calls/render")
+	b.ReportMetric(float64(fake.Calls("GetSecretValue"))/float64(b.N), "get-calls/render")
+}

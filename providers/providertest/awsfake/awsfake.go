@@ -1,0 +1,435 @@
+// Package awsfake is a wire-level fake of AWS Secrets Manager for tests and local trials: an
+// HTTP server speaking the service's JSON 1.1 protocol (X-Amz-Target) to the unmodified
+// official SDK. It verifies SigV4 signatures against known credentials, keeps version stages,
+// returns the service's real error shapes, and can inject latency, throttling and failures
+// per secret while counting calls.
+package awsfake
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Test credentials the fake accepts.
+const (
+	AccessKeyID     = "AKIAKEYWAYTEST000001"
+	SecretAccessKey = "keyway-test-secret-access-key"
+	Region          = "us-east-1"
+	Account         = "123456789012"
+)
+
+type version struct {
+	id     string
+	str    *string
+	bin    []byte
+	stages []string
+}
+
+type secret struct {
+	name, arn string
+	versions  []*version
+}
+
+// Fault changes how the fake answers for one secret.
+type Fault struct {
+	Latency   time.Duration
+	Throttle  int    // answer ThrottlingException this many times first
+	ErrorCode string // answer with this error every time (AccessDeniedException, DecryptionFailure, InternalServiceError, …)
+}
+
+// Server is the fake.
+type Server struct {
+	*httptest.Server
+
+	mu        sync.Mutex
+	secrets   map[string]*secret // by name and by ARN
+	faults    map[string]*Fault
+	calls     map[string]int
+	denyBatch bool
+	latency   time.Duration
+	seq       int
+}
+
+// New starts a fake on a loopback port. Close it when done.
+func New() *Server {
+	f := &Server{secrets: map[string]*secret{}, faults: map[string]*Fault{}, calls: map[string]int{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	return f
+}
+
+// Put stores a new version of a string secret, moving AWSCURRENT to it and AWSPREVIOUS to
+// the one before. It returns the version id.
+func (f *Server) Put(name, value string) string { return f.put(name, &value, nil) }
+
+// PutBinary stores a new version of a binary secret.
+func (f *Server) PutBinary(name string, value []byte) string { return f.put(name, nil, value) }
+
+func (f *Server) put(name string, str *string, bin []byte) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.secrets[name]
+	if !ok {
+		f.seq++
+		s = &secret{name: name, arn: fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s-%06d", Region, Account, name, f.seq)}
+		f.secrets[name] = s
+		f.secrets[s.arn] = s
+	}
+	for _, v := range s.versions {
+		v.stages = without(v.stages, "AWSPREVIOUS")
+		if contains(v.stages, "AWSCURRENT") {
+			v.stages = append(without(v.stages, "AWSCURRENT"), "AWSPREVIOUS")
+		}
+	}
+	f.seq++
+	id := fmt.Sprintf("%08x-0000-4000-8000-%012x", f.seq, f.seq)
+	s.versions = append(s.versions, &version{id: id, str: str, bin: bin, stages: []string{"AWSCURRENT"}})
+	return id
+}
+
+// ARN returns a stored secret's ARN.
+func (f *Server) ARN(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.secrets[name].arn
+}
+
+// SetFault installs a fault for a secret (by name), nil to clear it.
+func (f *Server) SetFault(name string, fault *Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fault == nil {
+		delete(f.faults, name)
+		return
+	}
+	f.faults[name] = fault
+}
+
+// SetLatency adds latency to every call.
+func (f *Server) SetLatency(d time.Duration) { f.mu.Lock(); f.latency = d; f.mu.Unlock() }
+
+// DenyBatch makes BatchGetSecretValue answer AccessDeniedException, as for a policy
+// without secretsmanager:BatchGetSecretValue.
+func (f *Server) DenyBatch(deny bool) { f.mu.Lock(); f.denyBatch = deny; f.mu.Unlock() }
+
+// Calls returns how many calls of an operation ("GetSecretValue", …) were answered,
+// including rejected ones.
+func (f *Server) Calls(op string) int { f.mu.Lock(); defer f.mu.Unlock(); return f.calls[op] }
+
+// ResetCalls zeroes the counters.
+func (f *Server) ResetCalls() { f.mu.Lock(); f.calls = map[string]int{}; f.mu.Unlock() }
+
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, apiError{400, "SerializationException", "cannot read body"})
+		return
+	}
+	target := r.Header.Get("X-Amz-Target")
+	op, ok := strings.CutPrefix(target, "secretsmanager.")
+	if r.Method != http.MethodPost || !ok {
+		writeError(w, apiError{400, "UnknownOperationException", "unknown operation " + target})
+		return
+	}
+	f.mu.Lock()
+	f.calls[op]++
+	latency := f.latency
+	f.mu.Unlock()
+	if e := verifySigV4(r, body); e != nil {
+		writeError(w, *e)
+		return
+	}
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+	var in map[string]any
+	if err := json.Unmarshal(body, &in); err != nil {
+		writeError(w, apiError{400, "SerializationException", "malformed JSON"})
+		return
+	}
+	var out any
+	var e *apiError
+	switch op {
+	case "GetSecretValue":
+		out, e = f.getSecretValue(in)
+	case "BatchGetSecretValue":
+		out, e = f.batchGet(in)
+	case "DescribeSecret":
+		out, e = f.describe(in)
+	case "ListSecrets":
+		out, e = f.list()
+	default:
+		e = &apiError{400, "UnknownOperationException", "operation " + op + " is not implemented by the fake"}
+	}
+	if e != nil {
+		writeError(w, *e)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func writeError(w http.ResponseWriter, e apiError) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-ErrorType", e.code)
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"__type": e.code, "Message": e.msg})
+}
+
+var errNotFound = apiError{400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret."}
+
+// fault applies a secret's fault; the caller holds no lock.
+func (f *Server) fault(name string) *apiError {
+	f.mu.Lock()
+	fl := f.faults[name]
+	var latency time.Duration
+	var e *apiError
+	if fl != nil {
+		latency = fl.Latency
+		switch {
+		case fl.Throttle > 0:
+			fl.Throttle--
+			e = &apiError{400, "ThrottlingException", "Rate exceeded"}
+		case fl.ErrorCode != "":
+			e = &apiError{400, fl.ErrorCode, "injected " + fl.ErrorCode}
+			if fl.ErrorCode == "InternalServiceError" {
+				e.status = 500
+			}
+		}
+	}
+	f.mu.Unlock()
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+	return e
+}
+
+func (f *Server) lookup(id, versionID, stage string) (*secret, *version, *apiError) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.secrets[id]
+	if !ok {
+		return nil, nil, &errNotFound
+	}
+	if stage == "" && versionID == "" {
+		stage = "AWSCURRENT"
+	}
+	for _, v := range s.versions {
+		if (versionID == "" || v.id == versionID) && (stage == "" || contains(v.stages, stage)) {
+			return s, v, nil
+		}
+	}
+	return nil, nil, &apiError{400, "ResourceNotFoundException", "Secrets Manager can't find the specified secret value for staging label: " + stage}
+}
+
+func entry(s *secret, v *version) map[string]any {
+	m := map[string]any{"ARN": s.arn, "Name": s.name, "VersionId": v.id, "VersionStages": v.stages, "CreatedDate": 1.7e9}
+	if v.str != nil {
+		m["SecretString"] = *v.str
+	}
+	if v.bin != nil {
+		m["SecretBinary"] = v.bin // encoding/json writes base64, as the service does
+	}
+	return m
+}
+
+func (f *Server) getSecretValue(in map[string]any) (any, *apiError) {
+	id, _ := in["SecretId"].(string)
+	if id == "" {
+		return nil, &apiError{400, "ValidationException", "1 validation error detected: Value null at 'secretId' failed to satisfy constraint"}
+	}
+	versionID, _ := in["VersionId"].(string)
+	stage, _ := in["VersionStage"].(string)
+	if e := f.fault(f.nameOf(id)); e != nil {
+		return nil, e
+	}
+	s, v, e := f.lookup(id, versionID, stage)
+	if e != nil {
+		return nil, e
+	}
+	return entry(s, v), nil
+}
+
+func (f *Server) nameOf(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.secrets[id]; ok {
+		return s.name
+	}
+	return id
+}
+
+func (f *Server) batchGet(in map[string]any) (any, *apiError) {
+	f.mu.Lock()
+	deny := f.denyBatch
+	f.mu.Unlock()
+	if deny {
+		return nil, &apiError{400, "AccessDeniedException", "User is not authorized to perform: secretsmanager:BatchGetSecretValue"}
+	}
+	list, _ := in["SecretIdList"].([]any)
+	if len(list) == 0 || len(list) > 20 {
+		return nil, &apiError{400, "ValidationException", "SecretIdList must hold 1 to 20 ids"}
+	}
+	values := []any{}
+	errs := []any{}
+	for _, x := range list {
+		id, _ := x.(string)
+		if e := f.fault(f.nameOf(id)); e != nil {
+			if e.code == "ThrottlingException" || e.status >= 500 {
+				return nil, e // the whole call is throttled or fails
+			}
+			errs = append(errs, map[string]any{"SecretId": id, "ErrorCode": e.code, "Message": e.msg})
+			continue
+		}
+		s, v, e := f.lookup(id, "", "")
+		if e != nil {
+			errs = append(errs, map[string]any{"SecretId": id, "ErrorCode": e.code, "Message": e.msg})
+			continue
+		}
+		values = append(values, entry(s, v))
+	}
+	return map[string]any{"SecretValues": values, "Errors": errs}, nil
+}
+
+func (f *Server) describe(in map[string]any) (any, *apiError) {
+	id, _ := in["SecretId"].(string)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.secrets[id]
+	if !ok {
+		return nil, &errNotFound
+	}
+	stages := map[string][]string{}
+	for _, v := range s.versions {
+		if len(v.stages) > 0 {
+			stages[v.id] = v.stages
+		}
+	}
+	return map[string]any{"ARN": s.arn, "Name": s.name, "VersionIdsToStages": stages}, nil
+}
+
+func (f *Server) list() (any, *apiError) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var names []string
+	for k, s := range f.secrets {
+		if k == s.name {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	out := []any{}
+	for _, n := range names {
+		out = append(out, map[string]any{"ARN": f.secrets[n].arn, "Name": n})
+	}
+	return map[string]any{"SecretList": out}, nil
+}
+
+// verifySigV4 recomputes the request's AWS Signature Version 4 from the headers it says it
+// signed and compares it with the one sent.
+func verifySigV4(r *http.Request, body []byte) *apiError {
+	auth := r.Header.Get("Authorization")
+	rest, ok := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 ")
+	if !ok {
+		return &apiError{400, "MissingAuthenticationTokenException", "Missing Authentication Token"}
+	}
+	fields := map[string]string{}
+	for part := range strings.SplitSeq(rest, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		fields[k] = v
+	}
+	cred := strings.Split(fields["Credential"], "/")
+	if len(cred) != 5 || cred[4] != "aws4_request" {
+		return &apiError{400, "IncompleteSignatureException", "malformed Credential"}
+	}
+	if cred[0] != AccessKeyID {
+		return &apiError{400, "UnrecognizedClientException", "The security token included in the request is invalid."}
+	}
+	if cred[3] != "secretsmanager" {
+		return &apiError{400, "InvalidSignatureException", "Credential should be scoped to correct service: 'secretsmanager'."}
+	}
+	amzDate := r.Header.Get("X-Amz-Date")
+	if !strings.HasPrefix(amzDate, cred[1]) {
+		return &apiError{400, "InvalidSignatureException", "date in Credential scope does not match X-Amz-Date"}
+	}
+	if t, err := time.Parse("20060102T150405Z", amzDate); err != nil || time.Since(t).Abs() > 15*time.Minute {
+		return &apiError{400, "InvalidSignatureException", "Signature expired or X-Amz-Date malformed"}
+	}
+	payload := sha256.Sum256(body)
+	payloadHex := hex.EncodeToString(payload[:])
+	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != payloadHex {
+		return &apiError{400, "InvalidSignatureException", "payload hash does not match X-Amz-Content-Sha256"}
+	}
+	signed := strings.Split(fields["SignedHeaders"], ";")
+	var ch strings.Builder
+	for _, h := range signed {
+		var v string
+		switch h {
+		case "host":
+			v = r.Host
+		case "content-length":
+			v = strconv.FormatInt(r.ContentLength, 10)
+		default:
+			v = strings.Join(r.Header.Values(h), ",")
+		}
+		ch.WriteString(h + ":" + strings.Join(strings.Fields(v), " ") + "\n")
+	}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	canonical := strings.Join([]string{r.Method, path, r.URL.RawQuery, ch.String(), fields["SignedHeaders"], payloadHex}, "\n")
+	ch256 := sha256.Sum256([]byte(canonical))
+	scope := strings.Join(cred[1:], "/")
+	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(ch256[:])
+	key := hmacSHA256([]byte("AWS4"+SecretAccessKey), cred[1])
+	key = hmacSHA256(key, cred[2])
+	key = hmacSHA256(key, cred[3])
+	key = hmacSHA256(key, "aws4_request")
+	want := hex.EncodeToString(hmacSHA256(key, toSign))
+	if !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
+		return &apiError{400, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."}
+	}
+	return nil
+}
+
+func hmacSHA256(key []byte, data string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(data))
+	return m.Sum(nil)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func without(list []string, s string) []string {
+	out := list[:0:0]
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	return out
+}
