@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/keyway-dev/keyway/providers/providertest/awsfake"
+	"github.com/keyway-dev/keyway/providers/providertest/gcpfake"
 )
 
 func TestMain(m *testing.M) {
@@ -28,6 +31,23 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("QUICKSTART", quickstart)
+			// Wire-level AWS and GCP fakes for the scripts, seeded with a few secrets.
+			aws := awsfake.New()
+			env.Defer(aws.Close)
+			aws.Put("prod/db", `{"url":"postgres://db/prod","password":"aws-pw"}`)
+			aws.Put("prod/token", "aws-plain-token")
+			env.Setenv("AWS_FAKE", aws.URL)
+			env.Setenv("AWS_FAKE_KEY", awsfake.AccessKeyID)
+			env.Setenv("AWS_FAKE_SECRET", awsfake.SecretAccessKey)
+			gcp, err := gcpfake.New(env.WorkDir)
+			if err != nil {
+				return err
+			}
+			env.Defer(gcp.Close)
+			gcp.Add("projects/p/secrets/api", []byte(`{"key":"gcp-key"}`))
+			env.Setenv("GCP_FAKE", gcp.Addr)
+			env.Setenv("GCP_FAKE_CA", gcp.CAFile)
+			env.Setenv("GCP_FAKE_TOKEN", gcpfake.Token)
 			return nil
 		},
 	})

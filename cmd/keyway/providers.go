@@ -10,13 +10,72 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/awssm"
 	"github.com/keyway-dev/keyway/providers/file"
+	"github.com/keyway-dev/keyway/providers/gcpsm"
 	"github.com/keyway-dev/keyway/providers/vault"
 )
 
 // registry lists every backend this binary knows.
 func registry() *providers.Registry {
-	return providers.NewRegistry(file.Provider{}, vault.Provider{})
+	return providers.NewRegistry(file.Provider{}, vault.Provider{}, awssm.Provider{}, gcpsm.Provider{})
+}
+
+// cloudFlags are the AWS and GCP settings with a flag of their own; the rest go through
+// --setting BACKEND.KEY=VALUE or the config file's awssm:/gcpsm: sections. Credentials come
+// from each SDK's default chain (AWS_* variables, profiles, IRSA, IMDS; Application Default
+// Credentials, workload identity) unless set here.
+type cloudFlags struct {
+	AWSRegion, AWSProfile, AWSRoleARN, AWSExternalID, AWSEndpoint string
+	GCPEndpoint, GCPCredentialsFile                               string
+	Settings                                                      []string
+}
+
+func (c *cloudFlags) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.AWSRegion, "aws-region", "", "AWS region for Secrets Manager (an ARN's own region wins)")
+	fs.StringVar(&c.AWSProfile, "aws-profile", "", "AWS shared-config profile")
+	fs.StringVar(&c.AWSRoleARN, "aws-role-arn", "", "IAM role to assume for Secrets Manager reads")
+	fs.StringVar(&c.AWSExternalID, "aws-external-id", "", "external id for --aws-role-arn")
+	fs.StringVar(&c.AWSEndpoint, "aws-endpoint", "", "Secrets Manager endpoint override (VPC endpoints)")
+	fs.StringVar(&c.GCPEndpoint, "gcp-endpoint", "", "Secret Manager endpoint override (host:port)")
+	fs.StringVar(&c.GCPCredentialsFile, "gcp-credentials-file", "", "service-account key file (default: Application Default Credentials)")
+	fs.StringSliceVar(&c.Settings, "setting", nil, "any backend setting as BACKEND.KEY=VALUE (repeatable), e.g. awssm.max-attempts=8")
+}
+
+// cloudSettings assembles awssm and gcpsm settings: config sections, then --setting, then
+// the named flags.
+func cloudSettings(fs *pflag.FlagSet, c *cloudFlags, sections map[string]map[string]string) (map[string]providers.Settings, error) {
+	out := map[string]providers.Settings{"awssm": {}, "gcpsm": {}}
+	for backend := range out {
+		for k, v := range sections[backend] {
+			out[backend][k] = v
+		}
+	}
+	for _, kv := range c.Settings {
+		key, val, ok := strings.Cut(kv, "=")
+		backend, k, ok2 := strings.Cut(key, ".")
+		if !ok || !ok2 || k == "" {
+			return nil, usagef("--setting %q: want BACKEND.KEY=VALUE", kv)
+		}
+		if backend == "vault" || backend == "file" {
+			return nil, usagef("--setting %q: use --vault-setting or the file flags for %s", kv, backend)
+		}
+		if _, known := out[backend]; !known {
+			return nil, usagef("--setting %q: unknown backend %q", kv, backend)
+		}
+		out[backend][k] = val
+	}
+	for flag, dst := range map[string][2]string{
+		"aws-region": {"awssm", awssm.SettingRegion}, "aws-profile": {"awssm", awssm.SettingProfile},
+		"aws-role-arn": {"awssm", awssm.SettingRoleARN}, "aws-external-id": {"awssm", awssm.SettingExternalID},
+		"aws-endpoint": {"awssm", awssm.SettingEndpoint},
+		"gcp-endpoint": {"gcpsm", gcpsm.SettingEndpoint}, "gcp-credentials-file": {"gcpsm", gcpsm.SettingCredentialsFile},
+	} {
+		if f := fs.Lookup(flag); f != nil && flagSetBy(f) {
+			out[dst[0]][dst[1]] = f.Value.String()
+		}
+	}
+	return out, nil
 }
 
 // vaultFlags are the Vault settings common enough for their own flag; every other setting
@@ -116,7 +175,7 @@ func fileExists(p string) bool {
 }
 
 // providerSections are the config file's per-backend sections (vault: {address: …}).
-var providerSections = []string{"vault"}
+var providerSections = []string{"vault", "awssm", "gcpsm"}
 
 func sectionSettings(raw any, name string) (map[string]string, error) {
 	m, ok := raw.(map[string]any)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +33,7 @@ type renderOptions struct {
 	MaxDocBytes  int
 	MaxRefsTotal int
 	Vault        vaultFlags
+	Cloud        cloudFlags
 
 	// sections holds the config file's per-backend sections.
 	sections map[string]map[string]string
@@ -48,6 +50,7 @@ func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxDocBytes, "max-document-bytes", 16<<20, "refuse a document larger than this")
 	fs.IntVar(&o.MaxRefsTotal, "max-references", 100_000, "refuse a render with more references than this")
 	o.Vault.BindFlags(fs)
+	o.Cloud.BindFlags(fs)
 }
 
 func newRenderCommand(a *app) *cobra.Command {
@@ -67,6 +70,9 @@ References (argocd-vault-plugin syntax works unchanged):
                                           modifiers: base64encode, base64decode, jsonParse,
                                           yamlParse, jsonPath {…}, indent N, sha256sum
   ref+file://secrets.yaml#/db/password    a URI naming its backend, JSON pointer after #
+  ref+vault://secret/data/app#/password   Vault KV (v1 or v2)
+  ref+awssm://prod/db#/url                AWS Secrets Manager (name or ARN; ?version=AWSPREVIOUS)
+  ref+gcpsm://projects/p/secrets/s#/key   GCP Secret Manager (/versions/N, default latest)
 
 Each distinct secret is fetched once. If any reference cannot be resolved nothing is written
 to stdout, every problem is listed on stderr with file, document and field, and the exit
@@ -229,6 +235,11 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) erro
 	if vs[vault.SettingAddress] != "" {
 		settings["vault"] = vs
 	}
+	cloud, err := cloudSettings(cmd.Flags(), &o.Cloud, o.sections)
+	if err != nil {
+		return err
+	}
+	maps.Copy(settings, cloud)
 	clients := providers.NewClients(registry(), settings, a.log)
 	defer clients.Close()
 

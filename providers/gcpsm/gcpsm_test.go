@@ -1,0 +1,183 @@
+package gcpsm_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/render"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/gcpsm"
+	"github.com/keyway-dev/keyway/providers/providertest"
+	"github.com/keyway-dev/keyway/providers/providertest/gcpfake"
+)
+
+func startFake(t testing.TB) *gcpfake.Server {
+	t.Helper()
+	f, err := gcpfake.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
+func settings(f *gcpfake.Server) providers.Settings {
+	return providers.Settings{gcpsm.SettingEndpoint: f.Addr, gcpsm.SettingCAFile: f.CAFile, gcpsm.SettingAccessToken: gcpfake.Token, gcpsm.SettingMaxAttempts: "4"}
+}
+
+func openClient(t testing.TB, s providers.Settings) providers.Client {
+	t.Helper()
+	c, err := gcpsm.Provider{}.Open(t.Context(), providers.Config{Settings: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func jsonOf(kv map[string]string) []byte {
+	b, _ := json.Marshal(kv)
+	return b
+}
+
+func name(p string) string { return "projects/keyway/secrets/" + strings.ReplaceAll(p, "/", "-") }
+
+func TestConformance(t *testing.T) {
+	fake := startFake(t)
+	providertest.Run(t, providertest.Fixture{
+		Seed: func(t *testing.T, secrets map[string]map[string]string, versions map[string]map[string]map[string]string) providertest.Seeded {
+			for p, vs := range versions {
+				fake.Add(name(p), jsonOf(vs["1"]))
+			}
+			for p, kv := range secrets {
+				fake.Add(name(p), jsonOf(kv))
+			}
+			return providertest.Seeded{
+				Ref:     func(p string) providers.Ref { return providers.Ref{Backend: "gcpsm", Path: name(p)} },
+				Version: func(p, v string) providers.Ref { return providers.Ref{Backend: "gcpsm", Path: name(p), Version: v} },
+			}
+		},
+		Open: func(t *testing.T) providers.Client { return openClient(t, settings(fake)) },
+	})
+}
+
+func TestPathsPayloadsAndErrors(t *testing.T) {
+	fake := startFake(t)
+	fake.Add("projects/p/secrets/plain", []byte("v1"))
+	fake.Add("projects/p/secrets/plain", []byte("v2"))
+	fake.Disable("projects/p/secrets/plain", 1)
+	fake.Add("projects/p/locations/europe-west1/secrets/regional", []byte(`{"k":"eu"}`))
+	for _, s := range []string{"denied", "flaky", "down"} {
+		fake.Add("projects/p/secrets/"+s, []byte("CANARY-"+s))
+	}
+	fake.SetFault("projects/p/secrets/denied", &gcpfake.Fault{Code: codes.PermissionDenied})
+	fake.SetFault("projects/p/secrets/flaky", &gcpfake.Fault{Unavailable: 2})
+	fake.SetFault("projects/p/secrets/down", &gcpfake.Fault{Code: codes.Unavailable})
+	c := openClient(t, settings(fake))
+	tests := []struct {
+		name string
+		ref  providers.Ref
+		want any
+		is   error
+		msg  string
+	}{
+		{"plain payload is one value", providers.Ref{Path: "projects/p/secrets/plain"}, "v2", nil, ""},
+		{"version in the path", providers.Ref{Path: "projects/p/secrets/plain/versions/2"}, "v2", nil, ""},
+		{"disabled version", providers.Ref{Path: "projects/p/secrets/plain", Version: "1"}, nil, nil, "FailedPrecondition"},
+		{"regional", providers.Ref{Path: "projects/p/locations/europe-west1/secrets/regional"}, "eu", nil, ""},
+		{"retried UNAVAILABLE", providers.Ref{Path: "projects/p/secrets/flaky"}, "CANARY-flaky", nil, ""},
+		{"not found", providers.Ref{Path: "projects/p/secrets/nope"}, nil, providers.ErrNotFound, ""},
+		{"permission denied", providers.Ref{Path: "projects/p/secrets/denied"}, nil, providers.ErrPermissionDenied, ""},
+		{"unavailable after retries", providers.Ref{Path: "projects/p/secrets/down"}, nil, providers.ErrUnavailable, ""},
+		{"malformed path", providers.Ref{Path: "p/secrets/x"}, nil, nil, "want projects/P/secrets/S"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := c.Fetch(t.Context(), tt.ref)
+			switch {
+			case tt.is != nil || tt.msg != "":
+				if err == nil || (tt.is != nil && !errors.Is(err, tt.is)) || !strings.Contains(err.Error(), tt.msg) {
+					t.Fatalf("err = %v, want %v %q", err, tt.is, tt.msg)
+				}
+				if strings.Contains(err.Error(), "CANARY") {
+					t.Fatalf("error leaks a value: %v", err)
+				}
+			case err != nil:
+				t.Fatalf("Fetch: %v", err)
+			default:
+				got := s.Whole
+				if got == nil {
+					got = s.Data["k"]
+				}
+				if got != tt.want {
+					t.Fatalf("got %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+	if n := fake.Calls("AccessSecretVersion"); n < 9+2 {
+		t.Fatalf("calls = %d; the flaky secret should have been retried", n)
+	}
+	// A wrong token is refused with UNAUTHENTICATED.
+	bad := settings(fake)
+	bad[gcpsm.SettingAccessToken] = "wrong"
+	if _, err := openClient(t, bad).Fetch(t.Context(), providers.Ref{Path: "projects/p/secrets/plain"}); !errors.Is(err, providers.ErrPermissionDenied) {
+		t.Fatalf("wrong token: err = %v, want ErrPermissionDenied", err)
+	}
+}
+
+func renderWorkload(t testing.TB, c *providers.Clients, distinct, refs int) render.Stats {
+	t.Helper()
+	var b strings.Builder
+	for i := range refs {
+		if i%10 == 0 {
+			fmt.Fprintf(&b, "---\nkind: ConfigMap\nmetadata: {name: c%d}\ndata:\n", i)
+		}
+		fmt.Fprintf(&b, "  k%d: ref+gcpsm://projects/keyway/secrets/app%d#/password\n", i, i%distinct)
+	}
+	docs, err := manifest.Read(strings.NewReader(b.String()), "w.yaml", manifest.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := render.New(c, render.Options{}).Render(t.Context(), docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats
+}
+
+// TestOneCallPerSecret: 10,000 references over 500 secrets make 500 AccessSecretVersion calls.
+func TestOneCallPerSecret(t *testing.T) {
+	fake := startFake(t)
+	for i := range 500 {
+		fake.Add(fmt.Sprintf("projects/keyway/secrets/app%d", i), []byte(fmt.Sprintf(`{"password":"pw-%d"}`, i)))
+	}
+	clients := providers.NewClients(providers.NewRegistry(gcpsm.Provider{}), map[string]providers.Settings{"gcpsm": settings(fake)}, nil)
+	defer clients.Close()
+	if stats := renderWorkload(t, clients, 500, 10_000); stats.Fetches != 500 || fake.Calls("AccessSecretVersion") != 500 {
+		t.Fatalf("fetches = %d, calls = %d; want 500 each", stats.Fetches, fake.Calls("AccessSecretVersion"))
+	}
+}
+
+// BenchmarkRenderGCP: 10,000 references over 500 secrets with 5 ms per call.
+func BenchmarkRenderGCP(b *testing.B) {
+	fake := startFake(b)
+	for i := range 500 {
+		fake.Add(fmt.Sprintf("projects/keyway/secrets/app%d", i), []byte(fmt.Sprintf(`{"password":"pw-%d"}`, i)))
+	}
+	fake.SetLatency(5 * time.Millisecond)
+	fake.ResetCalls()
+	for b.Loop() {
+		clients := providers.NewClients(providers.NewRegistry(gcpsm.Provider{}), map[string]providers.Settings{"gcpsm": settings(fake)}, nil)
+		renderWorkload(b, clients, 500, 10_000)
+		clients.Close()
+	}
+	b.ReportMetric(float64(fake.Calls("AccessSecretVersion"))/float64(b.N), "calls/render")
+}
