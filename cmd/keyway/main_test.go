@@ -36,6 +36,7 @@ func TestScripts(t *testing.T) {
 			env.Defer(aws.Close)
 			aws.Put("prod/db", `{"url":"postgres://db/prod","password":"aws-pw"}`)
 			aws.Put("prod/token", "aws-plain-token")
+			aws.PutParameter("/prod/param", "ssm-value", true)
 			env.Setenv("AWS_FAKE", aws.URL)
 			env.Setenv("AWS_FAKE_KEY", awsfake.AccessKeyID)
 			env.Setenv("AWS_FAKE_SECRET", awsfake.SecretAccessKey)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +19,7 @@ import (
 
 // registry lists every backend this binary knows.
 func registry() *providers.Registry {
-	return providers.NewRegistry(file.Provider{}, vault.Provider{}, awssm.Provider{}, gcpsm.Provider{})
+	return providers.NewRegistry(file.Provider{}, vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{}, gcpsm.Provider{})
 }
 
 // cloudFlags are the AWS and GCP settings with a flag of their own; the rest go through
@@ -75,6 +76,8 @@ func cloudSettings(fs *pflag.FlagSet, c *cloudFlags, sections map[string]map[str
 			out[dst[0]][dst[1]] = f.Value.String()
 		}
 	}
+	// SSM Parameter Store shares the AWS settings.
+	out["awsssm"] = maps.Clone(out["awssm"])
 	return out, nil
 }
 

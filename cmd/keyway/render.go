@@ -72,6 +72,7 @@ References (argocd-vault-plugin syntax works unchanged):
   ref+file://secrets.yaml#/db/password    a URI naming its backend, JSON pointer after #
   ref+vault://secret/data/app#/password   Vault KV (v1 or v2)
   ref+awssm://prod/db#/url                AWS Secrets Manager (name or ARN; ?version=AWSPREVIOUS)
+  ref+awsssm:///prod/db/password          AWS SSM Parameter Store (decrypted; ?version=N)
   ref+gcpsm://projects/p/secrets/s#/key   GCP Secret Manager (/versions/N, default latest)
 
 Each distinct secret is fetched once. If any reference cannot be resolved nothing is written
@@ -148,6 +149,8 @@ func backendForAVPType(t string) (string, error) {
 		return "vault", nil
 	case "awssecretsmanager":
 		return "awssm", nil
+	case "awsssm", "awsparameterstore":
+		return "awsssm", nil
 	case "gcpsecretmanager":
 		return "gcpsm", nil
 	case "file":

@@ -1,6 +1,6 @@
-// Package awsfake is a wire-level fake of AWS Secrets Manager for tests and local trials: an
-// HTTP server speaking the service's JSON 1.1 protocol (X-Amz-Target) to the unmodified
-// official SDK. It verifies SigV4 signatures against known credentials, keeps version stages,
+// Package awsfake is a wire-level fake of AWS Secrets Manager (and SSM Parameter Store's
+// GetParameters) for tests and local trials: an HTTP server speaking the services' JSON 1.1
+// protocol (X-Amz-Target) to the unmodified official SDK. It verifies SigV4 signatures against known credentials, keeps version stages,
 // returns the service's real error shapes, and can inject latency, throttling and failures
 // per secret while counting calls.
 package awsfake
@@ -53,6 +53,7 @@ type Server struct {
 	*httptest.Server
 
 	mu        sync.Mutex
+	params    map[string][]param // SSM parameters by name, version n at index n-1
 	secrets   map[string]*secret // by name and by ARN
 	faults    map[string]*Fault
 	calls     map[string]int
@@ -63,7 +64,7 @@ type Server struct {
 
 // New starts a fake on a loopback port. Close it when done.
 func New() *Server {
-	f := &Server{secrets: map[string]*secret{}, faults: map[string]*Fault{}, calls: map[string]int{}}
+	f := &Server{secrets: map[string]*secret{}, params: map[string][]param{}, faults: map[string]*Fault{}, calls: map[string]int{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	return f
 }
@@ -142,7 +143,12 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")
+	service := "secretsmanager"
 	op, ok := strings.CutPrefix(target, "secretsmanager.")
+	if !ok {
+		op, ok = strings.CutPrefix(target, "AmazonSSM.")
+		service = "ssm"
+	}
 	if r.Method != http.MethodPost || !ok {
 		writeError(w, apiError{400, "UnknownOperationException", "unknown operation " + target})
 		return
@@ -151,7 +157,7 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	f.calls[op]++
 	latency := f.latency
 	f.mu.Unlock()
-	if e := verifySigV4(r, body); e != nil {
+	if e := verifySigV4(r, body, service); e != nil {
 		writeError(w, *e)
 		return
 	}
@@ -174,6 +180,8 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		out, e = f.describe(in)
 	case "ListSecrets":
 		out, e = f.list()
+	case "GetParameters":
+		out, e = f.getParameters(in)
 	default:
 		e = &apiError{400, "UnknownOperationException", "operation " + op + " is not implemented by the fake"}
 	}
@@ -343,7 +351,7 @@ func (f *Server) list() (any, *apiError) {
 
 // verifySigV4 recomputes the request's AWS Signature Version 4 from the headers it says it
 // signed and compares it with the one sent.
-func verifySigV4(r *http.Request, body []byte) *apiError {
+func verifySigV4(r *http.Request, body []byte, service string) *apiError {
 	auth := r.Header.Get("Authorization")
 	rest, ok := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 ")
 	if !ok {
@@ -361,8 +369,8 @@ func verifySigV4(r *http.Request, body []byte) *apiError {
 	if cred[0] != AccessKeyID {
 		return &apiError{400, "UnrecognizedClientException", "The security token included in the request is invalid."}
 	}
-	if cred[3] != "secretsmanager" {
-		return &apiError{400, "InvalidSignatureException", "Credential should be scoped to correct service: 'secretsmanager'."}
+	if cred[3] != service {
+		return &apiError{400, "InvalidSignatureException", "Credential should be scoped to correct service: '" + service + "'."}
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	if !strings.HasPrefix(amzDate, cred[1]) {
@@ -432,4 +440,65 @@ func without(list []string, s string) []string {
 		}
 	}
 	return out
+}
+
+type param struct {
+	value  string
+	secure bool
+}
+
+// PutParameter stores a new version of an SSM parameter (SecureString when secure) and
+// returns its version number.
+func (f *Server) PutParameter(name, value string, secure bool) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.params[name] = append(f.params[name], param{value: value, secure: secure})
+	return len(f.params[name])
+}
+
+// getParameters answers AmazonSSM.GetParameters: up to 10 names, each optionally with a
+// ":VERSION" selector; unknown names are listed in InvalidParameters. SecureString values
+// come back in clear only WithDecryption.
+func (f *Server) getParameters(in map[string]any) (any, *apiError) {
+	names, _ := in["Names"].([]any)
+	if len(names) == 0 || len(names) > 10 {
+		return nil, &apiError{400, "ValidationException", "1 validation error detected: Value at 'names' failed to satisfy constraint: Member must have length less than or equal to 10"}
+	}
+	decrypt, _ := in["WithDecryption"].(bool)
+	params := []any{}
+	invalid := []any{}
+	for _, x := range names {
+		sel, _ := x.(string)
+		if e := f.fault(sel); e != nil {
+			return nil, e
+		}
+		name, ver, hasVer := strings.Cut(sel, ":")
+		f.mu.Lock()
+		vs := f.params[name]
+		f.mu.Unlock()
+		n := len(vs)
+		if hasVer {
+			v, err := strconv.Atoi(ver)
+			if err != nil {
+				n = 0
+			} else {
+				n = v
+			}
+		}
+		if n < 1 || n > len(vs) {
+			invalid = append(invalid, sel)
+			continue
+		}
+		p := vs[n-1]
+		typ, value := "String", p.value
+		if p.secure {
+			typ = "SecureString"
+			if !decrypt {
+				value = "AQICAHh-encrypted-blob"
+			}
+		}
+		params = append(params, map[string]any{"Name": name, "Selector": strings.TrimPrefix(sel, name), "Type": typ, "Value": value, "Version": n,
+			"ARN": fmt.Sprintf("arn:aws:ssm:%s:%s:parameter/%s", Region, Account, strings.TrimPrefix(name, "/"))})
+	}
+	return map[string]any{"Parameters": params, "InvalidParameters": invalid}, nil
 }
