@@ -3,6 +3,7 @@
 # did. Idempotent: a second run only checks stamps and takes seconds.
 #   etcd            Debian's etcd-server (apt-get), or already on PATH
 #   kube-apiserver  built from the Go module proxy in ./kubeapiserver (its own go.mod)
+#   vault           built from the Go module proxy in ./vault (v1.21.1; its own go.mod)
 set -euo pipefail
 
 bin=${1:?usage: install.sh BIN_DIR}
@@ -42,3 +43,4 @@ build_tool() {
 }
 
 build_tool kube-apiserver "$here/kubeapiserver" k8s.io/kubernetes/cmd/kube-apiserver
+build_tool vault "$here/vault" github.com/hashicorp/vault

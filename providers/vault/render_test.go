@@ -1,0 +1,103 @@
+package vault_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/render"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/vault"
+)
+
+// renderWorkload is the workload: docs documents, refs references over distinct
+// KV v2 secrets under secret/bench/, written to the real Vault once.
+func renderWorkload(t testing.TB, docs, refs, distinct int) []byte {
+	t.Helper()
+	for s := range distinct {
+		put(t, fmt.Sprintf("secret/data/bench/app%d", s), map[string]any{"data": map[string]any{"password": fmt.Sprintf("pw-%d", s)}})
+	}
+	var b bytes.Buffer
+	n := 0
+	for d := range docs {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-%d\ndata:\n", d)
+		for range refs / docs {
+			fmt.Fprintf(&b, "  k%d: <path:secret/data/bench/app%d#password>\n", n, n%distinct)
+			n++
+		}
+	}
+	return b.Bytes()
+}
+
+func renderThrough(t testing.TB, addr string, input []byte) (render.Stats, []byte) {
+	t.Helper()
+	clients := providers.NewClients(providers.NewRegistry(vault.Provider{}), map[string]providers.Settings{
+		"vault": {vault.SettingAddress: addr, vault.SettingToken: vlt.RootToken},
+	}, nil)
+	defer clients.Close()
+	sess := render.New(clients, render.Options{DefaultBackend: "vault"}).Start(t.Context())
+	docs, err := manifest.ReadFunc(bytes.NewReader(input), "bench.yaml", manifest.Limits{}, sess.Add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := sess.Finish(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := manifest.Encode(&out, docs, manifest.YAML); err != nil {
+		t.Fatal(err)
+	}
+	return stats, out.Bytes()
+}
+
+// TestOneReadPerSecret counts requests at a proxy in front of the real Vault: a render of
+// 10,000 references over 500 secrets makes 500 reads and one mount lookup.
+func TestOneReadPerSecret(t *testing.T) {
+	input := renderWorkload(t, 1000, 10_000, 500)
+	proxy, counts := countingProxy(t)
+	stats, out := renderThrough(t, proxy, input)
+	if reads := counts.prefix("/v1/secret/data/bench/"); reads != 500 {
+		t.Fatalf("Vault reads = %d, want 500", reads)
+	}
+	if lookups := counts.prefix("/v1/sys/internal/ui/mounts/"); lookups != 1 {
+		t.Fatalf("mount lookups = %d, want 1", lookups)
+	}
+	if stats.References != 10_000 || !bytes.Contains(out, []byte("k9999: pw-499")) {
+		t.Fatalf("stats %+v; output tail %q", stats, out[len(out)-60:])
+	}
+}
+
+// BenchmarkRenderVault renders the workload against the real Vault dev server and reports
+// wall time per render, Vault requests per render and the process's peak RSS.
+func BenchmarkRenderVault(b *testing.B) {
+	input := renderWorkload(b, 1000, 10_000, 500)
+	proxy, counts := countingProxy(b)
+	b.ResetTimer()
+	for b.Loop() {
+		renderThrough(b, proxy, input)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(counts.prefix("/v1/secret/data/bench/"))/float64(b.N), "reads/render")
+	b.ReportMetric(float64(counts.prefix("/v1/sys/internal/ui/mounts/"))/float64(b.N), "mount-lookups/render")
+	b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
+}
+
+// peakRSSMiB reads the test process's high-water resident set size.
+func peakRSSMiB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
