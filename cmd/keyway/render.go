@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/file"
@@ -34,6 +35,8 @@ type renderOptions struct {
 	MaxRefsTotal int
 	Vault        vaultFlags
 	Cloud        cloudFlags
+	Source       string
+	Helm         helmFlags
 
 	// sections holds the config file's per-backend sections.
 	sections map[string]map[string]string
@@ -51,13 +54,40 @@ func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxRefsTotal, "max-references", 100_000, "refuse a render with more references than this")
 	o.Vault.BindFlags(fs)
 	o.Cloud.BindFlags(fs)
+	fs.StringVar(&o.Source, "source", "auto", "how to read a directory: auto (Chart.yaml → Helm, kustomization → kustomize, else plain YAML), plain, helm or kustomize")
+	o.Helm.BindFlags(fs)
+}
+
+// helmFlags are `helm template`'s settings that keyway supports, as structured flags.
+type helmFlags struct {
+	ReleaseName, Namespace, KubeVersion string
+	Values, Set, SetString, APIVersions []string
+	SkipCRDs, SkipTests                 bool
+}
+
+func (h *helmFlags) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&h.ReleaseName, "release-name", "", "Helm release name (default: the chart's name)")
+	fs.StringVarP(&h.Namespace, "namespace", "n", "", "Helm release namespace (default: default)")
+	fs.StringSliceVarP(&h.Values, "values", "f", nil, "Helm values file, relative to the chart (repeatable)")
+	fs.StringArrayVar(&h.Set, "set", nil, "Helm value KEY=VALUE (repeatable)")
+	fs.StringArrayVar(&h.SetString, "set-string", nil, "Helm string value KEY=VALUE (repeatable)")
+	fs.BoolVar(&h.SkipCRDs, "skip-crds", false, "leave out the chart's crds/")
+	fs.BoolVar(&h.SkipTests, "skip-tests", false, "leave out the chart's test hooks")
+	fs.StringVar(&h.KubeVersion, "kube-version", "", "Kubernetes version for Helm's Capabilities (e.g. 1.31.0)")
+	fs.StringSliceVar(&h.APIVersions, "api-versions", nil, "extra API versions for Helm's Capabilities (repeatable)")
+}
+
+func (h *helmFlags) options() helm.Options {
+	return helm.Options{ReleaseName: h.ReleaseName, Namespace: h.Namespace, ValuesFiles: h.Values, Set: h.Set, SetString: h.SetString,
+		SkipCRDs: h.SkipCRDs, SkipTests: h.SkipTests, KubeVersion: h.KubeVersion, APIVersions: h.APIVersions}
 }
 
 func newRenderCommand(a *app) *cobra.Command {
 	var o renderOptions
 	cmd := &cobra.Command{
-		Use:   "render [flags] PATH...",
-		Short: "Substitute secret references in Kubernetes manifests",
+		Use:     "render [flags] PATH...",
+		Aliases: []string{"post-render"},
+		Short:   "Substitute secret references in Kubernetes manifests",
 		Long: `Render reads YAML or JSON manifests, replaces every secret reference with its value and
 writes the result to stdout. PATH is a file, a directory (walked recursively for .yaml, .yml
 and .json files in sorted order) or - for stdin.
@@ -80,6 +110,12 @@ to stdout, every problem is listed on stderr with file, document and field, and 
 status is 1 (so Argo CD never sees an empty render and prunes an application). Usage errors
 exit 2.
 
+A directory holding Chart.yaml is rendered as a Helm chart and one holding a kustomization
+is built with kustomize, both in process and without network access; references are
+substituted in what they produce, so placeholders in values files, templates and overlays
+all work (--source forces a kind). As a Helm post-renderer, keyway reads stdin:
+  helm template app ./chart --post-renderer keyway --post-renderer-args render --post-renderer-args -
+
 Environment: every flag is also KEYWAY_<FLAG> (KEYWAY_SECRETS_FILE, KEYWAY_BACKEND, …).
 argocd-vault-plugin's AVP_TYPE selects the backend too. Precedence: flag, KEYWAY_*, AVP_*,
 --config, default.`,
@@ -94,7 +130,7 @@ argocd-vault-plugin's AVP_TYPE selects the backend too. Precedence: flag, KEYWAY
 			if err := o.complete(cmd, a.env); err != nil {
 				return err
 			}
-			return runRender(cmd, a, &o, args)
+			return runRender(cmd, a, &o, args, renderRun{load: render.LoadOptions{Source: o.Source, Helm: o.Helm.options()}})
 		},
 	}
 	o.BindFlags(cmd.Flags())
@@ -174,20 +210,26 @@ func applyConfigFile(fs *pflag.FlagSet, path string) (map[string]map[string]stri
 	if err := yaml.Unmarshal(data, &raw); err != nil {
 		return nil, usagef("--config %s: not a YAML mapping of settings", path)
 	}
-	dir := filepath.Dir(path)
+	return applySettings(fs, raw, filepath.Dir(path), "--config "+path)
+}
+
+// applySettings sets flags from a settings mapping (a config file, a KRM functionConfig);
+// relative file paths resolve against dir.
+func applySettings(fs *pflag.FlagSet, raw map[string]any, dir, where string) (map[string]map[string]string, error) {
+	path := where
 	sections := map[string]map[string]string{}
 	for key, v := range raw {
 		if isProviderSection(key) {
 			sec, err := sectionSettings(v, key)
 			if err != nil {
-				return nil, usagef("--config %s: %v", path, err)
+				return nil, usagef("%s: %v", path, err)
 			}
 			sections[key] = sec
 			continue
 		}
 		f := fs.Lookup(key)
 		if f == nil || key == "config" || key == "help" {
-			return nil, usagef("--config %s: unknown setting %q", path, key)
+			return nil, usagef("%s: unknown setting %q", path, key)
 		}
 		if flagSetBy(f) {
 			continue
@@ -213,43 +255,35 @@ func applyConfigFile(fs *pflag.FlagSet, path string) (map[string]map[string]stri
 			}
 		}
 		if err := setFlag(f, strings.Join(items, ",")); err != nil {
-			return nil, usagef("--config %s: setting %q: %v", path, key, err)
+			return nil, usagef("%s: setting %q: %v", path, key, err)
 		}
 	}
 	return sections, nil
 }
 
-func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) error {
+// renderRun is what differs between `keyway render` and the plugin entry points.
+type renderRun struct {
+	load  render.LoadOptions
+	check func(providers.Ref) error
+}
+
+func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run renderRun) error {
 	ctx, cancel := contextWithTimeout(cmd, o.Timeout)
 	defer cancel()
 	start := time.Now()
 
-	settings := map[string]providers.Settings{"file": {}}
-	if o.SecretsFile != "" {
-		settings["file"][file.SettingSecretsFile] = o.SecretsFile
-	}
-	if len(o.AgeIdentity) > 0 {
-		settings["file"][file.SettingAgeIdentity] = strings.Join(o.AgeIdentity, ",")
-	}
-	vs, err := vaultSettings(cmd.Flags(), &o.Vault, o.sections["vault"], a.env)
+	settings, err := o.settings(cmd, a)
 	if err != nil {
 		return err
 	}
-	if vs[vault.SettingAddress] != "" {
-		settings["vault"] = vs
-	}
-	cloud, err := cloudSettings(cmd.Flags(), &o.Cloud, o.sections)
-	if err != nil {
-		return err
-	}
-	maps.Copy(settings, cloud)
 	clients := providers.NewClients(registry(), settings, a.log)
 	defer clients.Close()
 
-	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log})
+	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log, Check: run.check})
 	// Fetching starts while the input is still being parsed.
 	sess := engine.Start(ctx)
-	docs, err := render.Load(args, a.in, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes}, sess.Add)
+	run.load.Limits = manifest.Limits{MaxDocumentBytes: o.MaxDocBytes}
+	docs, err := render.LoadWith(args, a.in, run.load, sess.Add)
 	if err != nil {
 		cancel()
 		_, _ = sess.Finish(nil)
@@ -270,4 +304,28 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string) erro
 	}
 	a.log.Debug("rendered", "documents", stats.Documents, "references", stats.References, "fetches", stats.Fetches, "duration", time.Since(start))
 	return nil
+}
+
+// settings assembles every backend's settings from flags, environment and config sections.
+func (o *renderOptions) settings(cmd *cobra.Command, a *app) (map[string]providers.Settings, error) {
+	settings := map[string]providers.Settings{"file": {}}
+	if o.SecretsFile != "" {
+		settings["file"][file.SettingSecretsFile] = o.SecretsFile
+	}
+	if len(o.AgeIdentity) > 0 {
+		settings["file"][file.SettingAgeIdentity] = strings.Join(o.AgeIdentity, ",")
+	}
+	vs, err := vaultSettings(cmd.Flags(), &o.Vault, o.sections["vault"], a.env)
+	if err != nil {
+		return nil, err
+	}
+	if vs[vault.SettingAddress] != "" {
+		settings["vault"] = vs
+	}
+	cloud, err := cloudSettings(cmd.Flags(), &o.Cloud, o.sections)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(settings, cloud)
+	return settings, nil
 }

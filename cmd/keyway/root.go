@@ -79,7 +79,10 @@ func newRootCommand(a *app) *cobra.Command {
 		Long: `keyway gets secrets from Vault, AWS Secrets Manager, GCP Secret Manager or an
 age-encrypted file into Kubernetes manifests without plaintext in git.
 
-  keyway render   substitute <path:…> and ref+backend:// references in YAML
+  keyway render   substitute <path:…> and ref+backend:// references in YAML, Helm charts
+                  and kustomizations (also a Helm post-renderer)
+  keyway argocd   the Argo CD Config Management Plugin (CMP v2) entry points
+  keyway krm      a kustomize KRM function (ResourceList in, ResourceList out)
   keyway version  print the build's version
 
 Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRETS_FILE.
@@ -105,6 +108,8 @@ Flags win over the environment, which wins over --config.`,
 	a.global.BindFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand(a))
 	root.AddCommand(newRenderCommand(a))
+	root.AddCommand(newArgoCDCommand(a))
+	root.AddCommand(newKRMCommand(a))
 	return root
 }
 

@@ -58,6 +58,15 @@ func (d *Document) MarkModified() {
 	d.raw, d.edits = nil, nil
 }
 
+// FromNode wraps a node that is already parsed (an item of a KRM ResourceList) as a
+// Document. It is always re-encoded, never written back verbatim.
+func FromNode(root *yaml.Node, source string, index int, limits Limits) (*Document, error) {
+	if err := checkShape(root, limits.withDefaults()); err != nil {
+		return nil, &Error{Source: source, Index: index, Line: root.Line, Msg: err.Error()}
+	}
+	return &Document{Source: source, Index: index, Root: root, doc: &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}}, nil
+}
+
 // Node returns the document node, for encoding.
 func (d *Document) Node() *yaml.Node { return d.doc }
 

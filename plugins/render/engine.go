@@ -46,6 +46,9 @@ type Options struct {
 	Concurrency int
 	// MaxReferences bounds the placeholders in one render; default 100,000.
 	MaxReferences int
+	// Check, when set, vets every reference before anything is fetched (an Argo CD
+	// project's path policy); a refused reference is a problem and is never fetched.
+	Check func(providers.Ref) error
 	// Logger receives one debug record per fetch (reference, duration, outcome; never a
 	// value). Nil discards.
 	Logger *slog.Logger
@@ -489,6 +492,9 @@ func (w *walker) add(n, parent *yaml.Node, path []seg, text string, m mode) {
 			continue
 		}
 		ref, err := w.ref(part.Placeholder)
+		if err == nil && w.engine.opts.Check != nil {
+			err = w.engine.opts.Check(ref)
+		}
 		if err != nil {
 			w.problems = append(w.problems, Problem{Source: w.doc.Source, Document: w.doc.Index, Field: s.field(), Reference: part.Placeholder.Raw, Reason: err.Error()})
 			return

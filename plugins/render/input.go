@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/helm"
+	"github.com/keyway-dev/keyway/plugins/kustomize"
 )
 
 // Load reads the documents of every path in order: "-" is stdin, a file is read as is, a
@@ -22,6 +25,42 @@ import (
 // each, when not nil, is called for every document as soon as it is parsed and located,
 // concurrently; Session.Add is meant to go there.
 func Load(paths []string, stdin io.Reader, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
+	return LoadWith(paths, stdin, LoadOptions{Limits: limits}, each)
+}
+
+// Source kinds for LoadOptions.Source.
+const (
+	SourceAuto      = "auto"
+	SourcePlain     = "plain"
+	SourceHelm      = "helm"
+	SourceKustomize = "kustomize"
+)
+
+// LoadOptions choose how paths are read.
+type LoadOptions struct {
+	Limits manifest.Limits
+	// Source is auto (a directory with Chart.yaml is a Helm chart, one with a kustomization
+	// is built with kustomize, anything else is plain YAML), or forces plain, helm or kustomize.
+	Source string
+	// Helm configures chart rendering; its Root defaults to Root.
+	Helm helm.Options
+	// Root, when set, is the directory nothing may be read from outside of (an Argo CD
+	// repository checkout); by default each path confines itself.
+	Root string
+}
+
+// LoadWith is Load with source detection: Helm charts and kustomizations are rendered in
+// process first, and references are substituted in what they produce.
+func LoadWith(paths []string, stdin io.Reader, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
+	if o.Source == "" {
+		o.Source = SourceAuto
+	}
+	switch o.Source {
+	case SourceAuto, SourcePlain, SourceHelm, SourceKustomize:
+	default:
+		return nil, fmt.Errorf("source %q: want auto, plain, helm or kustomize", o.Source)
+	}
+	limits := o.Limits
 	var docs []*manifest.Document
 	stdinUsed := false
 	for _, p := range paths {
@@ -41,7 +80,7 @@ func Load(paths []string, stdin io.Reader, limits manifest.Limits, each func(*ma
 			}
 			docs = append(docs, ds...)
 		default:
-			ds, err := loadPath(p, limits, each)
+			ds, err := loadSource(p, o, each)
 			if err != nil {
 				return nil, err
 			}
@@ -51,7 +90,49 @@ func Load(paths []string, stdin io.Reader, limits manifest.Limits, each func(*ma
 	return docs, nil
 }
 
-func loadPath(p string, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
+func loadSource(p string, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
+	kind := o.Source
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if kind == SourceAuto {
+		kind = SourcePlain
+		if fi.IsDir() && helm.IsChart(p) {
+			kind = SourceHelm
+		} else if fi.IsDir() && kustomize.IsKustomization(p) {
+			kind = SourceKustomize
+		}
+	}
+	confineTo := o.Root
+	if confineTo == "" {
+		confineTo = p
+		if !fi.IsDir() {
+			confineTo = filepath.Dir(p)
+		}
+	}
+	var out []byte
+	switch kind {
+	case SourcePlain:
+		return loadPath(p, o.Limits, o.Root, each)
+	case SourceHelm:
+		ho := o.Helm
+		if ho.Root == "" {
+			ho.Root = confineTo
+		}
+		out, err = helm.Render(p, ho)
+	case SourceKustomize:
+		out, err = kustomize.Build(p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return manifest.ReadFunc(bytes.NewReader(out), p+" ("+kind+")", o.Limits, locate(p, confineTo, each))
+}
+
+// loadPath reads a plain file or directory; root, when set, replaces the path as the
+// confinement root of ref+file:// references.
+func loadPath(p string, limits manifest.Limits, confineTo string, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, err
@@ -66,7 +147,7 @@ func loadPath(p string, limits manifest.Limits, each func(*manifest.Document)) (
 		}
 		defer f.Close()
 		dir := filepath.Dir(p)
-		return manifest.ReadFunc(f, p, limits, locate(dir, dir, each))
+		return manifest.ReadFunc(f, p, limits, locate(dir, or(confineTo, dir), each))
 	}
 	root, err := os.OpenRoot(p)
 	if err != nil {
@@ -98,7 +179,7 @@ func loadPath(p string, limits manifest.Limits, each func(*manifest.Document)) (
 			return fmt.Errorf("%s: not a regular file", filepath.Join(p, rel))
 		}
 		name := filepath.Join(p, rel)
-		ds, err := manifest.ReadFunc(f, name, limits, locate(filepath.Dir(name), p, each))
+		ds, err := manifest.ReadFunc(f, name, limits, locate(filepath.Dir(name), or(confineTo, p), each))
 		if err != nil {
 			return err
 		}
@@ -106,6 +187,13 @@ func loadPath(p string, limits manifest.Limits, each func(*manifest.Document)) (
 		return nil
 	})
 	return docs, err
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // locate sets where a document's relative file references resolve before handing it on.

@@ -42,9 +42,13 @@ func (c *Client) kvVersion(ctx context.Context, path, ns, explicit string) (stri
 	c.mountMu.Lock()
 	// A longer mount already known for this path (team/kv/) wins over the first segment.
 	for k, l := range c.mounts {
+		select {
+		case <-l.done: // only finished lookups may be read
+		default:
+			continue
+		}
 		if l.mount != "" && strings.HasPrefix(k, ns+"\x00") && strings.HasPrefix(path+"/", l.mount) && len(l.mount) > len(first)+1 {
 			c.mountMu.Unlock()
-			<-l.done
 			return c.pick(l, forced)
 		}
 	}

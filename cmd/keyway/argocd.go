@@ -1,0 +1,222 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/keyway-dev/keyway/plugins/argocd"
+	"github.com/keyway-dev/keyway/plugins/render"
+)
+
+// argocdFlags are the sidecar operator's policy for Applications.
+type argocdFlags struct {
+	AllowEnv     []string
+	ProjectPaths []string
+}
+
+func (f *argocdFlags) BindFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&f.AllowEnv, "argocd-allow-env", nil, "environment names an Application may set through ARGOCD_ENV_ (e.g. VAULT_NAMESPACE); everything steering keyway is refused otherwise")
+	fs.StringArrayVar(&f.ProjectPaths, "argocd-project-path", nil, "PROJECT=PREFIX: secret paths an Argo CD project may read (BACKEND:PREFIX for one backend; PROJECT * for the rest); repeatable")
+}
+
+func (f *argocdFlags) policy() (argocd.Policy, error) {
+	p := argocd.Policy{AllowEnv: f.AllowEnv}
+	for _, kv := range f.ProjectPaths {
+		proj, prefix, ok := strings.Cut(kv, "=")
+		if !ok || proj == "" || prefix == "" {
+			return p, usagef("--argocd-project-path %q: want PROJECT=PREFIX", kv)
+		}
+		if p.ProjectPaths == nil {
+			p.ProjectPaths = map[string][]string{}
+		}
+		p.ProjectPaths[proj] = append(p.ProjectPaths[proj], prefix)
+	}
+	return p, nil
+}
+
+func newArgoCDCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "argocd",
+		Short: "Argo CD Config Management Plugin (CMP v2) entry points",
+		Long: `The commands examples/argocd/plugin.yaml runs inside the keyway sidecar of argocd-repo-server.
+
+  discover    print the first file that holds a secret reference (the plugin matches when
+              the output is not empty)
+  parameters  announce the plugin's parameters, with the chart's values files found
+  generate    render the application in the working directory
+
+generate reads Argo CD's environment: ARGOCD_APP_NAME (the Helm release name),
+ARGOCD_APP_NAMESPACE, ARGOCD_APP_PROJECT_NAME, ARGOCD_APP_SOURCE_PATH, KUBE_VERSION,
+KUBE_API_VERSIONS and ARGOCD_APP_PARAMETERS (values-files, values, set, set-string,
+skip-crds, release-name, source). Backend settings come from the sidecar's own flags,
+environment and --config; an Application's ARGOCD_ENV_* entries that would steer keyway
+(KEYWAY_*, AVP_*, VAULT_*, AWS_*, GOOGLE_*) are refused unless --argocd-allow-env names them.`,
+	}
+	cmd.AddCommand(newArgoCDGenerate(a), newArgoCDDiscover(a), newArgoCDParameters(a))
+	return cmd
+}
+
+func newArgoCDGenerate(a *app) *cobra.Command {
+	var o renderOptions
+	var af argocdFlags
+	cmd := &cobra.Command{
+		Use:   "generate [PATH]",
+		Short: "Render the application in the working directory for Argo CD",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env, err := argocd.FromProcess()
+			if err != nil {
+				return err
+			}
+			pol, err := af.policy()
+			if err != nil {
+				return err
+			}
+			// Applications may only steer what the operator allowed; the overlay holds those.
+			overlay, err := pol.Overlay(env, a.env)
+			if err != nil {
+				return err
+			}
+			a.env = overlay
+			if err := applyEnv(cmd, overlay); err != nil {
+				return err
+			}
+			if err := o.complete(cmd, overlay); err != nil {
+				return err
+			}
+			ro, err := env.RenderOptions()
+			if err != nil {
+				return usageError{err}
+			}
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			root, err := env.RepoRoot(dir)
+			if err != nil {
+				return err
+			}
+			a.log.Debug("argocd generate", "app", env.AppName, "project", env.Project, "revision", env.Revision, "source", ro.Source)
+			return runRender(cmd, a, &o, []string{dir}, renderRun{
+				load:  render.LoadOptions{Source: ro.Source, Helm: ro.Helm, Root: root},
+				check: pol.RefCheck(env.Project),
+			})
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	af.BindFlags(cmd.Flags())
+	return cmd
+}
+
+// referenceHint is what discover looks for; the render engine does the real parsing.
+var referenceHint = regexp.MustCompile(`<path:|ref\+[a-z0-9]+://|avp\.kubernetes\.io/path`)
+
+func newArgoCDDiscover(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "discover [PATH]",
+		Short: "Print the first file under PATH (default .) that holds a secret reference",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			found, err := findReference(dir)
+			if err != nil {
+				return err
+			}
+			if found != "" {
+				fmt.Fprintln(a.out, found)
+			}
+			return nil
+		},
+	}
+}
+
+// findReference walks at most 2,000 YAML/JSON/template files of at most 1 MiB each.
+func findReference(dir string) (string, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	seen := 0
+	var found string
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json", ".tpl":
+		default:
+			return nil
+		}
+		if seen++; seen > 2000 {
+			return fs.SkipAll
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+			return nil
+		}
+		data, err := fs.ReadFile(root.FS(), p)
+		if err == nil && referenceHint.Match(data) {
+			found = p
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return found, err
+}
+
+type announcement struct {
+	Name           string            `json:"name"`
+	Title          string            `json:"title"`
+	Tooltip        string            `json:"tooltip,omitempty"`
+	CollectionType string            `json:"collectionType,omitempty"`
+	String         string            `json:"string,omitempty"`
+	Array          []string          `json:"array,omitempty"`
+	Map            map[string]string `json:"map,omitempty"`
+}
+
+func newArgoCDParameters(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "parameters [PATH]",
+		Short: "Announce the plugin's parameters as JSON (the dynamic parameters command)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			var files []string
+			matches, _ := filepath.Glob(filepath.Join(dir, "values*.y*ml"))
+			for _, m := range matches {
+				files = append(files, filepath.Base(m))
+			}
+			out := []announcement{
+				{Name: "values-files", Title: "Helm values files", Tooltip: "inside the application path; found: " + strings.Join(files, ", "), CollectionType: "array", Array: files},
+				{Name: "set", Title: "Helm values (--set)", CollectionType: "map", Map: map[string]string{}},
+				{Name: "values", Title: "Inline Helm values (YAML)", CollectionType: "string"},
+				{Name: "release-name", Title: "Helm release name", Tooltip: "default: the Application's name", CollectionType: "string"},
+				{Name: "skip-crds", Title: "Skip the chart's CRDs", CollectionType: "string", String: "false"},
+				{Name: "source", Title: "Source kind", Tooltip: "auto, plain, helm or kustomize", CollectionType: "string", String: "auto"},
+			}
+			enc := json.NewEncoder(a.out)
+			return enc.Encode(out)
+		},
+	}
+}
