@@ -426,3 +426,7 @@ func tail(path string, lines int) string {
 	}
 	return strings.Join(all, "\n")
 }
+
+// Binary returns the path of a cached test binary (helm, kustomize, vault, …) or an error
+// that says to run `make testenv`.
+func Binary(name string) (string, error) { return findBinary(name) }

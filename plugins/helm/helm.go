@@ -12,10 +12,11 @@ import (
 	"sort"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
 )
@@ -43,7 +44,9 @@ func IsChart(dir string) bool {
 }
 
 // Render renders the chart in dir and returns the manifests as one YAML stream: CRDs (unless
-// skipped), templates in Helm's install order, then hooks, as `helm template` prints them.
+// skipped), templates in Helm's install order, then hooks by weight, as `helm template` prints
+// them. It uses Helm's template engine directly rather than the install action, which keeps
+// Helm's cluster client (and its start-up cost) out of the process.
 func Render(dir string, o Options) ([]byte, error) {
 	ch, err := loader.Load(dir)
 	if err != nil {
@@ -56,29 +59,43 @@ func Render(dir string, o Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	install := action.NewInstall(&action.Configuration{})
-	install.DryRun = true
-	install.ClientOnly = true
-	install.Replace = true
-	install.DisableHooks = false
-	install.IncludeCRDs = !o.SkipCRDs
-	install.ReleaseName = o.ReleaseName
-	if install.ReleaseName == "" {
-		install.ReleaseName = ch.Name()
+	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
+		return nil, fmt.Errorf("helm chart %s: %w", dir, err)
 	}
-	install.Namespace = o.Namespace
-	if install.Namespace == "" {
-		install.Namespace = "default"
+	name := o.ReleaseName
+	if name == "" {
+		name = ch.Name()
 	}
+	ns := o.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	caps := chartutil.DefaultCapabilities.Copy()
 	if o.KubeVersion != "" {
 		kv, err := chartutil.ParseKubeVersion(o.KubeVersion)
 		if err != nil {
 			return nil, fmt.Errorf("kube version %q: %w", o.KubeVersion, err)
 		}
-		install.KubeVersion = kv
+		caps.KubeVersion = *kv
 	}
-	install.APIVersions = chartutil.VersionSet(o.APIVersions)
-	rel, err := install.Run(ch, vals)
+	caps.APIVersions = append(caps.APIVersions, o.APIVersions...)
+	if ch.Metadata.KubeVersion != "" && !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("helm chart %s requires kubeVersion %s, incompatible with Kubernetes %s", dir, ch.Metadata.KubeVersion, caps.KubeVersion.String())
+	}
+	renderVals, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: name, Namespace: ns, Revision: 1, IsInstall: true}, caps)
+	if err != nil {
+		return nil, fmt.Errorf("helm chart %s: %w", dir, err)
+	}
+	files, err := engine.Render(ch, renderVals)
+	if err != nil {
+		return nil, fmt.Errorf("helm template %s: %w", dir, err)
+	}
+	for k := range files {
+		if strings.HasSuffix(k, "NOTES.txt") {
+			delete(files, k)
+		}
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
 	if err != nil {
 		return nil, fmt.Errorf("helm template %s: %w", dir, err)
 	}
@@ -88,9 +105,9 @@ func Render(dir string, o Options) ([]byte, error) {
 			fmt.Fprintf(&out, "---\n# Source: %s\n%s\n", crd.Filename, bytes.TrimSpace(crd.File.Data))
 		}
 	}
-	out.WriteString(strings.TrimSpace(rel.Manifest))
-	out.WriteString("\n")
-	hooks := rel.Hooks
+	for _, m := range manifests {
+		fmt.Fprintf(&out, "---\n# Source: %s\n%s\n", m.Name, strings.TrimSpace(m.Content))
+	}
 	sort.SliceStable(hooks, func(i, j int) bool { return hooks[i].Weight < hooks[j].Weight })
 	for _, h := range hooks {
 		if o.SkipTests && isTestHook(h.Path) {
@@ -111,8 +128,18 @@ func checkDependencies(ch *chart.Chart) error {
 	if ch.Metadata == nil || len(ch.Metadata.Dependencies) == 0 {
 		return nil
 	}
-	if err := action.CheckDependencies(ch, ch.Metadata.Dependencies); err != nil {
-		return fmt.Errorf("%w (keyway renders without network access: vendor dependencies into charts/ with `helm dependency build`)", err)
+	var missing []string
+	for _, dep := range ch.Metadata.Dependencies {
+		found := false
+		for _, sub := range ch.Dependencies() {
+			found = found || sub.Name() == dep.Name
+		}
+		if !found {
+			missing = append(missing, dep.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("dependencies %s are not in charts/ (keyway renders without network access: vendor them with `helm dependency build`)", strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -188,4 +215,3 @@ func confine(root, p string) (string, error) {
 	}
 	return real, nil
 }
-

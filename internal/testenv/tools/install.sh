@@ -4,6 +4,7 @@
 #   etcd            Debian's etcd-server (apt-get), or already on PATH
 #   kube-apiserver  built from the Go module proxy in ./kubeapiserver (its own go.mod)
 #   vault           built from the Go module proxy in ./vault (v1.21.1; its own go.mod)
+#   helm, kustomize the real CLIs, from ./clis, for the post-renderer and KRM function tests
 set -euo pipefail
 
 bin=${1:?usage: install.sh BIN_DIR}
@@ -44,3 +45,5 @@ build_tool() {
 
 build_tool kube-apiserver "$here/kubeapiserver" k8s.io/kubernetes/cmd/kube-apiserver
 build_tool vault "$here/vault" github.com/hashicorp/vault
+build_tool helm "$here/clis" helm.sh/helm/v3/cmd/helm
+build_tool kustomize "$here/clis" sigs.k8s.io/kustomize/kustomize/v5
