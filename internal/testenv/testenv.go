@@ -156,17 +156,27 @@ func (e *Env) stopProcess(name string) error {
 		if p.name != name {
 			continue
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
 		e.procs = append(e.procs[:i], e.procs[i+1:]...)
+		if p.terminate() {
+			return fmt.Errorf("testenv: %s did not stop on SIGTERM and was killed", p.name)
+		}
 		return nil
 	}
 	return nil
+}
+
+// terminate sends SIGTERM, then SIGKILL after 10 s, and waits; it reports whether the
+// process had to be killed.
+func (p *process) terminate() (killed bool) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return false
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return true
+	}
 }
 
 // Stop terminates the processes (SIGTERM, then SIGKILL after 10 s) and removes the
@@ -174,13 +184,7 @@ func (e *Env) stopProcess(name string) error {
 func (e *Env) Stop() error {
 	var errs []error
 	for i := len(e.procs) - 1; i >= 0; i-- {
-		p := e.procs[i]
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
+		if p := e.procs[i]; p.terminate() {
 			errs = append(errs, fmt.Errorf("testenv: %s did not stop on SIGTERM and was killed", p.name))
 		}
 	}

@@ -113,13 +113,13 @@ func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Clien
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: awsCfg, endpoint: s[SettingEndpoint], log: log, batch: s[SettingBatch] != "false", byRegion: map[string]API{}}
+	c := &Client{cfg: awsCfg, endpoint: s[SettingEndpoint], log: log, batch: s[SettingBatch] != "false"}
 	return c, nil
 }
 
 // NewWithAPI returns a client over an existing API implementation, for narrow unit tests.
 func NewWithAPI(api API) *Client {
-	return &Client{byRegion: map[string]API{"": api}, batch: true, log: slog.New(slog.DiscardHandler)}
+	return &Client{byRegion: perRegion[API]{m: map[string]API{"": api}}, batch: true, log: slog.New(slog.DiscardHandler)}
 }
 
 // Client reads secrets; one SDK client per region, since an ARN's region wins.
@@ -128,8 +128,9 @@ type Client struct {
 	endpoint string
 	log      *slog.Logger
 
+	byRegion perRegion[API]
+
 	mu        sync.Mutex
-	byRegion  map[string]API
 	batch     bool
 	batchDown bool // the batch API was refused once; use GetSecretValue from now on
 }
@@ -150,20 +151,39 @@ func (c *Client) Batchable(ref providers.Ref) bool {
 }
 
 func (c *Client) api(region string) API {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if a, ok := c.byRegion[region]; ok {
+	return c.byRegion.get(region, func() API {
+		return secretsmanager.NewFromConfig(c.cfg, func(o *secretsmanager.Options) { regional(&o.Region, &o.BaseEndpoint, region, c.endpoint) })
+	})
+}
+
+// regional points an SDK client at region (when set) and at the endpoint override.
+func regional(dstRegion *string, dstEndpoint **string, region, endpoint string) {
+	if region != "" {
+		*dstRegion = region
+	}
+	if endpoint != "" {
+		*dstEndpoint = aws.String(endpoint)
+	}
+}
+
+// perRegion holds one SDK client per region, made on first use: an ARN's region wins over
+// the configured one.
+type perRegion[T any] struct {
+	mu sync.Mutex
+	m  map[string]T
+}
+
+func (p *perRegion[T]) get(region string, newClient func() T) T {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, ok := p.m[region]; ok {
 		return a
 	}
-	a := secretsmanager.NewFromConfig(c.cfg, func(o *secretsmanager.Options) {
-		if region != "" {
-			o.Region = region
-		}
-		if c.endpoint != "" {
-			o.BaseEndpoint = aws.String(c.endpoint)
-		}
-	})
-	c.byRegion[region] = a
+	if p.m == nil {
+		p.m = map[string]T{}
+	}
+	a := newClient()
+	p.m[region] = a
 	return a
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -35,7 +34,7 @@ func (SSMProvider) Open(ctx context.Context, cfg providers.Config) (providers.Cl
 		return nil, err
 	}
 	c := sm.(*Client)
-	return &SSMClient{cfg: c.cfg, endpoint: c.endpoint, log: c.log, byRegion: map[string]*ssm.Client{}}, nil
+	return &SSMClient{cfg: c.cfg, endpoint: c.endpoint, log: c.log}, nil
 }
 
 // SSMClient reads parameters.
@@ -44,8 +43,7 @@ type SSMClient struct {
 	endpoint string
 	log      *slog.Logger
 
-	mu       sync.Mutex
-	byRegion map[string]*ssm.Client
+	byRegion perRegion[*ssm.Client]
 }
 
 var _ providers.BatchClient = (*SSMClient)(nil)
@@ -61,21 +59,9 @@ func (c *SSMClient) MaxBatch() int { return MaxParameters }
 func (c *SSMClient) Batchable(providers.Ref) bool { return true }
 
 func (c *SSMClient) api(region string) *ssm.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if a, ok := c.byRegion[region]; ok {
-		return a
-	}
-	a := ssm.NewFromConfig(c.cfg, func(o *ssm.Options) {
-		if region != "" {
-			o.Region = region
-		}
-		if c.endpoint != "" {
-			o.BaseEndpoint = aws.String(c.endpoint)
-		}
+	return c.byRegion.get(region, func() *ssm.Client {
+		return ssm.NewFromConfig(c.cfg, func(o *ssm.Options) { regional(&o.Region, &o.BaseEndpoint, region, c.endpoint) })
 	})
-	c.byRegion[region] = a
-	return a
 }
 
 func selector(ref providers.Ref) string {
