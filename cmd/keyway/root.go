@@ -83,6 +83,7 @@ age-encrypted file into Kubernetes manifests without plaintext in git.
                   and kustomizations (also a Helm post-renderer)
   keyway argocd   the Argo CD Config Management Plugin (CMP v2) entry points
   keyway krm      a kustomize KRM function (ResourceList in, ResourceList out)
+  keyway seal     kubeseal-compatible sealing, offline and for several clusters
   keyway version  print the build's version
 
 Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRETS_FILE.
@@ -110,6 +111,7 @@ Flags win over the environment, which wins over --config.`,
 	root.AddCommand(newRenderCommand(a))
 	root.AddCommand(newArgoCDCommand(a))
 	root.AddCommand(newKRMCommand(a))
+	root.AddCommand(newSealCommand(a))
 	return root
 }
 

@@ -5,6 +5,7 @@
 #   kube-apiserver  built from the Go module proxy in ./kubeapiserver (its own go.mod)
 #   vault           built from the Go module proxy in ./vault (v1.21.1; its own go.mod)
 #   helm, kustomize the real CLIs, from ./clis, for the post-renderer and KRM function tests
+#   kubeseal        upstream Sealed Secrets v0.27.1, from ./kubeseal, for the interop tests
 set -euo pipefail
 
 bin=${1:?usage: install.sh BIN_DIR}
@@ -47,3 +48,4 @@ build_tool kube-apiserver "$here/kubeapiserver" k8s.io/kubernetes/cmd/kube-apise
 build_tool vault "$here/vault" github.com/hashicorp/vault
 build_tool helm "$here/clis" helm.sh/helm/v3/cmd/helm
 build_tool kustomize "$here/clis" sigs.k8s.io/kustomize/kustomize/v5
+build_tool kubeseal "$here/kubeseal" github.com/bitnami-labs/sealed-secrets/cmd/kubeseal

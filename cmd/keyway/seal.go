@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/sealing"
+)
+
+type sealOptions struct {
+	Certs          []string
+	Scope          string
+	Raw            bool
+	Name           string
+	Namespace      string
+	FromFile       string
+	Output         string
+	File           string
+	Write          string
+	MergeInto      string
+	ReEncrypt      bool
+	Validate       bool
+	RecoveryUnseal bool
+	PrivateKeys    []string
+	AllowEmptyData bool
+}
+
+func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&o.Certs, "cert", nil, "certificate (PEM file or https URL) of a cluster's sealing key; repeat to seal for several clusters at once")
+	fs.StringVar(&o.Scope, "scope", "", "strict (name and namespace), namespace-wide or cluster-wide; default: the Secret's sealedsecrets.bitnami.com annotations, else strict")
+	fs.BoolVar(&o.Raw, "raw", false, "encrypt one raw value (from --from-file or stdin) and print it base64-encoded")
+	fs.StringVar(&o.Name, "name", "", "Secret name for --raw (strict scope)")
+	fs.StringVarP(&o.Namespace, "namespace", "n", "", "namespace for --raw, and for Secrets that name none")
+	fs.StringVar(&o.FromFile, "from-file", "", "the raw value for --raw")
+	fs.StringVarP(&o.Output, "format", "o", "json", "output format: json or yaml")
+	fs.StringVarP(&o.File, "secret-file", "f", "", "read from this file instead of stdin")
+	fs.StringVarP(&o.Write, "sealed-secret-file", "w", "", "write to this file (atomically, only on success) instead of stdout")
+	fs.StringVar(&o.MergeInto, "merge-into", "", "seal and merge the values into this existing SealedSecret file, keeping its format")
+	fs.BoolVar(&o.ReEncrypt, "re-encrypt", false, "re-encrypt SealedSecrets to --cert, offline, opening them with --recovery-private-key")
+	fs.BoolVar(&o.Validate, "validate", false, "check that SealedSecrets open with --recovery-private-key, offline")
+	fs.BoolVar(&o.RecoveryUnseal, "recovery-unseal", false, "decrypt SealedSecrets with --recovery-private-key and print the Secrets (disaster recovery)")
+	fs.StringSliceVar(&o.PrivateKeys, "recovery-private-key", nil, "private key file(s): PEM PKCS#1/PKCS#8, or a Secret/List key backup")
+	fs.BoolVar(&o.AllowEmptyData, "allow-empty-data", false, "seal a Secret without data")
+}
+
+func newSealCommand(a *app) *cobra.Command {
+	var o sealOptions
+	cmd := &cobra.Command{
+		Use:   "seal",
+		Short: "Seal Secrets into SealedSecrets (kubeseal-compatible), offline and for several clusters",
+		Long: `seal reads Kubernetes Secrets (YAML or JSON, several documents allowed) and writes
+bitnami.com/v1alpha1 SealedSecrets that the sealed-secrets controller (or keyway's unsealer)
+turns back into Secrets. The flags are kubeseal's, so scripts port by renaming the binary.
+
+keyway needs no cluster: --cert takes a certificate file or URL, several --cert flags seal
+one Secret for several clusters (one output document per cluster), and --re-encrypt works
+offline with the private keys. Every SealedSecret keyway writes records its sealing key's
+fingerprint (keyway.dev/sealing-key) so the unsealer tries that key first.`,
+		Example: `  keyway seal --cert prod.pem < secret.yaml > sealed.json
+  keyway seal --cert eu.pem --cert us.pem -o yaml -f secret.yaml -w sealed.yaml
+  echo -n s3cret | keyway seal --raw --cert prod.pem --namespace shop --name db
+  keyway seal --recovery-unseal --recovery-private-key backup.yaml -f sealed.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSeal(cmd.Context(), a, &o)
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func runSeal(ctx context.Context, a *app, o *sealOptions) error {
+	if o.Output != "json" && o.Output != "yaml" {
+		return usagef("--format %q: want json or yaml", o.Output)
+	}
+	scope, err := sealing.ParseScope(o.Scope)
+	if err != nil {
+		return usageError{err}
+	}
+	modes := 0
+	for _, b := range []bool{o.Raw, o.ReEncrypt, o.Validate, o.RecoveryUnseal, o.MergeInto != ""} {
+		if b {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return usagef("--raw, --merge-into, --re-encrypt, --validate and --recovery-unseal exclude each other")
+	}
+	needKeys := o.ReEncrypt || o.Validate || o.RecoveryUnseal
+	if needKeys && len(o.PrivateKeys) == 0 {
+		return usagef("--re-encrypt, --validate and --recovery-unseal need --recovery-private-key")
+	}
+	needCerts := !o.Validate && !o.RecoveryUnseal
+	if needCerts && len(o.Certs) == 0 {
+		return usagef("--cert is required (a PEM file or URL of the cluster's sealing certificate)")
+	}
+	var pubs []*rsa.PublicKey
+	for _, c := range o.Certs {
+		pub, err := loadCert(ctx, c)
+		if err != nil {
+			return err
+		}
+		pubs = append(pubs, pub)
+	}
+	var keys []*rsa.PrivateKey
+	for _, p := range o.PrivateKeys {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("--recovery-private-key: %w", err)
+		}
+		ks, err := sealing.ParsePrivateKeys(data)
+		if err != nil {
+			return fmt.Errorf("--recovery-private-key %s: %w", p, err)
+		}
+		keys = append(keys, ks...)
+	}
+
+	in, source, err := o.input(a)
+	if err != nil {
+		return err
+	}
+	if o.Raw {
+		return o.sealRaw(a, in, pubs, scope)
+	}
+	docs, err := manifest.Read(bytes.NewReader(in), source, manifest.Limits{})
+	if err != nil {
+		return err
+	}
+	if len(docs) == 0 {
+		return fmt.Errorf("%s: no document to seal (empty input)", source)
+	}
+	var out []any
+	switch {
+	case o.RecoveryUnseal, o.Validate, o.ReEncrypt:
+		for _, d := range docs {
+			var ss sealing.SealedSecret
+			if err := decodeDoc(d, &ss); err != nil {
+				return err
+			}
+			s, _, err := sealing.Unseal(rand.Reader, &ss, keys)
+			if err != nil {
+				return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+			}
+			switch {
+			case o.RecoveryUnseal:
+				out = append(out, s)
+			case o.ReEncrypt:
+				for _, pub := range pubs {
+					re, err := sealing.Seal(rand.Reader, pub, s, sealing.SealOptions{Scope: sealing.ScopeOf(ss.Metadata.Annotations), ScopeSet: true, AllowEmptyData: true})
+					if err != nil {
+						return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+					}
+					out = append(out, re)
+				}
+			}
+		}
+		if o.Validate {
+			fmt.Fprintf(a.err, "keyway: %d SealedSecret(s) valid\n", len(docs))
+			return nil
+		}
+	default:
+		for _, d := range docs {
+			var s corev1.Secret
+			if err := decodeDoc(d, &s); err != nil {
+				return err
+			}
+			if s.Kind != "Secret" {
+				return fmt.Errorf("%s: document %d: kind %q is not a Secret", d.Source, d.Index, s.Kind)
+			}
+			if s.Namespace == "" {
+				s.Namespace = o.Namespace
+			}
+			for _, pub := range pubs {
+				ss, err := sealing.Seal(rand.Reader, pub, &s, sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData})
+				if err != nil {
+					return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+				}
+				out = append(out, ss)
+			}
+		}
+	}
+	if o.MergeInto != "" {
+		return mergeInto(o.MergeInto, out)
+	}
+	data, err := encodeAll(out, o.Output)
+	if err != nil {
+		return err
+	}
+	return o.emit(a, data)
+}
+
+func (o *sealOptions) input(a *app) ([]byte, string, error) {
+	if o.Raw && o.FromFile != "" {
+		data, err := os.ReadFile(o.FromFile)
+		return data, o.FromFile, err
+	}
+	if o.File != "" {
+		data, err := os.ReadFile(o.File)
+		return data, o.File, err
+	}
+	data, err := io.ReadAll(io.LimitReader(a.in, 64<<20))
+	return data, "<stdin>", err
+}
+
+func (o *sealOptions) sealRaw(a *app, value []byte, pubs []*rsa.PublicKey, scope sealing.Scope) error {
+	if scope != sealing.ClusterWide && o.Namespace == "" {
+		return usagef("--raw needs --namespace (or --scope cluster-wide)")
+	}
+	if scope == sealing.Strict && o.Name == "" {
+		return usagef("--raw with strict scope needs --name")
+	}
+	var b bytes.Buffer
+	for _, pub := range pubs {
+		ct, err := sealing.HybridEncrypt(rand.Reader, pub, value, sealing.Label(scope, o.Namespace, o.Name))
+		if err != nil {
+			return err
+		}
+		b.WriteString(base64.StdEncoding.EncodeToString(ct))
+		b.WriteByte('\n')
+	}
+	return o.emit(a, b.Bytes())
+}
+
+// emit writes to -w atomically (temp file, then rename) or to stdout.
+func (o *sealOptions) emit(a *app, data []byte) error {
+	if o.Write == "" {
+		_, err := a.out.Write(data)
+		return err
+	}
+	return writeAtomic(o.Write, data)
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".keyway-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func decodeDoc(d *manifest.Document, into any) error {
+	v, err := manifest.ToJSON(d.Root)
+	if err != nil {
+		return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, into); err != nil {
+		// encoding/json errors name types and offsets, not values.
+		return fmt.Errorf("%s: document %d: not a valid object: %v", d.Source, d.Index, err)
+	}
+	return nil
+}
+
+func encodeAll(objs []any, format string) ([]byte, error) {
+	var b bytes.Buffer
+	for i, obj := range objs {
+		if format == "yaml" {
+			if i > 0 {
+				b.WriteString("---\n")
+			}
+			y, err := yaml.Marshal(obj)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(y)
+			continue
+		}
+		j, err := json.MarshalIndent(obj, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), nil
+}
+
+// mergeInto adds the new encrypted values to an existing SealedSecret file, keeping its
+// format (JSON or YAML).
+func mergeInto(path string, sealed []any) error {
+	if len(sealed) != 1 {
+		return usagef("--merge-into takes exactly one Secret and one --cert")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--merge-into: %w", err)
+	}
+	var existing sealing.SealedSecret
+	if err := yaml.Unmarshal(data, &existing); err != nil || existing.Kind != sealing.Kind {
+		return fmt.Errorf("--merge-into %s: not a SealedSecret", path)
+	}
+	add := sealed[0].(*sealing.SealedSecret)
+	if existing.Metadata.Name != add.Metadata.Name || existing.Metadata.Namespace != add.Metadata.Namespace {
+		return fmt.Errorf("--merge-into %s: it is %s/%s, the Secret is %s/%s", path, existing.Metadata.Namespace, existing.Metadata.Name, add.Metadata.Namespace, add.Metadata.Name)
+	}
+	if existing.Spec.EncryptedData == nil {
+		existing.Spec.EncryptedData = map[string]string{}
+	}
+	for k, v := range add.Spec.EncryptedData {
+		existing.Spec.EncryptedData[k] = v
+	}
+	format := "yaml"
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		format = "json"
+	}
+	out, err := encodeAll([]any{&existing}, format)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, out)
+}
+
+func loadCert(ctx context.Context, ref string) (*rsa.PublicKey, error) {
+	var data []byte
+	var err error
+	if strings.HasPrefix(ref, "https://") || strings.HasPrefix(ref, "http://") {
+		data, err = fetchCert(ctx, ref)
+	} else {
+		data, err = os.ReadFile(ref)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w", ref, err)
+	}
+	pub, err := sealing.ParseCert(data, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("--cert %s: %w", ref, err)
+	}
+	return pub, nil
+}
+
+func fetchCert(ctx context.Context, url string) ([]byte, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
