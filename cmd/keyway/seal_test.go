@@ -113,7 +113,9 @@ func TestSealCLI(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: CANARY-cli}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	seal := func(args ...string) (string, string, error) { return runTool(t, "keyway", nil, dir, append([]string{"seal"}, args...)...) }
+	seal := func(args ...string) (string, string, error) {
+		return runTool(t, "keyway", nil, dir, append([]string{"seal"}, args...)...)
+	}
 
 	// Two clusters, one document each; each opens only with its own key.
 	out, stderr, err := seal("--cert", c1, "--cert", c2, "-o", "yaml", "-f", secretFile)
