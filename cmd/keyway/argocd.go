@@ -104,6 +104,9 @@ func newArgoCDGenerate(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.SealNS == "" {
+				o.SealNS = env.AppNamespace
+			}
 			a.log.Debug("argocd generate", "app", env.AppName, "project", env.Project, "revision", env.Revision, "source", ro.Source)
 			return runRender(cmd, a, &o, []string{dir}, renderRun{
 				load:  render.LoadOptions{Source: ro.Source, Helm: ro.Helm, Root: root},

@@ -37,6 +37,8 @@ type renderOptions struct {
 	Cloud        cloudFlags
 	Source       string
 	Helm         helmFlags
+	SealTo       string
+	SealNS       string
 
 	// sections holds the config file's per-backend sections.
 	sections map[string]map[string]string
@@ -56,6 +58,8 @@ func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
 	o.Cloud.BindFlags(fs)
 	fs.StringVar(&o.Source, "source", "auto", "how to read a directory: auto (Chart.yaml → Helm, kustomization → kustomize, else plain YAML), plain, helm or kustomize")
 	o.Helm.BindFlags(fs)
+	fs.StringVar(&o.SealTo, "seal-to", "", "certificate (file or URL) of a cluster's sealing key: every rendered Secret that received secret values is written as a SealedSecret for that cluster")
+	fs.StringVar(&o.SealNS, "seal-namespace", "", "namespace for sealing Secrets that name none (Argo CD: the Application's namespace)")
 }
 
 // helmFlags are `helm template`'s settings that keyway supports, as structured flags.
@@ -297,6 +301,11 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 			return silentError{err}
 		}
 		return err
+	}
+	if o.SealTo != "" {
+		if err := sealRendered(cmd.Context(), docs, o.SealTo, o.SealNS); err != nil {
+			return err
+		}
 	}
 	format, _ := manifest.ParseFormat(o.Output)
 	if err := manifest.Encode(a.out, docs, format); err != nil {

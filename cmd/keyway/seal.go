@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	goyaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -375,4 +376,52 @@ func fetchCert(ctx context.Context, url string) ([]byte, error) {
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+// sealRendered replaces every rendered Secret that received secret values with a
+// SealedSecret for the certificate's cluster, so what leaves the render (Argo CD's manifest
+// cache and UI included) holds only ciphertext.
+func sealRendered(ctx context.Context, docs []*manifest.Document, cert, namespace string) error {
+	pub, err := loadCert(ctx, cert)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if !d.Modified() || manifest.String(d.Root, "kind") != "Secret" || manifest.String(d.Root, "apiVersion") != "v1" {
+			continue
+		}
+		var s corev1.Secret
+		if err := decodeDoc(d, &s); err != nil {
+			return err
+		}
+		if s.Namespace == "" {
+			s.Namespace = namespace
+		}
+		ss, err := sealing.Seal(rand.Reader, pub, &s, sealing.SealOptions{AllowEmptyData: true})
+		if err != nil {
+			return fmt.Errorf("%s: document %d: --seal-to: %w", d.Source, d.Index, err)
+		}
+		j, err := json.Marshal(ss)
+		if err != nil {
+			return err
+		}
+		var n goyaml.Node
+		if err := goyaml.Unmarshal(j, &n); err != nil {
+			return err
+		}
+		// JSON is YAML; drop the flow style so the output reads like the rest.
+		clearStyle(n.Content[0])
+		d.Replace(n.Content[0])
+	}
+	return nil
+}
+
+func clearStyle(n *goyaml.Node) {
+	n.Style &^= goyaml.FlowStyle
+	if n.Kind == goyaml.ScalarNode && n.Tag == "!!str" {
+		n.Style = 0
+	}
+	for _, c := range n.Content {
+		clearStyle(c)
+	}
 }

@@ -189,3 +189,35 @@ func TestSealCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderSealTo: with --seal-to, Secrets that received values leave the render sealed;
+// everything else renders as usual.
+func TestRenderSealTo(t *testing.T) {
+	dir := t.TempDir()
+	key, cert := sealKeys(t, dir, "cluster")
+	qs, _ := filepath.Abs("../../examples/quickstart")
+	out, stderr, err := runTool(t, "keyway", nil, dir, "render", "--secrets-file", qs+"/secrets.enc.yaml", "--age-identity", qs+"/demo-identity.txt",
+		"--seal-to", cert, "--seal-namespace", "shop", qs+"/manifests")
+	if err != nil {
+		t.Fatalf("render --seal-to: %v\n%s", err, stderr)
+	}
+	if strings.Count(out, "kind: SealedSecret") != 2 || strings.Contains(out, "demo-Pa55w0rd") || strings.Contains(out, "demo-api-token") || !strings.Contains(out, "kind: Deployment") {
+		t.Fatalf("output:\n%s", out)
+	}
+	sealed := filepath.Join(dir, "sealed.yaml")
+	if err := os.WriteFile(sealed, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The non-Secret documents are not SealedSecrets; unseal only the sealed ones.
+	var onlySealed []string
+	for doc := range strings.SplitSeq(out, "\n---\n") {
+		if strings.Contains(doc, "kind: SealedSecret") {
+			onlySealed = append(onlySealed, doc)
+		}
+	}
+	os.WriteFile(sealed, []byte(strings.Join(onlySealed, "\n---\n")), 0o600)
+	un, stderr, err := runTool(t, "keyway", nil, dir, "seal", "--recovery-unseal", "--recovery-private-key", key, "-o", "yaml", "-f", sealed)
+	if err != nil || !strings.Contains(un, "password: ZGVtby1QYTU1dzByZA==") {
+		t.Fatalf("unseal: %v %s\n%s", err, stderr, un)
+	}
+}

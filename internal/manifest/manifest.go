@@ -50,12 +50,24 @@ type Document struct {
 	raw   []byte // the document's exact text while it is unmodified
 	lines []int  // offsets of raw's lines, computed on the first splice
 	edits []edit // in-place scalar replacements to apply to raw
+
+	modified bool // a value was substituted or a field removed
+}
+
+// Modified reports whether anything in the document was substituted or removed.
+func (d *Document) Modified() bool { return d.modified }
+
+// Replace swaps the document's content for root (a sealed form of it, say).
+func (d *Document) Replace(root *yaml.Node) {
+	d.Root = root
+	d.doc = &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}
+	d.MarkModified()
 }
 
 // MarkModified records that the node tree changed, so the document is re-encoded instead of
 // written back verbatim.
 func (d *Document) MarkModified() {
-	d.raw, d.edits = nil, nil
+	d.raw, d.edits, d.modified = nil, nil, true
 }
 
 // FromNode wraps a node that is already parsed (an item of a KRM ResourceList) as a

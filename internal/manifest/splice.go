@@ -64,6 +64,7 @@ func (d *Document) SpliceScalar(n *yaml.Node, repl string) bool {
 		return false
 	}
 	d.edits = append(d.edits, edit{off: start + off, end: start + off + len(src), text: repl})
+	d.modified = true
 	return true
 }
 
