@@ -83,7 +83,9 @@ age-encrypted file into Kubernetes manifests without plaintext in git.
                   and kustomizations (also a Helm post-renderer)
   keyway argocd   the Argo CD Config Management Plugin (CMP v2) entry points
   keyway krm      a kustomize KRM function (ResourceList in, ResourceList out)
-  keyway seal     kubeseal-compatible sealing, offline and for several clusters
+  keyway seal     kubeseal-compatible sealing, offline and for several clusters; age-sealed
+                  secrets files value by value (--age-recipient)
+  keyway unseal   open an age-sealed secrets file
   keyway version  print the build's version
 
 Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRETS_FILE.
@@ -112,6 +114,7 @@ Flags win over the environment, which wins over --config.`,
 	root.AddCommand(newArgoCDCommand(a))
 	root.AddCommand(newKRMCommand(a))
 	root.AddCommand(newSealCommand(a))
+	root.AddCommand(newUnsealCommand(a))
 	return root
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	goyaml "go.yaml.in/yaml/v3"
@@ -41,6 +42,8 @@ type sealOptions struct {
 	RecoveryUnseal bool
 	PrivateKeys    []string
 	AllowEmptyData bool
+	AgeRecipients  []string
+	AgeIdentities  []string
 }
 
 func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {
@@ -59,6 +62,8 @@ func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.RecoveryUnseal, "recovery-unseal", false, "decrypt SealedSecrets with --recovery-private-key and print the Secrets (disaster recovery)")
 	fs.StringSliceVar(&o.PrivateKeys, "recovery-private-key", nil, "private key file(s): PEM PKCS#1/PKCS#8, or a Secret/List key backup")
 	fs.BoolVar(&o.AllowEmptyData, "allow-empty-data", false, "seal a Secret without data")
+	fs.StringSliceVar(&o.AgeRecipients, "age-recipient", nil, "age-seal a YAML/JSON secrets file value by value for these recipients (age1…; repeatable) instead of making SealedSecrets")
+	fs.StringSliceVar(&o.AgeIdentities, "age-identity", nil, "age identity file(s) that open the existing -w file, so unchanged values keep their ciphertext")
 }
 
 func newSealCommand(a *app) *cobra.Command {
@@ -94,6 +99,9 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 	scope, err := sealing.ParseScope(o.Scope)
 	if err != nil {
 		return usageError{err}
+	}
+	if len(o.AgeRecipients) > 0 {
+		return sealAgeFile(a, o)
 	}
 	modes := 0
 	for _, b := range []bool{o.Raw, o.ReEncrypt, o.Validate, o.RecoveryUnseal, o.MergeInto != ""} {
@@ -424,4 +432,80 @@ func clearStyle(n *goyaml.Node) {
 	for _, c := range n.Content {
 		clearStyle(c)
 	}
+}
+
+// sealAgeFile seals a secrets file value by value for age recipients.
+func sealAgeFile(a *app, o *sealOptions) error {
+	in, _, err := o.input(a)
+	if err != nil {
+		return err
+	}
+	var previous []byte
+	var ids []age.Identity
+	if o.Write != "" && len(o.AgeIdentities) > 0 {
+		if prev, err := os.ReadFile(o.Write); err == nil && sealing.IsAgeFile(prev) {
+			previous = prev
+			if ids, err = readAgeIdentities(o.AgeIdentities); err != nil {
+				return err
+			}
+		}
+	}
+	out, err := sealing.SealAgeFile(in, o.AgeRecipients, previous, ids)
+	if err != nil {
+		return err
+	}
+	return o.emit(a, out)
+}
+
+func readAgeIdentities(files []string) ([]age.Identity, error) {
+	var ids []age.Identity
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--age-identity: %w", err)
+		}
+		got, err := age.ParseIdentities(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("--age-identity %s: malformed identity (want AGE-SECRET-KEY-1… lines)", f)
+		}
+		ids = append(ids, got...)
+	}
+	return ids, nil
+}
+
+func newUnsealCommand(a *app) *cobra.Command {
+	var identities []string
+	var file, write string
+	cmd := &cobra.Command{
+		Use:   "unseal",
+		Short: "Open an age-sealed secrets file (made by keyway seal --age-recipient)",
+		Long: `unseal decrypts a secrets file sealed value by value with keyway seal --age-recipient and
+prints the plain YAML. Tampering — a value moved to another key, a renamed key, an edited
+value or MAC, a removed value — is detected and named; no output is written then.`,
+		Example: `  keyway unseal --age-identity ~/.config/keyway/age.txt -f secrets.enc.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if len(identities) == 0 {
+				return usagef("--age-identity is required")
+			}
+			ids, err := readAgeIdentities(identities)
+			if err != nil {
+				return err
+			}
+			o := sealOptions{File: file, Write: write}
+			in, source, err := o.input(a)
+			if err != nil {
+				return err
+			}
+			out, err := sealing.OpenAgeFile(in, ids)
+			if err != nil {
+				return fmt.Errorf("%s: %w", source, err)
+			}
+			return o.emit(a, out)
+		},
+	}
+	cmd.Flags().StringSliceVar(&identities, "age-identity", nil, "age identity file(s)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "read from this file instead of stdin")
+	cmd.Flags().StringVarP(&write, "output-file", "w", "", "write to this file (atomically) instead of stdout")
+	return cmd
 }

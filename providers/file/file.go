@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/sealing"
 )
 
 // Setting names accepted by Open.
@@ -173,6 +174,13 @@ func (c *Client) load(path string) (any, error) {
 	if plain, encrypted, err := c.decrypt(path, raw); err != nil {
 		return nil, err
 	} else if encrypted {
+		raw = plain
+	} else if sealing.IsAgeFile(raw) {
+		// Sealed value by value (keyway seal --age-recipient).
+		plain, err := sealing.OpenAgeFile(raw, c.identities)
+		if err != nil {
+			return nil, fmt.Errorf("file %q: %w", path, err)
+		}
 		raw = plain
 	}
 	var n yaml.Node
