@@ -1,0 +1,379 @@
+package secrets
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/keyway-dev/keyway/sealing"
+)
+
+// SealedSecretGVR is the resource the unsealer watches.
+var SealedSecretGVR = schema.GroupVersionResource{Group: "bitnami.com", Version: "v1alpha1", Resource: "sealedsecrets"}
+
+// Annotations honoured on an existing Secret.
+const (
+	AnnotationManaged = "sealedsecrets.bitnami.com/managed" // "true": the unsealer may take it over
+	AnnotationPatch   = "sealedsecrets.bitnami.com/patch"   // "true": merge sealed keys into it
+)
+
+// Options configure an Unsealer.
+type Options struct {
+	// Namespace holds the key ring (kubernetes.io/tls Secrets labelled
+	// sealedsecrets.bitnami.com/sealed-secrets-key).
+	Namespace string
+	// KeyRenewPeriod is how old the newest key may get before a new one is generated;
+	// 0 disables renewal. Default 30 days.
+	KeyRenewPeriod time.Duration
+	// KeyBits is the size of generated keys (default 4096).
+	KeyBits int
+	Workers int
+	Logger  *slog.Logger
+	// Registry receives the metrics; nil makes a private one.
+	Registry *prometheus.Registry
+}
+
+// Unsealer is the SealedSecret controller.
+type Unsealer struct {
+	opts    Options
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	log     *slog.Logger
+	rec     record.EventRecorder
+	bcast   record.EventBroadcaster
+	queue   workqueue.TypedRateLimitingInterface[string]
+	ssInf   cache.SharedIndexInformer
+	factory dynamicinformer.DynamicSharedInformerFactory
+	kinf    informers.SharedInformerFactory
+	keysLs  corelisters.SecretLister
+
+	requests *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	decrypts prometheus.Counter
+
+	mu       sync.Mutex
+	keyCache map[string]*cachedKey // by key Secret name
+}
+
+type cachedKey struct {
+	rv  string
+	key *sealing.Key
+}
+
+// New builds an Unsealer.
+func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer {
+	if o.KeyRenewPeriod == 0 {
+		o.KeyRenewPeriod = 30 * 24 * time.Hour
+	}
+	if o.KeyBits == 0 {
+		o.KeyBits = sealing.KeyBits
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	u := &Unsealer{opts: o, kube: kube, dyn: dyn, log: o.Logger, keyCache: map[string]*cachedKey{}}
+	u.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_unseal_requests_total", Help: "SealedSecrets the unsealer processed."}, []string{"result"})
+	u.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_unseal_errors_total", Help: "Unseal failures by reason."}, []string{"reason"})
+	u.decrypts = prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_unseal_rsa_decryptions_total", Help: "RSA decryptions spent, to see the sealing-key hint at work."})
+	o.Registry.MustRegister(u.requests, u.errors, u.decrypts)
+
+	u.bcast = record.NewBroadcaster()
+	u.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	u.rec = u.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-unsealer"})
+	u.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "sealedsecrets"})
+
+	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
+	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
+	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    u.enqueue,
+		UpdateFunc: func(_, n any) { u.enqueue(n) },
+	})
+	u.kinf = informers.NewSharedInformerFactory(kube, 10*time.Minute)
+	secrets := u.kinf.Core().V1().Secrets()
+	u.keysLs = secrets.Lister()
+	_, _ = secrets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// A deleted Secret owned by a SealedSecret is recreated.
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			s, ok := obj.(*corev1.Secret)
+			if !ok {
+				return
+			}
+			for _, ref := range s.OwnerReferences {
+				if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion {
+					u.queue.Add(s.Namespace + "/" + ref.Name)
+				}
+			}
+		},
+	})
+	return u
+}
+
+func (u *Unsealer) enqueue(obj any) {
+	if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+		u.queue.Add(key)
+	}
+}
+
+// Start starts the informers and waits for their caches; call it on every replica (the
+// HTTP endpoints need the key ring).
+func (u *Unsealer) Start(ctx context.Context) error {
+	u.factory.Start(ctx.Done())
+	u.kinf.Start(ctx.Done())
+	for _, synced := range []cache.InformerSynced{u.ssInf.HasSynced, u.kinf.Core().V1().Secrets().Informer().HasSynced} {
+		if !cache.WaitForCacheSync(ctx.Done(), synced) {
+			return errors.New("informer caches did not sync")
+		}
+	}
+	return nil
+}
+
+// Run reconciles until ctx ends; only the leader runs it. It makes the first key when the
+// ring is empty and renews keys on schedule.
+func (u *Unsealer) Run(ctx context.Context) error {
+	defer u.queue.ShutDown()
+	defer u.bcast.Shutdown()
+	if err := u.renewKeys(ctx); err != nil {
+		return err
+	}
+	if u.opts.KeyRenewPeriod > 0 {
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			if err := u.renewKeys(ctx); err != nil {
+				u.log.Error("key renewal failed", "error", err)
+			}
+		}, min(u.opts.KeyRenewPeriod, time.Hour))
+	}
+	for range u.opts.Workers {
+		go wait.UntilWithContext(ctx, u.work, time.Second)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (u *Unsealer) work(ctx context.Context) {
+	for {
+		key, quit := u.queue.Get()
+		if quit {
+			return
+		}
+		err := u.reconcile(ctx, key)
+		if err != nil {
+			u.log.Warn("reconcile failed; retrying", "sealedsecret", key, "error", err)
+			u.queue.AddRateLimited(key)
+		} else {
+			u.queue.Forget(key)
+		}
+		u.queue.Done(key)
+	}
+}
+
+// Keys returns the ring, newest first, parsing each key Secret once per resourceVersion.
+func (u *Unsealer) Keys() ([]*sealing.Key, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: sealing.KeyLabel, Operator: metav1.LabelSelectorOpExists}}})
+	if err != nil {
+		return nil, err
+	}
+	list, err := u.keysLs.Secrets(u.opts.Namespace).List(sel)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var keys []*sealing.Key
+	for _, s := range list {
+		c, ok := u.keyCache[s.Name]
+		if !ok || c.rv != s.ResourceVersion {
+			parsed, err := sealing.KeysFromSecrets([]corev1.Secret{*s})
+			if err != nil {
+				return nil, err
+			}
+			if len(parsed) == 0 {
+				continue
+			}
+			c = &cachedKey{rv: s.ResourceVersion, key: parsed[0]}
+			u.keyCache[s.Name] = c
+		}
+		keys = append(keys, c.key)
+	}
+	sort.SliceStable(keys, func(i, j int) bool { return keys[i].Created.After(keys[j].Created) })
+	return keys, nil
+}
+
+func (u *Unsealer) renewKeys(ctx context.Context) error {
+	ring := sealing.Ring{Client: u.kube, Namespace: u.opts.Namespace}
+	keys, err := ring.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	if len(keys) > 0 && (u.opts.KeyRenewPeriod <= 0 || time.Since(keys[0].Created) < u.opts.KeyRenewPeriod) {
+		return nil
+	}
+	k, err := ring.Generate(ctx, u.opts.KeyBits)
+	if err != nil {
+		return err
+	}
+	u.log.Info("generated a new sealing key", "secret", u.opts.Namespace+"/"+k.Name, "fingerprint", sealing.Fingerprint(&k.Private.PublicKey))
+	return nil
+}
+
+func privateKeys(keys []*sealing.Key) []*rsa.PrivateKey {
+	out := make([]*rsa.PrivateKey, len(keys))
+	for i, k := range keys {
+		out[i] = k.Private
+	}
+	return out
+}
+
+// reconcile turns one SealedSecret into its Secret.
+func (u *Unsealer) reconcile(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	obj, err := u.dyn.Resource(SealedSecretGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var ss sealing.SealedSecret
+	if err := fromUnstructured(obj, &ss); err != nil {
+		u.fail(ctx, obj, "ErrParse", "the SealedSecret is malformed: "+err.Error())
+		return nil
+	}
+	keys, err := u.Keys()
+	if err != nil {
+		return err
+	}
+	secret, tries, err := sealing.Unseal(rand.Reader, &ss, privateKeys(keys))
+	u.decrypts.Add(float64(tries))
+	if err != nil {
+		u.fail(ctx, obj, "ErrUnsealFailed", err.Error())
+		return nil
+	}
+	secret.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(obj, schema.GroupVersionKind{Group: "bitnami.com", Version: "v1alpha1", Kind: sealing.Kind})}
+	secrets := u.kube.CoreV1().Secrets(ns)
+	existing, err := secrets.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case metav1.IsControlledBy(existing, obj), existing.Annotations[AnnotationManaged] == "true":
+		upd := existing.DeepCopy()
+		upd.Data, upd.Type, upd.Immutable = secret.Data, secret.Type, secret.Immutable
+		upd.Labels = secret.Labels
+		upd.Annotations = mergeAnnotations(existing.Annotations, secret.Annotations)
+		upd.OwnerReferences = secret.OwnerReferences
+		if _, err := secrets.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	case existing.Annotations[AnnotationPatch] == "true":
+		upd := existing.DeepCopy()
+		if upd.Data == nil {
+			upd.Data = map[string][]byte{}
+		}
+		maps.Copy(upd.Data, secret.Data)
+		if _, err := secrets.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	default:
+		u.fail(ctx, obj, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
+		return nil
+	}
+	u.requests.WithLabelValues("unsealed").Inc()
+	u.rec.Event(obj, corev1.EventTypeNormal, "Unsealed", "SealedSecret unsealed successfully")
+	return u.setStatus(ctx, obj, metav1.ConditionTrue, "Unsealed", "")
+}
+
+func mergeAnnotations(existing, tmpl map[string]string) map[string]string {
+	out := maps.Clone(tmpl)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if v, ok := existing[AnnotationManaged]; ok {
+		out[AnnotationManaged] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// fail records a failure as a Warning event, a metric and the Synced condition. Messages
+// name objects and reasons, never values.
+func (u *Unsealer) fail(ctx context.Context, obj *unstructured.Unstructured, reason, msg string) {
+	u.requests.WithLabelValues("failed").Inc()
+	u.errors.WithLabelValues(reason).Inc()
+	u.rec.Event(obj, corev1.EventTypeWarning, reason, msg)
+	u.log.Warn("unseal failed", "sealedsecret", obj.GetNamespace()+"/"+obj.GetName(), "reason", reason, "message", msg)
+	if err := u.setStatus(ctx, obj, metav1.ConditionFalse, reason, msg); err != nil {
+		u.log.Warn("status update failed", "sealedsecret", obj.GetNamespace()+"/"+obj.GetName(), "error", err)
+	}
+}
+
+func (u *Unsealer) setStatus(ctx context.Context, obj *unstructured.Unstructured, status metav1.ConditionStatus, reason, msg string) error {
+	cur := obj.DeepCopy()
+	now := metav1.Now().UTC().Format(time.RFC3339)
+	cond := map[string]any{"type": "Synced", "status": string(status), "reason": reason, "message": msg, "lastUpdateTime": now, "lastTransitionTime": now}
+	if old, ok, _ := unstructured.NestedSlice(cur.Object, "status", "conditions"); ok && len(old) > 0 {
+		if m, ok := old[0].(map[string]any); ok && m["status"] == string(status) {
+			if t, ok := m["lastTransitionTime"]; ok {
+				cond["lastTransitionTime"] = t
+			}
+		}
+	}
+	_ = unstructured.SetNestedSlice(cur.Object, []any{cond}, "status", "conditions")
+	_ = unstructured.SetNestedField(cur.Object, cur.GetGeneration(), "status", "observedGeneration")
+	_, err := u.dyn.Resource(SealedSecretGVR).Namespace(cur.GetNamespace()).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		u.queue.Add(cur.GetNamespace() + "/" + cur.GetName())
+		return nil
+	}
+	return err
+}
+
+func fromUnstructured(obj *unstructured.Unstructured, into any) error {
+	raw, err := json.Marshal(obj.Object)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, into)
+}

@@ -1,0 +1,266 @@
+package secrets_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sync/secrets"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+const canary = "CANARY-unsealer"
+
+type fixture struct {
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+	u    *secrets.Unsealer
+	srv  *httptest.Server
+	pub  *rsa.PublicKey
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	crd, err := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.InstallCRDs(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{}
+	f.kube = kubernetes.NewForConfigOrDie(env.Config)
+	f.dyn = dynamic.NewForConfigOrDie(env.Config)
+	for _, ns := range []string{"keyway-system", "app"} {
+		if _, err := f.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	f.u = secrets.New(f.kube, f.dyn, secrets.Options{Namespace: "keyway-system", KeyBits: 2048})
+	runCtx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := f.u.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = f.u.Run(runCtx) }()
+	f.srv = httptest.NewServer(f.u.Handler())
+	t.Cleanup(f.srv.Close)
+	// The first key is generated on start; the certificate endpoint serves it.
+	var certPEM []byte
+	poll(t, "the first sealing key", func() bool {
+		resp, err := http.Get(f.srv.URL + "/v1/cert.pem")
+		if err != nil || resp.StatusCode != 200 {
+			return false
+		}
+		defer resp.Body.Close()
+		certPEM, _ = io.ReadAll(resp.Body)
+		return true
+	})
+	if f.pub, err = sealing.ParseCert(certPEM, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+func (f *fixture) create(t *testing.T, ss *sealing.SealedSecret) *unstructured.Unstructured {
+	t.Helper()
+	raw, _ := json.Marshal(ss)
+	var obj unstructured.Unstructured
+	if err := json.Unmarshal(raw, &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace(ss.Metadata.Namespace).Create(t.Context(), &obj, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sealFor(t *testing.T, pub *rsa.PublicKey, name, value string) *sealing.SealedSecret {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "app", Labels: map[string]string{"team": "shop"}}, StringData: map[string]string{"password": value}}
+	ss, err := sealing.Seal(rand.Reader, pub, s, sealing.SealOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss
+}
+
+func condition(t *testing.T, f *fixture, name string) (status, reason string, observed int64) {
+	t.Helper()
+	obj, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return "", "", 0
+	}
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	observed, _, _ = unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
+	if len(conds) == 0 {
+		return "", "", observed
+	}
+	c := conds[0].(map[string]any)
+	if s, _ := c["message"].(string); strings.Contains(s, canary) {
+		t.Fatalf("status leaks a value: %v", c)
+	}
+	return c["status"].(string), c["reason"].(string), observed
+}
+
+func events(t *testing.T, f *fixture, name string) string {
+	t.Helper()
+	list, err := f.kube.CoreV1().Events("app").List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range list.Items {
+		fmt.Fprintf(&b, "%s %s %s\n", e.Type, e.Reason, e.Message)
+	}
+	if strings.Contains(b.String(), canary) {
+		t.Fatalf("events leak a value:\n%s", b.String())
+	}
+	return b.String()
+}
+
+func TestUnsealer(t *testing.T) {
+	f := setup(t)
+	ctx := t.Context()
+	secretsAPI := f.kube.CoreV1().Secrets("app")
+
+	t.Run("unseals, owns, reports", func(t *testing.T) {
+		f.create(t, sealFor(t, f.pub, "db", canary+"-db"))
+		var s *corev1.Secret
+		poll(t, "the Secret", func() bool {
+			var err error
+			s, err = secretsAPI.Get(ctx, "db", metav1.GetOptions{})
+			return err == nil
+		})
+		if string(s.Data["password"]) != canary+"-db" || s.Labels["team"] != "shop" || len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "SealedSecret" {
+			t.Fatalf("secret = %+v", s)
+		}
+		poll(t, "Synced=True", func() bool { st, _, gen := condition(t, f, "db"); return st == "True" && gen == 1 })
+		poll(t, "the Unsealed event", func() bool { return strings.Contains(events(t, f, "db"), "Normal Unsealed") })
+
+		// A deleted managed Secret comes back.
+		if err := secretsAPI.Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the Secret to be recreated", func() bool {
+			s, err := secretsAPI.Get(ctx, "db", metav1.GetOptions{})
+			return err == nil && s.DeletionTimestamp == nil && string(s.Data["password"]) == canary+"-db"
+		})
+	})
+
+	t.Run("refuses an unmanaged Secret, takes over a managed one", func(t *testing.T) {
+		if _, err := secretsAPI.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken"}, StringData: map[string]string{"password": "hand-made"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.create(t, sealFor(t, f.pub, "taken", canary+"-taken"))
+		poll(t, "Synced=False ErrUnmanagedSecret", func() bool { st, r, _ := condition(t, f, "taken"); return st == "False" && r == "ErrUnmanagedSecret" })
+		poll(t, "the warning event", func() bool { return strings.Contains(events(t, f, "taken"), "Warning ErrUnmanagedSecret") })
+		s, _ := secretsAPI.Get(ctx, "taken", metav1.GetOptions{})
+		if string(s.Data["password"]) != "hand-made" {
+			t.Fatal("an unmanaged Secret was overwritten")
+		}
+		s.Annotations = map[string]string{secrets.AnnotationManaged: "true"}
+		if _, err := secretsAPI.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Touch the SealedSecret so it is reconciled again.
+		obj, _ := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Get(ctx, "taken", metav1.GetOptions{})
+		obj.SetLabels(map[string]string{"touched": "1"})
+		if _, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the takeover", func() bool {
+			s, err := secretsAPI.Get(ctx, "taken", metav1.GetOptions{})
+			return err == nil && string(s.Data["password"]) == canary+"-taken" && len(s.OwnerReferences) == 1
+		})
+	})
+
+	t.Run("a SealedSecret for another cluster fails visibly", func(t *testing.T) {
+		other, _ := rsa.GenerateKey(rand.Reader, 2048)
+		f.create(t, sealFor(t, &other.PublicKey, "foreign", canary+"-foreign"))
+		poll(t, "Synced=False ErrUnsealFailed", func() bool { st, r, _ := condition(t, f, "foreign"); return st == "False" && r == "ErrUnsealFailed" })
+		poll(t, "the warning event", func() bool { return strings.Contains(events(t, f, "foreign"), "Warning ErrUnsealFailed") })
+		if _, err := secretsAPI.Get(ctx, "foreign", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a Secret was created from an undecryptable SealedSecret: %v", err)
+		}
+	})
+
+	t.Run("http endpoints", func(t *testing.T) {
+		post := func(path string, ss *sealing.SealedSecret) (int, []byte) {
+			body, _ := json.Marshal(ss)
+			resp, err := http.Post(f.srv.URL+path, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, out
+		}
+		good := sealFor(t, f.pub, "web", canary+"-web")
+		if code, _ := post("/v1/verify", good); code != 200 {
+			t.Fatalf("verify good = %d", code)
+		}
+		other, _ := rsa.GenerateKey(rand.Reader, 2048)
+		if code, _ := post("/v1/verify", sealFor(t, &other.PublicKey, "web", "x")); code != http.StatusConflict {
+			t.Fatalf("verify foreign = %d, want 409", code)
+		}
+		time.Sleep(1100 * time.Millisecond) // the limiter allows 2 per second
+		code, body := post("/v1/rotate", good)
+		if code != 200 || bytes.Contains(body, []byte(canary)) {
+			t.Fatalf("rotate = %d %s", code, body)
+		}
+		// Bursts are refused.
+		codes := map[int]int{}
+		for range 5 {
+			c, _ := post("/v1/verify", good)
+			codes[c]++
+		}
+		if codes[http.StatusTooManyRequests] == 0 {
+			t.Fatalf("no request was rate limited: %v", codes)
+		}
+		resp, err := http.Get(f.srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{`keyway_unseal_requests_total{result="unsealed"}`, `keyway_unseal_errors_total{reason="ErrUnsealFailed"}`, "keyway_unseal_rsa_decryptions_total"} {
+			if !bytes.Contains(metrics, []byte(want)) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
