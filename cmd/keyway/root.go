@@ -86,6 +86,8 @@ age-encrypted file into Kubernetes manifests without plaintext in git.
   keyway seal     kubeseal-compatible sealing, offline and for several clusters; age-sealed
                   secrets files value by value (--age-recipient)
   keyway unseal   open an age-sealed secrets file
+  keyway controller  the in-cluster unsealer (SealedSecrets → Secrets)
+  keyway keys     the sealing key ring: generate, rotate, list, export, import
   keyway version  print the build's version
 
 Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRETS_FILE.
@@ -115,6 +117,8 @@ Flags win over the environment, which wins over --config.`,
 	root.AddCommand(newKRMCommand(a))
 	root.AddCommand(newSealCommand(a))
 	root.AddCommand(newUnsealCommand(a))
+	root.AddCommand(newControllerCommand(a))
+	root.AddCommand(newKeysCommand(a))
 	return root
 }
 

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sync/secrets"
+)
+
+// kubeFlags select the cluster.
+type kubeFlags struct {
+	Kubeconfig, Context, Namespace string
+}
+
+func (k *kubeFlags) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&k.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&k.Context, "context", "", "kubeconfig context")
+	fs.StringVarP(&k.Namespace, "namespace", "n", "kube-system", "namespace of the sealing key ring (upstream's default)")
+}
+
+func (k *kubeFlags) config() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if k.Kubeconfig != "" {
+		rules.ExplicitPath = k.Kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.Context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func newControllerCommand(a *app) *cobra.Command {
+	var kf kubeFlags
+	var listen, leaseName string
+	var renew time.Duration
+	var bits, workers int
+	var leaderElect bool
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the in-cluster unsealer: SealedSecrets become Secrets",
+		Long: `controller watches bitnami.com/v1alpha1 SealedSecrets (install examples/sealedsecret/crd.yaml)
+and creates the Secret each describes, owned by it. It keeps the sealing key ring in
+--namespace (generating the first key, and a new one every --key-renew-period), and serves:
+
+  /healthz  /v1/cert.pem  /v1/verify  /v1/rotate  /metrics
+
+With several replicas, one leader (a Lease in --namespace) reconciles; all serve HTTP.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := kf.config()
+			if err != nil {
+				return err
+			}
+			kube, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			dyn, err := dynamic.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			u := secrets.New(kube, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, Logger: a.log})
+			if err := u.Start(ctx); err != nil {
+				return err
+			}
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("--listen %s: %w", listen, err)
+			}
+			srv := &http.Server{Handler: u.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			go func() { _ = srv.Serve(l) }()
+			defer srv.Close()
+			a.log.Info("unsealer serving", "address", l.Addr().String(), "namespace", kf.Namespace)
+			if !leaderElect {
+				return u.Run(ctx)
+			}
+			return lead(ctx, kube, kf.Namespace, leaseName, func(ctx context.Context) { _ = u.Run(ctx) }, a)
+		},
+	}
+	kf.BindFlags(cmd.Flags())
+	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP address for the API, health and metrics")
+	cmd.Flags().DurationVar(&renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
+	cmd.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
+	cmd.Flags().IntVar(&workers, "workers", 2, "SealedSecrets reconciled at once")
+	cmd.Flags().BoolVar(&leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
+	cmd.Flags().StringVar(&leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
+	return cmd
+}
+
+func lead(ctx context.Context, kube kubernetes.Interface, ns, name string, run func(context.Context), a *app) error {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	id := host + "-" + hex.EncodeToString(b)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: ns},
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		ReleaseOnCancel: true,
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: run,
+			OnStoppedLeading: func() { a.log.Info("stopped leading", "identity", id) },
+			OnNewLeader:      func(l string) { a.log.Info("leader", "identity", l) },
+		},
+	})
+	return nil
+}
+
+func newKeysCommand(a *app) *cobra.Command {
+	var kf kubeFlags
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage the sealing key ring (generate, rotate, list, export, import)",
+		Long: `Keys are RSA-4096 keys with self-signed certificates, stored as kubernetes.io/tls Secrets
+labelled sealedsecrets.bitnami.com/sealed-secrets-key=active in --namespace: the shape
+upstream Sealed Secrets uses, so backups move between the two either way. The newest key
+seals; every key unseals.`,
+	}
+	kf.BindFlags(cmd.PersistentFlags())
+	ring := func() (sealing.Ring, error) {
+		cfg, err := kf.config()
+		if err != nil {
+			return sealing.Ring{}, err
+		}
+		kube, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return sealing.Ring{}, err
+		}
+		return sealing.Ring{Client: kube, Namespace: kf.Namespace}, nil
+	}
+	var bits int
+	gen := func(verb string) *cobra.Command {
+		c := &cobra.Command{
+			Use:   verb,
+			Short: map[string]string{"generate": "Add a new sealing key", "rotate": "Add a new sealing key; older keys keep unsealing what they sealed"}[verb],
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				r, err := ring()
+				if err != nil {
+					return err
+				}
+				k, err := r.Generate(cmd.Context(), bits)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "%s/%s %s\n", kf.Namespace, k.Name, sealing.Fingerprint(&k.Private.PublicKey))
+				return nil
+			},
+		}
+		c.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size")
+		return c
+	}
+	list := &cobra.Command{
+		Use: "list", Short: "List the keys, newest (sealing) first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := ring()
+			if err != nil {
+				return err
+			}
+			keys, err := r.Keys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tFINGERPRINT\tCREATED\tEXPIRES")
+			for _, k := range keys {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", k.Name, sealing.Fingerprint(&k.Private.PublicKey), k.Created.UTC().Format(time.RFC3339), certExpiry(k.CertPEM))
+			}
+			return w.Flush()
+		},
+	}
+	export := &cobra.Command{
+		Use: "export", Short: "Print every key Secret as a v1 List (a backup; handle as a secret)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := ring()
+			if err != nil {
+				return err
+			}
+			l, err := r.Client.CoreV1().Secrets(kf.Namespace).List(cmd.Context(), metav1.ListOptions{LabelSelector: sealing.KeyLabel})
+			if err != nil {
+				return err
+			}
+			out := &corev1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}}
+			for _, s := range l.Items {
+				s.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
+				s.ManagedFields, s.ResourceVersion, s.UID = nil, "", ""
+				out.Items = append(out.Items, runtimeRaw(s))
+			}
+			y, err := yaml.Marshal(out)
+			if err != nil {
+				return err
+			}
+			_, err = a.out.Write(y)
+			return err
+		},
+	}
+	var file string
+	imp := &cobra.Command{
+		Use: "import", Short: "Add the keys of a backup (keyway keys export, or upstream's key Secrets)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return usagef("--file is required")
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			keys, err := sealing.ParsePrivateKeys(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			r, err := ring()
+			if err != nil {
+				return err
+			}
+			n, err := r.Import(cmd.Context(), keys, make([][]byte, len(keys)))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "imported %d key(s) into %s (%d already present)\n", n, kf.Namespace, len(keys)-n)
+			return nil
+		},
+	}
+	imp.Flags().StringVarP(&file, "file", "f", "", "backup file: a key Secret, a List of them, or PEM keys")
+	cmd.AddCommand(gen("generate"), gen("rotate"), list, export, imp)
+	return cmd
+}
+
+func certExpiry(certPEM []byte) string {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return "?"
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "?"
+	}
+	return c.NotAfter.UTC().Format(time.RFC3339)
+}
+
+func runtimeRaw(s corev1.Secret) runtime.RawExtension {
+	raw, _ := json.Marshal(s)
+	return runtime.RawExtension{Raw: raw}
+}
