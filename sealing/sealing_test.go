@@ -251,3 +251,37 @@ func FuzzHybridDecrypt(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkUnseal: a SealedSecret of 5 keys against a ring of 10 RSA-4096 keys, sealed with
+// the last one, with and without keyway's sealing-key hint.
+func BenchmarkUnseal(b *testing.B) {
+	var ring []*rsa.PrivateKey
+	for range 10 {
+		k, err := rsa.GenerateKey(rand.Reader, 4096)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ring = append(ring, k)
+	}
+	s := secret()
+	s.StringData = map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"}
+	ss, err := Seal(rand.Reader, &ring[9].PublicKey, s, SealOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	noHint := *ss
+	noHint.Metadata.Annotations = map[string]string{}
+	for name, in := range map[string]*SealedSecret{"hint": ss, "no-hint": &noHint} {
+		b.Run(name, func(b *testing.B) {
+			tries := 0
+			for b.Loop() {
+				_, n, err := Unseal(rand.Reader, in, ring)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tries += n
+			}
+			b.ReportMetric(float64(tries)/float64(b.N)/5, "rsa-decryptions/value")
+		})
+	}
+}

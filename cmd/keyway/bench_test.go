@@ -1,13 +1,18 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sealing"
 )
 
 // BenchmarkArgoCDGenerate runs `keyway argocd generate` as Argo CD's cmp-server would, on a
@@ -71,4 +76,49 @@ spec:
 	}
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/generate")
 	b.ReportMetric(float64(maxRSS)/1024, "peak-RSS-MiB")
+}
+
+// BenchmarkSealProcess seals 1,000 Secrets of 5 keys with an RSA-4096 certificate as one
+// multi-document input, timing the whole `keyway seal` process (and upstream kubeseal on
+// the same input, when it is built, for comparison).
+func BenchmarkSealProcess(b *testing.B) {
+	dir := b.TempDir()
+	self := filepath.Join(dir, "keyway")
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", self, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	_, certPEM, err := sealing.GenerateKey(rand.Reader, 4096, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(cert, certPEM, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var in strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&in, "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s%d, namespace: app}\nstringData: {a: v%d, b: v%d, c: v%d, d: v%d, e: v%d}\n", i, i, i, i, i, i)
+	}
+	input := filepath.Join(dir, "in.yaml")
+	if err := os.WriteFile(input, []byte(in.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, name string, args ...string) {
+		for b.Loop() {
+			cmd := exec.Command(name, args...)
+			cmd.Env = []string{"HOME=" + dir, "KUBECONFIG=" + filepath.Join(dir, "none")}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%s: %v\n%s", name, err, out)
+			}
+		}
+		b.ReportMetric(1000/(float64(b.Elapsed().Seconds())/float64(b.N)), "secrets/s")
+	}
+	b.Run("keyway", func(b *testing.B) {
+		run(b, self, "seal", "--cert", cert, "-f", input, "-w", filepath.Join(dir, "out.json"))
+	})
+	if kubeseal, err := testenv.Binary("kubeseal"); err == nil {
+		b.Run("kubeseal-v0.27.1", func(b *testing.B) {
+			run(b, kubeseal, "--cert", cert, "--secret-file", input, "--sealed-secret-file", filepath.Join(dir, "up.json"))
+		})
+	}
 }

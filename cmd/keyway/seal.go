@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -185,7 +188,8 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 			return nil
 		}
 	default:
-		for _, d := range docs {
+		secrets := make([]*corev1.Secret, len(docs))
+		for i, d := range docs {
 			var s corev1.Secret
 			if err := decodeDoc(d, &s); err != nil {
 				return err
@@ -196,14 +200,38 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 			if s.Namespace == "" {
 				s.Namespace = o.Namespace
 			}
-			for _, pub := range pubs {
-				ss, err := sealing.Seal(rand.Reader, pub, &s, sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData})
-				if err != nil {
-					return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+			secrets[i] = &s
+		}
+		// RSA encryption is the cost; spread documents × clusters over the cores, keeping
+		// the output in input order.
+		sealed := make([]any, len(docs)*len(pubs))
+		errs := make([]error, len(sealed))
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(runtime.GOMAXPROCS(0), len(sealed)) {
+			wg.Go(func() {
+				for {
+					j := int(next.Add(1) - 1)
+					if j >= len(sealed) {
+						return
+					}
+					i, p := j/len(pubs), j%len(pubs)
+					ss, err := sealing.Seal(rand.Reader, pubs[p], secrets[i], sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData})
+					if err != nil {
+						errs[j] = fmt.Errorf("%s: document %d: %w", docs[i].Source, docs[i].Index, err)
+						continue
+					}
+					sealed[j] = ss
 				}
-				out = append(out, ss)
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return err
 			}
 		}
+		out = sealed
 	}
 	if o.MergeInto != "" {
 		return mergeInto(o.MergeInto, out)
