@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -69,8 +71,10 @@ func TestKeysAndController(t *testing.T) {
 		t.Fatalf("the restored ring lacks %s:\n%s", fp, list)
 	}
 
-	// The controller, as a process.
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	// The controller, as a process, on an address the API server may proxy to (it refuses
+	// loopback), so kubeseal-style --fetch-cert and online --validate work through it.
+	hostIP := nonLoopbackIP(t)
+	l, _ := net.Listen("tcp", hostIP+":0")
 	addr := l.Addr().String()
 	l.Close()
 	cctx, cancel := context.WithCancel(context.Background())
@@ -121,6 +125,27 @@ func TestKeysAndController(t *testing.T) {
 		t.Fatalf("the controller logged a value:\n%s", logs.String())
 	}
 
+	// kubeseal's online flags, through the API server's service proxy.
+	exposeController(t, kube, addr)
+	online := []string{"--controller-name", "keyway", "--controller-namespace", "keyway-system", "--kubeconfig", env.Kubeconfig}
+	poll("the service proxy to reach the controller", func() bool {
+		_, err := kube.CoreV1().Services("keyway-system").ProxyGet("http", "keyway", "", "/healthz", nil).DoRaw(ctx)
+		return err == nil
+	})
+	fetched := keyway(append([]string{"seal", "--fetch-cert"}, online...)...)
+	if want, _ := os.ReadFile(cert); fetched != string(want) {
+		t.Fatalf("--fetch-cert = %q", fetched)
+	}
+	viaController := keyway(append([]string{"seal", "-f", secretFile}, online...)...)
+	vf := filepath.Join(dir, "via.json")
+	os.WriteFile(vf, []byte(viaController), 0o600)
+	if _, stderr, err := runTool(t, "keyway", nil, dir, append([]string{"seal", "--validate", "-f", vf}, online...)...); err != nil || !strings.Contains(stderr, "1 SealedSecret(s) valid") {
+		t.Fatalf("online validate: %v %s", err, stderr)
+	}
+	if re := keyway(append([]string{"seal", "--re-encrypt", "-f", vf}, online...)...); !strings.Contains(re, `"kind": "SealedSecret"`) {
+		t.Fatalf("online re-encrypt: %s", re)
+	}
+
 	// Upstream kubeseal opens what keyway sealed with keyway's exported key backup.
 	kubeseal, err := testenv.Binary("kubeseal")
 	if err != nil {
@@ -131,5 +156,60 @@ func TestKeysAndController(t *testing.T) {
 	out, stderr, err := runTool(t, kubeseal, []string{"KUBECONFIG=" + filepath.Join(dir, "none")}, dir, "--recovery-unseal", "--recovery-private-key", backup, "--secret-file", sf)
 	if err != nil || !strings.Contains(out, fmt.Sprintf("%q", "Q0FOQVJZLWN0bA==")) {
 		t.Fatalf("kubeseal with keyway's backup: %v %s\n%s", err, stderr, out)
+	}
+}
+
+func nonLoopbackIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && ip.IP.To4() != nil && !ip.IP.IsLoopback() && !ip.IP.IsLinkLocalUnicast() {
+			return ip.IP.String()
+		}
+	}
+	t.Skip("no non-loopback IPv4 address: the API server will not proxy to loopback")
+	return ""
+}
+
+// exposeController makes Service keyway-system/keyway reach the controller at addr the way
+// a Deployment's would: a Pod (status set by hand, there is no kubelet) holding the address,
+// and an EndpointSlice pointing at it; the API server proxies only to Pod addresses. The
+// single port is unnamed, like upstream's, which is what kubeseal's proxy path selects.
+func exposeController(t *testing.T, kube kubernetes.Interface, addr string) {
+	t.Helper()
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	ctx := t.Context()
+	ns := "keyway-system"
+	pod, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "keyway-0"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "keyway", Image: "keyway"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = host
+	pod.Status.PodIPs = []corev1.PodIP{{IP: host}}
+	if _, err := kube.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "keyway", Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: int32(port)}}}}
+	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ready := true
+	name, p32 := "", int32(port)
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "keyway-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: "keyway"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "keyway-0"}}},
+		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &p32}},
+	}
+	if _, err := kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/pflag"
 	goyaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
@@ -47,6 +48,10 @@ type sealOptions struct {
 	AllowEmptyData bool
 	AgeRecipients  []string
 	AgeIdentities  []string
+	FetchCert      bool
+	ControllerName string
+	ControllerNS   string
+	Kube           kubeFlags
 }
 
 func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {
@@ -67,6 +72,11 @@ func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.AllowEmptyData, "allow-empty-data", false, "seal a Secret without data")
 	fs.StringSliceVar(&o.AgeRecipients, "age-recipient", nil, "age-seal a YAML/JSON secrets file value by value for these recipients (age1…; repeatable) instead of making SealedSecrets")
 	fs.StringSliceVar(&o.AgeIdentities, "age-identity", nil, "age identity file(s) that open the existing -w file, so unchanged values keep their ciphertext")
+	fs.BoolVar(&o.FetchCert, "fetch-cert", false, "print the controller's sealing certificate (through the API server's service proxy) and exit")
+	fs.StringVar(&o.ControllerName, "controller-name", "sealed-secrets-controller", "Service name of the unsealer, used when no --cert is given and for online --validate/--re-encrypt")
+	fs.StringVar(&o.ControllerNS, "controller-namespace", "kube-system", "namespace of the unsealer's Service")
+	fs.StringVar(&o.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig for talking to the controller (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
+	fs.StringVar(&o.Kube.Context, "context", "", "kubeconfig context")
 }
 
 func newSealCommand(a *app) *cobra.Command {
@@ -115,15 +125,32 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 	if modes > 1 {
 		return usagef("--raw, --merge-into, --re-encrypt, --validate and --recovery-unseal exclude each other")
 	}
-	needKeys := o.ReEncrypt || o.Validate || o.RecoveryUnseal
-	if needKeys && len(o.PrivateKeys) == 0 {
-		return usagef("--re-encrypt, --validate and --recovery-unseal need --recovery-private-key")
+	if o.FetchCert {
+		cert, err := o.controller().get(ctx, "/v1/cert.pem")
+		if err != nil {
+			return err
+		}
+		return o.emit(a, cert)
 	}
-	needCerts := !o.Validate && !o.RecoveryUnseal
-	if needCerts && len(o.Certs) == 0 {
-		return usagef("--cert is required (a PEM file or URL of the cluster's sealing certificate)")
+	if o.RecoveryUnseal && len(o.PrivateKeys) == 0 {
+		return usagef("--recovery-unseal needs --recovery-private-key")
+	}
+	if (o.Validate || o.ReEncrypt) && len(o.PrivateKeys) == 0 {
+		// kubeseal's online form: the controller checks or re-encrypts.
+		return o.online(ctx, a)
 	}
 	var pubs []*rsa.PublicKey
+	if !o.Validate && !o.RecoveryUnseal && len(o.Certs) == 0 {
+		cert, err := o.controller().get(ctx, "/v1/cert.pem")
+		if err != nil {
+			return fmt.Errorf("no --cert given and the controller's certificate could not be fetched: %w", err)
+		}
+		pub, err := sealing.ParseCert(cert, time.Now())
+		if err != nil {
+			return fmt.Errorf("the controller's certificate: %w", err)
+		}
+		pubs = append(pubs, pub)
+	}
 	for _, c := range o.Certs {
 		pub, err := loadCert(ctx, c)
 		if err != nil {
@@ -536,4 +563,94 @@ value or MAC, a removed value — is detected and named; no output is written th
 	cmd.Flags().StringVarP(&file, "file", "f", "", "read from this file instead of stdin")
 	cmd.Flags().StringVarP(&write, "output-file", "w", "", "write to this file (atomically) instead of stdout")
 	return cmd
+}
+
+// controllerAPI reaches the unsealer's HTTP API through the API server's service proxy, as
+// kubeseal does.
+type controllerAPI struct {
+	kube     kubeFlags
+	name, ns string
+}
+
+func (o *sealOptions) controller() controllerAPI {
+	return controllerAPI{kube: o.Kube, name: o.ControllerName, ns: o.ControllerNS}
+}
+
+func (c controllerAPI) client() (kubernetes.Interface, error) {
+	cfg, err := c.kube.config()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func (c controllerAPI) get(ctx context.Context, path string) ([]byte, error) {
+	kc, err := c.client()
+	if err != nil {
+		return nil, err
+	}
+	out, err := kc.CoreV1().Services(c.ns).ProxyGet("http", c.name, "", path, nil).DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("controller %s/%s %s: %w", c.ns, c.name, path, err)
+	}
+	return out, nil
+}
+
+func (c controllerAPI) post(ctx context.Context, path string, body []byte) ([]byte, int, error) {
+	kc, err := c.client()
+	if err != nil {
+		return nil, 0, err
+	}
+	var code int
+	res := kc.CoreV1().RESTClient().Post().Namespace(c.ns).Resource("services").Name("http:" + c.name + ":").
+		SubResource("proxy").Suffix(path).Body(body).Do(ctx).StatusCode(&code)
+	out, err := res.Raw()
+	return out, code, err
+}
+
+// online validates or re-encrypts through the controller, without private keys.
+func (o *sealOptions) online(ctx context.Context, a *app) error {
+	in, source, err := o.input(a)
+	if err != nil {
+		return err
+	}
+	docs, err := manifest.Read(bytes.NewReader(in), source, manifest.Limits{})
+	if err != nil {
+		return err
+	}
+	var out []any
+	for _, d := range docs {
+		var ss sealing.SealedSecret
+		if err := decodeDoc(d, &ss); err != nil {
+			return err
+		}
+		body, _ := json.Marshal(ss)
+		path := "/v1/verify"
+		if o.ReEncrypt {
+			path = "/v1/rotate"
+		}
+		resp, code, err := o.controller().post(ctx, path, body)
+		if err != nil {
+			if code == http.StatusConflict {
+				return fmt.Errorf("%s: document %d: the controller cannot open it: %w", d.Source, d.Index, sealing.ErrDecrypt)
+			}
+			return fmt.Errorf("%s: document %d: controller %s: %w", d.Source, d.Index, path, err)
+		}
+		if o.ReEncrypt {
+			var re sealing.SealedSecret
+			if err := json.Unmarshal(resp, &re); err != nil {
+				return fmt.Errorf("controller %s: unexpected answer", path)
+			}
+			out = append(out, &re)
+		}
+	}
+	if o.Validate {
+		fmt.Fprintf(a.err, "keyway: %d SealedSecret(s) valid\n", len(docs))
+		return nil
+	}
+	data, err := encodeAll(out, o.Output)
+	if err != nil {
+		return err
+	}
+	return o.emit(a, data)
 }

@@ -175,7 +175,7 @@ func TestSealCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no cert":       {[]string{"-f", secretFile}, "--cert is required"},
+		"no cert":       {[]string{"-f", secretFile, "--kubeconfig", filepath.Join(dir, "missing")}, "no --cert given and the controller's certificate could not be fetched"},
 		"garbage input": {[]string{"--cert", c1, "-f", garbage}, "garbage.yaml"},
 		"empty input":   {[]string{"--cert", c1, "-f", empty}, "no document to seal"},
 		"no namespace":  {[]string{"--cert", c1, "-f", noNS}, "has no metadata.namespace"},
