@@ -31,6 +31,8 @@ bench: testenv ## run the benchmarks and print figures to compare run to run
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/reference
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./plugins/render
+	$(GO) test -run '^$$' -fuzz '^FuzzHybridDecrypt$$' -fuzztime $(FUZZTIME) ./sealing
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenAgeFile$$' -fuzztime $(FUZZTIME) ./sealing
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -1,11 +1,13 @@
 package sealing
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
 
 	"filippo.io/age"
+	"github.com/rogpeppe/go-internal/txtar"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -127,4 +129,52 @@ func TestAgeFileTamper(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrTampered", name, err)
 		}
 	}
+}
+
+// TestAgeFileVector pins the age-sealed file format: testdata/agefile.txtar holds an
+// identity, a sealed file and the plaintext it must open to.
+func TestAgeFileVector(t *testing.T) {
+	ar, err := txtar.ParseFile("testdata/agefile.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(ar.Comment), "expect: ") {
+		t.Fatal("vector lacks its expect: header")
+	}
+	files := map[string][]byte{}
+	for _, f := range ar.Files {
+		files[f.Name] = f.Data
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(files["identity.txt"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenAgeFile(files["sealed.yaml"], ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(files["plain.yaml"]) {
+		t.Fatalf("opened:\n%s\nwant:\n%s", got, files["plain.yaml"])
+	}
+}
+
+// FuzzOpenAgeFile: arbitrary input never panics and never opens without the right key.
+func FuzzOpenAgeFile(f *testing.F) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		f.Fatal(err)
+	}
+	sealed, err := SealAgeFile([]byte(plainFile), []string{id.Recipient().String()}, nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sealed)
+	f.Add([]byte("keyway_age: {}\n"))
+	f.Add([]byte(plainFile))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := OpenAgeFile(data, []age.Identity{id})
+		if err == nil && !bytes.Equal(data, sealed) && bytes.Contains(out, []byte("CANARY")) && !bytes.Contains(data, []byte("ENC[")) {
+			t.Fatalf("opened unsealed input")
+		}
+	})
 }

@@ -224,8 +224,11 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 			if s.Kind != "Secret" {
 				return fmt.Errorf("%s: document %d: kind %q is not a Secret", d.Source, d.Index, s.Kind)
 			}
-			if s.Namespace == "" {
+			switch {
+			case s.Namespace == "":
 				s.Namespace = o.Namespace
+			case o.Namespace != "" && o.Namespace != s.Namespace:
+				return fmt.Errorf("%s: document %d: namespace mismatch: the Secret says %q, --namespace says %q", d.Source, d.Index, s.Namespace, o.Namespace)
 			}
 			secrets[i] = &s
 		}

@@ -169,6 +169,8 @@ func TestSealCLI(t *testing.T) {
 	os.WriteFile(empty, nil, 0o600)
 	noNS := filepath.Join(dir, "nons.yaml")
 	os.WriteFile(noNS, []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {p: CANARY-nons}\n"), 0o600)
+	truncated := filepath.Join(dir, "truncated.yaml")
+	os.WriteFile(truncated, []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop\nstringData: {p: \"CANARY-tr"), 0o600)
 	cm := filepath.Join(dir, "cm.yaml")
 	os.WriteFile(cm, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: x}\n"), 0o600)
 	for name, tc := range map[string]struct {
@@ -182,6 +184,8 @@ func TestSealCLI(t *testing.T) {
 		"not a Secret":  {[]string{"--cert", c1, "-f", cm}, `kind "ConfigMap" is not a Secret`},
 		"cert is a key": {[]string{"--cert", k1, "-f", secretFile}, "no PEM certificate"},
 		"bad scope":     {[]string{"--cert", c1, "--scope", "global", "-f", secretFile}, `scope "global"`},
+		"ns mismatch":   {[]string{"--cert", c1, "--namespace", "other", "-f", secretFile}, "namespace mismatch"},
+		"truncated":     {[]string{"--cert", c1, "-f", truncated}, "truncated.yaml"},
 	} {
 		out, stderr, err := seal(tc.args...)
 		if err == nil || out != "" || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "CANARY") {

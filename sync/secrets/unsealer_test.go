@@ -208,6 +208,18 @@ func TestUnsealer(t *testing.T) {
 		})
 	})
 
+	t.Run("patch merges into an existing Secret", func(t *testing.T) {
+		if _, err := secretsAPI.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "patched", Annotations: map[string]string{secrets.AnnotationPatch: "true"}},
+			StringData: map[string]string{"other": "kept"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.create(t, sealFor(t, f.pub, "patched", canary+"-patched"))
+		poll(t, "the patch", func() bool {
+			s, err := secretsAPI.Get(ctx, "patched", metav1.GetOptions{})
+			return err == nil && string(s.Data["password"]) == canary+"-patched" && string(s.Data["other"]) == "kept"
+		})
+	})
+
 	t.Run("a SealedSecret for another cluster fails visibly", func(t *testing.T) {
 		other, _ := rsa.GenerateKey(rand.Reader, 2048)
 		f.create(t, sealFor(t, &other.PublicKey, "foreign", canary+"-foreign"))
@@ -262,5 +274,26 @@ func TestUnsealer(t *testing.T) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
+	})
+}
+
+// TestKeyRenewal: with a short renewal period the unsealer adds keys on schedule and keeps
+// the old ones.
+func TestKeyRenewal(t *testing.T) {
+	ctx := t.Context()
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "renew"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	u := secrets.New(kube, dynamic.NewForConfigOrDie(env.Config), secrets.Options{Namespace: "renew", KeyBits: 1024, KeyRenewPeriod: 2 * time.Second})
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := u.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u.Run(runCtx) }()
+	poll(t, "three keys", func() bool {
+		keys, err := u.Keys()
+		return err == nil && len(keys) >= 3
 	})
 }
