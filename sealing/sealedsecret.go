@@ -79,7 +79,7 @@ func Seal(rnd io.Reader, pub *rsa.PublicKey, s *corev1.Secret, o SealOptions) (*
 		return nil, errors.New("the Secret has no metadata.name (needed unless --scope cluster-wide)")
 	}
 	if s.Namespace == "" && scope != ClusterWide {
-		return nil, fmt.Errorf("Secret %q has no metadata.namespace: set it or pass --namespace", s.Name)
+		return nil, fmt.Errorf("secret %q has no metadata.namespace: set it or pass --namespace", s.Name)
 	}
 	values := map[string][]byte{}
 	maps.Copy(values, s.Data)
@@ -87,7 +87,7 @@ func Seal(rnd io.Reader, pub *rsa.PublicKey, s *corev1.Secret, o SealOptions) (*
 		values[k] = []byte(v)
 	}
 	if len(values) == 0 && !o.AllowEmptyData {
-		return nil, fmt.Errorf("Secret %q has no data (pass --allow-empty-data to seal it anyway)", s.Name)
+		return nil, fmt.Errorf("secret %q has no data (pass --allow-empty-data to seal it anyway)", s.Name)
 	}
 	label := Label(scope, s.Namespace, s.Name)
 	ss := &SealedSecret{APIVersion: APIVersion, Kind: Kind, Spec: Spec{EncryptedData: map[string]string{}}}

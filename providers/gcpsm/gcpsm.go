@@ -35,7 +35,7 @@ import (
 // Setting names.
 const (
 	SettingEndpoint        = "endpoint"         // host:port; default the global or regional Google endpoint
-	SettingCredentialsFile = "credentials-file" // a service-account key; default Application Default Credentials
+	SettingCredentialsFile = "credentials-file" // a service-account key file; default Application Default Credentials
 	SettingCAFile          = "ca-file"          // TLS roots for an overridden endpoint (tests)
 	SettingAccessToken     = "access-token"     // a static bearer token (tests, CI)
 	SettingMaxAttempts     = "max-attempts"
@@ -141,7 +141,7 @@ func (c *Client) client(ctx context.Context, location string) (*secretmanager.Cl
 			opts = append(opts, option.WithEndpoint(endpoint))
 		}
 		if f := c.s[SettingCredentialsFile]; f != "" {
-			opts = append(opts, option.WithCredentialsFile(f))
+			opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, f))
 		}
 	}
 	cl, err := secretmanager.NewClient(ctx, opts...)
