@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/sealing"
@@ -44,32 +45,13 @@ func (u *Unsealer) Handler() http.Handler {
 		_, _ = w.Write(keys[0].CertPEM)
 	})
 	mux.HandleFunc("POST /v1/verify", func(w http.ResponseWriter, r *http.Request) {
-		if !limit.Allow() {
-			http.Error(w, "rate limited", http.StatusTooManyRequests)
-			return
+		if _, _, _, ok := u.openPosted(w, r, limit); ok {
+			_, _ = io.WriteString(w, "ok\n")
 		}
-		ss, keys, ok := u.readSealed(w, r)
-		if !ok {
-			return
-		}
-		if _, _, err := sealing.Unseal(rand.Reader, ss, privateKeys(keys)); err != nil {
-			http.Error(w, "the SealedSecret does not open with this cluster's keys", http.StatusConflict)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
-		if !limit.Allow() {
-			http.Error(w, "rate limited", http.StatusTooManyRequests)
-			return
-		}
-		ss, keys, ok := u.readSealed(w, r)
+		ss, s, keys, ok := u.openPosted(w, r, limit)
 		if !ok {
-			return
-		}
-		s, _, err := sealing.Unseal(rand.Reader, ss, privateKeys(keys))
-		if err != nil {
-			http.Error(w, "the SealedSecret does not open with this cluster's keys", http.StatusConflict)
 			return
 		}
 		re, err := sealing.Seal(rand.Reader, &keys[0].Private.PublicKey, s, sealing.SealOptions{Scope: sealing.ScopeOf(ss.Metadata.Annotations), ScopeSet: true, AllowEmptyData: true})
@@ -82,6 +64,26 @@ func (u *Unsealer) Handler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(u.opts.Registry, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// openPosted rate-limits, reads the posted SealedSecret and opens it with the ring; on any
+// failure it has answered the request and returns ok=false. The opened Secret never leaves
+// the process: verify only reports, rotate re-encrypts.
+func (u *Unsealer) openPosted(w http.ResponseWriter, r *http.Request, limit *rate.Limiter) (*sealing.SealedSecret, *corev1.Secret, []*sealing.Key, bool) {
+	if !limit.Allow() {
+		http.Error(w, "rate limited", http.StatusTooManyRequests)
+		return nil, nil, nil, false
+	}
+	ss, keys, ok := u.readSealed(w, r)
+	if !ok {
+		return nil, nil, nil, false
+	}
+	s, _, err := sealing.Unseal(rand.Reader, ss, privateKeys(keys))
+	if err != nil {
+		http.Error(w, "the SealedSecret does not open with this cluster's keys", http.StatusConflict)
+		return nil, nil, nil, false
+	}
+	return ss, s, keys, true
 }
 
 func (u *Unsealer) readSealed(w http.ResponseWriter, r *http.Request) (*sealing.SealedSecret, []*sealing.Key, bool) {
