@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -270,14 +269,4 @@ func normalizeJSON(v any) any {
 		}
 	}
 	return v
-}
-
-// SortedKeys returns a map's keys in order, for deterministic output.
-func SortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

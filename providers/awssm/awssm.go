@@ -117,11 +117,6 @@ func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Clien
 	return c, nil
 }
 
-// NewWithAPI returns a client over an existing API implementation, for narrow unit tests.
-func NewWithAPI(api API) *Client {
-	return &Client{byRegion: perRegion[API]{m: map[string]API{"": api}}, batch: true, log: slog.New(slog.DiscardHandler)}
-}
-
 // Client reads secrets; one SDK client per region, since an ARN's region wins.
 type Client struct {
 	cfg      aws.Config
