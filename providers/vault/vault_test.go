@@ -346,7 +346,7 @@ func TestRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second)
+	time.Sleep(7 * time.Second) // renewals due at about 2 s, 4 s and 6 s
 	if _, err := c.Fetch(t.Context(), providers.Ref{Path: "secret/data/renew/app"}); err != nil {
 		t.Fatal(err)
 	}
