@@ -44,9 +44,19 @@ func GenerateKey(rnd io.Reader, bits int, now time.Time) (*rsa.PrivateKey, []byt
 	if err != nil {
 		return nil, nil, err
 	}
-	serial, err := rand.Int(rnd, new(big.Int).Lsh(big.NewInt(1), 62))
+	cert, err := selfSignedCert(rnd, priv, now)
 	if err != nil {
 		return nil, nil, err
+	}
+	return priv, cert, nil
+}
+
+// selfSignedCert makes the sealing certificate for priv (CN sealed-secret), valid for
+// CertValidity from now.
+func selfSignedCert(rnd io.Reader, priv *rsa.PrivateKey, now time.Time) ([]byte, error) {
+	serial, err := rand.Int(rnd, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -59,9 +69,9 @@ func GenerateKey(rnd io.Reader, bits int, now time.Time) (*rsa.PrivateKey, []byt
 	}
 	der, err := x509.CreateCertificate(rnd, tmpl, tmpl, &priv.PublicKey, priv)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return priv, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // KeySecret is the kubernetes.io/tls Secret that stores a key.
@@ -149,7 +159,7 @@ func (r Ring) Import(ctx context.Context, backup []*rsa.PrivateKey, certs [][]by
 		}
 		cert := certs[i]
 		if len(cert) == 0 {
-			if _, cert, err = certFor(k); err != nil {
+			if cert, err = selfSignedCert(rand.Reader, k, time.Now()); err != nil {
 				return added, err
 			}
 		}
@@ -159,14 +169,4 @@ func (r Ring) Import(ctx context.Context, backup []*rsa.PrivateKey, certs [][]by
 		added++
 	}
 	return added, nil
-}
-
-func certFor(k *rsa.PrivateKey) (*rsa.PrivateKey, []byte, error) {
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "sealed-secret"}, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(CertValidity), BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		return nil, nil, err
-	}
-	return k, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }

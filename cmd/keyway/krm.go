@@ -96,8 +96,7 @@ func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
 	if items != nil {
 		cwd, _ := os.Getwd()
 		for i, it := range items.Content {
-			cp := *it
-			originals = append(originals, deepCopy(&cp))
+			originals = append(originals, deepCopy(it))
 			d, err := manifest.FromNode(it, "items", i, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes})
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/providers"
 )
 
@@ -57,10 +58,10 @@ func Run(t *testing.T, f Fixture) {
 		if err != nil {
 			t.Fatalf("Fetch: %v", err)
 		}
-		if got := text(s.Data["password"]); got != Canary+"-pw" {
+		if got := reference.Stringify(s.Data["password"]); got != Canary+"-pw" {
 			t.Fatalf("password = %q, want the seeded value", got)
 		}
-		if got := text(s.Data["username"]); got != "admin" {
+		if got := reference.Stringify(s.Data["username"]); got != "admin" {
 			t.Fatalf("username = %q, want admin", got)
 		}
 	})
@@ -93,7 +94,7 @@ func Run(t *testing.T, f Fixture) {
 		if err != nil {
 			t.Fatalf("Fetch version 1: %v", err)
 		}
-		if got := text(s.Data["password"]); got != Canary+"-old" {
+		if got := reference.Stringify(s.Data["password"]); got != Canary+"-old" {
 			t.Fatalf("version 1 password = %q, want the old value", got)
 		}
 		_, err = client.Fetch(t.Context(), seeded.Version("app/db", "99"))
@@ -113,8 +114,8 @@ func Run(t *testing.T, f Fixture) {
 					switch {
 					case err != nil:
 						errs <- fmt.Errorf("round %d %s: %w", round, path, err)
-					case text(s.Data["n"]) != fmt.Sprint(i):
-						errs <- fmt.Errorf("round %d %s: n = %q, want %d", round, path, text(s.Data["n"]), i)
+					case reference.Stringify(s.Data["n"]) != fmt.Sprint(i):
+						errs <- fmt.Errorf("round %d %s: n = %q, want %d", round, path, reference.Stringify(s.Data["n"]), i)
 					}
 				})
 			}
@@ -150,16 +151,4 @@ func Run(t *testing.T, f Fixture) {
 			}
 		}
 	})
-}
-
-func text(v any) string {
-	switch t := v.(type) {
-	case string:
-		return t
-	case []byte:
-		return string(t)
-	case nil:
-		return ""
-	}
-	return fmt.Sprint(v)
 }
