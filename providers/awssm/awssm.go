@@ -238,7 +238,8 @@ func (c *Client) FetchBatch(ctx context.Context, refs []providers.Ref) []provide
 		resp, err := c.api(region).BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids})
 		if err != nil {
 			var ae smithy.APIError
-			if errors.As(err, &ae) && (ae.ErrorCode() == "AccessDeniedException" || ae.ErrorCode() == "UnknownOperationException") {
+			refused := errors.As(err, &ae) && (ae.ErrorCode() == "AccessDeniedException" || ae.ErrorCode() == "UnknownOperationException")
+			if refused {
 				c.mu.Lock()
 				c.batchDown = true
 				c.mu.Unlock()
@@ -246,7 +247,7 @@ func (c *Client) FetchBatch(ctx context.Context, refs []providers.Ref) []provide
 					"hint", "grant secretsmanager:BatchGetSecretValue to batch reads")
 			}
 			for _, i := range idx {
-				if c.batchDown {
+				if refused {
 					out[i].Secret, out[i].Err = c.Fetch(ctx, refs[i])
 				} else {
 					out[i].Err = classify(err, fmt.Sprintf("secret %q", refs[i].Path))
