@@ -181,8 +181,11 @@ func TestAuthMethods(t *testing.T) {
 func writeFile(p, v string) error { return os.WriteFile(p, []byte(v), 0o600) }
 
 func TestPathsAndVersions(t *testing.T) {
-	put(t, "secret/data/paths/app", map[string]any{"data": map[string]any{"v": "one"}})
-	put(t, "secret/data/paths/app", map[string]any{"data": map[string]any{"v": "two"}})
+	// A fresh path per run, so the version numbers below hold when the test is re-run
+	// against the same Vault.
+	app := fmt.Sprintf("paths/app-%d", time.Now().UnixNano())
+	put(t, "secret/data/"+app, map[string]any{"data": map[string]any{"v": "one"}})
+	put(t, "secret/data/"+app, map[string]any{"data": map[string]any{"v": "two"}})
 	c := open(t, providers.Settings{vault.SettingToken: token(t, "reader")})
 	tests := []struct {
 		name    string
@@ -190,14 +193,14 @@ func TestPathsAndVersions(t *testing.T) {
 		want    string
 		wantErr error
 	}{
-		{"AVP style with data/", providers.Ref{Path: "secret/data/paths/app"}, "two", nil},
-		{"data/ inserted", providers.Ref{Path: "secret/paths/app"}, "two", nil},
-		{"leading slash", providers.Ref{Path: "/secret/paths/app"}, "two", nil},
-		{"version 1", providers.Ref{Path: "secret/paths/app", Version: "1"}, "one", nil},
-		{"version 3 missing", providers.Ref{Path: "secret/paths/app", Version: "3"}, "", providers.ErrNotFound},
+		{"AVP style with data/", providers.Ref{Path: "secret/data/" + app}, "two", nil},
+		{"data/ inserted", providers.Ref{Path: "secret/" + app}, "two", nil},
+		{"leading slash", providers.Ref{Path: "/secret/" + app}, "two", nil},
+		{"version 1", providers.Ref{Path: "secret/" + app, Version: "1"}, "one", nil},
+		{"version 3 missing", providers.Ref{Path: "secret/" + app, Version: "3"}, "", providers.ErrNotFound},
 		{"no mount is refused for a narrow token", providers.Ref{Path: "nomount/x"}, "", providers.ErrPermissionDenied},
-		{"kv-version=1 forced on a v2 mount reads raw", providers.Ref{Path: "secret/data/paths/app", Params: "kv-version=1"}, "", nil},
-		{"namespace not allowed", providers.Ref{Path: "secret/paths/app", Params: "namespace=team-a"}, "", nil},
+		{"kv-version=1 forced on a v2 mount reads raw", providers.Ref{Path: "secret/data/" + app, Params: "kv-version=1"}, "", nil},
+		{"namespace not allowed", providers.Ref{Path: "secret/" + app, Params: "namespace=team-a"}, "", nil},
 	}
 	root := open(t, providers.Settings{vault.SettingToken: vlt.RootToken})
 	if _, err := root.Fetch(t.Context(), providers.Ref{Path: "nomount/x"}); !errors.Is(err, providers.ErrNotFound) {

@@ -282,7 +282,7 @@ func TestUnsealer(t *testing.T) {
 func TestKeyRenewal(t *testing.T) {
 	ctx := t.Context()
 	kube := kubernetes.NewForConfigOrDie(env.Config)
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "renew"}}, metav1.CreateOptions{}); err != nil {
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "renew"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	u := secrets.New(kube, dynamic.NewForConfigOrDie(env.Config), secrets.Options{Namespace: "renew", KeyBits: 1024, KeyRenewPeriod: 2 * time.Second})
