@@ -7,13 +7,47 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sealing"
 )
+
+// buildRelease builds keyway into dir the way the release image does (examples/argocd/
+// Dockerfile: static, stripped), so figures are those of the binary users run.
+func buildRelease(b *testing.B, dir string) string {
+	self := filepath.Join(dir, "keyway")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", self, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return self
+}
+
+// buildPeakRSS builds the helper that measures a child's own CPU time and peak RSS (see
+// testdata/peakrss: measured from this process, a child would inherit its RSS).
+func buildPeakRSS(b *testing.B, dir string) string {
+	p := filepath.Join(dir, "peakrss")
+	if out, err := exec.Command("go", "build", "-o", p, "./testdata/peakrss").CombinedOutput(); err != nil {
+		b.Fatalf("go build peakrss: %v\n%s", err, out)
+	}
+	return p
+}
+
+// readUsage reads what peakrss wrote: user and system CPU time, and peak RSS in KiB.
+func readUsage(b *testing.B, path string) (user, sys time.Duration, rssKiB int64) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var u, s int64
+	if _, err := fmt.Sscan(string(data), &u, &s, &rssKiB); err != nil {
+		b.Fatalf("peakrss output %q: %v", data, err)
+	}
+	return time.Duration(u), time.Duration(s), rssKiB
+}
 
 // BenchmarkArgoCDGenerate runs `keyway argocd generate` as Argo CD's cmp-server would, on a
 // Helm chart of 50 templates holding 100 references (file backend, so no backend latency),
@@ -56,23 +90,22 @@ spec:
 	sf := filepath.Join(dir, "secrets.yaml")
 	write(sf, secrets)
 	// Measure the real binary, not the test binary that stands in for it in scripts.
-	self := filepath.Join(dir, "keyway")
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", self, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	self := buildRelease(b, dir)
+	measure := buildPeakRSS(b, dir)
+	usage := filepath.Join(dir, "usage")
 	var cpu time.Duration
 	var maxRSS int64
 	for b.Loop() {
-		cmd := exec.Command(self, "argocd", "generate")
+		cmd := exec.Command(measure, usage, self, "argocd", "generate")
 		cmd.Dir = chart
 		cmd.Env = []string{"KEYWAY_SECRETS_FILE=" + sf, "ARGOCD_APP_NAME=big", "ARGOCD_APP_NAMESPACE=apps", "ARGOCD_APP_SOURCE_PATH=apps/chart"}
 		out, err := cmd.Output()
 		if err != nil || len(out) == 0 {
 			b.Fatalf("generate: %v", err)
 		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		maxRSS = max(maxRSS, ru.Maxrss)
+		u, s, rss := readUsage(b, usage)
+		cpu += u + s
+		maxRSS = max(maxRSS, rss)
 	}
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/generate")
 	b.ReportMetric(float64(maxRSS)/1024, "peak-RSS-MiB")
@@ -83,10 +116,7 @@ spec:
 // the same input, when it is built, for comparison).
 func BenchmarkSealProcess(b *testing.B) {
 	dir := b.TempDir()
-	self := filepath.Join(dir, "keyway")
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", self, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	self := buildRelease(b, dir)
 	_, certPEM, err := sealing.GenerateKey(rand.Reader, 4096, time.Now())
 	if err != nil {
 		b.Fatal(err)

@@ -5,8 +5,9 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
+
+	"github.com/keyway-dev/keyway/internal/startup"
 )
 
 func main() {
@@ -14,7 +15,9 @@ func main() {
 	// application refresh): collecting garbage less often saves a third of their CPU at no
 	// measured cost in peak RSS. The long-running controller keeps Go's default.
 	if _, set := os.LookupEnv("GOGC"); !set && (len(os.Args) < 2 || os.Args[1] != "controller") {
-		debug.SetGCPercent(400)
+		startup.Resume(400)
+	} else {
+		startup.Resume(0)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv)

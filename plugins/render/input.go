@@ -120,7 +120,7 @@ func loadSource(p string, o LoadOptions, each func(*manifest.Document)) ([]*mani
 		if ho.Root == "" {
 			ho.Root = confineTo
 		}
-		out, err = helm.Render(p, ho)
+		return helm.Render(p, ho, o.Limits, locate(p, confineTo, each))
 	case SourceKustomize:
 		out, err = kustomize.Build(p)
 	}

@@ -1,0 +1,1 @@
+{{- define "order.name" -}}{{ .Release.Name }}-order{{- end -}}
