@@ -122,12 +122,7 @@ func Render(dir string, o Options, limits manifest.Limits, each func(*manifest.D
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		split := releaseutil.SplitManifests(files[n])
-		docs := make([]string, len(split))
-		for i := range docs {
-			docs[i] = split[fmt.Sprintf("manifest-%d", i)]
-		}
-		outputs = append(outputs, output{name: n, docs: docs})
+		outputs = append(outputs, output{name: n, docs: splitManifests(files[n])})
 	}
 	return parse(dir, outputs, o.SkipTests, limits, each)
 }
