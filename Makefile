@@ -19,7 +19,7 @@ help: ## list the targets
 build: ## build bin/keyway
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/keyway ./cmd/keyway
 
-testenv: ## install etcd and build kube-apiserver into .cache/testenv/bin (skipped when present)
+testenv: ## install etcd; build kube-apiserver, vault, helm, kustomize, kubeseal, argocd-cmp-server into .cache/testenv/bin (each skipped when present)
 	@bash internal/testenv/tools/install.sh $(TESTENV_BIN)
 
 test: testenv ## run every test with the race detector against the real test environment
