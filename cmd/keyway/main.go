@@ -11,16 +11,22 @@ import (
 )
 
 func main() {
-	// Most commands live for well under a second (an Argo CD generate is one process per
-	// application refresh): collecting garbage less often saves a third of their CPU at no
-	// measured cost in peak RSS. The long-running controller keeps Go's default.
-	if _, set := os.LookupEnv("GOGC"); !set && (len(os.Args) < 2 || os.Args[1] != "controller") {
-		startup.Resume(400)
-	} else {
-		startup.Resume(0)
-	}
+	resumeGC(os.Args[1:], os.LookupEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv)
 	stop()
 	os.Exit(code)
+}
+
+// resumeGC turns the collector back on after package initialisation (see internal/startup).
+// Most commands live for well under a second (an Argo CD generate is one process per
+// application refresh): collecting garbage less often saves a third of their CPU at no
+// measured cost in peak RSS. The long-running controller, and anyone who set GOGC, get the
+// usual setting.
+func resumeGC(args []string, lookup func(string) (string, bool)) {
+	if _, set := lookup("GOGC"); !set && (len(args) == 0 || args[0] != "controller") {
+		startup.Resume(400)
+		return
+	}
+	startup.Resume(0)
 }

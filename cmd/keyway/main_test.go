@@ -4,17 +4,23 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keyway-dev/keyway/internal/startup"
 	"github.com/keyway-dev/keyway/providers/providertest/awsfake"
 	"github.com/keyway-dev/keyway/providers/providertest/gcpfake"
 )
 
 func TestMain(m *testing.M) {
+	// This test binary links internal/startup too; main, which turns the collector back on,
+	// does not run here.
+	startup.Resume(0)
 	testscript.Main(m, map[string]func(){
 		"keyway": func() {
+			resumeGC(os.Args[1:], os.LookupEnv)
 			os.Exit(run(context.Background(), os.Args[1:], streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv))
 		},
 	})
@@ -52,4 +58,32 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// TestResumeGC: short commands collect at GOGC=400, the controller and an explicit GOGC get
+// the setting from before start-up, and the collector is never left off.
+func TestResumeGC(t *testing.T) {
+	defer startup.Resume(0)
+	none := func(string) (string, bool) { return "", false }
+	gogc := func(k string) (string, bool) { return "50", k == "GOGC" }
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		lookup func(string) (string, bool)
+		want   int
+	}{
+		{"render", []string{"render", "."}, none, 400},
+		{"no command", nil, none, 400},
+		{"controller", []string{"controller"}, none, startup.Before()},
+		{"GOGC set", []string{"render"}, gogc, startup.Before()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resumeGC(tc.args, tc.lookup)
+			got := debug.SetGCPercent(-1)
+			debug.SetGCPercent(got)
+			if got != tc.want || got < 0 {
+				t.Errorf("GC percent = %d, want %d", got, tc.want)
+			}
+		})
+	}
 }
