@@ -58,3 +58,9 @@ build_tool kustomize "$here/clis" sigs.k8s.io/kustomize/kustomize/v5
 build_tool kubeseal "$here/kubeseal" github.com/bitnami-labs/sealed-secrets/cmd/kubeseal
 TOOLCHAIN=go1.27.3 build_tool argocd-cmp-server "$here/argocd" ./cmpserver
 TOOLCHAIN=go1.27.3 build_tool argocd-cmpclient "$here/argocd" ./cmpclient
+
+# Argo CD's stock install manifest, from the same module, for the install overlay test.
+acd=$(cd "$here/argocd" && GOTOOLCHAIN=go1.27.3 go mod download -json github.com/argoproj/argo-cd/v3 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+cp "$acd/manifests/install.yaml" "$bin/argocd-install.yaml"
+chmod 0644 "$bin/argocd-install.yaml"
+echo "testenv: argocd-install.yaml present (Argo CD's stock manifests/install.yaml)"
