@@ -60,7 +60,7 @@ skip-crds, release-name, source). Backend settings come from the sidecar's own f
 environment and --config; an Application's ARGOCD_ENV_* entries that would steer keyway
 (KEYWAY_*, AVP_*, VAULT_*, AWS_*, GOOGLE_*) are refused unless --argocd-allow-env names them.`,
 	}
-	cmd.AddCommand(newArgoCDGenerate(a), newArgoCDDiscover(a), newArgoCDParameters(a))
+	cmd.AddCommand(newArgoCDGenerate(a), newArgoCDDiscover(a), newArgoCDParameters(a), newArgoCDServe(a))
 	return cmd
 }
 
@@ -72,7 +72,7 @@ func newArgoCDGenerate(a *app) *cobra.Command {
 		Short: "Render the application in the working directory for Argo CD",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			env, err := argocd.FromProcess()
+			env, err := argocd.Parse(a.environ())
 			if err != nil {
 				return err
 			}

@@ -77,6 +77,47 @@ func startCMPServer(t *testing.T, env ...string) *cmpServer {
 	return &cmpServer{socket: socket, client: client}
 }
 
+// startKeywayServe starts `keyway argocd serve` on a socket of its own, with env added to its
+// environment (the sidecar's own settings).
+func startKeywayServe(t *testing.T, env ...string) *cmpServer {
+	t.Helper()
+	client, err := testenv.Binary("argocd-cmpclient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := exec.LookPath("keyway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "keyway-v1.sock")
+	cmd := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", dir)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("keyway argocd serve output:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(socket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keyway argocd serve did not create %s:\n%s", socket, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &cmpServer{socket: socket, client: client}
+}
+
 // cmpReply is what argocd-cmpclient prints: the answers the repo-server would get.
 type cmpReply struct {
 	DiscoveryConfigured bool              `json:"discoveryConfigured"`
@@ -122,16 +163,27 @@ func objects(t *testing.T, manifests []string) map[string]map[string]any {
 	return out
 }
 
-// TestRealCMPServer drives Argo CD's own argocd-cmp-server with examples/argocd/plugin.yaml
-// over its Unix socket, using Argo CD's client code the way the repo-server does: discovery,
-// the parameters announcement, and generate for a plain app, a Helm chart and a Kustomize
-// overlay; a failing render returns an error and no manifests.
+// TestRealCMPServer talks to the plugin socket with Argo CD's client code, the way the
+// repo-server does — discovery, the parameters announcement, and generate for a plain app, a
+// Helm chart and a Kustomize overlay; a failing render returns an error and no manifests —
+// served two ways: by Argo CD's own argocd-cmp-server running examples/argocd/plugin.yaml,
+// and by `keyway argocd serve`.
 func TestRealCMPServer(t *testing.T) {
 	secrets := filepath.Join(t.TempDir(), "secrets.yaml")
 	if err := os.WriteFile(secrets, []byte("secret/data/team-a/db: {password: s3cret-db}\nsecret/data/team-a/api: {token: tok-123}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := startCMPServer(t, "KEYWAY_SECRETS_FILE="+secrets)
+	for name, start := range map[string]func(*testing.T, ...string) *cmpServer{
+		"argocd-cmp-server":   startCMPServer,
+		"keyway argocd serve": startKeywayServe,
+	} {
+		t.Run(name, func(t *testing.T) {
+			testCMP(t, start(t, "KEYWAY_SECRETS_FILE="+secrets))
+		})
+	}
+}
+
+func testCMP(t *testing.T, srv *cmpServer) {
 	repo := copyRepo(t)
 	argoEnv := func(app string) map[string]string {
 		return map[string]string{

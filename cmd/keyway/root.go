@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -67,9 +68,12 @@ func (o *globalOptions) logger(w io.Writer) (*slog.Logger, error) {
 // app is what every command receives: the streams, the environment and the logger.
 type app struct {
 	streams
-	env    lookupEnv
-	global globalOptions
-	log    *slog.Logger
+	env lookupEnv
+	// environ lists the whole environment (Argo CD's ARGOCD_ENV_* entries are found by
+	// listing it); os.Environ but for requests served in process.
+	environ func() []string
+	global  globalOptions
+	log     *slog.Logger
 }
 
 func newRootCommand(a *app) *cobra.Command {
@@ -123,7 +127,12 @@ Flags win over the environment, which wins over --config.`,
 }
 
 func run(ctx context.Context, args []string, s streams, env lookupEnv) int {
-	a := &app{streams: s, env: env}
+	return runWith(ctx, args, s, env, os.Environ)
+}
+
+// runWith is run with the environment listed by environ as well as looked up by env.
+func runWith(ctx context.Context, args []string, s streams, env lookupEnv, environ func() []string) int {
+	a := &app{streams: s, env: env, environ: environ}
 	root := newRootCommand(a)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

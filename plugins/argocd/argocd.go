@@ -2,13 +2,13 @@
 // environment Argo CD's cmp-server passes to a plugin, turns structured parameters into
 // render options, and enforces that an application's own settings cannot redirect which
 // backend, address, namespace or credentials are used unless the sidecar's configuration
-// allows it. This package is the one place below cmd/ that reads the process environment.
+// allows it. The environment is handed in (Parse); cmd/ reads it from the process, or from a
+// request when keyway serves the plugin protocol itself (plugins/argocd/cmp).
 package argocd
 
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -39,10 +39,6 @@ type Env struct {
 	// AppEnv holds ARGOCD_ENV_* entries with the prefix removed: the Application's own.
 	AppEnv map[string]string
 }
-
-// FromProcess reads the process environment (the documented exception to keyway's rule
-// that only cmd/ reads the environment).
-func FromProcess() (Env, error) { return Parse(os.Environ()) }
 
 // Parse reads an environment given as KEY=VALUE entries.
 func Parse(environ []string) (Env, error) {

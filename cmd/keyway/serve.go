@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyway-dev/keyway/plugins/argocd/cmp"
+)
+
+func newArgoCDServe(a *app) *cobra.Command {
+	var socket, workDir string
+	var maxRepo int64
+	cmd := &cobra.Command{
+		Use:   "serve [--socket PATH] [-- GENERATE-FLAGS...]",
+		Short: "Serve Argo CD's plugin protocol on a Unix socket, rendering in this process",
+		Long: `Serve answers Argo CD's repo-server on the plugin socket itself, in place of
+argocd-cmp-server: discovery, the parameters announcement and generate, with the same
+behaviour as 'keyway argocd discover|parameters|generate' under argocd-cmp-server, but in
+one long-lived process, so a generate does not pay keyway's start-up.
+
+Each request's repository arrives as a tar stream (checked against its checksum and size,
+unpacked under --work-dir, nothing may leave it) with Argo CD's environment; only
+ARGOCD_APP_*, ARGOCD_ENV_* and KUBE_* entries of it are used, and ARGOCD_ENV_* entries that
+would steer keyway are refused unless --argocd-allow-env, given after --, allows them.
+Flags after -- are generate's and apply to every request; keyway's own settings also come
+from this process's environment (KEYWAY_*, VAULT_*, …) and --config.
+
+The socket's name is the plugin's name as Argo CD shows it (keyway-v1 matches
+examples/argocd/plugin.yaml), in the directory the repo-server watches.`,
+		Example: `  keyway argocd serve --socket /home/argocd/cmp-server/plugins/keyway-v1.sock -- --config /etc/keyway/config.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
+				return usageError{fmt.Errorf("unexpected argument %q: generate's flags go after --", args[0])}
+			}
+			h := &servedPlugin{a: a, flags: args}
+			if err := h.checkFlags(cmd.Context()); err != nil {
+				return usageError{err}
+			}
+			srv := cmp.New(h, cmp.Options{WorkDir: workDir, MaxRepoBytes: maxRepo, Logger: a.log})
+			return srv.Serve(cmd.Context(), socket)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "/home/argocd/cmp-server/plugins/keyway-v1.sock", "the plugin socket")
+	cmd.Flags().StringVar(&workDir, "work-dir", "", "where requests' repositories are unpacked (default the temporary directory)")
+	cmd.Flags().Int64Var(&maxRepo, "max-repo-bytes", 1<<30, "largest repository accepted, compressed or unpacked")
+	return cmd
+}
+
+// servedPlugin runs keyway's argocd commands in process for each request, with the request's
+// environment over this process's.
+type servedPlugin struct {
+	a     *app
+	flags []string // generate's flags, from after --
+}
+
+// requestEnv are the entries a request may contribute: what Argo CD's repo-server sends.
+var requestEnv = []string{"ARGOCD_APP_", "ARGOCD_ENV_", "KUBE_"}
+
+func (p *servedPlugin) run(ctx context.Context, app cmp.App, args ...string) (stdout string, err error) {
+	own := map[string]string{}
+	var environ []string
+	for _, kv := range app.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		for _, pre := range requestEnv {
+			if strings.HasPrefix(k, pre) {
+				own[k] = v
+				environ = append(environ, kv)
+				break
+			}
+		}
+	}
+	for _, kv := range p.a.environ() {
+		if k, _, _ := strings.Cut(kv, "="); !has(own, k) {
+			environ = append(environ, kv)
+		}
+	}
+	lookup := func(k string) (string, bool) {
+		if v, ok := own[k]; ok {
+			return v, true
+		}
+		return p.a.env(k)
+	}
+	var out, errb bytes.Buffer
+	code := runWith(ctx, args, streams{in: strings.NewReader(""), out: &out, err: &errb}, lookup, func() []string { return environ })
+	if code != exitOK {
+		msg := strings.TrimSpace(errb.String())
+		if msg == "" {
+			msg = fmt.Sprintf("keyway %s failed", args[1])
+		}
+		return "", errors.New(msg)
+	}
+	return out.String(), nil
+}
+
+func has(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+// checkFlags parses generate's flags once at start-up, so a typo stops the server rather
+// than every request.
+func (p *servedPlugin) checkFlags(ctx context.Context) error {
+	cmd := newArgoCDGenerate(p.a)
+	if err := cmd.ParseFlags(p.flags); err != nil {
+		return fmt.Errorf("generate flags after --: %w", err)
+	}
+	if rest := cmd.Flags().Args(); len(rest) > 0 {
+		return fmt.Errorf("generate flags after --: unexpected argument %q", rest[0])
+	}
+	return nil
+}
+
+func (p *servedPlugin) Generate(ctx context.Context, app cmp.App) ([]string, error) {
+	args := append(append([]string{"argocd", "generate"}, p.flags...), "-o", "json", app.Dir)
+	out, err := p.run(ctx, app, args...)
+	if err != nil {
+		return nil, err
+	}
+	return splitJSON(out)
+}
+
+func (p *servedPlugin) Discover(ctx context.Context, app cmp.App) (bool, error) {
+	out, err := p.run(ctx, app, "argocd", "discover", app.Dir)
+	return strings.TrimSpace(out) != "", err
+}
+
+func (p *servedPlugin) Parameters(ctx context.Context, app cmp.App) ([]cmp.Announcement, error) {
+	out, err := p.run(ctx, app, "argocd", "parameters", app.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var as []announcement
+	if err := json.Unmarshal([]byte(out), &as); err != nil {
+		return nil, err
+	}
+	res := make([]cmp.Announcement, len(as))
+	for i, a := range as {
+		res[i] = cmp.Announcement{Name: a.Name, Title: a.Title, Tooltip: a.Tooltip, CollectionType: a.CollectionType, String: a.String, Array: a.Array, Map: a.Map}
+	}
+	return res, nil
+}
+
+// splitJSON turns generate's JSON output (one object, or a v1 List of them) into one JSON
+// object per manifest, as Argo CD's repo-server takes them.
+func splitJSON(out string) ([]string, error) {
+	out = strings.TrimSpace(out)
+	if out == "" {
+		return nil, nil
+	}
+	var list struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return nil, fmt.Errorf("generate's output: %w", err)
+	}
+	if list.APIVersion != "v1" || list.Kind != "List" {
+		return []string{out}, nil
+	}
+	res := make([]string, len(list.Items))
+	for i, it := range list.Items {
+		res[i] = string(it)
+	}
+	return res, nil
+}

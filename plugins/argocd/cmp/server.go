@@ -1,0 +1,306 @@
+// Package cmp serves Argo CD's Config Management Plugin protocol on a Unix socket, the
+// protocol Argo CD's repo-server speaks to argocd-cmp-server. With keyway serving it, a
+// sidecar renders in one long-lived process instead of starting a new one for every
+// application refresh.
+//
+// Each request carries the application's repository as a gzipped tar stream (verified
+// against its SHA-256 and size, unpacked under a fresh directory with no path, link or size
+// allowed to leave it) and Argo CD's environment; a Handler renders it.
+package cmp
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// App is one request's application, unpacked.
+type App struct {
+	Name string   // the application path's last element (Argo CD's appName)
+	Root string   // the repository checkout
+	Dir  string   // the application path inside Root
+	Env  []string // Argo CD's environment for the request (ARGOCD_APP_*, ARGOCD_ENV_*, …)
+}
+
+// Handler does the plugin's work. Errors are shown to Argo CD users as they are, so they
+// must never hold a secret value.
+type Handler interface {
+	// Generate renders the application; each manifest is one JSON object.
+	Generate(ctx context.Context, app App) ([]string, error)
+	// Discover reports whether the plugin claims the application.
+	Discover(ctx context.Context, app App) (bool, error)
+	// Parameters announces the parameters the application may set.
+	Parameters(ctx context.Context, app App) ([]Announcement, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	// WorkDir holds the unpacked repositories, one fresh directory per request; default
+	// the system temporary directory.
+	WorkDir string
+	// MaxRepoBytes bounds a repository, compressed and unpacked; default 1 GiB.
+	MaxRepoBytes int64
+	// MaxFiles bounds the entries of a repository; default 100,000.
+	MaxFiles int
+	Logger   *slog.Logger
+}
+
+// Server answers Argo CD's repo-server.
+type Server struct {
+	h    Handler
+	o    Options
+	grpc *grpc.Server
+}
+
+// New returns a server for h.
+func New(h Handler, o Options) *Server {
+	if o.MaxRepoBytes <= 0 {
+		o.MaxRepoBytes = 1 << 30
+	}
+	if o.MaxFiles <= 0 {
+		o.MaxFiles = 100_000
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = os.TempDir()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{h: h, o: o}
+	s.grpc = grpc.NewServer(grpc.ForceServerCodec(codec{}), grpc.MaxRecvMsgSize(100<<20), grpc.MaxSendMsgSize(100<<20))
+	s.grpc.RegisterService(&serviceDesc, s)
+	return s
+}
+
+// Serve listens on the Unix socket at socket (replacing a stale one) until ctx ends.
+func (s *Server) Serve(ctx context.Context, socket string) error {
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("socket %s: %w", socket, err)
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "unix", socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(socket)
+	go func() {
+		<-ctx.Done()
+		s.grpc.GracefulStop()
+	}()
+	s.o.Logger.Info("serving Argo CD's config management plugin protocol", "socket", socket)
+	if err := s.grpc.Serve(l); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// service is the handler type gRPC checks a registered implementation against.
+type service interface {
+	receive(grpc.ServerStream) (App, func(), error)
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "plugin.ConfigManagementPluginService",
+	HandlerType: (*service)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "CheckPluginConfiguration",
+		Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			if err := dec(&empty{}); err != nil {
+				return nil, err
+			}
+			return &checkResponse{DiscoveryConfigured: true}, nil
+		},
+	}},
+	Streams: []grpc.StreamDesc{
+		{StreamName: "GenerateManifest", ClientStreams: true, Handler: func(srv any, st grpc.ServerStream) error {
+			return srv.(*Server).handle(st, func(ctx context.Context, app App) (marshaler, error) {
+				m, err := srv.(*Server).h.Generate(ctx, app)
+				return &manifestResponse{Manifests: m}, err
+			})
+		}},
+		{StreamName: "MatchRepository", ClientStreams: true, Handler: func(srv any, st grpc.ServerStream) error {
+			return srv.(*Server).handle(st, func(ctx context.Context, app App) (marshaler, error) {
+				ok, err := srv.(*Server).h.Discover(ctx, app)
+				return &repositoryResponse{Supported: ok, DiscoveryEnabled: true}, err
+			})
+		}},
+		{StreamName: "GetParametersAnnouncement", ClientStreams: true, Handler: func(srv any, st grpc.ServerStream) error {
+			return srv.(*Server).handle(st, func(ctx context.Context, app App) (marshaler, error) {
+				a, err := srv.(*Server).h.Parameters(ctx, app)
+				return &parametersResponse{Announcements: a}, err
+			})
+		}},
+	},
+	Metadata: "plugin.proto",
+}
+
+// handle unpacks the request's repository, runs do on it and answers.
+func (s *Server) handle(st grpc.ServerStream, do func(context.Context, App) (marshaler, error)) error {
+	app, cleanup, err := s.receive(st)
+	if err != nil {
+		s.o.Logger.Warn("request refused", "err", err)
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	defer cleanup()
+	resp, err := do(st.Context(), app)
+	if err != nil {
+		return status.Error(codes.Unknown, err.Error())
+	}
+	return st.SendMsg(resp)
+}
+
+// receive reads the metadata and the repository tarball of a request and unpacks it.
+func (s *Server) receive(st grpc.ServerStream) (App, func(), error) {
+	var first streamRequest
+	if err := st.RecvMsg(&first); err != nil {
+		return App{}, nil, err
+	}
+	md := first.Metadata
+	if md == nil {
+		return App{}, nil, errNoMetadata
+	}
+	if md.Size < 0 || md.Size > s.o.MaxRepoBytes {
+		return App{}, nil, fmt.Errorf("the repository is %d bytes compressed; at most %d are accepted", md.Size, s.o.MaxRepoBytes)
+	}
+	dir, err := os.MkdirTemp(s.o.WorkDir, "keyway-cmp-")
+	if err != nil {
+		return App{}, nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	fail := func(err error) (App, func(), error) { cleanup(); return App{}, nil, err }
+	tgz, err := os.Create(filepath.Join(dir, "repo.tgz"))
+	if err != nil {
+		return fail(err)
+	}
+	defer tgz.Close()
+	hash := sha256.New()
+	var got int64
+	for {
+		var req streamRequest
+		err := st.RecvMsg(&req)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if !req.HasChunk {
+			return fail(errors.New("metadata sent twice"))
+		}
+		if got += int64(len(req.Chunk)); got > md.Size {
+			return fail(fmt.Errorf("the repository stream is longer than the %d bytes announced", md.Size))
+		}
+		hash.Write(req.Chunk)
+		if _, err := tgz.Write(req.Chunk); err != nil {
+			return fail(err)
+		}
+	}
+	if got != md.Size {
+		return fail(fmt.Errorf("the repository stream is %d bytes, %d were announced", got, md.Size))
+	}
+	if sum := hex.EncodeToString(hash.Sum(nil)); sum != md.Checksum {
+		return fail(fmt.Errorf("the repository's checksum %s does not match the announced %q", sum, md.Checksum))
+	}
+	if _, err := tgz.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	root := filepath.Join(dir, "repo")
+	if err := s.unpack(tgz, root); err != nil {
+		return fail(fmt.Errorf("unpacking the repository: %w", err))
+	}
+	rel := path.Clean(filepath.ToSlash(md.AppRelPath))
+	if rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
+		return fail(fmt.Errorf("application path %q leaves the repository", md.AppRelPath))
+	}
+	return App{Name: md.AppName, Root: root, Dir: filepath.Join(root, filepath.FromSlash(rel)), Env: md.Env}, cleanup, nil
+}
+
+// unpack extracts a gzipped tar into dir: directories, regular files and symbolic links
+// whose targets stay inside dir; no entry may be written through a link or outside dir.
+func (s *Server) unpack(r io.Reader, dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(zr)
+	var total int64
+	for n := 0; ; n++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n >= s.o.MaxFiles {
+			return fmt.Errorf("more than %d entries", s.o.MaxFiles)
+		}
+		name := path.Clean(strings.TrimPrefix(filepath.ToSlash(h.Name), "./"))
+		if name == "." {
+			continue
+		}
+		if path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("entry %q leaves the repository", h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = root.MkdirAll(name, 0o755)
+		case tar.TypeReg:
+			if total += h.Size; total > s.o.MaxRepoBytes {
+				return fmt.Errorf("the repository unpacks to more than %d bytes", s.o.MaxRepoBytes)
+			}
+			err = writeFile(root, name, tr, h)
+		case tar.TypeSymlink:
+			target := path.Clean(path.Join(path.Dir(name), filepath.ToSlash(h.Linkname)))
+			if path.IsAbs(h.Linkname) || target == ".." || strings.HasPrefix(target, "../") {
+				return fmt.Errorf("link %q points outside the repository", h.Name)
+			}
+			if err = root.MkdirAll(path.Dir(name), 0o755); err == nil {
+				err = root.Symlink(h.Linkname, name)
+			}
+		default:
+			continue // devices, fifos, hard links: not part of a repository
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	}
+}
+
+func writeFile(root *os.Root, name string, r io.Reader, h *tar.Header) error {
+	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, r, h.Size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
