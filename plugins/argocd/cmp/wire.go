@@ -173,7 +173,9 @@ func (r *manifestResponse) marshal() []byte {
 // repositoryResponse is RepositoryResponse, the answer to discovery.
 type repositoryResponse struct{ Supported, DiscoveryEnabled bool }
 
-func (r *repositoryResponse) marshal() []byte { return appendBools(nil, r.Supported, r.DiscoveryEnabled) }
+func (r *repositoryResponse) marshal() []byte {
+	return appendBools(nil, r.Supported, r.DiscoveryEnabled)
+}
 
 // checkResponse is CheckPluginConfigurationResponse.
 type checkResponse struct{ DiscoveryConfigured, ProvideGitCreds bool }
