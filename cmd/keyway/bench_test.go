@@ -49,12 +49,11 @@ func readUsage(b *testing.B, path string) (user, sys time.Duration, rssKiB int64
 	return time.Duration(u), time.Duration(s), rssKiB
 }
 
-// BenchmarkArgoCDGenerate runs `keyway argocd generate` as Argo CD's cmp-server would, on a
-// Helm chart of 50 templates holding 100 references (file backend, so no backend latency),
-// and reports the child process's CPU time and peak RSS per generate.
-func BenchmarkArgoCDGenerate(b *testing.B) {
-	dir := b.TempDir()
-	chart := filepath.Join(dir, "repo", "apps", "chart")
+// benchChart writes a repository holding a Helm chart of 50 Deployment templates with 100
+// references, and the file backend's secrets for them; it returns the chart directory and
+// the secrets file.
+func benchChart(b *testing.B, dir string) (chart, sf string) {
+	chart = filepath.Join(dir, "repo", "apps", "chart")
 	if err := os.MkdirAll(filepath.Join(chart, "templates"), 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -87,8 +86,17 @@ spec:
         - {name: PASSWORD, value: "<path:secret/data/app%d#password>"}
 `, i, i, i, i, i, i))
 	}
-	sf := filepath.Join(dir, "secrets.yaml")
+	sf = filepath.Join(dir, "secrets.yaml")
 	write(sf, secrets)
+	return chart, sf
+}
+
+// BenchmarkArgoCDGenerate runs `keyway argocd generate` as Argo CD's cmp-server would, on a
+// Helm chart of 50 templates holding 100 references (file backend, so no backend latency),
+// and reports the child process's CPU time and peak RSS per generate.
+func BenchmarkArgoCDGenerate(b *testing.B) {
+	dir := b.TempDir()
+	chart, sf := benchChart(b, dir)
 	// Measure the real binary, not the test binary that stands in for it in scripts.
 	self := buildRelease(b, dir)
 	measure := buildPeakRSS(b, dir)
@@ -109,6 +117,91 @@ spec:
 	}
 	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/generate")
 	b.ReportMetric(float64(maxRSS)/1024, "peak-RSS-MiB")
+}
+
+// BenchmarkArgoCDServe is BenchmarkArgoCDGenerate with keyway serving the plugin socket
+// itself (`keyway argocd serve`): each generate is a request from Argo CD's own client code,
+// sending the repository as the repo-server does. It reports the server's CPU time per
+// generate (from /proc, all threads) and its peak RSS; the client's cost is the repo-server's.
+// "kept" is the usual case, the repository already unpacked by an earlier request for the
+// same revision; "unpacked" unpacks it for every request (--keep-repos -1), into a directory
+// on the benchmark's temporary file system.
+func BenchmarkArgoCDServe(b *testing.B) {
+	b.Run("kept", func(b *testing.B) { benchServe(b, "8") })
+	b.Run("unpacked", func(b *testing.B) { benchServe(b, "-1") })
+}
+
+func benchServe(b *testing.B, keep string) {
+	client, err := testenv.Binary("argocd-cmpclient")
+	if err != nil {
+		b.Skip(err) // built by make testenv
+	}
+	dir := b.TempDir()
+	chart, sf := benchChart(b, dir)
+	self := buildRelease(b, dir)
+	socket := filepath.Join(dir, "keyway-v1.sock")
+	srv := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", dir, "--keep-repos", keep)
+	srv.Env = []string{"KEYWAY_SECRETS_FILE=" + sf, "HOME=" + dir}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(socket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("keyway argocd serve did not create its socket")
+		}
+	}
+	repo := filepath.Join(dir, "repo")
+	generate := func() {
+		cmd := exec.Command(client, "-generate-only", "-socket", socket, "-repo", repo, "-app", chart,
+			"-env", "ARGOCD_APP_NAME=big", "-env", "ARGOCD_APP_NAMESPACE=apps", "-env", "ARGOCD_APP_SOURCE_PATH=apps/chart")
+		out, err := cmd.Output()
+		if err != nil || !strings.Contains(string(out), `"manifests":[`) || strings.Contains(string(out), "generateError") {
+			b.Fatalf("generate: %v\n%s", err, out)
+		}
+	}
+	generate() // the first request pays for the code it touches first
+	before := procCPU(b, srv.Process.Pid)
+	for b.Loop() {
+		generate()
+	}
+	cpu := procCPU(b, srv.Process.Pid) - before
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/generate")
+	b.ReportMetric(float64(procHWM(b, srv.Process.Pid))/1024, "peak-RSS-MiB")
+}
+
+// procCPU is a process's user and system CPU time so far, all threads (clock ticks of 10 ms).
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses: utime is the 14th, stime 15th.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	var u, s int64
+	fmt.Sscan(f[11], &u)
+	fmt.Sscan(f[12], &s)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
+// procHWM is a process's peak RSS in KiB.
+func procHWM(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib int64
+			fmt.Sscan(v, &kib)
+			return kib
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
 }
 
 // BenchmarkSealProcess seals 1,000 Secrets of 5 keys with an RSA-4096 certificate as one

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/internal/testenv"
 )
 
@@ -148,17 +149,25 @@ func (s *cmpServer) ask(t *testing.T, repo, appPath string, env map[string]strin
 	return r
 }
 
-// objects decodes the manifests the cmp-server returns (one JSON object each), by kind/name.
+// objects decodes the manifests a server returns (each a YAML stream, as the repo-server
+// reads them: argocd-cmp-server sends one object per string, keyway serve one stream) by
+// kind/name.
 func objects(t *testing.T, manifests []string) map[string]map[string]any {
 	t.Helper()
 	out := map[string]map[string]any{}
 	for _, m := range manifests {
-		var obj map[string]any
-		if err := json.Unmarshal([]byte(m), &obj); err != nil {
-			t.Fatalf("manifest is not a JSON object: %v\n%s", err, m)
+		docs, err := manifest.Read(strings.NewReader(m), "manifest", manifest.Limits{})
+		if err != nil {
+			t.Fatalf("manifest is not YAML: %v\n%s", err, m)
 		}
-		md, _ := obj["metadata"].(map[string]any)
-		out[obj["kind"].(string)+"/"+md["name"].(string)] = obj
+		for _, d := range docs {
+			var obj map[string]any
+			if err := d.Root.Decode(&obj); err != nil {
+				t.Fatal(err)
+			}
+			md, _ := obj["metadata"].(map[string]any)
+			out[obj["kind"].(string)+"/"+md["name"].(string)] = obj
+		}
 	}
 	return out
 }

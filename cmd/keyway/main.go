@@ -21,10 +21,11 @@ func main() {
 // resumeGC turns the collector back on after package initialisation (see internal/startup).
 // Most commands live for well under a second (an Argo CD generate is one process per
 // application refresh): collecting garbage less often saves a third of their CPU at no
-// measured cost in peak RSS. The long-running controller, and anyone who set GOGC, get the
-// usual setting.
+// measured cost in peak RSS. The long-running commands (controller, argocd serve), and anyone
+// who set GOGC, get the usual setting.
 func resumeGC(args []string, lookup func(string) (string, bool)) {
-	if _, set := lookup("GOGC"); !set && (len(args) == 0 || args[0] != "controller") {
+	long := len(args) > 0 && args[0] == "controller" || len(args) > 1 && args[0] == "argocd" && args[1] == "serve"
+	if _, set := lookup("GOGC"); !set && !long {
 		startup.Resume(400)
 		return
 	}

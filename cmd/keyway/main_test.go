@@ -75,6 +75,8 @@ func TestResumeGC(t *testing.T) {
 		{"render", []string{"render", "."}, none, 400},
 		{"no command", nil, none, 400},
 		{"controller", []string{"controller"}, none, startup.Before()},
+		{"argocd serve", []string{"argocd", "serve"}, none, startup.Before()},
+		{"argocd generate", []string{"argocd", "generate"}, none, 400},
 		{"GOGC set", []string{"render"}, gogc, startup.Before()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 func newArgoCDServe(a *app) *cobra.Command {
 	var socket, workDir string
 	var maxRepo int64
+	var keep int
 	cmd := &cobra.Command{
 		Use:   "serve [--socket PATH] [-- GENERATE-FLAGS...]",
 		Short: "Serve Argo CD's plugin protocol on a Unix socket, rendering in this process",
@@ -25,7 +26,9 @@ behaviour as 'keyway argocd discover|parameters|generate' under argocd-cmp-serve
 one long-lived process, so a generate does not pay keyway's start-up.
 
 Each request's repository arrives as a tar stream (checked against its checksum and size,
-unpacked under --work-dir, nothing may leave it) with Argo CD's environment; only
+unpacked under --work-dir, nothing may leave it) with Argo CD's environment. The last
+--keep-repos unpacked repositories are kept by content: Argo CD sends the same repository for
+every refresh of every application in it until the revision changes. Of the environment, only
 ARGOCD_APP_*, ARGOCD_ENV_* and KUBE_* entries of it are used, and ARGOCD_ENV_* entries that
 would steer keyway are refused unless --argocd-allow-env, given after --, allows them.
 Flags after -- are generate's and apply to every request; keyway's own settings also come
@@ -42,13 +45,14 @@ examples/argocd/plugin.yaml), in the directory the repo-server watches.`,
 			if err := h.checkFlags(cmd.Context()); err != nil {
 				return usageError{err}
 			}
-			srv := cmp.New(h, cmp.Options{WorkDir: workDir, MaxRepoBytes: maxRepo, Logger: a.log})
+			srv := cmp.New(h, cmp.Options{WorkDir: workDir, MaxRepoBytes: maxRepo, KeepRepos: keep, Logger: a.log})
 			return srv.Serve(cmd.Context(), socket)
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", "/home/argocd/cmp-server/plugins/keyway-v1.sock", "the plugin socket")
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "where requests' repositories are unpacked (default the temporary directory)")
 	cmd.Flags().Int64Var(&maxRepo, "max-repo-bytes", 1<<30, "largest repository accepted, compressed or unpacked")
+	cmd.Flags().IntVar(&keep, "keep-repos", 8, "unpacked repositories kept for reuse by content (-1: none)")
 	return cmd
 }
 
@@ -114,12 +118,14 @@ func (p *servedPlugin) checkFlags(ctx context.Context) error {
 }
 
 func (p *servedPlugin) Generate(ctx context.Context, app cmp.App) ([]string, error) {
-	args := append(append([]string{"argocd", "generate"}, p.flags...), "-o", "json", app.Dir)
+	args := append(append([]string{"argocd", "generate"}, p.flags...), "-o", "yaml", app.Dir)
 	out, err := p.run(ctx, app, args...)
-	if err != nil {
+	if err != nil || strings.TrimSpace(out) == "" {
 		return nil, err
 	}
-	return splitJSON(out)
+	// The repo-server splits each manifest string as a YAML stream, so the whole output
+	// goes as one, exactly as generate wrote it.
+	return []string{out}, nil
 }
 
 func (p *servedPlugin) Discover(ctx context.Context, app cmp.App) (bool, error) {
@@ -139,31 +145,6 @@ func (p *servedPlugin) Parameters(ctx context.Context, app cmp.App) ([]cmp.Annou
 	res := make([]cmp.Announcement, len(as))
 	for i, a := range as {
 		res[i] = cmp.Announcement{Name: a.Name, Title: a.Title, Tooltip: a.Tooltip, CollectionType: a.CollectionType, String: a.String, Array: a.Array, Map: a.Map}
-	}
-	return res, nil
-}
-
-// splitJSON turns generate's JSON output (one object, or a v1 List of them) into one JSON
-// object per manifest, as Argo CD's repo-server takes them.
-func splitJSON(out string) ([]string, error) {
-	out = strings.TrimSpace(out)
-	if out == "" {
-		return nil, nil
-	}
-	var list struct {
-		APIVersion string            `json:"apiVersion"`
-		Kind       string            `json:"kind"`
-		Items      []json.RawMessage `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		return nil, fmt.Errorf("generate's output: %w", err)
-	}
-	if list.APIVersion != "v1" || list.Kind != "List" {
-		return []string{out}, nil
-	}
-	res := make([]string, len(list.Items))
-	for i, it := range list.Items {
-		res[i] = string(it)
 	}
 	return res, nil
 }

@@ -10,6 +10,7 @@ package cmp
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -23,6 +24,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -57,7 +59,12 @@ type Options struct {
 	MaxRepoBytes int64
 	// MaxFiles bounds the entries of a repository; default 100,000.
 	MaxFiles int
-	Logger   *slog.Logger
+	// KeepRepos is how many unpacked repositories are kept for reuse, keyed by the checksum
+	// of what the repo-server sent; default 8. Argo CD sends the same repository again for
+	// every refresh of every application in it until its revision changes, so most requests
+	// unpack nothing. Negative keeps none.
+	KeepRepos int
+	Logger    *slog.Logger
 }
 
 // Server answers Argo CD's repo-server.
@@ -65,6 +72,20 @@ type Server struct {
 	h    Handler
 	o    Options
 	grpc *grpc.Server
+
+	mu    sync.Mutex
+	repos map[string]*repo // unpacked repositories by checksum
+	clock int64            // use counter for least-recently-used eviction
+}
+
+// repo is an unpacked repository, shared read-only by the requests that use it.
+type repo struct {
+	dir   string        // holds "repo/", the checkout
+	ready chan struct{} // closed once unpacked (or failed)
+	err   error
+	users int   // requests using it now
+	used  int64 // clock of its last use
+	gone  bool  // evicted: remove when the last user is done
 }
 
 // New returns a server for h.
@@ -81,7 +102,10 @@ func New(h Handler, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{h: h, o: o}
+	if o.KeepRepos == 0 {
+		o.KeepRepos = 8
+	}
+	s := &Server{h: h, o: o, repos: map[string]*repo{}}
 	s.grpc = grpc.NewServer(grpc.ForceServerCodec(codec{}), grpc.MaxRecvMsgSize(100<<20), grpc.MaxSendMsgSize(100<<20))
 	s.grpc.RegisterService(&serviceDesc, s)
 	return s
@@ -98,6 +122,7 @@ func (s *Server) Serve(ctx context.Context, socket string) error {
 		return err
 	}
 	defer os.Remove(socket)
+	defer s.Close()
 	go func() {
 		<-ctx.Done()
 		s.grpc.GracefulStop()
@@ -164,7 +189,9 @@ func (s *Server) handle(st grpc.ServerStream, do func(context.Context, App) (mar
 	return st.SendMsg(resp)
 }
 
-// receive reads the metadata and the repository tarball of a request and unpacks it.
+// receive reads the metadata and the repository tarball of a request and returns the
+// unpacked repository, from the cache when the same content was unpacked before; release
+// must be called when the request is done with it.
 func (s *Server) receive(st grpc.ServerStream) (App, func(), error) {
 	var first streamRequest
 	if err := st.RecvMsg(&first); err != nil {
@@ -177,17 +204,52 @@ func (s *Server) receive(st grpc.ServerStream) (App, func(), error) {
 	if md.Size < 0 || md.Size > s.o.MaxRepoBytes {
 		return App{}, nil, fmt.Errorf("the repository is %d bytes compressed; at most %d are accepted", md.Size, s.o.MaxRepoBytes)
 	}
-	dir, err := os.MkdirTemp(s.o.WorkDir, "keyway-cmp-")
+	rel := path.Clean(filepath.ToSlash(md.AppRelPath))
+	if rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
+		return App{}, nil, fmt.Errorf("application path %q leaves the repository", md.AppRelPath)
+	}
+	tgz, err := s.readTarball(st, md)
 	if err != nil {
 		return App{}, nil, err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
-	fail := func(err error) (App, func(), error) { cleanup(); return App{}, nil, err }
-	tgz, err := os.Create(filepath.Join(dir, "repo.tgz"))
-	if err != nil {
-		return fail(err)
-	}
 	defer tgz.Close()
+	r, release, err := s.repo(md.Checksum, tgz)
+	if err != nil {
+		return App{}, nil, err
+	}
+	root := filepath.Join(r.dir, "repo")
+	return App{Name: md.AppName, Root: root, Dir: filepath.Join(root, filepath.FromSlash(rel)), Env: md.Env}, release, nil
+}
+
+// tarball is a received repository: in memory when small, else in a temporary file.
+type tarball struct {
+	io.ReadSeeker
+	file *os.File
+}
+
+func (t *tarball) Close() {
+	if t.file != nil {
+		t.file.Close()
+		os.Remove(t.file.Name())
+	}
+}
+
+// readTarball receives the chunks that follow the metadata and checks their length and
+// SHA-256 against it.
+func (s *Server) readTarball(st grpc.ServerStream, md *metadata) (*tarball, error) {
+	t := &tarball{}
+	var w io.Writer
+	var mem bytes.Buffer
+	if md.Size <= 32<<20 {
+		mem.Grow(int(md.Size))
+		w = &mem
+	} else {
+		f, err := os.CreateTemp(s.o.WorkDir, "keyway-cmp-*.tgz")
+		if err != nil {
+			return nil, err
+		}
+		t.file, w = f, f
+	}
 	hash := sha256.New()
 	var got int64
 	for {
@@ -197,37 +259,126 @@ func (s *Server) receive(st grpc.ServerStream) (App, func(), error) {
 			break
 		}
 		if err != nil {
-			return fail(err)
+			t.Close()
+			return nil, err
 		}
 		if !req.HasChunk {
-			return fail(errors.New("metadata sent twice"))
+			t.Close()
+			return nil, errors.New("metadata sent twice")
 		}
 		if got += int64(len(req.Chunk)); got > md.Size {
-			return fail(fmt.Errorf("the repository stream is longer than the %d bytes announced", md.Size))
+			t.Close()
+			return nil, fmt.Errorf("the repository stream is longer than the %d bytes announced", md.Size)
 		}
 		hash.Write(req.Chunk)
-		if _, err := tgz.Write(req.Chunk); err != nil {
-			return fail(err)
+		if _, err := w.Write(req.Chunk); err != nil {
+			t.Close()
+			return nil, err
 		}
 	}
 	if got != md.Size {
-		return fail(fmt.Errorf("the repository stream is %d bytes, %d were announced", got, md.Size))
+		t.Close()
+		return nil, fmt.Errorf("the repository stream is %d bytes, %d were announced", got, md.Size)
 	}
 	if sum := hex.EncodeToString(hash.Sum(nil)); sum != md.Checksum {
-		return fail(fmt.Errorf("the repository's checksum %s does not match the announced %q", sum, md.Checksum))
+		t.Close()
+		return nil, fmt.Errorf("the repository's checksum %s does not match the announced %q", sum, md.Checksum)
 	}
-	if _, err := tgz.Seek(0, io.SeekStart); err != nil {
-		return fail(err)
+	if t.file != nil {
+		if _, err := t.file.Seek(0, io.SeekStart); err != nil {
+			t.Close()
+			return nil, err
+		}
+		t.ReadSeeker = t.file
+	} else {
+		t.ReadSeeker = bytes.NewReader(mem.Bytes())
 	}
-	root := filepath.Join(dir, "repo")
-	if err := s.unpack(tgz, root); err != nil {
-		return fail(fmt.Errorf("unpacking the repository: %w", err))
+	return t, nil
+}
+
+// repo returns the repository unpacked from tgz, whose checksum is sum, unpacking it unless
+// a kept copy exists or another request is unpacking it now.
+func (s *Server) repo(sum string, tgz io.Reader) (*repo, func(), error) {
+	s.mu.Lock()
+	r, ok := s.repos[sum]
+	if !ok {
+		r = &repo{ready: make(chan struct{})}
+		if s.o.KeepRepos > 0 {
+			s.repos[sum] = r
+		}
 	}
-	rel := path.Clean(filepath.ToSlash(md.AppRelPath))
-	if rel == ".." || strings.HasPrefix(rel, "../") || path.IsAbs(rel) {
-		return fail(fmt.Errorf("application path %q leaves the repository", md.AppRelPath))
+	r.users++
+	s.clock++
+	r.used = s.clock
+	s.mu.Unlock()
+	if !ok {
+		r.err = s.unpackRepo(r, tgz)
+		close(r.ready)
 	}
-	return App{Name: md.AppName, Root: root, Dir: filepath.Join(root, filepath.FromSlash(rel)), Env: md.Env}, cleanup, nil
+	<-r.ready
+	release := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		r.users--
+		if r.err != nil || s.o.KeepRepos <= 0 {
+			r.gone = true
+			if s.repos[sum] == r {
+				delete(s.repos, sum)
+			}
+		}
+		s.evict()
+		if r.gone && r.users == 0 && r.dir != "" {
+			os.RemoveAll(r.dir)
+			r.dir = ""
+		}
+	}
+	if r.err != nil {
+		release()
+		return nil, nil, fmt.Errorf("unpacking the repository: %w", r.err)
+	}
+	return r, release, nil
+}
+
+func (s *Server) unpackRepo(r *repo, tgz io.Reader) error {
+	dir, err := os.MkdirTemp(s.o.WorkDir, "keyway-cmp-")
+	if err != nil {
+		return err
+	}
+	r.dir = dir
+	return s.unpack(tgz, filepath.Join(dir, "repo"))
+}
+
+// evict drops the least recently used kept repositories beyond KeepRepos; one still in use is
+// removed when its last request is done. Called with s.mu held.
+func (s *Server) evict() {
+	for len(s.repos) > max(s.o.KeepRepos, 0) {
+		var oldest string
+		for k, r := range s.repos {
+			if oldest == "" || r.used < s.repos[oldest].used {
+				oldest = k
+			}
+		}
+		r := s.repos[oldest]
+		delete(s.repos, oldest)
+		r.gone = true
+		if r.users == 0 && r.dir != "" {
+			os.RemoveAll(r.dir)
+			r.dir = ""
+		}
+	}
+}
+
+// Close removes the kept repositories.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.repos {
+		delete(s.repos, k)
+		r.gone = true
+		if r.users == 0 && r.dir != "" {
+			os.RemoveAll(r.dir)
+		}
+	}
 }
 
 // unpack extracts a gzipped tar into dir: directories, regular files and symbolic links

@@ -4,7 +4,7 @@
 // announcement and generates manifests, sending the repository as the repo-server sends it
 // (a gzipped tar stream with the environment in the metadata). It prints one JSON object.
 //
-//	cmpclient -socket PATH -repo ROOT -app ROOT/APP_PATH [-env K=V ...]
+//	cmpclient -socket PATH -repo ROOT -app ROOT/APP_PATH [-env K=V ...] [-generate-only]
 package main
 
 import (
@@ -40,14 +40,15 @@ func main() {
 	app := flag.String("app", "", "application path (absolute, inside the repository)")
 	var env envFlag
 	flag.Var(&env, "env", "K=V for the plugin's environment (repeatable)")
+	generateOnly := flag.Bool("generate-only", false, "skip discovery and parameters (for benchmarks)")
 	flag.Parse()
-	if err := run(*socket, *repo, *app, env); err != nil {
+	if err := run(*socket, *repo, *app, env, *generateOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "cmpclient:", err)
 		os.Exit(1)
 	}
 }
 
-func run(socket, repo, app string, env []string) error {
+func run(socket, repo, app string, env []string, generateOnly bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	closer, client, err := apiclient.NewConfigManagementPluginClientSet(socket).NewConfigManagementPluginClient()
@@ -56,6 +57,9 @@ func run(socket, repo, app string, env []string) error {
 	}
 	defer closer.Close()
 	var res result
+	if generateOnly {
+		return generate(ctx, client, repo, app, env, &res)
+	}
 	check, err := client.CheckPluginConfiguration(ctx, &empty.Empty{})
 	if err != nil {
 		return fmt.Errorf("check plugin configuration: %w", err)
@@ -87,7 +91,10 @@ func run(socket, repo, app string, env []string) error {
 		return fmt.Errorf("parameters announcement: %w", err)
 	}
 	res.Parameters = p.ParameterAnnouncements
+	return generate(ctx, client, repo, app, env, &res)
+}
 
+func generate(ctx context.Context, client apiclient.ConfigManagementPluginServiceClient, repo, app string, env []string, res *result) error {
 	gen, err := client.GenerateManifest(ctx)
 	if err != nil {
 		return err
