@@ -94,7 +94,7 @@ func (*fakeHandler) Parameters(context.Context, App) ([]Announcement, error) {
 
 type entry struct {
 	name, body, link string
-	typ          byte
+	typ              byte
 }
 
 func makeTgz(t *testing.T, entries ...entry) []byte {
