@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,10 +22,11 @@ import (
 	"github.com/keyway-dev/keyway/internal/testenv"
 )
 
-// TestArgoCDInstallOverlay builds examples/argocd (the kustomization that adds the keyway
-// sidecar) with the real kustomize over Argo CD's stock install.yaml of the version it pins,
-// checks the sidecar the way the repo-server needs it, and has a real kube-apiserver validate
-// every object it produces (server-side apply, dry run).
+// TestArgoCDInstallOverlay builds the kustomizations that add the keyway sidecar
+// (examples/argocd: argocd-cmp-server runs plugin.yaml; examples/argocd/serve: keyway serves
+// the socket) with the real kustomize over Argo CD's stock install.yaml of the version they
+// pin, checks the sidecar the way the repo-server needs it, and has a real kube-apiserver
+// validate every object they produce (server-side apply, dry run).
 func TestArgoCDInstallOverlay(t *testing.T) {
 	kustomize, err := testenv.Binary("kustomize")
 	if err != nil {
@@ -36,59 +38,77 @@ func TestArgoCDInstallOverlay(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "argocd")
 	copyTree(t, "../../examples/argocd", dir)
-	kfile := filepath.Join(dir, "kustomization.yaml")
-	k, err := os.ReadFile(kfile)
-	if err != nil {
-		t.Fatal(err)
+	build := func(t *testing.T, overlay string) map[string]*manifest.Document {
+		t.Helper()
+		kfile := filepath.Join(dir, overlay, "kustomization.yaml")
+		k, err := os.ReadFile(kfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const remote = "https://raw.githubusercontent.com/argoproj/argo-cd/v3.6.1/manifests/install.yaml"
+		if !bytes.Contains(k, []byte(remote)) {
+			t.Fatalf("%s no longer pins %s; build the test's copy from the version it names", kfile, remote)
+		}
+		copyFile(t, stock, filepath.Join(dir, overlay, "argocd-install.yaml"))
+		if err := os.WriteFile(kfile, bytes.Replace(k, []byte(remote), []byte("argocd-install.yaml"), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, err := runTool(t, kustomize, nil, filepath.Join(dir, overlay), "build", ".")
+		if err != nil {
+			t.Fatalf("kustomize build: %v\n%s", err, stderr)
+		}
+		docs, err := manifest.Read(strings.NewReader(out), "kustomize build", manifest.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := map[string]*manifest.Document{}
+		for _, d := range docs {
+			objs[manifest.String(d.Root, "kind")+"/"+manifest.String(d.Root, "metadata", "name")] = d
+		}
+		t.Run("a real API server accepts it", func(t *testing.T) { dryRunApply(t, docs) })
+		return objs
 	}
-	const remote = "https://raw.githubusercontent.com/argoproj/argo-cd/v3.6.1/manifests/install.yaml"
-	if !bytes.Contains(k, []byte(remote)) {
-		t.Fatalf("kustomization.yaml no longer pins %s; build the test's copy from the version it names", remote)
-	}
-	copyFile(t, stock, filepath.Join(dir, "argocd-install.yaml"))
-	if err := os.WriteFile(kfile, bytes.Replace(k, []byte(remote), []byte("argocd-install.yaml"), 1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, stderr, err := runTool(t, kustomize, nil, dir, "build", ".")
-	if err != nil {
-		t.Fatalf("kustomize build: %v\n%s", err, stderr)
-	}
-	docs, err := manifest.Read(strings.NewReader(out), "kustomize build", manifest.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs := map[string]*manifest.Document{}
-	for _, d := range docs {
-		objs[manifest.String(d.Root, "kind")+"/"+manifest.String(d.Root, "metadata", "name")] = d
-	}
-
-	t.Run("sidecar", func(t *testing.T) {
+	// sidecar returns the keyway container and the paths it mounts.
+	sidecar := func(t *testing.T, objs map[string]*manifest.Document) (*yaml.Node, map[string]bool) {
+		t.Helper()
 		dep := objs["Deployment/argocd-repo-server"]
 		if dep == nil {
 			t.Fatal("no argocd-repo-server Deployment")
 		}
-		spec := manifest.Get(dep.Root, "spec", "template", "spec")
-		var sidecar, repoServer bool
-		mounts := map[string]bool{}
-		for _, c := range manifest.Get(spec, "containers").Content {
+		var keyway *yaml.Node
+		repoServer := false
+		for _, c := range manifest.Get(dep.Root, "spec", "template", "spec", "containers").Content {
 			switch manifest.String(c, "name") {
 			case "argocd-repo-server":
 				repoServer = true
 			case "keyway":
-				sidecar = true
-				if got := manifest.Get(c, "command").Content[0].Value; got != "/var/run/argocd/argocd-cmp-server" {
-					t.Errorf("sidecar command = %q, want Argo CD's cmp-server", got)
-				}
-				if got := manifest.String(c, "securityContext", "runAsUser"); got != "999" {
-					t.Errorf("sidecar runAsUser = %s, want 999", got)
-				}
-				for _, m := range manifest.Get(c, "volumeMounts").Content {
-					mounts[manifest.String(m, "mountPath")] = true
-				}
+				keyway = c
 			}
 		}
-		if !repoServer || !sidecar {
-			t.Fatalf("containers: repo-server %v, keyway %v", repoServer, sidecar)
+		if !repoServer || keyway == nil {
+			t.Fatalf("containers: repo-server %v, keyway %v", repoServer, keyway != nil)
+		}
+		if got := manifest.String(keyway, "securityContext", "runAsUser"); got != "999" {
+			t.Errorf("sidecar runAsUser = %s, want 999", got)
+		}
+		mounts := map[string]bool{}
+		for _, m := range manifest.Get(keyway, "volumeMounts").Content {
+			mounts[manifest.String(m, "mountPath")] = true
+		}
+		if objs["ClusterRoleBinding/argocd-repo-server-keyway-auth-delegator"] == nil {
+			t.Errorf("no auth-delegator binding for Vault's Kubernetes auth")
+		}
+		if objs["ConfigMap/keyway-config"] == nil {
+			t.Errorf("no keyway-config ConfigMap")
+		}
+		return keyway, mounts
+	}
+
+	t.Run("argocd-cmp-server", func(t *testing.T) {
+		objs := build(t, ".")
+		c, mounts := sidecar(t, objs)
+		if got := manifest.Get(c, "command").Content[0].Value; got != "/var/run/argocd/argocd-cmp-server" {
+			t.Errorf("sidecar command = %q, want Argo CD's cmp-server", got)
 		}
 		for _, p := range []string{"/var/run/argocd", "/home/argocd/cmp-server/plugins", "/home/argocd/cmp-server/config/plugin.yaml", "/tmp"} {
 			if !mounts[p] {
@@ -99,48 +119,60 @@ func TestArgoCDInstallOverlay(t *testing.T) {
 		if got := manifest.String(objs["ConfigMap/keyway-plugin"].Root, "data", "plugin.yaml"); got != string(plugin) {
 			t.Errorf("ConfigMap keyway-plugin does not carry plugin.yaml:\n%s", got)
 		}
-		if objs["ClusterRoleBinding/argocd-repo-server-keyway-auth-delegator"] == nil {
-			t.Errorf("no auth-delegator binding for Vault's Kubernetes auth")
+	})
+	t.Run("keyway argocd serve", func(t *testing.T) {
+		objs := build(t, "serve")
+		c, mounts := sidecar(t, objs)
+		args := manifest.Get(c, "args")
+		if args == nil || len(args.Content) < 4 || args.Content[0].Value != "argocd" || args.Content[1].Value != "serve" ||
+			args.Content[3].Value != "/home/argocd/cmp-server/plugins/keyway-v1.sock" {
+			t.Errorf("sidecar args do not serve the plugins socket: %v", args)
+		}
+		for _, p := range []string{"/home/argocd/cmp-server/plugins", "/tmp"} {
+			if !mounts[p] {
+				t.Errorf("the sidecar does not mount %s", p)
+			}
 		}
 	})
+}
 
-	t.Run("a real API server accepts it", func(t *testing.T) {
-		env, err := testenv.Start(t.Context(), testenv.Options{})
+// dryRunApply has a real kube-apiserver validate every object: server-side apply, dry run.
+func dryRunApply(t *testing.T, docs []*manifest.Document) {
+	env, err := testenv.Start(t.Context(), testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	ctx := t.Context()
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "argocd"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(env.Config)))
+	dyn := dynamic.NewForConfigOrDie(env.Config)
+	for _, d := range docs {
+		var buf bytes.Buffer
+		if err := manifest.Encode(&buf, []*manifest.Document{d}, manifest.JSON); err != nil {
+			t.Fatal(err)
+		}
+		var obj unstructured.Unstructured
+		if err := sigsyaml.Unmarshal(buf.Bytes(), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		gvk := obj.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("%s %s: %v", gvk, obj.GetName(), err)
+			continue
 		}
-		t.Cleanup(func() { env.Stop() })
-		ctx := t.Context()
-		kube := kubernetes.NewForConfigOrDie(env.Config)
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "argocd"}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == "namespace" {
+			ri = dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
 		}
-		mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(env.Config)))
-		dyn := dynamic.NewForConfigOrDie(env.Config)
-		for _, d := range docs {
-			var buf bytes.Buffer
-			if err := manifest.Encode(&buf, []*manifest.Document{d}, manifest.JSON); err != nil {
-				t.Fatal(err)
-			}
-			var obj unstructured.Unstructured
-			if err := sigsyaml.Unmarshal(buf.Bytes(), &obj.Object); err != nil {
-				t.Fatal(err)
-			}
-			gvk := obj.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Errorf("%s %s: %v", gvk, obj.GetName(), err)
-				continue
-			}
-			var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-			if m.Scope.Name() == "namespace" {
-				ri = dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
-			}
-			if _, err := ri.Apply(ctx, obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "keyway-test", Force: true, DryRun: []string{metav1.DryRunAll}}); err != nil {
-				t.Errorf("%s %s refused: %v", gvk.Kind, obj.GetName(), err)
-			}
+		if _, err := ri.Apply(ctx, obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "keyway-test", Force: true, DryRun: []string{metav1.DryRunAll}}); err != nil {
+			t.Errorf("%s %s refused: %v", gvk.Kind, obj.GetName(), err)
 		}
-	})
+	}
 }
 
 func copyTree(t *testing.T, src, dst string) {
