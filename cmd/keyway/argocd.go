@@ -46,12 +46,15 @@ func newArgoCDCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "argocd",
 		Short: "Argo CD Config Management Plugin (CMP v2) entry points",
-		Long: `The commands examples/argocd/plugin.yaml runs inside the keyway sidecar of argocd-repo-server.
+		Long: `keyway in the sidecar of argocd-repo-server, run one of two ways: Argo CD's argocd-cmp-server
+runs the commands examples/argocd/plugin.yaml names, or 'keyway argocd serve' answers the
+repo-server on the plugin socket itself and does the same work in one long-lived process.
 
   discover    print the first file that holds a secret reference (the plugin matches when
               the output is not empty)
   parameters  announce the plugin's parameters, with the chart's values files found
   generate    render the application in the working directory
+  serve       serve the plugin protocol on a Unix socket (see 'keyway argocd serve --help')
 
 generate reads Argo CD's environment: ARGOCD_APP_NAME (the Helm release name),
 ARGOCD_APP_NAMESPACE, ARGOCD_APP_PROJECT_NAME, ARGOCD_APP_SOURCE_PATH, KUBE_VERSION,
