@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -91,14 +92,29 @@ func (p *servedPlugin) run(ctx context.Context, app cmp.App, args ...string) (st
 		return p.a.env(k)
 	}
 	var out, errb bytes.Buffer
-	code := runWith(ctx, args, streams{in: strings.NewReader(""), out: &out, err: &errb}, lookup, func() []string { return environ })
+	code := exitFailed
+	func() {
+		// One request's failure must not take the others down with the process, as it could
+		// not when each request was a process of its own.
+		defer func() {
+			if r := recover(); r != nil {
+				p.a.log.Error("request failed with a panic", "app", app.Name, "command", args[1], "panic", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+				errb.Reset()
+				errb.WriteString("keyway: internal error; the sidecar's log has the details")
+			}
+		}()
+		code = runWith(ctx, args, streams{in: strings.NewReader(""), out: &out, err: &errb}, lookup, func() []string { return environ })
+	}()
 	if code != exitOK {
 		msg := strings.TrimSpace(errb.String())
 		if msg == "" {
 			msg = fmt.Sprintf("keyway %s failed", args[1])
 		}
+		p.a.log.Warn("request failed", "app", app.Name, "command", args[1])
 		return "", errors.New(msg)
 	}
+	// What the command logged goes to the sidecar's own log.
+	_, _ = p.a.err.Write(errb.Bytes())
 	return out.String(), nil
 }
 
