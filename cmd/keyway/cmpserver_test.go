@@ -18,6 +18,7 @@ import (
 type cmpServer struct {
 	socket string
 	client string
+	logs   func() string // what the server has written so far
 }
 
 // startCMPServer starts argocd-cmp-server with the example plugin configuration, keyway on
@@ -52,8 +53,8 @@ func startCMPServer(t *testing.T, env ...string) *cmpServer {
 		"PATH=" + os.Getenv("PATH"), "HOME=" + dir,
 		"ARGOCD_PLUGINSOCKFILEPATH=" + sockets, "ARGOCD_CMP_WORKDIR=" + work,
 	}, env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +66,7 @@ func startCMPServer(t *testing.T, env ...string) *cmpServer {
 		}
 	})
 	socket := filepath.Join(sockets, "keyway-v1.sock") // <name>-<version>.sock
+	logsOf := func() string { return logs.String() }
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(socket); err == nil {
@@ -75,7 +77,7 @@ func startCMPServer(t *testing.T, env ...string) *cmpServer {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return &cmpServer{socket: socket, client: client}
+	return &cmpServer{socket: socket, client: client, logs: logsOf}
 }
 
 // startKeywayServe starts `keyway argocd serve` on a socket of its own, with env added to its
@@ -92,10 +94,11 @@ func startKeywayServe(t *testing.T, env ...string) *cmpServer {
 	}
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "keyway-v1.sock")
-	cmd := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", dir)
+	// Every request logs at debug level, to the server's output: the canary check below reads it.
+	cmd := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", dir, "--", "--log-level", "debug")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func startKeywayServe(t *testing.T, env ...string) *cmpServer {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return &cmpServer{socket: socket, client: client}
+	return &cmpServer{socket: socket, client: client, logs: func() string { return logs.String() }}
 }
 
 // cmpReply is what argocd-cmpclient prints: the answers the repo-server would get.
@@ -187,7 +190,13 @@ func TestRealCMPServer(t *testing.T) {
 		"keyway argocd serve": startKeywayServe,
 	} {
 		t.Run(name, func(t *testing.T) {
-			testCMP(t, start(t, "KEYWAY_SECRETS_FILE="+secrets))
+			srv := start(t, "KEYWAY_SECRETS_FILE="+secrets)
+			testCMP(t, srv)
+			for _, canary := range []string{"s3cret-db", "tok-123"} {
+				if strings.Contains(srv.logs(), canary) {
+					t.Errorf("the server's log holds the secret value %q", canary)
+				}
+			}
 		})
 	}
 }

@@ -122,12 +122,15 @@ func has(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 
 // checkFlags parses generate's flags once at start-up, so a typo stops the server rather
 // than every request.
-func (p *servedPlugin) checkFlags(ctx context.Context) error {
-	cmd := newArgoCDGenerate(p.a)
-	if err := cmd.ParseFlags(p.flags); err != nil {
+func (p *servedPlugin) checkFlags(context.Context) error {
+	gen, _, err := newRootCommand(p.a).Find([]string{"argocd", "generate"})
+	if err != nil {
+		return err
+	}
+	if err := gen.ParseFlags(p.flags); err != nil { // generate's own and keyway's global flags
 		return fmt.Errorf("generate flags after --: %w", err)
 	}
-	if rest := cmd.Flags().Args(); len(rest) > 0 {
+	if rest := gen.Flags().Args(); len(rest) > 0 {
 		return fmt.Errorf("generate flags after --: unexpected argument %q", rest[0])
 	}
 	return nil
