@@ -273,3 +273,60 @@ func TestEviction(t *testing.T) {
 		}
 	}
 }
+
+// FuzzUnpack: whatever tar a client sends, unpacking either fails or writes only inside its
+// directory, and never panics.
+func FuzzUnpack(f *testing.F) {
+	for _, entries := range [][]entry{
+		{{name: "a/b.yaml", body: "x"}},
+		{{name: "../x", body: "x"}},
+		{{name: "l", typ: tar.TypeSymlink, link: "../.."}, {name: "l/x", body: "x"}},
+		{{name: "d", typ: tar.TypeDir}, {name: "d/l", typ: tar.TypeSymlink, link: "."}, {name: "d/l/l/f", body: "y"}},
+	} {
+		var raw bytes.Buffer
+		tw := tar.NewWriter(&raw)
+		for _, e := range entries {
+			h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body)), Linkname: e.link}
+			if h.Typeflag == 0 {
+				h.Typeflag = tar.TypeReg
+			}
+			if h.Typeflag != tar.TypeReg {
+				h.Size = 0
+			}
+			tw.WriteHeader(h)
+			if h.Typeflag == tar.TypeReg {
+				tw.Write([]byte(e.body))
+			}
+		}
+		tw.Close()
+		f.Add(raw.Bytes())
+	}
+	s := &Server{o: Options{MaxFiles: 100, MaxRepoBytes: 1 << 20}}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(raw)
+		zw.Close()
+		parent := t.TempDir()
+		_ = s.unpack(bytes.NewReader(gz.Bytes()), filepath.Join(parent, "repo"))
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Name() != "repo" {
+				t.Fatalf("unpacking wrote %q beside its directory", e.Name())
+			}
+		}
+	})
+}
+
+// FuzzStreamRequest: any bytes decode to a request or an error, never a panic.
+func FuzzStreamRequest(f *testing.F) {
+	f.Add(sendMetadata{AppName: "a", AppRelPath: "x", Checksum: "c", Size: 3, Env: []string{"K=V"}}.marshal())
+	f.Add(sendChunk("abc").marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r streamRequest
+		_ = r.unmarshal(b)
+	})
+}
