@@ -125,9 +125,8 @@ func BenchmarkArgoCDGenerate(b *testing.B) {
 // generate (from /proc, all threads) and its peak RSS; the client's cost is the repo-server's.
 // "kept" is the usual case, the repository already unpacked by an earlier request for the
 // same revision; "unpacked" unpacks it for every request (--keep-repos -1) into a memory file
-// system (/dev/shm), as the example sidecar's memory-backed /tmp does, or, without one, into
-// the benchmark's temporary directory ("unpacked-disk": on ext4 creating and deleting the
-// files costs more than rendering them).
+// system (/dev/shm, as an emptyDir with medium: Memory), "unpacked-disk" into the benchmark's
+// temporary directory (on ext4, creating and deleting the files costs more than rendering them).
 func BenchmarkArgoCDServe(b *testing.B) {
 	b.Run("kept", func(b *testing.B) { benchServe(b, "8", "") })
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
