@@ -156,18 +156,13 @@ func benchServe(b *testing.B, keep, workDir string) {
 	}
 	srv := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", workDir, "--keep-repos", keep)
 	srv.Env = []string{"KEYWAY_SECRETS_FILE=" + sf, "HOME=" + dir}
+	logs := &syncBuffer{}
+	srv.Stdout, srv.Stderr = logs, logs
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("keyway argocd serve did not create its socket")
-		}
-	}
+	waitForSocket(b, socket, logs)
 	repo := filepath.Join(dir, "repo")
 	generate := func() {
 		cmd := exec.Command(client, "-generate-only", "-socket", socket, "-repo", repo, "-app", chart,

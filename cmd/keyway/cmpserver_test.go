@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,16 +68,7 @@ func startCMPServer(t *testing.T, env ...string) *cmpServer {
 	})
 	socket := filepath.Join(sockets, "keyway-v1.sock") // <name>-<version>.sock
 	logsOf := func() string { return logs.String() }
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("argocd-cmp-server did not create %s:\n%s", socket, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForSocket(t, socket, logs)
 	return &cmpServer{socket: socket, client: client, logs: logsOf}
 }
 
@@ -109,17 +101,22 @@ func startKeywayServe(t *testing.T, env ...string) *cmpServer {
 			t.Logf("keyway argocd serve output:\n%s", logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitForSocket(t, socket, logs)
+	return &cmpServer{socket: socket, client: client, logs: func() string { return logs.String() }}
+}
+
+// waitForSocket waits until a server has created its socket, or fails with the server's
+// output so far.
+func waitForSocket(t testing.TB, socket string, logs fmt.Stringer) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(socket); err == nil {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keyway argocd serve did not create %s:\n%s", socket, logs.String())
+			t.Fatalf("no socket %s after 30 s; the server wrote:\n%s", socket, logs)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	return &cmpServer{socket: socket, client: client, logs: func() string { return logs.String() }}
 }
 
 // cmpReply is what argocd-cmpclient prints: the answers the repo-server would get.
