@@ -154,15 +154,7 @@ func benchServe(b *testing.B, keep, workDir string) {
 	if workDir == "" {
 		workDir = dir
 	}
-	srv := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", workDir, "--keep-repos", keep)
-	srv.Env = []string{"KEYWAY_SECRETS_FILE=" + sf, "HOME=" + dir}
-	logs := &syncBuffer{}
-	srv.Stdout, srv.Stderr = logs, logs
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	waitForSocket(b, socket, logs)
+	srv, _ := startServe(b, self, socket, []string{"KEYWAY_SECRETS_FILE=" + sf, "HOME=" + dir}, "--work-dir", workDir, "--keep-repos", keep)
 	repo := filepath.Join(dir, "repo")
 	generate := func() {
 		cmd := exec.Command(client, "-generate-only", "-socket", socket, "-repo", repo, "-app", chart,

@@ -87,22 +87,31 @@ func startKeywayServe(t *testing.T, env ...string) *cmpServer {
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "keyway-v1.sock")
 	// Every request logs at debug level, to the server's output: the canary check below reads it.
-	cmd := exec.Command(self, "argocd", "serve", "--socket", socket, "--work-dir", dir, "--", "--log-level", "debug")
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
+	_, logs := startServe(t, self, socket, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...),
+		"--work-dir", dir, "--", "--log-level", "debug")
+	return &cmpServer{socket: socket, client: client, logs: logs.String}
+}
+
+// startServe starts `BIN argocd serve --socket SOCKET ARGS...` with env as its environment,
+// waits for its socket and stops it when tb ends; it returns the process and its output.
+func startServe(tb testing.TB, bin, socket string, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+	tb.Helper()
+	cmd := exec.Command(bin, append([]string{"argocd", "serve", "--socket", socket}, args...)...)
+	cmd.Env = env
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("keyway argocd serve output:\n%s", logs.String())
+		if tb.Failed() {
+			tb.Logf("keyway argocd serve output:\n%s", logs.String())
 		}
 	})
-	waitForSocket(t, socket, logs)
-	return &cmpServer{socket: socket, client: client, logs: func() string { return logs.String() }}
+	waitForSocket(tb, socket, logs)
+	return cmd, logs
 }
 
 // waitForSocket waits until a server has created its socket, or fails with the server's

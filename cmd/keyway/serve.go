@@ -43,7 +43,7 @@ examples/argocd/plugin.yaml), in the directory the repo-server watches.`,
 				return usageError{fmt.Errorf("unexpected argument %q: generate's flags go after --", args[0])}
 			}
 			h := &servedPlugin{a: a, flags: args}
-			if err := h.checkFlags(cmd.Context()); err != nil {
+			if err := h.checkFlags(); err != nil {
 				return usageError{err}
 			}
 			srv := cmp.New(h, cmp.Options{WorkDir: workDir, MaxRepoBytes: maxRepo, KeepRepos: keep, Logger: a.log})
@@ -122,7 +122,7 @@ func has(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 
 // checkFlags parses generate's flags once at start-up, so a typo stops the server rather
 // than every request.
-func (p *servedPlugin) checkFlags(context.Context) error {
+func (p *servedPlugin) checkFlags() error {
 	gen, _, err := newRootCommand(p.a).Find([]string{"argocd", "generate"})
 	if err != nil {
 		return err

@@ -21,7 +21,8 @@ type Limits struct {
 	MaxNodes         int   // nodes of one document with aliases expanded; default 1,000,000
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with its zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxStreamBytes == 0 {
 		l.MaxStreamBytes = 256 << 20
 	}
@@ -73,7 +74,7 @@ func (d *Document) MarkModified() {
 // FromNode wraps a node that is already parsed (an item of a KRM ResourceList) as a
 // Document. It is always re-encoded, never written back verbatim.
 func FromNode(root *yaml.Node, source string, index int, limits Limits) (*Document, error) {
-	if err := checkShape(root, limits.withDefaults()); err != nil {
+	if err := checkShape(root, limits.WithDefaults()); err != nil {
 		return nil, &Error{Source: source, Index: index, Line: root.Line, Msg: err.Error()}
 	}
 	return &Document{Source: source, Index: index, Root: root, doc: &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}}, nil
@@ -118,7 +119,7 @@ func Read(r io.Reader, source string, limits Limits) ([]*Document, error) {
 // parsing goroutines (so in no particular order and concurrently), letting a caller start
 // work on a document while the rest of the stream is still being parsed.
 func ReadFunc(r io.Reader, source string, limits Limits, each func(*Document)) ([]*Document, error) {
-	limits = limits.withDefaults()
+	limits = limits.WithDefaults()
 	data, err := io.ReadAll(io.LimitReader(r, limits.MaxStreamBytes+1))
 	if err != nil {
 		return nil, &Error{Source: source, Index: -1, Msg: err.Error()}

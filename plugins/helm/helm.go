@@ -154,7 +154,7 @@ func parse(dir string, outputs []output, skipTests bool, limits manifest.Limits,
 		texts[i] = b.Bytes()
 		total += int64(b.Len())
 	}
-	if limit := limitOr(limits.MaxStreamBytes, 256<<20); total > limit {
+	if limit := limits.WithDefaults().MaxStreamBytes; total > limit {
 		return nil, fmt.Errorf("helm template %s: output is larger than %d bytes", dir, limit)
 	}
 	results := make([][]parsed, len(outputs))
@@ -265,11 +265,18 @@ func (h head) hook(skipTests bool) (isHook, keep bool) {
 	return true, !(skipTests && test)
 }
 
-var hookEvents = map[string]bool{
-	"pre-install": true, "post-install": true, "pre-delete": true, "post-delete": true,
-	"pre-upgrade": true, "post-upgrade": true, "pre-rollback": true, "post-rollback": true,
-	"test": true, "test-success": true,
-}
+// hookEvents are the hook types Helm knows; "test-success" is Helm 2's name for test.
+var hookEvents = func() map[string]bool {
+	m := map[string]bool{"test-success": true}
+	for _, e := range []release.HookEvent{
+		release.HookPreInstall, release.HookPostInstall, release.HookPreDelete, release.HookPostDelete,
+		release.HookPreUpgrade, release.HookPostUpgrade, release.HookPreRollback, release.HookPostRollback,
+		release.HookTest,
+	} {
+		m[e.String()] = true
+	}
+	return m
+}()
 
 // readHead reads kind and metadata.annotations the way Helm's sorter does (through
 // sigs.k8s.io/yaml): a scalar reads as its text whatever its type, null as empty, and a
@@ -382,13 +389,6 @@ func byKind(ps []parsed) {
 		}
 		return ra < rb
 	})
-}
-
-func limitOr(v, def int64) int64 {
-	if v > 0 {
-		return v
-	}
-	return def
 }
 
 // checkDependencies refuses a chart whose dependencies are not vendored, since keyway never
