@@ -24,7 +24,7 @@ type argocdFlags struct {
 
 func (f *argocdFlags) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.AllowEnv, "argocd-allow-env", nil, "environment names an Application may set through ARGOCD_ENV_ (e.g. VAULT_NAMESPACE); everything steering keyway is refused otherwise")
-	fs.StringArrayVar(&f.ProjectPaths, "argocd-project-path", nil, "PROJECT=PREFIX: secret paths an Argo CD project may read (BACKEND:PREFIX for one backend; PROJECT * for the rest); repeatable")
+	fs.StringArrayVar(&f.ProjectPaths, "argocd-project-path", nil, "PROJECT=PREFIX: secret paths an Argo CD project may read, by whole segments (secret/data/team-a admits secret/data/team-a/db, not team-ab; end with * for a text prefix such as prod-*); BACKEND:PREFIX for one backend; PROJECT * for the rest; repeatable")
 }
 
 func (f *argocdFlags) policy() (argocd.Policy, error) {

@@ -15,6 +15,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Renders run from this test binary start it as their build worker.
+	if len(os.Args) > 1 && os.Args[1] == workerCommand {
+		os.Exit(runBuildWorker(os.Stdin, os.Stdout, os.Stderr))
+	}
 	// This test binary links internal/startup too; main, which turns the collector back on,
 	// does not run here.
 	startup.Resume(0)

@@ -32,6 +32,8 @@ type renderOptions struct {
 	ConfigFile   string
 	Timeout      time.Duration
 	MaxDocBytes  int
+	MaxInput     int64
+	MaxBuildMem  int64
 	MaxRefsTotal int
 	Vault        vaultFlags
 	Cloud        cloudFlags
@@ -53,6 +55,8 @@ func (o *renderOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML file holding any of these settings by flag name; flags and environment win")
 	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up the whole render after this long")
 	fs.IntVar(&o.MaxDocBytes, "max-document-bytes", 16<<20, "refuse a document larger than this")
+	fs.Int64Var(&o.MaxInput, "max-input-bytes", 64<<20, "refuse input larger than this in all: the files read, a chart's or kustomization's files, a build's output")
+	fs.Int64Var(&o.MaxBuildMem, "max-build-memory", 1<<30, "heap a Helm or kustomize build may use in its worker process before it is stopped")
 	fs.IntVar(&o.MaxRefsTotal, "max-references", 100_000, "refuse a render with more references than this")
 	o.Vault.BindFlags(fs)
 	o.Cloud.BindFlags(fs)
@@ -179,6 +183,9 @@ func (o *renderOptions) complete(cmd *cobra.Command, env lookupEnv) error {
 	if o.Timeout <= 0 {
 		return usagef("--timeout must be positive")
 	}
+	if o.MaxDocBytes <= 0 || o.MaxInput <= 0 || o.MaxBuildMem <= 0 || o.MaxRefsTotal <= 0 {
+		return usagef("--max-document-bytes, --max-input-bytes, --max-build-memory and --max-references must be positive")
+	}
 	return nil
 }
 
@@ -286,8 +293,9 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log, Check: run.check})
 	// Fetching starts while the input is still being parsed.
 	sess := engine.Start(ctx)
-	run.load.Limits = manifest.Limits{MaxDocumentBytes: o.MaxDocBytes}
-	docs, err := render.LoadWith(args, a.in, run.load, sess.Add)
+	run.load.Limits = manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}
+	run.load.Builder = builder(o.MaxBuildMem)
+	docs, err := render.LoadWith(ctx, args, a.in, run.load, sess.Add)
 	if err != nil {
 		cancel()
 		_, _ = sess.Finish(nil)

@@ -168,6 +168,29 @@ func ReadFunc(r io.Reader, source string, limits Limits, each func(*Document)) (
 	return docs, nil
 }
 
+// ParseDocument parses the text of one document (a leading "---" allowed) as document
+// index of source; it returns nil for an empty document.
+func ParseDocument(text []byte, source string, index int, limits Limits) (*Document, error) {
+	limits = limits.WithDefaults()
+	if len(text) > limits.MaxDocumentBytes {
+		return nil, &Error{Source: source, Index: index, Msg: fmt.Sprintf("document is larger than %d bytes", limits.MaxDocumentBytes)}
+	}
+	var doc *Document
+	for _, c := range split(text) {
+		d, err := parseChunk(c, index, source, limits)
+		if err != nil {
+			return nil, err
+		}
+		if d != nil && doc != nil {
+			return nil, &Error{Source: source, Index: index, Msg: "more than one document"}
+		}
+		if d != nil {
+			doc = d
+		}
+	}
+	return doc, nil
+}
+
 func parseChunk(c chunk, i int, source string, limits Limits) (*Document, error) {
 	var n yaml.Node
 	if err := yaml.Unmarshal(c.text, &n); err != nil {

@@ -44,20 +44,8 @@ func Encode(w io.Writer, docs []*Document, f Format) error {
 			if i > 0 {
 				buf.WriteString("---\n")
 			}
-			if text := d.text(); text != nil {
-				buf.Write(text)
-				if len(text) > 0 && text[len(text)-1] != '\n' {
-					buf.WriteByte('\n')
-				}
-				continue
-			}
-			enc := yaml.NewEncoder(&buf)
-			enc.SetIndent(2)
-			if err := enc.Encode(d.doc); err != nil {
-				return fmt.Errorf("%s: document %d: encode: %w", d.Source, d.Index, err)
-			}
-			if err := enc.Close(); err != nil {
-				return fmt.Errorf("%s: document %d: encode: %w", d.Source, d.Index, err)
+			if err := writeYAML(&buf, d); err != nil {
+				return err
 			}
 		}
 	case JSON:
@@ -86,6 +74,33 @@ func Encode(w io.Writer, docs []*Document, f Format) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// EncodeYAML returns one document's YAML text: its source text with its substitutions
+// when it has one, else the encoded node tree.
+func EncodeYAML(d *Document) ([]byte, error) {
+	var buf bytes.Buffer
+	err := writeYAML(&buf, d)
+	return buf.Bytes(), err
+}
+
+func writeYAML(buf *bytes.Buffer, d *Document) error {
+	if text := d.text(); text != nil {
+		buf.Write(text)
+		if len(text) > 0 && text[len(text)-1] != '\n' {
+			buf.WriteByte('\n')
+		}
+		return nil
+	}
+	enc := yaml.NewEncoder(buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(d.doc); err != nil {
+		return fmt.Errorf("%s: document %d: encode: %w", d.Source, d.Index, err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("%s: document %d: encode: %w", d.Source, d.Index, err)
+	}
+	return nil
 }
 
 type kv struct {

@@ -245,6 +245,9 @@ func parsePathBody(raw, body string) (*Placeholder, error) {
 	if p.Key == "" {
 		return nil, &SyntaxError{Raw: raw, Reason: "empty key"}
 	}
+	if err := CheckPath(p.Path); err != nil {
+		return nil, &SyntaxError{Raw: raw, Reason: "secret path: " + err.Error()}
+	}
 	mods, err := parseModifiers(raw, stages[1:])
 	if err != nil {
 		return nil, err
@@ -336,6 +339,13 @@ func parseURI(s string) (*Placeholder, int, error) {
 	path, query, _ := strings.Cut(body, "?")
 	if path == "" {
 		return nil, 0, &SyntaxError{Raw: raw, Reason: "empty path after '://'"}
+	}
+	// A file reference is a file path, confined by the file system to the render root
+	// (where ../shared.yaml is legitimate); every other backend's path is a secret path.
+	if backend != "file" {
+		if err := CheckPath(path); err != nil {
+			return nil, 0, &SyntaxError{Raw: raw, Reason: "secret path: " + err.Error()}
+		}
 	}
 	p.Path = path
 	if query != "" {

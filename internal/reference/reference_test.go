@@ -2,8 +2,11 @@ package reference
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"path"
 	"strings"
 	"testing"
 )
@@ -190,6 +193,82 @@ func FuzzParse(f *testing.F) {
 		}
 		if pos != len(s) {
 			t.Fatalf("parts cover %d of %d bytes of %q", pos, len(s), s)
+		}
+	})
+}
+
+func TestCheckPath(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		ok   bool
+	}{
+		{"secret/data/app", true},
+		{"/prod/db/password", true},
+		{"projects/p/secrets/s/versions/3", true},
+		{"arn:aws:secretsmanager:eu-west-1:1:secret:prod/db-AbC", true},
+		{"", false},
+		{"secret/data/team-a/../team-b/db", false},
+		{"secret/./data/app", false},
+		{"..", false},
+		{"secret//app", false},
+		{"//secret/app", false},
+		{"secret/app/", false},
+		{"secret/%2e%2e/app", false},
+		{"secret%2Fapp", false},
+		{`secret\..\app`, false},
+		{"secret/a\x00b", false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			if err := CheckPath(tc.path); (err == nil) != tc.ok {
+				t.Fatalf("CheckPath(%q) = %v, want ok=%v", tc.path, err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestNonCanonicalRefused: every written form that names a secret path refuses a path a
+// backend would clean, with the placeholder named; a file reference is a file path and is
+// confined by the file system instead.
+func TestNonCanonicalRefused(t *testing.T) {
+	for _, s := range []string{
+		"<path:secret/data/team-a/../team-b/db#pw>",
+		"<path:secret/data/team-a/../team-b/db#pw#3>",
+		"<path://secret/data/team-b#pw>",
+		"ref+vault://secret/data/team-a/../team-b/db#/pw",
+		"ref+vault:///secret/data/team-a/./db#/pw",
+		"ref+awssm://prod/team-a/%2e%2e/team-b#/pw",
+		"ref+gcpsm://projects/p/secrets/s/..#/pw",
+		"ref+awsssm:///prod//db",
+	} {
+		_, err := Parse(s, Options{})
+		var se *SyntaxError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "secret path") || se.Raw == "" {
+			t.Errorf("Parse(%q) = %v, want a secret path syntax error", s, err)
+		}
+	}
+	if _, err := Parse("ref+file://../shared.yaml#/x", Options{}); err != nil {
+		t.Errorf("file reference with '..' refused by the grammar: %v", err)
+	}
+}
+
+func FuzzCheckPath(f *testing.F) {
+	for _, s := range []string{"secret/data/app", "a/../b", "/p/q", "a//b", "a/%2e%2e/b", "./a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if CheckPath(p) != nil {
+			return
+		}
+		// A canonical path is its own clean form: nothing a backend cleans can change it.
+		trimmed := strings.TrimPrefix(p, "/")
+		if path.Clean("/"+trimmed) != "/"+trimmed {
+			t.Fatalf("CheckPath accepted %q, which cleans to %q", p, path.Clean("/"+trimmed))
+		}
+		if u, err := url.PathUnescape(p); err != nil || u != p {
+			t.Fatalf("CheckPath accepted %q, which unescapes to %q", p, u)
+		}
+		if strings.ContainsAny(p, "\\") {
+			t.Fatalf("CheckPath accepted a backslash in %q", p)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/providers"
 )
@@ -236,13 +237,19 @@ func (p Policy) RefCheck(project string) func(providers.Ref) error {
 		prefixes = p.ProjectPaths["*"]
 	}
 	return func(ref providers.Ref) error {
-		path := strings.TrimPrefix(ref.Path, "/")
+		// Paths reach here canonical (the grammar refuses "..", "//" and escapes); checked
+		// again so that no other caller can hand the policy a path a backend would clean.
+		if ref.Backend != "file" {
+			if err := reference.CheckPath(ref.Path); err != nil {
+				return fmt.Errorf("%w: %s:%s is not a canonical secret path: %v", providers.ErrPermissionDenied, ref.Backend, ref.Path, err)
+			}
+		}
 		for _, pre := range prefixes {
 			backend, prefix, scoped := strings.Cut(pre, ":")
 			if !scoped {
 				backend, prefix = "", pre
 			}
-			if (backend == "" || backend == ref.Backend) && strings.HasPrefix(path, strings.TrimPrefix(prefix, "/")) {
+			if (backend == "" || backend == ref.Backend) && reference.HasPathPrefix(ref.Path, prefix) {
 				return nil
 			}
 		}

@@ -77,6 +77,7 @@ func TestOverlay(t *testing.T) {
 func TestRefCheck(t *testing.T) {
 	p := Policy{ProjectPaths: map[string][]string{
 		"team-a": {"secret/data/team-a/", "awssm:prod/team-a/"},
+		"narrow": {"secret/data/team-a", "awssm:prod-*"},
 		"*":      {"secret/data/shared/"},
 	}}
 	tests := []struct {
@@ -90,6 +91,16 @@ func TestRefCheck(t *testing.T) {
 		{"team-a", providers.Ref{Backend: "vault", Path: "secret/data/team-b/db"}, false},
 		{"team-c", providers.Ref{Backend: "vault", Path: "secret/data/shared/x"}, true},
 		{"team-c", providers.Ref{Backend: "vault", Path: "secret/data/team-a/db"}, false},
+		// Paths a backend would clean never pass, whatever their text starts with.
+		{"team-a", providers.Ref{Backend: "vault", Path: "secret/data/team-a/../team-b/db"}, false},
+		{"team-a", providers.Ref{Backend: "vault", Path: "/secret/data/team-a/../../data/team-b/db"}, false},
+		{"team-a", providers.Ref{Backend: "vault", Path: "secret/data/team-a//db"}, false},
+		{"team-a", providers.Ref{Backend: "vault", Path: "secret/data/team-a/%2e%2e/team-b/db"}, false},
+		{"team-a", providers.Ref{Backend: "vault", Path: "/secret/data/team-a/db"}, true},
+		{"narrow", providers.Ref{Backend: "vault", Path: "secret/data/team-ab/db"}, false},
+		{"narrow", providers.Ref{Backend: "vault", Path: "secret/data/team-a/db"}, true},
+		{"narrow", providers.Ref{Backend: "awssm", Path: "prod-db"}, true},
+		{"narrow", providers.Ref{Backend: "awssm", Path: "staging-db"}, false},
 	}
 	for _, tt := range tests {
 		err := p.RefCheck(tt.project)(tt.ref)

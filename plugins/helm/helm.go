@@ -1,6 +1,7 @@
 // Package helm renders a Helm chart in process with the Helm SDK, the way `helm template`
-// does, without network access: dependencies must be vendored in charts/. Values files must
-// lie inside the render root, so an application cannot read files outside its repository.
+// does, without network access: dependencies must be vendored in charts/. The chart's files,
+// its subcharts and values files are read through an os.Root at the render root, so neither
+// a path nor a symbolic link lets an application read files outside its repository.
 package helm
 
 import (
@@ -17,7 +18,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/release"
@@ -63,7 +63,7 @@ func IsChart(dir string) bool {
 // each, when not nil, is called for every document that will be output as soon as it is
 // parsed, concurrently (see manifest.ReadFunc).
 func Render(dir string, o Options, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
-	ch, err := loader.Load(dir)
+	ch, err := loadChart(dir, o.Root, limits.WithDefaults().MaxStreamBytes)
 	if err != nil {
 		return nil, fmt.Errorf("helm chart %s: %w", dir, err)
 	}

@@ -381,6 +381,11 @@ func readAnnotations(d *manifest.Document) (docContext, bool, error) {
 		return dc, true, nil
 	}
 	dc.genericPath = get(AnnotationPath)
+	if dc.genericPath != "" {
+		if err := reference.CheckPath(dc.genericPath); err != nil {
+			return dc, false, fmt.Errorf("annotation %s: %q is not a canonical secret path: %v", AnnotationPath, dc.genericPath, err)
+		}
+	}
 	dc.version = get(AnnotationSecretVersion)
 	if kv := get(AnnotationKVVersion); kv != "" {
 		if kv != "1" && kv != "2" {

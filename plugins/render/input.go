@@ -1,7 +1,7 @@
 package render
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +24,8 @@ import (
 //
 // each, when not nil, is called for every document as soon as it is parsed and located,
 // concurrently; Session.Add is meant to go there.
-func Load(paths []string, stdin io.Reader, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
-	return LoadWith(paths, stdin, LoadOptions{Limits: limits}, each)
+func Load(ctx context.Context, paths []string, stdin io.Reader, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
+	return LoadWith(ctx, paths, stdin, LoadOptions{Limits: limits}, each)
 }
 
 // Source kinds for LoadOptions.Source.
@@ -45,13 +45,18 @@ type LoadOptions struct {
 	// Helm configures chart rendering; its Root defaults to Root.
 	Helm helm.Options
 	// Root, when set, is the directory nothing may be read from outside of (an Argo CD
-	// repository checkout); by default each path confines itself.
+	// repository checkout); by default each path confines itself, except that a
+	// kustomization may read the rest of the git work tree it is in (overlays name
+	// ../../base).
 	Root string
+	// Builder builds Helm charts and kustomizations; default InProcess, which is for
+	// trusted input only: every entry point that renders a repository sets Isolated.
+	Builder Builder
 }
 
 // LoadWith is Load with source detection: Helm charts and kustomizations are rendered in
 // process first, and references are substituted in what they produce.
-func LoadWith(paths []string, stdin io.Reader, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
+func LoadWith(ctx context.Context, paths []string, stdin io.Reader, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	if o.Source == "" {
 		o.Source = SourceAuto
 	}
@@ -64,6 +69,9 @@ func LoadWith(paths []string, stdin io.Reader, o LoadOptions, each func(*manifes
 	var docs []*manifest.Document
 	stdinUsed := false
 	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("render stopped: %w", context.Cause(ctx))
+		}
 		switch {
 		case p == "-":
 			if stdinUsed {
@@ -80,7 +88,7 @@ func LoadWith(paths []string, stdin io.Reader, o LoadOptions, each func(*manifes
 			}
 			docs = append(docs, ds...)
 		default:
-			ds, err := loadSource(p, o, each)
+			ds, err := loadSource(ctx, p, o, each)
 			if err != nil {
 				return nil, err
 			}
@@ -90,7 +98,7 @@ func LoadWith(paths []string, stdin io.Reader, o LoadOptions, each func(*manifes
 	return docs, nil
 }
 
-func loadSource(p string, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
+func loadSource(ctx context.Context, p string, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	kind := o.Source
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -111,28 +119,50 @@ func loadSource(p string, o LoadOptions, each func(*manifest.Document)) ([]*mani
 			confineTo = filepath.Dir(p)
 		}
 	}
-	var out []byte
-	switch kind {
-	case SourcePlain:
-		return loadPath(p, o.Limits, o.Root, each)
-	case SourceHelm:
-		ho := o.Helm
-		if ho.Root == "" {
-			ho.Root = confineTo
-		}
-		return helm.Render(p, ho, o.Limits, locate(p, confineTo, each))
-	case SourceKustomize:
-		out, err = kustomize.Build(p)
+	if kind == SourcePlain {
+		return loadPath(ctx, p, o.Limits, o.Root, each)
 	}
+	req := BuildRequest{Source: kind, Dir: p, Root: confineTo, Helm: o.Helm, Limits: o.Limits}
+	switch kind {
+	case SourceHelm:
+		if req.Helm.Root == "" {
+			req.Helm.Root = confineTo
+		}
+	case SourceKustomize:
+		if o.Root == "" {
+			req.Root = workTree(p)
+		}
+	}
+	b := o.Builder
+	if b == nil {
+		b = InProcess{}
+	}
+	built, err := b.Build(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return manifest.ReadFunc(bytes.NewReader(out), p+" ("+kind+")", o.Limits, locate(p, confineTo, each))
+	return parseBuilt(built, o.Limits, locate(p, confineTo, each))
+}
+
+// workTree returns the top of the git work tree holding dir, or dir when there is none.
+func workTree(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
 }
 
 // loadPath reads a plain file or directory; root, when set, replaces the path as the
 // confinement root of ref+file:// references.
-func loadPath(p string, limits manifest.Limits, confineTo string, each func(*manifest.Document)) ([]*manifest.Document, error) {
+func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo string, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, err
@@ -155,9 +185,13 @@ func loadPath(p string, limits manifest.Limits, confineTo string, each func(*man
 	}
 	defer root.Close()
 	var docs []*manifest.Document
+	budget := limits.WithDefaults().MaxStreamBytes
 	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("render stopped: %w", context.Cause(ctx))
 		}
 		if d.IsDir() {
 			if rel != "." && strings.HasPrefix(d.Name(), ".") {
@@ -175,8 +209,12 @@ func loadPath(p string, limits manifest.Limits, confineTo string, each func(*man
 			return fmt.Errorf("%s: %w", filepath.Join(p, rel), err)
 		}
 		defer f.Close()
-		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		st, err := f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
 			return fmt.Errorf("%s: not a regular file", filepath.Join(p, rel))
+		}
+		if budget -= st.Size(); budget < 0 {
+			return fmt.Errorf("%s: the input is larger than %d bytes in all", p, limits.WithDefaults().MaxStreamBytes)
 		}
 		name := filepath.Join(p, rel)
 		ds, err := manifest.ReadFunc(f, name, limits, locate(filepath.Dir(name), or(confineTo, p), each))

@@ -62,7 +62,7 @@ func renderVector(t testing.TB, v vector) (string, error) {
 			t.Fatal(err)
 		}
 	}
-	docs, err := render.Load([]string{filepath.Join(root, "input.yaml")}, nil, manifest.Limits{}, nil)
+	docs, err := render.Load(t.Context(), []string{filepath.Join(root, "input.yaml")}, nil, manifest.Limits{}, nil)
 	if err != nil {
 		return "", err
 	}

@@ -16,6 +16,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/providers"
 )
 
@@ -126,10 +127,11 @@ func (c *Client) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret
 	if err != nil {
 		return providers.Secret{}, fmt.Errorf("%s: malformed parameters", ref)
 	}
-	path := strings.Trim(ref.Path, "/")
-	if path == "" {
-		return providers.Secret{}, fmt.Errorf("%w: empty Vault path", providers.ErrNotFound)
+	// Vault's router cleans paths; only a canonical one means what a policy check saw.
+	if err := reference.CheckPath(ref.Path); err != nil {
+		return providers.Secret{}, fmt.Errorf("%w: vault path %q is not canonical: %v", providers.ErrPermissionDenied, ref.Path, err)
 	}
+	path := strings.Trim(ref.Path, "/")
 	if re := c.opts.pathValidation; re != nil && !re.MatchString(path) {
 		return providers.Secret{}, fmt.Errorf("vault path %q does not match the path validation pattern", path)
 	}
