@@ -30,12 +30,14 @@ bench: testenv ## run the benchmarks and print figures to compare run to run
 
 fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/reference
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckPath$$' -fuzztime $(FUZZTIME) ./internal/reference
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./plugins/render
 	$(GO) test -run '^$$' -fuzz '^FuzzHybridDecrypt$$' -fuzztime $(FUZZTIME) ./sealing
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenAgeFile$$' -fuzztime $(FUZZTIME) ./sealing
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitManifests$$' -fuzztime $(FUZZTIME) ./plugins/helm
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamRequest$$' -fuzztime $(FUZZTIME) ./plugins/argocd/cmp
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./plugins/argocd/cmp
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpackLinks$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./plugins/argocd/cmp
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

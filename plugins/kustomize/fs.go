@@ -78,10 +78,10 @@ func (f *rootFS) stat(name string) (fs.FileInfo, error) {
 }
 
 func (f *rootFS) Create(string) (filesys.File, error) { return nil, errReadOnly }
-func (f *rootFS) Mkdir(string) error                   { return errReadOnly }
-func (f *rootFS) MkdirAll(string) error                { return errReadOnly }
-func (f *rootFS) RemoveAll(string) error               { return errReadOnly }
-func (f *rootFS) WriteFile(string, []byte) error       { return errReadOnly }
+func (f *rootFS) Mkdir(string) error                  { return errReadOnly }
+func (f *rootFS) MkdirAll(string) error               { return errReadOnly }
+func (f *rootFS) RemoveAll(string) error              { return errReadOnly }
+func (f *rootFS) WriteFile(string, []byte) error      { return errReadOnly }
 
 func (f *rootFS) Open(name string) (filesys.File, error) {
 	rel, err := f.rel(name)

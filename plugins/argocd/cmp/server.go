@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -398,10 +399,11 @@ func (s *Server) unpack(r io.Reader, dir string) error {
 	}
 	tr := tar.NewReader(zr)
 	var total int64
+	var links []string
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return checkLinks(root, links)
 		}
 		if err != nil {
 			return err
@@ -431,6 +433,7 @@ func (s *Server) unpack(r io.Reader, dir string) error {
 			}
 			if err = root.MkdirAll(path.Dir(name), 0o755); err == nil {
 				err = root.Symlink(h.Linkname, name)
+				links = append(links, name)
 			}
 		default:
 			continue // devices, fifos, hard links: not part of a repository
@@ -439,6 +442,20 @@ func (s *Server) unpack(r io.Reader, dir string) error {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
 	}
+}
+
+// checkLinks refuses a repository in which any link, followed through the links around
+// it once everything is unpacked, leads outside: each entry's own target may look inside
+// (dir/up/.. where dir/up links to ..) and still leave through another link. The root
+// resolves every link on the way and refuses a path that escapes it; a link to nothing
+// inside is harmless.
+func checkLinks(root *os.Root, links []string) error {
+	for _, l := range links {
+		if _, err := root.Stat(l); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("link %q leads outside the repository", l)
+		}
+	}
+	return nil
 }
 
 func writeFile(root *os.Root, name string, r io.Reader, h *tar.Header) error {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -231,6 +232,8 @@ func TestRefused(t *testing.T) {
 		{"link leaves", makeTgz(t, entry{name: "app/l", typ: tar.TypeSymlink, link: "../../etc/passwd"}), "app", nil, "points outside"},
 		{"absolute link", makeTgz(t, entry{name: "app/l", typ: tar.TypeSymlink, link: "/etc/passwd"}), "app", nil, "points outside"},
 		{"write through a link", makeTgz(t, entry{name: "d", typ: tar.TypeSymlink, link: "."}, entry{name: "d/../../x", body: "x"}), ".", nil, "leaves the repository"},
+		{"link chain leaves", makeTgz(t, entry{name: "d/up", typ: tar.TypeSymlink, link: ".."}, entry{name: "esc", typ: tar.TypeSymlink, link: "d/up/.."}), ".", func(m *sendMetadata) {}, "leads outside"},
+		{"link chain leaves, target first", makeTgz(t, entry{name: "esc", typ: tar.TypeSymlink, link: "d/up/../x"}, entry{name: "d/up", typ: tar.TypeSymlink, link: ".."}), ".", nil, "leads outside"},
 		{"too many entries", makeTgz(t, entry{name: "a", body: "1"}, entry{name: "b", body: "2"}, entry{name: "c", body: "3"}), ".", nil, "more than 2 entries"},
 		{"not gzip", []byte("not a tarball"), ".", nil, "gzip"},
 	} {
@@ -318,6 +321,50 @@ func FuzzUnpack(f *testing.F) {
 				t.Fatalf("unpacking wrote %q beside its directory", e.Name())
 			}
 		}
+	})
+}
+
+// FuzzUnpackLinks builds repositories of links between a few names (each byte pair picks a
+// link's name and target, ".." and nested paths included) and checks the unpacked tree: no
+// link, followed through the others, resolves outside the repository.
+func FuzzUnpackLinks(f *testing.F) {
+	f.Add([]byte{1, 0, 6, 3})
+	f.Add([]byte{6, 3, 1, 0})
+	f.Add([]byte{2, 4, 5, 2, 7, 1})
+	names := []string{"a", "d/up", "d/e/l", "esc", "x/y", "d/e/l/..", "z", "d/e"}
+	targets := []string{"..", ".", "../..", "d/up/..", "up/../..", "e/l/../..", "a/x", "d/e/l"}
+	s := &Server{o: Options{MaxFiles: 100, MaxRepoBytes: 1 << 20}}
+	f.Fuzz(func(t *testing.T, picks []byte) {
+		if len(picks) > 16 {
+			return
+		}
+		var entries []entry
+		for i := 0; i+1 < len(picks); i += 2 {
+			entries = append(entries, entry{name: names[int(picks[i])%len(names)], typ: tar.TypeSymlink, link: targets[int(picks[i+1])%len(targets)]})
+		}
+		entries = append(entries, entry{name: "f", body: "inside"})
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "repo")
+		if err := s.unpack(bytes.NewReader(makeTgz(t, entries...)), dir); err != nil {
+			return
+		}
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.Type()&fs.ModeSymlink == 0 {
+				return nil
+			}
+			to, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return nil // leads nowhere
+			}
+			if rel, _ := filepath.Rel(real, to); rel == ".." || strings.HasPrefix(rel, "../") {
+				t.Fatalf("link %s resolves to %s, outside the repository (entries %+v)", p, to, entries)
+			}
+			return nil
+		})
 	})
 }
 
