@@ -20,6 +20,7 @@ type cmpServer struct {
 	socket string
 	client string
 	logs   func() string // what the server has written so far
+	pid    int           // keyway serve's process (0 for argocd-cmp-server)
 }
 
 // startCMPServer starts argocd-cmp-server with the example plugin configuration, keyway on
@@ -76,6 +77,12 @@ func startCMPServer(t *testing.T, env ...string) *cmpServer {
 // environment (the sidecar's own settings).
 func startKeywayServe(t *testing.T, env ...string) *cmpServer {
 	t.Helper()
+	return startKeywayServeArgs(t, env, nil)
+}
+
+// startKeywayServeArgs is startKeywayServe with more of generate's flags.
+func startKeywayServeArgs(t *testing.T, env, generateFlags []string) *cmpServer {
+	t.Helper()
 	client, err := testenv.Binary("argocd-cmpclient")
 	if err != nil {
 		t.Fatal(err)
@@ -87,9 +94,9 @@ func startKeywayServe(t *testing.T, env ...string) *cmpServer {
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "keyway-v1.sock")
 	// Every request logs at debug level, to the server's output: the canary check below reads it.
-	_, logs := startServe(t, self, socket, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...),
-		"--work-dir", dir, "--", "--log-level", "debug")
-	return &cmpServer{socket: socket, client: client, logs: logs.String}
+	proc, logs := startServe(t, self, socket, append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...),
+		append([]string{"--work-dir", dir, "--", "--log-level", "debug"}, generateFlags...)...)
+	return &cmpServer{socket: socket, client: client, logs: logs.String, pid: proc.Process.Pid}
 }
 
 // startServe starts `BIN argocd serve --socket SOCKET ARGS...` with env as its environment,
