@@ -714,9 +714,15 @@ func setString(d *manifest.Document, n *yaml.Node, text string) {
 		}
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
 	default:
+		// yaml.v3 writes a plain scalar for text that YAML 1.2 reads as a string, but
+		// sigs.k8s.io/yaml (Argo CD, kubectl) reads YAML 1.1, where yes, on, y, 12:30 are
+		// not strings: quote all that is not unambiguously a string in both.
 		n.Style = 0
-		if strings.Contains(text, "\n") {
+		switch {
+		case strings.Contains(text, "\n"):
 			n.Style = yaml.LiteralStyle
+		case manifest.ScalarText(text) != text:
+			n.Style = yaml.DoubleQuotedStyle
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	sigsyaml "sigs.k8s.io/yaml"
+
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
@@ -177,5 +179,47 @@ data:
 	}
 	if !strings.Contains(logs.String(), `"msg":"fetched"`) || strings.Contains(logs.String(), canary) {
 		t.Fatalf("debug logs missing or leaking:\n%s", logs.String())
+	}
+}
+
+// TestYAML11WordsStayStrings: a substituted string that a YAML 1.1 reader (sigs.k8s.io/yaml,
+// as Argo CD and kubectl read manifests) would take for a boolean, a number or null comes
+// back as that string, whether the document is spliced in place or re-encoded (a multi-line
+// value elsewhere forces re-encoding), in YAML and JSON output.
+func TestYAML11WordsStayStrings(t *testing.T) {
+	words := []string{"yes", "no", "on", "off", "y", "n", "Yes", "NO", "true", "null", "~", "0x1F", "1e3", "0777", "12:30", ""}
+	for _, multiline := range []bool{false, true} {
+		var in strings.Builder
+		in.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n")
+		data := map[string]any{"multi": "line one\nline two"}
+		for i, w := range words {
+			fmt.Fprintf(&in, "  k%d: <path:s#w%d>\n", i, i)
+			data[fmt.Sprintf("w%d", i)] = w
+		}
+		if multiline {
+			in.WriteString("  multi: <path:s#multi>\n")
+		}
+		docs := read(t, in.String())
+		f := &memFetcher{secrets: map[string]map[string]any{"s": data}}
+		if _, err := render.New(f, render.Options{DefaultBackend: "mem"}).Render(t.Context(), docs); err != nil {
+			t.Fatal(err)
+		}
+		for _, format := range []manifest.Format{manifest.YAML, manifest.JSON} {
+			var out bytes.Buffer
+			if err := manifest.Encode(&out, docs, format); err != nil {
+				t.Fatal(err)
+			}
+			var cm struct {
+				Data map[string]string `json:"data"`
+			}
+			if err := sigsyaml.Unmarshal(out.Bytes(), &cm); err != nil {
+				t.Fatalf("multiline=%v %s: %v\n%s", multiline, format, err, out.String())
+			}
+			for i, w := range words {
+				if got := cm.Data[fmt.Sprintf("k%d", i)]; got != w {
+					t.Errorf("multiline=%v %s: %q read back as %q\n%s", multiline, format, w, got, out.String())
+				}
+			}
+		}
 	}
 }
