@@ -50,7 +50,9 @@ type ageMeta struct {
 // block, with a MAC over every path and ciphertext.
 //
 // previous, with ids that open it, supplies the data key of an earlier sealing of the same
-// file so unchanged values keep their ciphertext and git diffs show only what changed.
+// file so unchanged values keep their ciphertext and git diffs show only what changed —
+// unless a recipient of previous is no longer among recipients: then a new data key is
+// generated and every value re-encrypted, since the removed recipient holds the old key.
 func SealAgeFile(plain []byte, recipients []string, previous []byte, ids []age.Identity) ([]byte, error) {
 	if len(recipients) == 0 {
 		return nil, errors.New("no age recipient")
@@ -72,19 +74,28 @@ func SealAgeFile(plain []byte, recipients []string, previous []byte, ids []age.I
 		return nil, errors.New("the input is already sealed")
 	}
 	key := make([]byte, 32)
-	reuseWrapped := ""
+	reuseWrapped, haveKey := "", false
 	if previous != nil && len(ids) > 0 {
 		k, prevDoc, err := openDataKey(previous, ids)
 		if err != nil {
 			return nil, fmt.Errorf("previous sealed file: %w", err)
 		}
-		key = k
-		// Same recipients: keep the wrapped key too, so an unchanged file reseals byte for byte.
-		if pm := metaOf(prevDoc.Content[0]); slices.Equal(slices.Sorted(slices.Values(pm.Recipients)), slices.Sorted(slices.Values(recipients))) {
-			reuseWrapped = pm.DataKey
+		pm := metaOf(prevDoc.Content[0])
+		// A removed recipient still holds the old data key: only when every earlier
+		// recipient remains may the key (and so unchanged ciphertexts) carry over.
+		removed := slices.ContainsFunc(pm.Recipients, func(r string) bool { return !slices.Contains(recipients, r) })
+		if !removed {
+			key, haveKey = k, true
+			// Same recipients: keep the wrapped key too, so an unchanged file reseals byte for byte.
+			if slices.Equal(slices.Sorted(slices.Values(pm.Recipients)), slices.Sorted(slices.Values(recipients))) {
+				reuseWrapped = pm.DataKey
+			}
 		}
-	} else if _, err := io.ReadFull(rand.Reader, key); err != nil {
-		return nil, err
+	}
+	if !haveKey {
+		if _, err := io.ReadFull(rand.Reader, key); err != nil {
+			return nil, err
+		}
 	}
 	var entries []string
 	err := walkScalars(root, "", func(n *yaml.Node, path string) error {

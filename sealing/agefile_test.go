@@ -2,6 +2,7 @@ package sealing
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -178,4 +179,65 @@ func FuzzOpenAgeFile(f *testing.F) {
 			t.Fatalf("opened unsealed input")
 		}
 	})
+}
+
+// TestAgeFileRemovedRecipient: resealing for fewer recipients must not leave the removed
+// recipient's copy of the data key able to read what is written afterwards; adding one keeps
+// the key, so unchanged values keep their ciphertext.
+func TestAgeFileRemovedRecipient(t *testing.T) {
+	stays, leaves := ageKeys(t)
+	both := []string{stays.Recipient().String(), leaves.Recipient().String()}
+	first, err := SealAgeFile([]byte(plainFile), both, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey, _, err := openDataKey(first, []age.Identity{leaves})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(plainFile, "CANARY-age-token", "CANARY-after-removal", 1)
+	second, err := SealAgeFile([]byte(changed), []string{stays.Recipient().String()}, first, []age.Identity{stays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenAgeFile(second, []age.Identity{leaves}); err == nil {
+		t.Fatal("the removed recipient opens the resealed file")
+	}
+	newKey, _, err := openDataKey(second, []age.Identity{stays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(oldKey, newKey) {
+		t.Fatal("the data key survived a recipient's removal")
+	}
+	if pw := valueLine(first, "password"); strings.Contains(string(second), pw) {
+		t.Fatal("a value kept the ciphertext of the old data key")
+	}
+	// The removed recipient, holding the old data key, cannot open any value written now.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(second, &doc); err != nil {
+		t.Fatal(err)
+	}
+	opened := 0
+	walkScalars(doc.Content[0], "", func(n *yaml.Node, path string) error {
+		if raw, ok := strings.CutPrefix(n.Value, encPrefix); ok {
+			b64, typ, _ := strings.Cut(strings.TrimSuffix(raw, "]"), ",type:")
+			ct, _ := base64.StdEncoding.DecodeString(b64)
+			if _, err := openValue(oldKey, path, typ, ct); err == nil {
+				opened++
+			}
+		}
+		return nil
+	})
+	if opened != 0 {
+		t.Fatalf("the old data key opens %d values of the resealed file", opened)
+	}
+	// Adding a recipient keeps the key: unchanged values keep their ciphertext.
+	third, err := SealAgeFile([]byte(changed), both, second, []age.Identity{stays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw := valueLine(second, "password"); !strings.Contains(string(third), pw) {
+		t.Fatal("adding a recipient changed an unchanged value's ciphertext")
+	}
 }
