@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/sealing"
 )
 
 func TestExitCodes(t *testing.T) {
@@ -20,6 +24,17 @@ func TestExitCodes(t *testing.T) {
 	secrets := write("s.yaml", "secret/a:\n  k: CANARY-exit\n")
 	good := write("good.yaml", "kind: A\nv: <path:secret/a#k>\n")
 	bad := write("bad.yaml", "kind: A\nv: <path:secret/a#missing>\n")
+	secret := write("secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: n}\nstringData: {a: CANARY-seal}\n")
+	_, weak, err := sealing.GenerateKey(rand.Reader, 1024, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	weakCert := write("weak.pem", string(weak))
+	chart := filepath.Join(dir, "chart")
+	if err := os.MkdirAll(filepath.Join(chart, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
 	tests := []struct {
 		name string
 		args []string
@@ -35,6 +50,13 @@ func TestExitCodes(t *testing.T) {
 		{"bad output", []string{"render", "-o", "xml", good}, exitUsage},
 		{"bad env value", []string{"render", good}, exitUsage},
 		{"unknown command", []string{"nope"}, exitUsage},
+		{"bad source", []string{"render", "--source", "bogus", good}, exitUsage},
+		{"bad kube version", []string{"render", "--kube-version", "notaversion", chart}, exitUsage},
+		{"bad release name", []string{"render", "--release-name", "Not_A_Release!", chart}, exitUsage},
+		{"negative limit", []string{"render", "--max-input-bytes", "-1", good}, exitUsage},
+		{"zero document limit", []string{"render", "--max-document-bytes", "0", good}, exitUsage},
+		{"cert over http", []string{"seal", "--cert", "http://127.0.0.1:9/v1/cert.pem", "-f", secret}, exitUsage},
+		{"1024-bit cert", []string{"seal", "--cert", weakCert, "-f", secret}, exitFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +70,9 @@ func TestExitCodes(t *testing.T) {
 			code := run(t.Context(), tt.args, streams{in: strings.NewReader(""), out: &out, err: &errb}, env)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, errb.String())
+			}
+			if tt.name == "1024-bit cert" && !strings.Contains(errb.String(), "1024-bit RSA key") {
+				t.Fatalf("stderr does not name the weak key:\n%s", errb.String())
 			}
 			if code != exitOK && out.Len() > 0 {
 				t.Fatalf("failed run wrote to stdout:\n%s", out.String())

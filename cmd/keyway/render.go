@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"helm.sh/helm/v3/pkg/chartutil"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
@@ -182,6 +183,21 @@ func (o *renderOptions) complete(cmd *cobra.Command, env lookupEnv) error {
 	}
 	if o.Timeout <= 0 {
 		return usagef("--timeout must be positive")
+	}
+	switch o.Source {
+	case render.SourceAuto, render.SourcePlain, render.SourceHelm, render.SourceKustomize:
+	default:
+		return usagef("--source %q: want auto, plain, helm or kustomize", o.Source)
+	}
+	if v := o.Helm.KubeVersion; v != "" {
+		if _, err := chartutil.ParseKubeVersion(v); err != nil {
+			return usagef("--kube-version %q: not a Kubernetes version such as 1.31.0", v)
+		}
+	}
+	if n := o.Helm.ReleaseName; n != "" {
+		if err := chartutil.ValidateReleaseName(n); err != nil {
+			return usagef("--release-name %q: %v", n, err)
+		}
 	}
 	if o.MaxDocBytes <= 0 || o.MaxInput <= 0 || o.MaxBuildMem <= 0 || o.MaxRefsTotal <= 0 {
 		return usagef("--max-document-bytes, --max-input-bytes, --max-build-memory and --max-references must be positive")

@@ -408,9 +408,14 @@ func mergeInto(path string, sealed []any) error {
 func loadCert(ctx context.Context, ref string) (*rsa.PublicKey, error) {
 	var data []byte
 	var err error
-	if strings.HasPrefix(ref, "https://") || strings.HasPrefix(ref, "http://") {
+	switch {
+	case strings.HasPrefix(ref, "https://"):
 		data, err = fetchCert(ctx, ref)
-	} else {
+	case strings.Contains(ref, "://"):
+		// Over plain http anyone on the path could hand over a certificate of their own,
+		// and every secret sealed to it would be theirs.
+		return nil, usagef("--cert %s: a certificate URL must be https (or give a file)", ref)
+	default:
 		data, err = os.ReadFile(ref)
 	}
 	if err != nil {
