@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"helm.sh/helm/v3/pkg/chartutil"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+	"helm.sh/helm/v3/pkg/chartutil"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
