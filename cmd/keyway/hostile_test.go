@@ -209,10 +209,24 @@ func TestHostileRepository(t *testing.T) {
 	})
 	t.Run("argocd serve", func(t *testing.T) {
 		srv, pid := startKeywayServeWith(t, []string{"KEYWAY_SECRETS_FILE=" + secrets}, "--argocd-project-path", policy, "--timeout", "4s")
+		// A repository stream holding a link out is refused whole, at unpacking, before any
+		// application in it is looked at; the other attacks go in a repository without them.
+		clean := filepath.Join(filepath.Dir(h.repo), "clean")
+		for _, a := range attacks {
+			if !strings.HasPrefix(a.app, "helm") {
+				copyTree(t, filepath.Join(h.repo, "apps", a.app), filepath.Join(clean, "apps", a.app))
+			}
+		}
 		for _, a := range attacks {
 			t.Run(a.app, func(t *testing.T) {
+				if strings.HasPrefix(a.app, "helm") {
+					cmd := exec.Command(srv.client, "-socket", srv.socket, "-repo", h.repo, "-app", filepath.Join(h.repo, "apps", a.app))
+					out, err := cmd.CombinedOutput()
+					h.refused(t, attack{app: a.app, reason: "points outside the repository"}, err != nil, "", string(out))
+					return
+				}
 				start := time.Now()
-				r := srv.ask(t, h.repo, "apps/"+a.app, argoEnvFor(a.app, secrets))
+				r := srv.ask(t, clean, "apps/"+a.app, argoEnvFor(a.app, secrets))
 				h.refused(t, a, r.GenerateError != "", strings.Join(r.Manifests, "\n"), r.GenerateError)
 				if a.slow && time.Since(start) > 30*time.Second {
 					t.Errorf("the request took %v: the deadline did not stop it", time.Since(start))
