@@ -234,6 +234,18 @@ func TestHostileRepository(t *testing.T) {
 				if n := buildWorkers(pid); n != 0 {
 					t.Errorf("%d build workers left running after the request", n)
 				}
+				// The runaway template ran in its worker, not in the sidecar: once the request
+				// is answered, nothing of it keeps growing or spinning there.
+				if a.slow {
+					before := cpuTicks(t, pid)
+					time.Sleep(time.Second)
+					if spent := cpuTicks(t, pid) - before; spent > 30 {
+						t.Errorf("the server used %d0 ms of CPU in the second after the request: the build still runs in it", spent)
+					}
+					if hwm := peakRSS(t, pid); hwm > 512<<20 {
+						t.Errorf("the server's peak RSS is %d MiB: the build ran in its process", hwm>>20)
+					}
+				}
 			})
 		}
 		if strings.Contains(srv.logs(), "CANARY") {
@@ -248,6 +260,46 @@ func startKeywayServeWith(t *testing.T, env []string, generateFlags ...string) (
 	t.Helper()
 	srv := startKeywayServeArgs(t, env, generateFlags)
 	return srv, srv.pid
+}
+
+// cpuTicks is the CPU a process has used so far (utime + stime), in 10 ms clock ticks.
+func cpuTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After "pid (comm) ": state is field 0, utime 11, stime 12.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	var total int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}
+
+// peakRSS is a process's peak resident set size in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kib << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
 }
 
 // buildWorkers counts the build worker processes whose parent is pid.

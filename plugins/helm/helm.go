@@ -40,7 +40,8 @@ type Options struct {
 	SkipTests   bool
 	KubeVersion string   // e.g. "1.31.0"; default Helm's built-in
 	APIVersions []string // extra Capabilities.APIVersions
-	// Root confines values files; default the chart directory.
+	// Root is the directory the chart, its subcharts and values files are read through
+	// (an os.Root, so no path or link leaves it); default the chart directory.
 	Root string
 }
 
@@ -63,14 +64,19 @@ func IsChart(dir string) bool {
 // each, when not nil, is called for every document that will be output as soon as it is
 // parsed, concurrently (see manifest.ReadFunc).
 func Render(dir string, o Options, limits manifest.Limits, each func(*manifest.Document)) ([]*manifest.Document, error) {
-	ch, err := loadChart(dir, o.Root, limits.WithDefaults().MaxStreamBytes)
+	root, rel, err := openWithin(o.Root, dir)
+	if err != nil {
+		return nil, fmt.Errorf("helm chart %s: %w", dir, err)
+	}
+	defer root.Close()
+	ch, err := loadChart(root, rel, limits.WithDefaults().MaxStreamBytes)
 	if err != nil {
 		return nil, fmt.Errorf("helm chart %s: %w", dir, err)
 	}
 	if err := checkDependencies(ch); err != nil {
 		return nil, fmt.Errorf("helm chart %s: %w", dir, err)
 	}
-	vals, err := values(dir, o)
+	vals, err := values(root, dir, o)
 	if err != nil {
 		return nil, err
 	}
@@ -413,22 +419,14 @@ func checkDependencies(ch *chart.Chart) error {
 	return nil
 }
 
-func values(dir string, o Options) (map[string]any, error) {
-	root := o.Root
-	if root == "" {
-		root = dir
+func values(root *os.Root, dir string, o Options) (map[string]any, error) {
+	rootDir := o.Root
+	if rootDir == "" {
+		rootDir = dir
 	}
 	base := map[string]any{}
 	for _, f := range o.ValuesFiles {
-		p := f
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		p, err := confine(root, p)
-		if err != nil {
-			return nil, fmt.Errorf("values file %q: %w", f, err)
-		}
-		data, err := os.ReadFile(p)
+		data, err := readWithin(root, rootDir, dir, f)
 		if err != nil {
 			return nil, fmt.Errorf("values file %q: %w", f, err)
 		}
@@ -456,31 +454,4 @@ func values(dir string, o Options) (map[string]any, error) {
 		}
 	}
 	return base, nil
-}
-
-// confine resolves symbolic links and refuses a path outside root.
-func confine(root, p string) (string, error) {
-	root, err := filepath.Abs(root)
-	if err != nil {
-		return "", err
-	}
-	if p, err = filepath.Abs(p); err != nil {
-		return "", err
-	}
-	rootReal, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", err
-	}
-	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", errors.New("does not exist")
-		}
-		return "", err
-	}
-	rel, err := filepath.Rel(rootReal, real)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", errors.New("is outside the repository")
-	}
-	return real, nil
 }

@@ -8,60 +8,66 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/ignore"
+
+	"github.com/keyway-dev/keyway/internal/confine"
 )
 
-// loadChart reads the chart in dir the way Helm's loader.LoadDir does (.helmignore, the
-// default ignores, a byte-order mark dropped) but through an os.Root opened at root: a
-// symbolic link, however chained, that leads outside root is refused, not followed, so
+// loadChart reads the chart at rel inside root the way Helm's loader.LoadDir does
+// (.helmignore, the default ignores, a byte-order mark dropped) but through the os.Root: a
+// symbolic link, however chained, that leads outside the root is refused, not followed, so
 // neither .Files.Get nor a linked subchart reads the sidecar's own files. maxBytes bounds
 // the chart's files in all.
-func loadChart(dir, root string, maxBytes int64) (*chart.Chart, error) {
-	r, rel, err := openWithin(root, dir)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
+func loadChart(root *os.Root, rel string, maxBytes int64) (*chart.Chart, error) {
 	rules := ignore.Empty()
-	if data, err := r.ReadFile(path.Join(rel, ignore.HelmIgnore)); err == nil {
+	if data, err := root.ReadFile(path.Join(rel, ignore.HelmIgnore)); err == nil {
 		if rules, err = ignore.Parse(bytes.NewReader(data)); err != nil {
 			return nil, err
 		}
 	}
 	rules.AddDefaults()
-	l := chartLoader{root: r, rules: rules, budget: maxBytes}
+	l := chartLoader{root: root, rules: rules, budget: maxBytes}
 	if err := l.walk(rel, "", 0); err != nil {
 		return nil, err
 	}
 	return loader.LoadFiles(l.files)
 }
 
-// openWithin opens root and returns dir's path inside it, refusing a dir outside root.
+// openWithin opens root (default dir) and returns dir's path inside it, refusing a dir
+// outside root.
 func openWithin(root, dir string) (*os.Root, string, error) {
 	if root == "" {
 		root = dir
 	}
-	rootAbs, err := filepath.Abs(root)
-	if err != nil {
-		return nil, "", err
-	}
-	dirAbs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, "", err
-	}
-	rel, err := filepath.Rel(rootAbs, dirAbs)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	rel, ok := confine.Rel(root, dir)
+	if !ok {
 		return nil, "", errors.New("the chart is outside the repository")
 	}
-	r, err := os.OpenRoot(rootAbs)
+	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, "", err
 	}
 	return r, filepath.ToSlash(rel), nil
+}
+
+// readWithin reads file p (relative to dir, or absolute) through root, whose directory is
+// rootDir: a path or a link that leaves it is refused.
+func readWithin(root *os.Root, rootDir, dir, p string) ([]byte, error) {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	rel, ok := confine.Rel(rootDir, p)
+	if !ok {
+		return nil, errors.New("is outside the repository")
+	}
+	data, err := root.ReadFile(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.New("does not exist")
+	}
+	return data, err
 }
 
 type chartLoader struct {

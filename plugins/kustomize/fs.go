@@ -6,10 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/keyway-dev/keyway/internal/confine"
 )
 
 // ErrOutside is returned for a path outside the checkout; wrapping keeps it.
@@ -55,15 +56,8 @@ func (f *rootFS) Close() error { return f.root.Close() }
 
 // rel maps an absolute (or working-directory relative) path to one relative to the root.
 func (f *rootFS) rel(name string) (string, error) {
-	abs := name
-	if !filepath.IsAbs(abs) {
-		var err error
-		if abs, err = filepath.Abs(name); err != nil {
-			return "", err
-		}
-	}
-	rel, err := filepath.Rel(f.dir, filepath.Clean(abs))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	rel, ok := confine.Rel(f.dir, name)
+	if !ok {
 		return "", &fs.PathError{Op: "open", Path: name, Err: ErrOutside}
 	}
 	return rel, nil

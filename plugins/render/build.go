@@ -131,17 +131,18 @@ func (w Isolated) Build(ctx context.Context, req BuildRequest) ([]Built, error) 
 	cmd.Env = []string{"PATH=", "HOME=/nonexistent", "GOMAXPROCS=" + fmt.Sprint(runtime.GOMAXPROCS(0))}
 	cmd.Stdin = bytes.NewReader(in)
 	limit := 2*req.Limits.WithDefaults().MaxStreamBytes + 1<<20
-	stdout := &capped{max: limit}
+	kill := func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stdout := &capped{max: limit, over: func() { _ = kill() }}
 	stderr := &capped{max: 64 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = kill
 	cmd.WaitDelay = 5 * time.Second
 	err = cmd.Run()
 	switch {
 	case ctx.Err() != nil:
 		return nil, stopped(ctx, req)
-	case stdout.over:
+	case stdout.full:
 		return nil, fmt.Errorf("%s %s: output is larger than %d bytes", req.Source, req.Dir, limit)
 	case err != nil:
 		msg := strings.TrimSpace(stderr.String())
@@ -169,20 +170,33 @@ type workerRequest struct {
 	MaxMemory int64
 }
 
-// capped is a buffer that stops growing at max and remembers that it did.
+// capped keeps the first max bytes written to it and calls over, once, when more arrive.
+// It never fails a write: a copier that stopped reading would leave the worker blocked on a
+// full pipe until the deadline. The buffer is a field, not embedded, so that io.Copy cannot
+// reach bytes.Buffer's ReadFrom and bypass the bound.
 type capped struct {
-	bytes.Buffer
+	buf  bytes.Buffer
 	max  int64
-	over bool
+	over func()
+	full bool
 }
 
 func (c *capped) Write(p []byte) (int, error) {
-	if int64(c.Len()+len(p)) > c.max {
-		c.over = true
-		return 0, errors.New("output limit reached")
+	if c.full {
+		return len(p), nil
 	}
-	return c.Buffer.Write(p)
+	if int64(c.buf.Len()+len(p)) > c.max {
+		c.full = true
+		if c.over != nil {
+			c.over()
+		}
+		return len(p), nil
+	}
+	return c.buf.Write(p)
 }
+
+func (c *capped) Bytes() []byte  { return c.buf.Bytes() }
+func (c *capped) String() string { return c.buf.String() }
 
 // ServeWorker is the build worker's main: it reads one BuildRequest from in, builds it and
 // writes the documents to out as JSON, or an error message to errw and returns 1. It leaves

@@ -19,6 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyway-dev/keyway/internal/confine"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/providers"
@@ -529,7 +530,7 @@ func (w *walker) ref(p *reference.Placeholder) (providers.Ref, error) {
 	default:
 		ref := providers.Ref{Backend: p.Backend, Path: p.Path, Version: p.Version, Params: p.Params}
 		if p.Backend == "file" {
-			path, err := confine(w.doc, p.Path)
+			path, err := confineFile(w.doc, p.Path)
 			if err != nil {
 				return providers.Ref{}, err
 			}
@@ -539,9 +540,9 @@ func (w *walker) ref(p *reference.Placeholder) (providers.Ref, error) {
 	}
 }
 
-// confine resolves a ref+file:// path against the manifest's directory and refuses one that
+// confineFile resolves a ref+file:// path against the manifest's directory and refuses one that
 // leaves the render root, following symbolic links.
-func confine(d *manifest.Document, p string) (string, error) {
+func confineFile(d *manifest.Document, p string) (string, error) {
 	dir, root, orig := d.Dir, d.Confine, p
 	if dir == "" {
 		dir = "."
@@ -581,8 +582,8 @@ func confine(d *manifest.Document, p string) (string, error) {
 }
 
 func within(path, root string) bool {
-	rel, err := filepath.Rel(root, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+	_, ok := confine.Rel(root, path)
+	return ok
 }
 
 type result struct {
@@ -703,7 +704,8 @@ func setTyped(d *manifest.Document, n *yaml.Node, v any) {
 // text is replaced in place; otherwise the node is updated for re-encoding, where plain style
 // is dropped if the text would read back as another type ("true", "123") or spans lines.
 func setString(d *manifest.Document, n *yaml.Node, text string) {
-	if strings.ContainsAny(text, "\n\r") || !d.SpliceScalar(n, manifest.ScalarText(text)) {
+	scalar := manifest.ScalarText(text)
+	if strings.ContainsAny(text, "\n\r") || !d.SpliceScalar(n, scalar) {
 		d.MarkModified()
 	}
 	n.Kind, n.Tag, n.Value, n.Content = yaml.ScalarNode, "!!str", text, nil
@@ -721,7 +723,7 @@ func setString(d *manifest.Document, n *yaml.Node, text string) {
 		switch {
 		case strings.Contains(text, "\n"):
 			n.Style = yaml.LiteralStyle
-		case manifest.ScalarText(text) != text:
+		case scalar != text:
 			n.Style = yaml.DoubleQuotedStyle
 		}
 	}

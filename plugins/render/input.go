@@ -68,6 +68,9 @@ func LoadWith(ctx context.Context, paths []string, stdin io.Reader, o LoadOption
 	limits := o.Limits
 	var docs []*manifest.Document
 	stdinUsed := false
+	// The plain files of every path share one budget: a render reads at most
+	// MaxStreamBytes of them in all, however many paths or files it is given.
+	budget := limits.WithDefaults().MaxStreamBytes
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("render stopped: %w", context.Cause(ctx))
@@ -88,7 +91,7 @@ func LoadWith(ctx context.Context, paths []string, stdin io.Reader, o LoadOption
 			}
 			docs = append(docs, ds...)
 		default:
-			ds, err := loadSource(ctx, p, o, each)
+			ds, err := loadSource(ctx, p, o, &budget, each)
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +101,7 @@ func LoadWith(ctx context.Context, paths []string, stdin io.Reader, o LoadOption
 	return docs, nil
 }
 
-func loadSource(ctx context.Context, p string, o LoadOptions, each func(*manifest.Document)) ([]*manifest.Document, error) {
+func loadSource(ctx context.Context, p string, o LoadOptions, budget *int64, each func(*manifest.Document)) ([]*manifest.Document, error) {
 	kind := o.Source
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -120,7 +123,7 @@ func loadSource(ctx context.Context, p string, o LoadOptions, each func(*manifes
 		}
 	}
 	if kind == SourcePlain {
-		return loadPath(ctx, p, o.Limits, o.Root, each)
+		return loadPath(ctx, p, o.Limits, o.Root, budget, each)
 	}
 	req := BuildRequest{Source: kind, Dir: p, Root: confineTo, Helm: o.Helm, Limits: o.Limits}
 	switch kind {
@@ -161,8 +164,14 @@ func workTree(dir string) string {
 }
 
 // loadPath reads a plain file or directory; root, when set, replaces the path as the
-// confinement root of ref+file:// references.
-func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo string, each func(*manifest.Document)) ([]*manifest.Document, error) {
+// confinement root of ref+file:// references. Each file's size is taken from budget.
+func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo string, budget *int64, each func(*manifest.Document)) ([]*manifest.Document, error) {
+	spend := func(name string, n int64) error {
+		if *budget -= n; *budget < 0 {
+			return fmt.Errorf("%s: the input is larger than %d bytes in all", name, limits.WithDefaults().MaxStreamBytes)
+		}
+		return nil
+	}
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, err
@@ -170,6 +179,9 @@ func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo s
 	if !fi.IsDir() {
 		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("%s: not a regular file", p)
+		}
+		if err := spend(p, fi.Size()); err != nil {
+			return nil, err
 		}
 		f, err := os.Open(p)
 		if err != nil {
@@ -185,7 +197,6 @@ func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo s
 	}
 	defer root.Close()
 	var docs []*manifest.Document
-	budget := limits.WithDefaults().MaxStreamBytes
 	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -213,8 +224,8 @@ func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo s
 		if err != nil || !st.Mode().IsRegular() {
 			return fmt.Errorf("%s: not a regular file", filepath.Join(p, rel))
 		}
-		if budget -= st.Size(); budget < 0 {
-			return fmt.Errorf("%s: the input is larger than %d bytes in all", p, limits.WithDefaults().MaxStreamBytes)
+		if err := spend(p, st.Size()); err != nil {
+			return err
 		}
 		name := filepath.Join(p, rel)
 		ds, err := manifest.ReadFunc(f, name, limits, locate(filepath.Dir(name), or(confineTo, p), each))
