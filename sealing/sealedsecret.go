@@ -19,6 +19,9 @@ const (
 	AnnotationNamespaceWide = "sealedsecrets.bitnami.com/namespace-wide"
 	AnnotationClusterWide   = "sealedsecrets.bitnami.com/cluster-wide"
 	AnnotationManaged       = "sealedsecrets.bitnami.com/managed"
+	// AnnotationSkipOwnerReferences on the template keeps the template's own
+	// ownerReferences instead of pointing the Secret at its SealedSecret.
+	AnnotationSkipOwnerReferences = "sealedsecrets.bitnami.com/skip-set-owner-references"
 	// AnnotationSealingKey records the fingerprint of the key a SealedSecret was sealed
 	// with, so the unsealer tries that key first.
 	AnnotationSealingKey = "keyway.dev/sealing-key"
@@ -46,8 +49,9 @@ type Template struct {
 	Metadata  metav1.ObjectMeta `json:"metadata,omitempty"`
 	Type      corev1.SecretType `json:"type,omitempty"`
 	Immutable *bool             `json:"immutable,omitempty"`
-	// Data holds plain (not secret) entries, as upstream allows.
-	Data map[string]string `json:"data,omitempty"`
+	// Data holds Go text/template entries rendered over the unsealed values
+	// (`{{ index . "password" }}`), as upstream does; a null entry removes the key.
+	Data map[string]*string `json:"data,omitempty"`
 }
 
 // ScopeOf reads a SealedSecret's (or Secret's) scope from its annotations.
@@ -125,8 +129,12 @@ func Seal(rnd io.Reader, pub *rsa.PublicKey, s *corev1.Secret, o SealOptions) (*
 }
 
 // Unseal decrypts every value with the first key that opens them, trying the key named by
-// the sealing-key annotation first. It returns the Secret the controller would create and
-// how many RSA decryptions it spent.
+// the sealing-key annotation first, then renders spec.template.data over the values. It
+// returns the Secret the controller would create and how many RSA decryptions it spent.
+//
+// The Secret is controlled by the SealedSecret when that has a UID (it came from a cluster)
+// unless the template asks to skip that; the template's own ownerReferences are kept only
+// then, as upstream does.
 func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Secret, int, error) {
 	if ss.Kind != Kind {
 		return nil, 0, fmt.Errorf("%s %q is not a SealedSecret", ss.Kind, ss.Metadata.Name)
@@ -151,8 +159,12 @@ func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Se
 	s.Name, s.Namespace = ss.Metadata.Name, ss.Metadata.Namespace
 	s.Type = ss.Spec.Template.Type
 	s.Immutable = ss.Spec.Template.Immutable
-	for k, v := range ss.Spec.Template.Data {
-		s.Data[k] = []byte(v)
+	if s.Annotations[AnnotationSkipOwnerReferences] != "true" {
+		s.OwnerReferences = nil
+		if ss.Metadata.UID != "" {
+			yes := true
+			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: APIVersion, Kind: Kind, Name: ss.Metadata.Name, UID: ss.Metadata.UID, Controller: &yes, BlockOwnerDeletion: &yes}}
+		}
 	}
 	tries := 0
 	for _, k := range slices.Sorted(maps.Keys(ss.Spec.EncryptedData)) {
@@ -175,6 +187,9 @@ func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Se
 			return nil, tries, fmt.Errorf("SealedSecret %s/%s key %q (scope %s): %w", ss.Metadata.Namespace, ss.Metadata.Name, k, scope, ErrDecrypt)
 		}
 		s.Data[k] = plain
+	}
+	if err := renderTemplateData(ss.Spec.Template.Data, s.Data); err != nil {
+		return nil, tries, fmt.Errorf("SealedSecret %s/%s: %w", ss.Metadata.Namespace, ss.Metadata.Name, err)
 	}
 	return s, tries, nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -101,6 +102,45 @@ func TestKubesealInterop(t *testing.T) {
 			}
 		})
 	}
+	// spec.template.data is a Go template over the unsealed values: both tools unseal the
+	// same SealedSecret to the same data. (A null entry removes the key in upstream's
+	// current controller and in keyway; kubeseal v0.27.1 writes it empty, so the unit
+	// tests cover that one.)
+	t.Run("template data", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(dir, "strict-keyway.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ss map[string]any
+		if err := json.Unmarshal(raw, &ss); err != nil {
+			t.Fatal(err)
+		}
+		tmpl := ss["spec"].(map[string]any)["template"].(map[string]any)
+		tmpl["data"] = map[string]any{"dsn": `{{ .user }}:{{ index . "password" | upper }}@db`, "plain": "text"}
+		tmpl["metadata"].(map[string]any)["ownerReferences"] = []any{map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "name": "planted", "uid": "u1"}}
+		raw, _ = json.Marshal(ss)
+		file := filepath.Join(dir, "template.json")
+		if err := os.WriteFile(file, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		upstream, stderr, err := runTool(t, kubeseal, env, dir, "--recovery-unseal", "--recovery-private-key", key, "--secret-file", file)
+		if err != nil {
+			t.Fatalf("kubeseal: %v\n%s", err, stderr)
+		}
+		ours, stderr, err := runTool(t, "keyway", nil, dir, "seal", "--recovery-unseal", "--recovery-private-key", key, "-f", file)
+		if err != nil {
+			t.Fatalf("keyway: %v\n%s", err, stderr)
+		}
+		want := map[string]string{"dsn": "admin:CANARY-INTEROP@db", "password": "CANARY-interop", "user": "admin", "plain": "text"}
+		for who, out := range map[string]string{"kubeseal": upstream, "keyway": ours} {
+			if got := secretData(t, out); !maps.Equal(got, want) {
+				t.Errorf("%s unsealed %v, want %v", who, got, want)
+			}
+			if strings.Contains(out, "planted") {
+				t.Errorf("%s kept the template's ownerReferences:\n%s", who, out)
+			}
+		}
+	})
 }
 
 // TestSealCLI covers multi-cluster sealing, offline re-encryption, validation, raw values,

@@ -286,7 +286,14 @@ func (u *Unsealer) reconcile(ctx context.Context, key string) error {
 		u.fail(ctx, obj, "ErrUnsealFailed", err.Error())
 		return nil
 	}
-	secret.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(obj, schema.GroupVersionKind{Group: "bitnami.com", Version: "v1alpha1", Kind: sealing.Kind})}
+	if !metav1.IsControlledBy(secret, obj) {
+		// The template asked to keep its own owners: the managed annotation is then what
+		// lets later reconciles update the Secret.
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		secret.Annotations[AnnotationManaged] = "true"
+	}
 	secrets := u.kube.CoreV1().Secrets(ns)
 	existing, err := secrets.Get(ctx, name, metav1.GetOptions{})
 	switch {

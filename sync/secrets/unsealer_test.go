@@ -230,6 +230,30 @@ func TestUnsealer(t *testing.T) {
 		}
 	})
 
+	t.Run("template data renders over the unsealed values", func(t *testing.T) {
+		ss := sealFor(t, f.pub, "dsn", canary+"-dsn")
+		text := `postgres://shop:{{ index . "password" }}@db/shop`
+		ss.Spec.Template.Data = map[string]*string{"url": &text}
+		ss.Spec.Template.Metadata.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "planted", UID: "u-planted"}}
+		f.create(t, ss)
+		poll(t, "the templated Secret", func() bool {
+			s, err := secretsAPI.Get(ctx, "dsn", metav1.GetOptions{})
+			return err == nil && string(s.Data["url"]) == "postgres://shop:"+canary+"-dsn@db/shop" && string(s.Data["password"]) == canary+"-dsn" &&
+				len(s.OwnerReferences) == 1 && s.OwnerReferences[0].Kind == "SealedSecret"
+		})
+
+		// A template that fails is reported by place, never with the value it choked on.
+		bad := sealFor(t, f.pub, "badtmpl", canary+"-bad")
+		broken := `{{ .password | mustFromJson }}`
+		bad.Spec.Template.Data = map[string]*string{"cfg": &broken}
+		f.create(t, bad)
+		poll(t, "Synced=False ErrUnsealFailed", func() bool { st, r, _ := condition(t, f, "badtmpl"); return st == "False" && r == "ErrUnsealFailed" })
+		poll(t, "the warning event", func() bool { return strings.Contains(events(t, f, "badtmpl"), `template.data "cfg" cannot be rendered`) })
+		if _, err := secretsAPI.Get(ctx, "badtmpl", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("a Secret was created from a failing template: %v", err)
+		}
+	})
+
 	t.Run("http endpoints", func(t *testing.T) {
 		post := func(path string, ss *sealing.SealedSecret) (int, []byte) {
 			body, _ := json.Marshal(ss)

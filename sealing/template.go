@@ -1,0 +1,108 @@
+package sealing
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+)
+
+// MaxTemplateOutput bounds what a SealedSecret's spec.template.data may render in total:
+// the most a Secret can hold.
+const MaxTemplateOutput = 1 << 20
+
+// templateFuncs are Sprig's generic functions, as upstream Sealed Secrets offers them, less
+// those that would let a SealedSecret's author learn about the controller's host (env,
+// expandenv, getHostByName), spend its memory or CPU without bound (until, untilStep, seq,
+// repeat, the key and certificate generators, derivePassword) or write an attacker-chosen
+// string into an error that ends up in events (fail).
+var templateFuncs = func() template.FuncMap {
+	m := sprig.GenericFuncMap()
+	for _, name := range []string{
+		"env", "expandenv", "getHostByName",
+		"until", "untilStep", "seq", "repeat",
+		"genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey",
+		"genSignedCert", "genSignedCertWithKey", "buildCustomCert", "derivePassword",
+		"fail",
+	} {
+		delete(m, name)
+	}
+	return m
+}()
+
+// renderTemplateData applies spec.template.data to the unsealed values, with upstream's
+// meaning: each entry is a Go text/template executed over the unsealed values (a map from
+// key to string: `{{ index . "password" }}`), and an entry that is null removes the key.
+// Entries are rendered in key order over the unsealed values only, never over each other's
+// output. Errors name the entry and never carry an unsealed value.
+func renderTemplateData(tmpl map[string]*string, data map[string][]byte) error {
+	if len(tmpl) == 0 {
+		return nil
+	}
+	values := make(map[string]string, len(data))
+	for k, v := range data {
+		values[k] = string(v)
+	}
+	out := &boundedBuffer{left: MaxTemplateOutput}
+	for _, k := range slices.Sorted(maps.Keys(tmpl)) {
+		text := tmpl[k]
+		if text == nil {
+			delete(data, k)
+			continue
+		}
+		t, err := template.New(k).Funcs(templateFuncs).Option("missingkey=zero").Parse(*text)
+		if err != nil {
+			// The template is plain text from the manifest, not a secret.
+			return fmt.Errorf("template.data %q: %w", k, err)
+		}
+		start := len(out.buf)
+		if err := t.Execute(out, values); err != nil {
+			if errors.Is(err, errTemplateTooLarge) {
+				return fmt.Errorf("template.data: %w", err)
+			}
+			return fmt.Errorf("template.data %q cannot be rendered: %s", k, redact(where(err), values))
+		}
+		data[k] = slices.Clone(out.buf[start:])
+	}
+	return nil
+}
+
+var errTemplateTooLarge = fmt.Errorf("renders more than %d bytes", MaxTemplateOutput)
+
+type boundedBuffer struct {
+	buf  []byte
+	left int
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if len(p) > b.left {
+		return 0, errTemplateTooLarge
+	}
+	b.left -= len(p)
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// where keeps the place of a template execution error ("template: k:1:3: executing "k" at
+// <mustFromJson .cfg>") and drops the cause: a failing function may quote its input.
+func where(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ">: "); i >= 0 {
+		return msg[:i+1]
+	}
+	return msg
+}
+
+// redact removes every unsealed value from msg, as a second guard behind where.
+func redact(msg string, values map[string]string) string {
+	for _, v := range slices.SortedFunc(maps.Values(values), func(a, b string) int { return len(b) - len(a) }) {
+		if len(v) > 0 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	return msg
+}
