@@ -303,12 +303,13 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s: %w", providers.ErrUnavailable, what, err)
 	}
-	return fmt.Errorf("%w: %s: %v", providers.ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, providers.Reason(err.Error()))
 }
 
 // classifyCode maps Secrets Manager's error codes onto the provider sentinels. Service
 // messages describe the request, never secret values.
 func classifyCode(code, msg, what string) error {
+	code, msg = providers.Reason(code), providers.Reason(msg)
 	switch code {
 	case "ResourceNotFoundException":
 		return fmt.Errorf("%w: %s: %s", providers.ErrNotFound, what, code)

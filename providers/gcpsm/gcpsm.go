@@ -229,15 +229,16 @@ func classify(err error, what string) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%w: %s: %w", providers.ErrUnavailable, what, err)
 		}
-		return fmt.Errorf("%w: %s: %v", providers.ErrUnavailable, what, err)
+		return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, providers.Reason(err.Error()))
 	}
+	msg := providers.Reason(st.Message())
 	switch st.Code() {
 	case codes.NotFound:
 		return fmt.Errorf("%w: %s", providers.ErrNotFound, what)
 	case codes.PermissionDenied, codes.Unauthenticated:
-		return fmt.Errorf("%w: %s: %s: %s", providers.ErrPermissionDenied, what, st.Code(), st.Message())
+		return fmt.Errorf("%w: %s: %s: %s", providers.ErrPermissionDenied, what, st.Code(), msg)
 	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Canceled, codes.Internal:
-		return fmt.Errorf("%w: %s: %s: %s", providers.ErrUnavailable, what, st.Code(), st.Message())
+		return fmt.Errorf("%w: %s: %s: %s", providers.ErrUnavailable, what, st.Code(), msg)
 	}
-	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
+	return fmt.Errorf("%s: %s: %s", what, st.Code(), msg)
 }

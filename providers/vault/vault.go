@@ -247,7 +247,12 @@ func (c *Client) tokenValid(ctx context.Context, api *vaultapi.Client) bool {
 func classify(err error, what string) error {
 	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
+		// A body Vault did not write (a proxy's page, say) is not relayed at all; Vault's
+		// own errors are, cut short.
+		msg := "response body omitted: not Vault's JSON"
+		if !re.RawError {
+			msg = providers.Reason(strings.Join(re.Errors, "; "))
+		}
 		switch {
 		case re.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %s", providers.ErrNotFound, what)
@@ -262,7 +267,7 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s: %w", providers.ErrUnavailable, what, err)
 	}
-	return fmt.Errorf("%w: %s: %v", providers.ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, providers.Reason(err.Error()))
 }
 
 // readFile reads a credential file, trimming white space. The error names the file only.

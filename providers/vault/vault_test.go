@@ -404,3 +404,40 @@ func countingProxy(t testing.TB, forbidden ...string) (string, *counter) {
 	t.Cleanup(srv.Close)
 	return srv.URL, c
 }
+
+// TestErrorBodiesCut: what a proxy or server sends back is not relayed into errors: a page
+// that is not Vault's JSON is omitted, Vault's own error text is cut short. The error still
+// names the path and the status.
+func TestErrorBodiesCut(t *testing.T) {
+	const canary = "CANARY-body"
+	for name, tc := range map[string]struct {
+		status      int
+		contentType string
+		body        string
+	}{
+		"proxy page":      {http.StatusBadGateway, "text/html", "<html><body><h1>502</h1><p>upstream said: " + canary + "</p></body></html>"},
+		"long json error": {http.StatusInternalServerError, "application/json", `{"errors":["` + strings.Repeat("internal error ", 40) + canary + `"]}`},
+		"control chars":   {http.StatusBadRequest, "application/json", `{"errors":["bad\u001b[2J request\n\n` + strings.Repeat("x", 300) + canary + `"]}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(tc.status)
+				fmt.Fprint(w, tc.body)
+			}))
+			defer srv.Close()
+			c := open(t, providers.Settings{vault.SettingAddress: srv.URL, vault.SettingToken: "t", vault.SettingMaxRetries: "0", vault.SettingKVVersions: "secret=2"})
+			_, err := c.Fetch(t.Context(), providers.Ref{Path: "secret/app"})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, canary) || strings.ContainsAny(msg, "\n\x1b") || len(msg) > 400 {
+				t.Fatalf("error relays the body (%d bytes): %q", len(msg), msg)
+			}
+			if !strings.Contains(msg, `"secret/data/app"`) || (tc.status >= 500 && !strings.Contains(msg, fmt.Sprint("HTTP ", tc.status))) {
+				t.Fatalf("error lost the path or status: %q", msg)
+			}
+		})
+	}
+}
