@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -135,6 +136,7 @@ type site struct {
 	tmpl      reference.Template
 	refs      []providers.Ref // one per placeholder part, in order; zero Ref where unresolvable
 	mode      mode
+	kind      string // the document's kind
 	removable bool
 }
 
@@ -492,7 +494,7 @@ func (w *walker) add(n, parent *yaml.Node, path []seg, text string, m mode) {
 	if !tmpl.HasPlaceholders() {
 		return
 	}
-	s := &site{doc: w.doc, path: slices.Clone(path), parent: parent, node: n, tmpl: tmpl, mode: m, removable: w.dc.removeMissing}
+	s := &site{doc: w.doc, path: slices.Clone(path), parent: parent, node: n, tmpl: tmpl, mode: m, kind: w.dc.kind, removable: w.dc.removeMissing}
 	for _, part := range tmpl.Parts {
 		if part.Placeholder == nil {
 			continue
@@ -623,6 +625,9 @@ func substitute(s *site, results map[providers.Ref]*result) []Problem {
 		return problems
 	}
 	if _, ok := s.tmpl.Single(); ok && s.mode == modeTyped {
+		if !textual(values[0]) {
+			return []Problem{s.binary()}
+		}
 		setTyped(s.doc, s.node, values[0])
 		return nil
 	}
@@ -639,9 +644,41 @@ func substitute(s *site, results map[providers.Ref]*result) []Problem {
 	text := b.String()
 	if s.mode == modeBase64 {
 		text = base64.StdEncoding.EncodeToString([]byte(text))
+	} else if !utf8.ValidString(text) {
+		return []Problem{s.binary()}
 	}
 	setString(s.doc, s.node, text)
 	return nil
+}
+
+// textual reports whether a value can be written as a YAML or JSON string: binary values
+// would be replaced by U+FFFD on output.
+func textual(v any) bool {
+	switch t := v.(type) {
+	case string:
+		return utf8.ValidString(t)
+	case []byte:
+		return utf8.Valid(t)
+	}
+	return true
+}
+
+// binary is the problem of a site whose value is not UTF-8 text.
+func (s *site) binary() Problem {
+	why := "the value is binary (not UTF-8) and YAML or JSON text cannot hold it: encode it with | base64encode"
+	switch s.kind {
+	case "Secret":
+		why += " and put it under data"
+	case "ConfigMap":
+		why += " and put it under binaryData"
+	}
+	var raws []string
+	for _, part := range s.tmpl.Parts {
+		if part.Placeholder != nil {
+			raws = append(raws, part.Placeholder.Raw)
+		}
+	}
+	return Problem{Source: s.doc.Source, Document: s.doc.Index, Field: s.field(), Reference: strings.Join(raws, " "), Reason: why}
 }
 
 func resolve(p *reference.Placeholder, res *result) (any, error) {

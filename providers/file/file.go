@@ -183,6 +183,13 @@ func (c *Client) load(path string) (any, error) {
 		}
 		raw = plain
 	}
+	if isJSON(raw) {
+		v, err := decodeJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("file %q: %w", path, err)
+		}
+		return v, nil
+	}
 	var n yaml.Node
 	if err := yaml.Unmarshal(raw, &n); err != nil {
 		return nil, fmt.Errorf("file %q: %s", path, syntaxOnly(err))

@@ -3,6 +3,7 @@ package file_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -137,6 +138,10 @@ func TestOpenErrors(t *testing.T) {
 	notMap := write("list.yaml", []byte("- "+canary+"\n"))
 	entryNotMap := write("entry.yaml", []byte("secret/a: "+canary+"\n"))
 	badYAML := write("bad.yaml", []byte("a: [\""+canary+"\n"))
+	jsonFile := write("s.json", []byte(`{"secret/a": {"k": "`+canary+`", "emoji": "\ud83d\ude00", "n": 12345678901234, "f": 1.5}}`))
+	badJSON := write("bad.json", []byte("{\"secret/a\": {\"k\": \"x\"},\n \"b\": "+canary+"}"))
+	dupJSON := write("dup.json", []byte(`{"secret/a": {"k": "`+canary+`", "k": "x"}}`))
+	trailingJSON := write("trailing.json", []byte(`{"secret/a": {"k": "x"}} {"`+canary+`": 1}`))
 
 	tests := []struct {
 		name     string
@@ -152,6 +157,10 @@ func TestOpenErrors(t *testing.T) {
 		{"top level not a mapping", providers.Settings{file.SettingSecretsFile: notMap}, "top level must be a mapping", nil},
 		{"entry not a mapping", providers.Settings{file.SettingSecretsFile: entryNotMap}, `entry "secret/a" must be a mapping of keys`, nil},
 		{"bad yaml", providers.Settings{file.SettingSecretsFile: badYAML}, "invalid YAML", nil},
+		{"json with surrogate pairs", providers.Settings{file.SettingSecretsFile: jsonFile}, "", nil},
+		{"bad json", providers.Settings{file.SettingSecretsFile: badJSON}, "line 2, column 7: invalid JSON", nil},
+		{"duplicate json key", providers.Settings{file.SettingSecretsFile: dupJSON}, `line 1, column 37: invalid JSON: key "k" appears twice`, nil},
+		{"content after json", providers.Settings{file.SettingSecretsFile: trailingJSON}, "content after the top-level object", nil},
 		{"unknown setting", providers.Settings{"adress": "x"}, `unknown setting "adress"`, nil},
 		{"directory", providers.Settings{file.SettingSecretsFile: dir}, "not a regular file", nil},
 	}
@@ -178,5 +187,26 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatalf("error leaks file content: %v", err)
 			}
 		})
+	}
+}
+
+// TestJSONValues: a JSON secrets file decodes to the values a YAML file of the same content
+// gives, and characters beyond the BMP written as surrogate-pair escapes arrive whole.
+func TestJSONValues(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "s.json")
+	if err := os.WriteFile(p, []byte(`{"secret/a": {"emoji": "a\ud83d\ude00b", "n": 12345678901234, "f": 1.5, "b": true, "l": ["x", 2], "z": null}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := file.Provider{}.Open(t.Context(), providers.Config{Settings: providers.Settings{file.SettingSecretsFile: p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Fetch(t.Context(), providers.Ref{Backend: "file", Path: "secret/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"emoji": "a😀b", "n": 12345678901234, "f": 1.5, "b": true, "l": []any{"x", 2}, "z": nil}
+	if fmt.Sprint(s.Data) != fmt.Sprint(want) {
+		t.Fatalf("data = %#v\nwant %#v", s.Data, want)
 	}
 }
