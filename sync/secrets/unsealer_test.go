@@ -248,7 +248,9 @@ func TestUnsealer(t *testing.T) {
 		bad.Spec.Template.Data = map[string]*string{"cfg": &broken}
 		f.create(t, bad)
 		poll(t, "Synced=False ErrUnsealFailed", func() bool { st, r, _ := condition(t, f, "badtmpl"); return st == "False" && r == "ErrUnsealFailed" })
-		poll(t, "the warning event", func() bool { return strings.Contains(events(t, f, "badtmpl"), `template.data "cfg" cannot be rendered`) })
+		poll(t, "the warning event", func() bool {
+			return strings.Contains(events(t, f, "badtmpl"), `template.data "cfg" cannot be rendered`)
+		})
 		if _, err := secretsAPI.Get(ctx, "badtmpl", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("a Secret was created from a failing template: %v", err)
 		}
