@@ -57,7 +57,7 @@ func (k *kubeFlags) config() (*rest.Config, error) {
 func newControllerCommand(a *app) *cobra.Command {
 	var kf kubeFlags
 	var listen, leaseName string
-	var renew time.Duration
+	var renew, resync time.Duration
 	var bits, workers int
 	var leaderElect bool
 	cmd := &cobra.Command{
@@ -69,9 +69,17 @@ and creates the Secret each describes, owned by it. It keeps the sealing key rin
 
   /healthz  /v1/cert.pem  /v1/verify  /v1/rotate  /metrics
 
+A Secret is written only when it differs from what its SealedSecret says (a hand edit is
+undone at once, from the watch); every --resync-period each SealedSecret is checked again
+against the caches, which writes nothing when nothing changed. Events and the Synced
+condition change only on real transitions.
+
 With several replicas, one leader (a Lease in --namespace) reconciles; all serve HTTP.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if resync <= 0 {
+				return usagef("--resync-period must be positive, got %s", resync)
+			}
 			cfg, err := kf.config()
 			if err != nil {
 				return err
@@ -85,7 +93,7 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 				return err
 			}
 			ctx := cmd.Context()
-			u := secrets.New(kube, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, Logger: a.log})
+			u := secrets.New(kube, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log})
 			if err := u.Start(ctx); err != nil {
 				return err
 			}
@@ -108,6 +116,7 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 	cmd.Flags().DurationVar(&renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
 	cmd.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
 	cmd.Flags().IntVar(&workers, "workers", 2, "SealedSecrets reconciled at once")
+	cmd.Flags().DurationVar(&resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
 	cmd.Flags().StringVar(&leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
 	return cmd

@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -53,8 +55,11 @@ type Options struct {
 	KeyRenewPeriod time.Duration
 	// KeyBits is the size of generated keys (default 4096).
 	KeyBits int
-	Workers int
-	Logger  *slog.Logger
+	// ResyncPeriod is how often every SealedSecret is checked again (default 10 minutes);
+	// a check of a settled object reads caches only.
+	ResyncPeriod time.Duration
+	Workers      int
+	Logger       *slog.Logger
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 }
@@ -97,6 +102,9 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	if o.Workers == 0 {
 		o.Workers = 2
 	}
+	if o.ResyncPeriod == 0 {
+		o.ResyncPeriod = 10 * time.Minute
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -114,31 +122,38 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.rec = u.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-unsealer"})
 	u.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "sealedsecrets"})
 
-	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
+	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, o.ResyncPeriod)
 	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    u.enqueue,
 		UpdateFunc: func(_, n any) { u.enqueue(n) },
 	})
-	u.kinf = informers.NewSharedInformerFactory(kube, 10*time.Minute)
+	u.kinf = informers.NewSharedInformerFactory(kube, 0)
 	secrets := u.kinf.Core().V1().Secrets()
 	u.keysLs = secrets.Lister()
+	// A managed Secret that is deleted or edited by hand is put back at once, not at the
+	// next resync; the reconcile of one that still matches writes nothing.
+	owner := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		s, ok := obj.(*corev1.Secret)
+		if !ok {
+			return
+		}
+		for _, ref := range s.OwnerReferences {
+			if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion && ref.Controller != nil && *ref.Controller {
+				u.queue.Add(s.Namespace + "/" + ref.Name)
+			}
+		}
+	}
 	_, _ = secrets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		// A deleted Secret owned by a SealedSecret is recreated.
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			s, ok := obj.(*corev1.Secret)
-			if !ok {
-				return
-			}
-			for _, ref := range s.OwnerReferences {
-				if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion {
-					u.queue.Add(s.Namespace + "/" + ref.Name)
-				}
+		UpdateFunc: func(o, n any) {
+			if o.(*corev1.Secret).ResourceVersion != n.(*corev1.Secret).ResourceVersion {
+				owner(n)
 			}
 		},
+		DeleteFunc: owner,
 	})
 	return u
 }
@@ -191,7 +206,10 @@ func (u *Unsealer) work(ctx context.Context) {
 			return
 		}
 		err := u.reconcile(ctx, key)
-		if err != nil {
+		if apierrors.IsConflict(err) {
+			// Written meanwhile; the cache brings the new version and the retry uses it.
+			u.queue.AddRateLimited(key)
+		} else if err != nil {
 			u.log.Warn("reconcile failed; retrying", "sealedsecret", key, "error", err)
 			u.queue.AddRateLimited(key)
 		} else {
@@ -259,32 +277,57 @@ func privateKeys(keys []*sealing.Key) []*rsa.PrivateKey {
 }
 
 // reconcile turns one SealedSecret into its Secret.
+// Outcome is what one reconcile did to a SealedSecret's Secret.
+type Outcome string
+
+const (
+	Created   Outcome = "created"
+	Updated   Outcome = "updated"
+	Unchanged Outcome = "unchanged" // the Secret already held what the SealedSecret says: no write
+	Refused   Outcome = "refused"   // a Secret the SealedSecret does not manage is in the way
+	Failed    Outcome = "failed"    // the SealedSecret cannot be parsed or unsealed
+)
+
+// reconcile brings one SealedSecret's Secret up to date. Reads come from the informers'
+// caches; writes — the Secret, an event, the status — happen only when something changed,
+// so a periodic resync of settled objects costs no request to the API server.
 func (u *Unsealer) reconcile(ctx context.Context, key string) error {
-	ns, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
+	item, exists, err := u.ssInf.GetStore().GetByKey(key)
+	if err != nil || !exists {
 		return nil
 	}
-	obj, err := u.dyn.Resource(SealedSecretGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
+	obj := item.(*unstructured.Unstructured)
+	outcome, err := u.unseal(ctx, obj)
 	if err != nil {
 		return err
 	}
+	u.requests.WithLabelValues(string(outcome)).Inc()
+	switch outcome {
+	case Created, Updated:
+		u.rec.Event(obj, corev1.EventTypeNormal, "Unsealed", "SealedSecret unsealed successfully")
+		fallthrough
+	case Unchanged:
+		return u.setStatus(ctx, obj, metav1.ConditionTrue, "Unsealed", "")
+	}
+	return nil
+}
+
+func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (Outcome, error) {
+	ns, name := obj.GetNamespace(), obj.GetName()
 	var ss sealing.SealedSecret
 	if err := fromUnstructured(obj, &ss); err != nil {
 		u.fail(ctx, obj, "ErrParse", "the SealedSecret is malformed: "+err.Error())
-		return nil
+		return Failed, nil
 	}
 	keys, err := u.Keys()
 	if err != nil {
-		return err
+		return "", err
 	}
 	secret, tries, err := sealing.Unseal(rand.Reader, &ss, privateKeys(keys))
 	u.decrypts.Add(float64(tries))
 	if err != nil {
 		u.fail(ctx, obj, "ErrUnsealFailed", err.Error())
-		return nil
+		return Failed, nil
 	}
 	if !metav1.IsControlledBy(secret, obj) {
 		// The template asked to keep its own owners: the managed annotation is then what
@@ -294,40 +337,63 @@ func (u *Unsealer) reconcile(ctx context.Context, key string) error {
 		}
 		secret.Annotations[AnnotationManaged] = "true"
 	}
-	secrets := u.kube.CoreV1().Secrets(ns)
-	existing, err := secrets.Get(ctx, name, metav1.GetOptions{})
+	api := u.kube.CoreV1().Secrets(ns)
+	existing, err := u.keysLs.Secrets(ns).Get(name)
 	switch {
 	case apierrors.IsNotFound(err):
-		if _, err := secrets.Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-			return err
+		_, err = api.Create(ctx, secret, metav1.CreateOptions{})
+		if err == nil {
+			return Created, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return "", err
+		}
+		// The cache had not seen it yet.
+		if existing, err = api.Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return "", err
 		}
 	case err != nil:
-		return err
+		return "", err
+	}
+	switch {
 	case metav1.IsControlledBy(existing, obj), existing.Annotations[AnnotationManaged] == "true":
 		upd := existing.DeepCopy()
 		upd.Data, upd.Type, upd.Immutable = secret.Data, secret.Type, secret.Immutable
 		upd.Labels = secret.Labels
 		upd.Annotations = mergeAnnotations(existing.Annotations, secret.Annotations)
 		upd.OwnerReferences = secret.OwnerReferences
-		if _, err := secrets.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-			return err
+		if sameSecret(existing, upd) {
+			return Unchanged, nil
 		}
+		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+			return "", err
+		}
+		return Updated, nil
 	case existing.Annotations[AnnotationPatch] == "true":
 		upd := existing.DeepCopy()
 		if upd.Data == nil {
 			upd.Data = map[string][]byte{}
 		}
 		maps.Copy(upd.Data, secret.Data)
-		if _, err := secrets.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
-			return err
+		if sameSecret(existing, upd) {
+			return Unchanged, nil
 		}
-	default:
-		u.fail(ctx, obj, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
-		return nil
+		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+			return "", err
+		}
+		return Updated, nil
 	}
-	u.requests.WithLabelValues("unsealed").Inc()
-	u.rec.Event(obj, corev1.EventTypeNormal, "Unsealed", "SealedSecret unsealed successfully")
-	return u.setStatus(ctx, obj, metav1.ConditionTrue, "Unsealed", "")
+	u.fail(ctx, obj, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
+	return Refused, nil
+}
+
+// sameSecret compares what the unsealer writes: data, type, immutability, labels,
+// annotations and owners. Empty and absent maps are equal, as the API server stores them.
+func sameSecret(a, b *corev1.Secret) bool {
+	return maps.EqualFunc(a.Data, b.Data, bytes.Equal) && a.Type == b.Type &&
+		equality.Semantic.DeepEqual(a.Immutable, b.Immutable) &&
+		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences)
 }
 
 func mergeAnnotations(existing, tmpl map[string]string) map[string]string {
@@ -344,11 +410,14 @@ func mergeAnnotations(existing, tmpl map[string]string) map[string]string {
 	return out
 }
 
-// fail records a failure as a Warning event, a metric and the Synced condition. Messages
-// name objects and reasons, never values.
+// fail records a failure as a metric and, when it is news (the Synced condition does not
+// already say it), a Warning event and the condition. Messages name objects and reasons,
+// never values.
 func (u *Unsealer) fail(ctx context.Context, obj *unstructured.Unstructured, reason, msg string) {
-	u.requests.WithLabelValues("failed").Inc()
 	u.errors.WithLabelValues(reason).Inc()
+	if conditionIs(obj, metav1.ConditionFalse, reason, msg) {
+		return
+	}
 	u.rec.Event(obj, corev1.EventTypeWarning, reason, msg)
 	u.log.Warn("unseal failed", "sealedsecret", obj.GetNamespace()+"/"+obj.GetName(), "reason", reason, "message", msg)
 	if err := u.setStatus(ctx, obj, metav1.ConditionFalse, reason, msg); err != nil {
@@ -356,7 +425,25 @@ func (u *Unsealer) fail(ctx context.Context, obj *unstructured.Unstructured, rea
 	}
 }
 
+// conditionIs reports whether obj's status already records this Synced condition for its
+// current generation.
+func conditionIs(obj *unstructured.Unstructured, status metav1.ConditionStatus, reason, msg string) bool {
+	if gen, _, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration"); gen != obj.GetGeneration() {
+		return false
+	}
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	if len(conds) == 0 {
+		return false
+	}
+	m, _ := conds[0].(map[string]any)
+	got, _ := m["message"].(string)
+	return m["type"] == "Synced" && m["status"] == string(status) && m["reason"] == reason && got == msg
+}
+
 func (u *Unsealer) setStatus(ctx context.Context, obj *unstructured.Unstructured, status metav1.ConditionStatus, reason, msg string) error {
+	if conditionIs(obj, status, reason, msg) {
+		return nil
+	}
 	cur := obj.DeepCopy()
 	now := metav1.Now().UTC().Format(time.RFC3339)
 	cond := map[string]any{"type": "Synced", "status": string(status), "reason": reason, "message": msg, "lastUpdateTime": now, "lastTransitionTime": now}

@@ -12,8 +12,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sealing"
@@ -171,6 +175,16 @@ func TestUnsealer(t *testing.T) {
 		poll(t, "Synced=True", func() bool { st, _, gen := condition(t, f, "db"); return st == "True" && gen == 1 })
 		poll(t, "the Unsealed event", func() bool { return strings.Contains(events(t, f, "db"), "Normal Unsealed") })
 
+		// A hand edit is undone from the watch, not at the next resync (10 minutes here).
+		s.Data["password"] = []byte("hand-edited")
+		if _, err := secretsAPI.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the edit to be undone", func() bool {
+			s, err := secretsAPI.Get(ctx, "db", metav1.GetOptions{})
+			return err == nil && string(s.Data["password"]) == canary+"-db"
+		})
+
 		// A deleted managed Secret comes back.
 		if err := secretsAPI.Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
@@ -295,7 +309,7 @@ func TestUnsealer(t *testing.T) {
 		}
 		metrics, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, want := range []string{`keyway_unseal_requests_total{result="unsealed"}`, `keyway_unseal_errors_total{reason="ErrUnsealFailed"}`, "keyway_unseal_rsa_decryptions_total"} {
+		for _, want := range []string{`keyway_unseal_requests_total{result="created"}`, `keyway_unseal_errors_total{reason="ErrUnsealFailed"}`, "keyway_unseal_rsa_decryptions_total"} {
 			if !bytes.Contains(metrics, []byte(want)) {
 				t.Errorf("metrics lack %s", want)
 			}
@@ -322,4 +336,117 @@ func TestKeyRenewal(t *testing.T) {
 		keys, err := u.Keys()
 		return err == nil && len(keys) >= 3
 	})
+}
+
+// writeCounter counts the requests that change something (everything but GET, LIST, WATCH).
+type writeCounter struct {
+	rt http.RoundTripper
+	n  *atomic.Int64
+}
+
+func (w writeCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet {
+		w.n.Add(1)
+	}
+	return w.rt.RoundTrip(r)
+}
+
+// TestResyncWritesNothing: once every Secret matches its SealedSecret, resyncs read caches
+// and write nothing — no Secret update, no event, no status — however often they run.
+func TestResyncWritesNothing(t *testing.T) {
+	ctx := t.Context()
+	admin := kubernetes.NewForConfigOrDie(env.Config)
+	adminDyn := dynamic.NewForConfigOrDie(env.Config)
+	crd, err := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.InstallCRDs(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"resync-keys", "resync"} {
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	var writes atomic.Int64
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return writeCounter{rt, &writes} })
+	reg := prometheus.NewRegistry()
+	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
+		Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Second, Registry: reg})
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := u.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u.Run(runCtx) }()
+	var ring []*sealing.Key
+	poll(t, "the first key", func() bool { ring, err = u.Keys(); return err == nil && len(ring) > 0 })
+
+	const n = 20
+	for i := range n {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%02d", i), Namespace: "resync"}, StringData: map[string]string{"password": canary}}
+		ss, err := sealing.Seal(rand.Reader, &ring[0].Private.PublicKey, s, sealing.SealOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(ss)
+		var obj unstructured.Unstructured
+		if err := json.Unmarshal(raw, &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("resync").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(t, "every SealedSecret Synced=True", func() bool {
+		list, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("resync").List(ctx, metav1.ListOptions{})
+		if err != nil || len(list.Items) != n {
+			return false
+		}
+		for i := range list.Items {
+			conds, _, _ := unstructured.NestedSlice(list.Items[i].Object, "status", "conditions")
+			if len(conds) == 0 || conds[0].(map[string]any)["status"] != "True" {
+				return false
+			}
+		}
+		return true
+	})
+	// Let the last writes' echoes (status updates come back as watch events) settle.
+	for last := int64(-1); last != writes.Load(); {
+		last = writes.Load()
+		time.Sleep(1500 * time.Millisecond)
+	}
+	before, unchangedBefore := writes.Load(), counter(t, reg, "unchanged")
+	time.Sleep(3500 * time.Millisecond) // three resync periods
+	after, unchangedAfter := writes.Load(), counter(t, reg, "unchanged")
+	t.Logf("over 3.5 s of 1 s resyncs: %d reconciles found nothing to do, %d write requests", int(unchangedAfter-unchangedBefore), after-before)
+	if unchangedAfter-unchangedBefore < 2*n {
+		t.Fatalf("only %v unchanged reconciles in three resync periods: the resync did not run", unchangedAfter-unchangedBefore)
+	}
+	if after != before {
+		t.Fatalf("%d write requests during resyncs with nothing changed, want 0", after-before)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "keyway_unseal_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
