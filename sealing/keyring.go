@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -169,4 +171,25 @@ func (r Ring) Import(ctx context.Context, backup []*rsa.PrivateKey, certs [][]by
 		added++
 	}
 	return added, nil
+}
+
+// Export returns every key Secret of the ring as a v1 List, stripped of what belongs to
+// this cluster (resourceVersion, UID, managed fields): a backup that Import, or upstream,
+// reads back. Handle it as a secret.
+func (r Ring) Export(ctx context.Context) (*corev1.List, error) {
+	l, err := r.Client.CoreV1().Secrets(r.Namespace).List(ctx, metav1.ListOptions{LabelSelector: KeyLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list keys in %s: %w", r.Namespace, err)
+	}
+	out := &corev1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}}
+	for _, s := range l.Items {
+		s.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
+		s.ManagedFields, s.ResourceVersion, s.UID = nil, "", ""
+		raw, err := json.Marshal(s)
+		if err != nil {
+			return nil, err
+		}
+		out.Items = append(out.Items, runtime.RawExtension{Raw: raw})
+	}
+	return out, nil
 }

@@ -136,6 +136,30 @@ func Seal(rnd io.Reader, pub *rsa.PublicKey, s *corev1.Secret, o SealOptions) (*
 // unless the template asks to skip that; the template's own ownerReferences are kept only
 // then, as upstream does.
 func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Secret, int, error) {
+	values, tries, err := open(rnd, ss, keys)
+	if err != nil {
+		return nil, tries, err
+	}
+	s := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, Data: values}
+	s.ObjectMeta = *ss.Spec.Template.Metadata.DeepCopy()
+	s.Name, s.Namespace = ss.Metadata.Name, ss.Metadata.Namespace
+	s.Type = ss.Spec.Template.Type
+	s.Immutable = ss.Spec.Template.Immutable
+	if s.Annotations[AnnotationSkipOwnerReferences] != "true" {
+		s.OwnerReferences = nil
+		if ss.Metadata.UID != "" {
+			yes := true
+			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: APIVersion, Kind: Kind, Name: ss.Metadata.Name, UID: ss.Metadata.UID, Controller: &yes, BlockOwnerDeletion: &yes}}
+		}
+	}
+	if err := renderTemplateData(ss.Spec.Template.Data, s.Data); err != nil {
+		return nil, tries, fmt.Errorf("SealedSecret %s/%s: %w", ss.Metadata.Namespace, ss.Metadata.Name, err)
+	}
+	return s, tries, nil
+}
+
+// open decrypts every encryptedData value, returning them and the RSA decryptions spent.
+func open(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (map[string][]byte, int, error) {
 	if ss.Kind != Kind {
 		return nil, 0, fmt.Errorf("%s %q is not a SealedSecret", ss.Kind, ss.Metadata.Name)
 	}
@@ -154,18 +178,7 @@ func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Se
 			return 0
 		})
 	}
-	s := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, Data: map[string][]byte{}}
-	s.ObjectMeta = *ss.Spec.Template.Metadata.DeepCopy()
-	s.Name, s.Namespace = ss.Metadata.Name, ss.Metadata.Namespace
-	s.Type = ss.Spec.Template.Type
-	s.Immutable = ss.Spec.Template.Immutable
-	if s.Annotations[AnnotationSkipOwnerReferences] != "true" {
-		s.OwnerReferences = nil
-		if ss.Metadata.UID != "" {
-			yes := true
-			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: APIVersion, Kind: Kind, Name: ss.Metadata.Name, UID: ss.Metadata.UID, Controller: &yes, BlockOwnerDeletion: &yes}}
-		}
-	}
+	values := make(map[string][]byte, len(ss.Spec.EncryptedData))
 	tries := 0
 	for _, k := range slices.Sorted(maps.Keys(ss.Spec.EncryptedData)) {
 		ct, err := base64.StdEncoding.DecodeString(ss.Spec.EncryptedData[k])
@@ -186,10 +199,33 @@ func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Se
 		if err != nil {
 			return nil, tries, fmt.Errorf("SealedSecret %s/%s key %q (scope %s): %w", ss.Metadata.Namespace, ss.Metadata.Name, k, scope, ErrDecrypt)
 		}
-		s.Data[k] = plain
+		values[k] = plain
 	}
-	if err := renderTemplateData(ss.Spec.Template.Data, s.Data); err != nil {
-		return nil, tries, fmt.Errorf("SealedSecret %s/%s: %w", ss.Metadata.Namespace, ss.Metadata.Name, err)
+	return values, tries, nil
+}
+
+// Reseal opens a SealedSecret with keys and encrypts its values again for pub, with the
+// same scope; everything else (the template, labels, annotations) is kept as written.
+func Reseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey, pub *rsa.PublicKey) (*SealedSecret, error) {
+	values, _, err := open(rnd, ss, keys)
+	if err != nil {
+		return nil, err
 	}
-	return s, tries, nil
+	label := Label(ScopeOf(ss.Metadata.Annotations), ss.Metadata.Namespace, ss.Metadata.Name)
+	out := &SealedSecret{APIVersion: APIVersion, Kind: Kind, Metadata: *ss.Metadata.DeepCopy(), Spec: Spec{EncryptedData: make(map[string]string, len(values))}}
+	out.Metadata.ResourceVersion, out.Metadata.UID, out.Metadata.ManagedFields, out.Metadata.Generation = "", "", nil, 0
+	out.Metadata.CreationTimestamp = metav1.Time{}
+	out.Spec.Template = Template{Metadata: *ss.Spec.Template.Metadata.DeepCopy(), Type: ss.Spec.Template.Type, Immutable: ss.Spec.Template.Immutable, Data: maps.Clone(ss.Spec.Template.Data)}
+	if out.Metadata.Annotations == nil {
+		out.Metadata.Annotations = map[string]string{}
+	}
+	out.Metadata.Annotations[AnnotationSealingKey] = Fingerprint(pub)
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		ct, err := HybridEncrypt(rnd, pub, values[k], label)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		out.Spec.EncryptedData[k] = base64.StdEncoding.EncodeToString(ct)
+	}
+	return out, nil
 }

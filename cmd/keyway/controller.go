@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -16,9 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -217,15 +214,9 @@ seals; every key unseals.`,
 			if err != nil {
 				return err
 			}
-			l, err := r.Client.CoreV1().Secrets(kf.Namespace).List(cmd.Context(), metav1.ListOptions{LabelSelector: sealing.KeyLabel})
+			out, err := r.Export(cmd.Context())
 			if err != nil {
 				return err
-			}
-			out := &corev1.List{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}}
-			for _, s := range l.Items {
-				s.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
-				s.ManagedFields, s.ResourceVersion, s.UID = nil, "", ""
-				out.Items = append(out.Items, runtimeRaw(s))
 			}
 			y, err := yaml.Marshal(out)
 			if err != nil {
@@ -277,9 +268,4 @@ func certExpiry(certPEM []byte) string {
 		return "?"
 	}
 	return c.NotAfter.UTC().Format(time.RFC3339)
-}
-
-func runtimeRaw(s corev1.Secret) runtime.RawExtension {
-	raw, _ := json.Marshal(s)
-	return runtime.RawExtension{Raw: raw}
 }

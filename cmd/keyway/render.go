@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,6 +22,7 @@ import (
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/file"
 	"github.com/keyway-dev/keyway/providers/vault"
+	"github.com/keyway-dev/keyway/sealing"
 )
 
 // renderOptions are `keyway render`'s settings; flags, the environment and --config fill them.
@@ -303,6 +305,13 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 	if err != nil {
 		return err
 	}
+	// The certificate is checked before any secret is read.
+	var sealTo *rsa.PublicKey
+	if o.SealTo != "" {
+		if sealTo, err = loadCert(ctx, o.SealTo); err != nil {
+			return err
+		}
+	}
 	clients := providers.NewClients(registry(), settings, a.log)
 	defer clients.Close()
 
@@ -326,8 +335,8 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 		}
 		return err
 	}
-	if o.SealTo != "" {
-		if err := sealRendered(cmd.Context(), docs, o.SealTo, o.SealNS); err != nil {
+	if sealTo != nil {
+		if err := sealing.SealRendered(docs, sealTo, o.SealNS); err != nil {
 			return err
 		}
 	}

@@ -3,28 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	goyaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/sealing"
@@ -126,7 +119,11 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 		return usagef("--raw, --merge-into, --re-encrypt, --validate and --recovery-unseal exclude each other")
 	}
 	if o.FetchCert {
-		cert, err := o.controller().get(ctx, "/v1/cert.pem")
+		c, err := o.controller()
+		if err != nil {
+			return err
+		}
+		cert, err := c.Cert(ctx)
 		if err != nil {
 			return err
 		}
@@ -139,38 +136,14 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 		// kubeseal's online form: the controller checks or re-encrypts.
 		return o.online(ctx, a)
 	}
-	var pubs []*rsa.PublicKey
-	if !o.Validate && !o.RecoveryUnseal && len(o.Certs) == 0 {
-		cert, err := o.controller().get(ctx, "/v1/cert.pem")
-		if err != nil {
-			return fmt.Errorf("no --cert given and the controller's certificate could not be fetched: %w", err)
-		}
-		pub, err := sealing.ParseCert(cert, time.Now())
-		if err != nil {
-			return fmt.Errorf("the controller's certificate: %w", err)
-		}
-		pubs = append(pubs, pub)
+	pubs, err := o.publicKeys(ctx)
+	if err != nil {
+		return err
 	}
-	for _, c := range o.Certs {
-		pub, err := loadCert(ctx, c)
-		if err != nil {
-			return err
-		}
-		pubs = append(pubs, pub)
+	keys, err := o.privateKeys()
+	if err != nil {
+		return err
 	}
-	var keys []*rsa.PrivateKey
-	for _, p := range o.PrivateKeys {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("--recovery-private-key: %w", err)
-		}
-		ks, err := sealing.ParsePrivateKeys(data)
-		if err != nil {
-			return fmt.Errorf("--recovery-private-key %s: %w", p, err)
-		}
-		keys = append(keys, ks...)
-	}
-
 	in, source, err := o.input(a)
 	if err != nil {
 		return err
@@ -190,24 +163,24 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 	case o.RecoveryUnseal, o.Validate, o.ReEncrypt:
 		for _, d := range docs {
 			var ss sealing.SealedSecret
-			if err := decodeDoc(d, &ss); err != nil {
+			if err := manifest.Decode(d, &ss); err != nil {
 				return err
 			}
-			s, _, err := sealing.Unseal(rand.Reader, &ss, keys)
-			if err != nil {
-				return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-			}
+			var err error
 			switch {
 			case o.RecoveryUnseal:
+				var s *corev1.Secret
+				s, _, err = sealing.Unseal(rand.Reader, &ss, keys)
 				out = append(out, s)
 			case o.ReEncrypt:
-				for _, pub := range pubs {
-					re, err := sealing.Seal(rand.Reader, pub, s, sealing.SealOptions{Scope: sealing.ScopeOf(ss.Metadata.Annotations), ScopeSet: true, AllowEmptyData: true})
-					if err != nil {
-						return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-					}
-					out = append(out, re)
-				}
+				var re []*sealing.SealedSecret
+				re, err = sealing.ReEncrypt(&ss, keys, pubs)
+				out = appendAll(out, re)
+			default:
+				_, _, err = sealing.Unseal(rand.Reader, &ss, keys)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
 			}
 		}
 		if o.Validate {
@@ -217,60 +190,107 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 	default:
 		secrets := make([]*corev1.Secret, len(docs))
 		for i, d := range docs {
-			var s corev1.Secret
-			if err := decodeDoc(d, &s); err != nil {
-				return err
-			}
-			if s.Kind != "Secret" {
-				return fmt.Errorf("%s: document %d: kind %q is not a Secret", d.Source, d.Index, s.Kind)
-			}
-			switch {
-			case s.Namespace == "":
-				s.Namespace = o.Namespace
-			case o.Namespace != "" && o.Namespace != s.Namespace:
-				return fmt.Errorf("%s: document %d: namespace mismatch: the Secret says %q, --namespace says %q", d.Source, d.Index, s.Namespace, o.Namespace)
-			}
-			secrets[i] = &s
-		}
-		// RSA encryption is the cost; spread documents × clusters over the cores, keeping
-		// the output in input order.
-		sealed := make([]any, len(docs)*len(pubs))
-		errs := make([]error, len(sealed))
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range min(runtime.GOMAXPROCS(0), len(sealed)) {
-			wg.Go(func() {
-				for {
-					j := int(next.Add(1) - 1)
-					if j >= len(sealed) {
-						return
-					}
-					i, p := j/len(pubs), j%len(pubs)
-					ss, err := sealing.Seal(rand.Reader, pubs[p], secrets[i], sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData})
-					if err != nil {
-						errs[j] = fmt.Errorf("%s: document %d: %w", docs[i].Source, docs[i].Index, err)
-						continue
-					}
-					sealed[j] = ss
-				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
+			if secrets[i], err = o.secret(d); err != nil {
 				return err
 			}
 		}
-		out = sealed
+		sealed, err := sealing.SealAll(secrets, pubs, sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData})
+		var ie *sealing.ItemError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("%s: document %d: %w", docs[ie.Item].Source, docs[ie.Item].Index, ie.Err)
+		} else if err != nil {
+			return err
+		}
+		out = appendAll(out, sealed)
 	}
 	if o.MergeInto != "" {
-		return mergeInto(o.MergeInto, out)
+		if len(out) != 1 {
+			return usagef("--merge-into takes exactly one Secret and one --cert")
+		}
+		data, err := os.ReadFile(o.MergeInto)
+		if err != nil {
+			return fmt.Errorf("--merge-into: %w", err)
+		}
+		merged, err := sealing.MergeFile(data, out[0].(*sealing.SealedSecret))
+		if err != nil {
+			return fmt.Errorf("--merge-into %s: %w", o.MergeInto, err)
+		}
+		return writeAtomic(o.MergeInto, merged)
 	}
-	data, err := encodeAll(out, o.Output)
+	data, err := sealing.Encode(out, o.Output)
 	if err != nil {
 		return err
 	}
 	return o.emit(a, data)
+}
+
+func appendAll[T any](out []any, items []T) []any {
+	for _, it := range items {
+		out = append(out, it)
+	}
+	return out
+}
+
+// secret reads one input document as the Secret to seal, applying --namespace.
+func (o *sealOptions) secret(d *manifest.Document) (*corev1.Secret, error) {
+	var s corev1.Secret
+	if err := manifest.Decode(d, &s); err != nil {
+		return nil, err
+	}
+	if s.Kind != "Secret" {
+		return nil, fmt.Errorf("%s: document %d: kind %q is not a Secret", d.Source, d.Index, s.Kind)
+	}
+	switch {
+	case s.Namespace == "":
+		s.Namespace = o.Namespace
+	case o.Namespace != "" && o.Namespace != s.Namespace:
+		return nil, fmt.Errorf("%s: document %d: namespace mismatch: the Secret says %q, --namespace says %q", d.Source, d.Index, s.Namespace, o.Namespace)
+	}
+	return &s, nil
+}
+
+// publicKeys loads every --cert; without one (and when sealing), the controller's.
+func (o *sealOptions) publicKeys(ctx context.Context) ([]*rsa.PublicKey, error) {
+	var pubs []*rsa.PublicKey
+	if !o.Validate && !o.RecoveryUnseal && len(o.Certs) == 0 {
+		c, err := o.controller()
+		var cert []byte
+		if err == nil {
+			cert, err = c.Cert(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("no --cert given and the controller's certificate could not be fetched: %w", err)
+		}
+		pub, err := sealing.ParseCert(cert, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("the controller's certificate: %w", err)
+		}
+		pubs = append(pubs, pub)
+	}
+	for _, c := range o.Certs {
+		pub, err := loadCert(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		pubs = append(pubs, pub)
+	}
+	return pubs, nil
+}
+
+func (o *sealOptions) privateKeys() ([]*rsa.PrivateKey, error) {
+	var keys []*rsa.PrivateKey
+	for _, p := range o.PrivateKeys {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--recovery-private-key: %w", err)
+		}
+		ks, err := sealing.ParsePrivateKeys(data)
+		if err != nil {
+			return nil, fmt.Errorf("--recovery-private-key %s: %w", p, err)
+		}
+		keys = append(keys, ks...)
+	}
+	return keys, nil
 }
 
 func (o *sealOptions) input(a *app) ([]byte, string, error) {
@@ -330,171 +350,16 @@ func writeAtomic(path string, data []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func decodeDoc(d *manifest.Document, into any) error {
-	v, err := manifest.ToJSON(d.Root)
-	if err != nil {
-		return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		// encoding/json errors name types and offsets, not values.
-		return fmt.Errorf("%s: document %d: not a valid object: %v", d.Source, d.Index, err)
-	}
-	return nil
-}
-
-func encodeAll(objs []any, format string) ([]byte, error) {
-	var b bytes.Buffer
-	for i, obj := range objs {
-		if format == "yaml" {
-			if i > 0 {
-				b.WriteString("---\n")
-			}
-			y, err := yaml.Marshal(obj)
-			if err != nil {
-				return nil, err
-			}
-			b.Write(y)
-			continue
-		}
-		j, err := json.MarshalIndent(obj, "", "  ")
-		if err != nil {
-			return nil, err
-		}
-		b.Write(j)
-		b.WriteByte('\n')
-	}
-	return b.Bytes(), nil
-}
-
-// mergeInto adds the new encrypted values to an existing SealedSecret file, keeping its
-// format (JSON or YAML).
-func mergeInto(path string, sealed []any) error {
-	if len(sealed) != 1 {
-		return usagef("--merge-into takes exactly one Secret and one --cert")
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("--merge-into: %w", err)
-	}
-	var existing sealing.SealedSecret
-	if err := yaml.Unmarshal(data, &existing); err != nil || existing.Kind != sealing.Kind {
-		return fmt.Errorf("--merge-into %s: not a SealedSecret", path)
-	}
-	add := sealed[0].(*sealing.SealedSecret)
-	if existing.Metadata.Name != add.Metadata.Name || existing.Metadata.Namespace != add.Metadata.Namespace {
-		return fmt.Errorf("--merge-into %s: it is %s/%s, the Secret is %s/%s", path, existing.Metadata.Namespace, existing.Metadata.Name, add.Metadata.Namespace, add.Metadata.Name)
-	}
-	if existing.Spec.EncryptedData == nil {
-		existing.Spec.EncryptedData = map[string]string{}
-	}
-	for k, v := range add.Spec.EncryptedData {
-		existing.Spec.EncryptedData[k] = v
-	}
-	format := "yaml"
-	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
-		format = "json"
-	}
-	out, err := encodeAll([]any{&existing}, format)
-	if err != nil {
-		return err
-	}
-	return writeAtomic(path, out)
-}
-
+// loadCert is sealing.LoadCert with flag-level errors: a plain-http URL is a usage error.
 func loadCert(ctx context.Context, ref string) (*rsa.PublicKey, error) {
-	var data []byte
-	var err error
+	pub, err := sealing.LoadCert(ctx, ref)
 	switch {
-	case strings.HasPrefix(ref, "https://"):
-		data, err = fetchCert(ctx, ref)
-	case strings.Contains(ref, "://"):
-		// Over plain http anyone on the path could hand over a certificate of their own,
-		// and every secret sealed to it would be theirs.
-		return nil, usagef("--cert %s: a certificate URL must be https (or give a file)", ref)
-	default:
-		data, err = os.ReadFile(ref)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--cert %s: %w", ref, err)
-	}
-	pub, err := sealing.ParseCert(data, time.Now())
-	if err != nil {
+	case errors.Is(err, sealing.ErrInsecureCertURL):
+		return nil, usagef("--cert %s: %v", ref, err)
+	case err != nil:
 		return nil, fmt.Errorf("--cert %s: %w", ref, err)
 	}
 	return pub, nil
-}
-
-func fetchCert(ctx context.Context, url string) ([]byte, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-}
-
-// sealRendered replaces every rendered Secret that received secret values with a
-// SealedSecret for the certificate's cluster, so what leaves the render (Argo CD's manifest
-// cache and UI included) holds only ciphertext.
-func sealRendered(ctx context.Context, docs []*manifest.Document, cert, namespace string) error {
-	pub, err := loadCert(ctx, cert)
-	if err != nil {
-		return err
-	}
-	for _, d := range docs {
-		if !d.Modified() || manifest.String(d.Root, "kind") != "Secret" || manifest.String(d.Root, "apiVersion") != "v1" {
-			continue
-		}
-		var s corev1.Secret
-		if err := decodeDoc(d, &s); err != nil {
-			return err
-		}
-		if s.Namespace == "" {
-			s.Namespace = namespace
-		}
-		ss, err := sealing.Seal(rand.Reader, pub, &s, sealing.SealOptions{AllowEmptyData: true})
-		if err != nil {
-			return fmt.Errorf("%s: document %d: --seal-to: %w", d.Source, d.Index, err)
-		}
-		j, err := json.Marshal(ss)
-		if err != nil {
-			return err
-		}
-		var n goyaml.Node
-		if err := goyaml.Unmarshal(j, &n); err != nil {
-			return err
-		}
-		// JSON is YAML; drop the flow style so the output reads like the rest.
-		clearStyle(n.Content[0])
-		d.Replace(n.Content[0])
-	}
-	return nil
-}
-
-func clearStyle(n *goyaml.Node) {
-	n.Style &^= goyaml.FlowStyle
-	if n.Kind == goyaml.ScalarNode && n.Tag == "!!str" {
-		n.Style = 0
-	}
-	for _, c := range n.Content {
-		clearStyle(c)
-	}
 }
 
 // sealAgeFile seals a secrets file value by value for age recipients.
@@ -573,47 +438,16 @@ value or MAC, a removed value — is detected and named; no output is written th
 	return cmd
 }
 
-// controllerAPI reaches the unsealer's HTTP API through the API server's service proxy, as
-// kubeseal does.
-type controllerAPI struct {
-	kube     kubeFlags
-	name, ns string
-}
-
-func (o *sealOptions) controller() controllerAPI {
-	return controllerAPI{kube: o.Kube, name: o.ControllerName, ns: o.ControllerNS}
-}
-
-func (c controllerAPI) client() (kubernetes.Interface, error) {
-	cfg, err := c.kube.config()
+func (o *sealOptions) controller() (sealing.Controller, error) {
+	cfg, err := o.Kube.config()
 	if err != nil {
-		return nil, err
+		return sealing.Controller{}, err
 	}
-	return kubernetes.NewForConfig(cfg)
-}
-
-func (c controllerAPI) get(ctx context.Context, path string) ([]byte, error) {
-	kc, err := c.client()
+	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return sealing.Controller{}, err
 	}
-	out, err := kc.CoreV1().Services(c.ns).ProxyGet("http", c.name, "", path, nil).DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("controller %s/%s %s: %w", c.ns, c.name, path, err)
-	}
-	return out, nil
-}
-
-func (c controllerAPI) post(ctx context.Context, path string, body []byte) ([]byte, int, error) {
-	kc, err := c.client()
-	if err != nil {
-		return nil, 0, err
-	}
-	var code int
-	res := kc.CoreV1().RESTClient().Post().Namespace(c.ns).Resource("services").Name("http:" + c.name + ":").
-		SubResource("proxy").Suffix(path).Body(body).Do(ctx).StatusCode(&code)
-	out, err := res.Raw()
-	return out, code, err
+	return sealing.Controller{Client: kc, Namespace: o.ControllerNS, Name: o.ControllerName}, nil
 }
 
 // online validates or re-encrypts through the controller, without private keys.
@@ -626,37 +460,32 @@ func (o *sealOptions) online(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	c, err := o.controller()
+	if err != nil {
+		return err
+	}
 	var out []any
 	for _, d := range docs {
 		var ss sealing.SealedSecret
-		if err := decodeDoc(d, &ss); err != nil {
+		if err := manifest.Decode(d, &ss); err != nil {
 			return err
 		}
-		body, _ := json.Marshal(ss)
-		path := "/v1/verify"
-		if o.ReEncrypt {
-			path = "/v1/rotate"
+		if o.Validate {
+			err = c.Verify(ctx, &ss)
+		} else {
+			var re *sealing.SealedSecret
+			re, err = c.Rotate(ctx, &ss)
+			out = append(out, re)
 		}
-		resp, code, err := o.controller().post(ctx, path, body)
 		if err != nil {
-			if code == http.StatusConflict {
-				return fmt.Errorf("%s: document %d: the controller cannot open it: %w", d.Source, d.Index, sealing.ErrDecrypt)
-			}
-			return fmt.Errorf("%s: document %d: controller %s: %w", d.Source, d.Index, path, err)
-		}
-		if o.ReEncrypt {
-			var re sealing.SealedSecret
-			if err := json.Unmarshal(resp, &re); err != nil {
-				return fmt.Errorf("controller %s: unexpected answer", path)
-			}
-			out = append(out, &re)
+			return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
 		}
 	}
 	if o.Validate {
 		fmt.Fprintf(a.err, "keyway: %d SealedSecret(s) valid\n", len(docs))
 		return nil
 	}
-	data, err := encodeAll(out, o.Output)
+	data, err := sealing.Encode(out, o.Output)
 	if err != nil {
 		return err
 	}

@@ -7,10 +7,10 @@ import (
 	"io"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyway-dev/keyway/internal/parallel"
 )
 
 // Limits bound untrusted input. Zero fields take the defaults.
@@ -136,26 +136,15 @@ func ReadFunc(r io.Reader, source string, limits Limits, each func(*Document)) (
 	// Documents parse independently, so large streams use every core.
 	parsed := make([]*Document, len(chunks))
 	errs := make([]error, len(chunks))
-	next := atomic.Int64{}
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(chunks)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(chunks) {
-					return
-				}
-				parsed[i], errs[i] = parseChunk(chunks[i], i, source, limits)
-				if each != nil && parsed[i] != nil {
-					each(parsed[i])
-					// Let goroutines woken by each's work (network replies, timers) run now
-					// rather than at the next preemption, 10 ms away.
-					runtime.Gosched()
-				}
-			}
-		})
-	}
-	wg.Wait()
+	parallel.For(len(chunks), func(i int) {
+		parsed[i], errs[i] = parseChunk(chunks[i], i, source, limits)
+		if each != nil && parsed[i] != nil {
+			each(parsed[i])
+			// Let goroutines woken by each's work (network replies, timers) run now
+			// rather than at the next preemption, 10 ms away.
+			runtime.Gosched()
+		}
+	})
 	docs := make([]*Document, 0, len(chunks))
 	for i := range chunks {
 		if errs[i] != nil {

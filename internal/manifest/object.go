@@ -1,6 +1,11 @@
 package manifest
 
-import "go.yaml.in/yaml/v3"
+import (
+	"encoding/json"
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+)
 
 // Get returns the value node at a path of mapping keys, or nil.
 func Get(n *yaml.Node, keys ...string) *yaml.Node {
@@ -39,4 +44,51 @@ func resolve(n *yaml.Node) *yaml.Node {
 // IsString reports whether a scalar node holds a string (explicitly tagged or resolved).
 func IsString(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str"
+}
+
+// Decode converts a document into a typed object (a corev1.Secret, a SealedSecret) through
+// its JSON form. Errors name the document, types and offsets, never values.
+func Decode(d *Document, into any) error {
+	v, err := ToJSON(d.Root)
+	if err != nil {
+		return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+	}
+	if err := json.Unmarshal(raw, into); err != nil {
+		return fmt.Errorf("%s: document %d: not a valid object: %v", d.Source, d.Index, err)
+	}
+	return nil
+}
+
+// FromObject turns a typed object into a block-style YAML node, as if it had been written
+// by hand: JSON is YAML, but the flow style and quoting of its form are dropped, except
+// for strings that another YAML reader could take for something else ("on", "12:30").
+func FromObject(obj any) (*yaml.Node, error) {
+	j, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(j, &n); err != nil {
+		return nil, err
+	}
+	root := n.Content[0]
+	clearStyle(root)
+	return root, nil
+}
+
+func clearStyle(n *yaml.Node) {
+	n.Style &^= yaml.FlowStyle
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		n.Style = 0
+		if ScalarText(n.Value) != n.Value {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+	}
+	for _, c := range n.Content {
+		clearStyle(c)
+	}
 }

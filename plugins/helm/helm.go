@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +25,8 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
+
+	"github.com/keyway-dev/keyway/internal/parallel"
 )
 
 // Options are the structured Helm settings; there is no free-form flag string.
@@ -165,16 +166,9 @@ func parse(dir string, outputs []output, skipTests bool, limits manifest.Limits,
 	}
 	results := make([][]parsed, len(outputs))
 	errs := make([]error, len(outputs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, f := range outputs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			results[i], errs[i] = parseOutput(dir, f, texts[i], skipTests, limits, each)
-		})
-	}
-	wg.Wait()
+	parallel.For(len(outputs), func(i int) {
+		results[i], errs[i] = parseOutput(dir, outputs[i], texts[i], skipTests, limits, each)
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -13,13 +13,14 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/plugins/kustomize"
+
+	"github.com/keyway-dev/keyway/internal/parallel"
 )
 
 // BuildRequest asks for a Helm chart or a kustomization to be built into manifests.
@@ -245,23 +246,17 @@ func parseBuilt(built []Built, limits manifest.Limits, each func(*manifest.Docum
 	var docs []*manifest.Document
 	single := make([]*manifest.Document, len(built))
 	errs := make([]error, len(built))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, b := range built {
+	parallel.For(len(built), func(i int) {
+		b := built[i]
 		if b.Index < 0 {
-			continue
+			return
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			d, err := manifest.ParseDocument([]byte(b.Text), b.Source, b.Index, limits)
-			single[i], errs[i] = d, err
-			if d != nil && each != nil {
-				each(d)
-			}
-		})
-	}
-	wg.Wait()
+		d, err := manifest.ParseDocument([]byte(b.Text), b.Source, b.Index, limits)
+		single[i], errs[i] = d, err
+		if d != nil && each != nil {
+			each(d)
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

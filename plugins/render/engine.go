@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,8 @@ import (
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/providers"
+
+	"github.com/keyway-dev/keyway/internal/parallel"
 )
 
 // argocd-vault-plugin annotations honoured on any document.
@@ -338,31 +339,20 @@ func (s *Session) Finish(docs []*manifest.Document) (Stats, error) {
 	for i, d := range docs {
 		states[i] = s.docs[d]
 	}
-	var next atomic.Int64
 	var refs atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(states)) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(states) {
-					return
-				}
-				st := states[i]
-				if st == nil {
-					continue
-				}
-				for _, site := range st.sites {
-					ps := substitute(site, s.results)
-					if len(ps) == 0 {
-						refs.Add(int64(len(site.refs)))
-					}
-					st.problems = append(st.problems, ps...)
-				}
+	parallel.For(len(states), func(i int) {
+		st := states[i]
+		if st == nil {
+			return
+		}
+		for _, site := range st.sites {
+			ps := substitute(site, s.results)
+			if len(ps) == 0 {
+				refs.Add(int64(len(site.refs)))
 			}
-		})
-	}
-	wg.Wait()
+			st.problems = append(st.problems, ps...)
+		}
+	})
 	stats.References = int(refs.Load())
 	var problems []Problem
 	for _, st := range states {

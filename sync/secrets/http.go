@@ -50,11 +50,11 @@ func (u *Unsealer) Handler() http.Handler {
 		}
 	})
 	mux.HandleFunc("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
-		ss, s, keys, ok := u.openPosted(w, r, limit)
+		ss, _, keys, ok := u.openPosted(w, r, limit)
 		if !ok {
 			return
 		}
-		re, err := sealing.Seal(rand.Reader, &keys[0].Private.PublicKey, s, sealing.SealOptions{Scope: sealing.ScopeOf(ss.Metadata.Annotations), ScopeSet: true, AllowEmptyData: true})
+		re, err := sealing.Reseal(rand.Reader, ss, privateKeys(keys), &keys[0].Private.PublicKey)
 		if err != nil {
 			http.Error(w, "re-encryption failed", http.StatusInternalServerError)
 			return
