@@ -96,7 +96,7 @@ func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
 	if items != nil {
 		cwd, _ := os.Getwd()
 		for i, it := range items.Content {
-			originals = append(originals, deepCopy(it))
+			originals = append(originals, manifest.DeepCopy(it))
 			d, err := manifest.FromNode(it, "items", i, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes})
 			if err != nil {
 				return err
@@ -135,7 +135,7 @@ func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
 		if err := rn.Encode(results); err != nil {
 			return err
 		}
-		setKey(root, "results", &rn)
+		manifest.Set(root, "results", &rn)
 	}
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
@@ -151,23 +151,4 @@ func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
 		return silentError{failed}
 	}
 	return nil
-}
-
-func deepCopy(n *yaml.Node) *yaml.Node {
-	c := *n
-	c.Content = make([]*yaml.Node, len(n.Content))
-	for i, ch := range n.Content {
-		c.Content[i] = deepCopy(ch)
-	}
-	return &c
-}
-
-func setKey(m *yaml.Node, key string, v *yaml.Node) {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			m.Content[i+1] = v
-			return
-		}
-	}
-	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
 }

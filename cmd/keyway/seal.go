@@ -21,6 +21,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sealing/agefile"
 )
 
 type sealOptions struct {
@@ -371,14 +372,14 @@ func sealAgeFile(a *app, o *sealOptions) error {
 	var previous []byte
 	var ids []age.Identity
 	if o.Write != "" && len(o.AgeIdentities) > 0 {
-		if prev, err := os.ReadFile(o.Write); err == nil && sealing.IsAgeFile(prev) {
+		if prev, err := os.ReadFile(o.Write); err == nil && agefile.IsSealed(prev) {
 			previous = prev
 			if ids, err = readAgeIdentities(o.AgeIdentities); err != nil {
 				return err
 			}
 		}
 	}
-	out, err := sealing.SealAgeFile(in, o.AgeRecipients, previous, ids)
+	out, err := agefile.Seal(in, o.AgeRecipients, previous, ids)
 	if err != nil {
 		return err
 	}
@@ -425,7 +426,7 @@ value or MAC, a removed value — is detected and named; no output is written th
 			if err != nil {
 				return err
 			}
-			out, err := sealing.OpenAgeFile(in, ids)
+			out, err := agefile.Open(in, ids)
 			if err != nil {
 				return fmt.Errorf("%s: %w", source, err)
 			}

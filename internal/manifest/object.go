@@ -92,3 +92,35 @@ func clearStyle(n *yaml.Node) {
 		clearStyle(c)
 	}
 }
+
+// Set sets key in mapping m to v, replacing an existing value or appending the pair.
+func Set(m *yaml.Node, key string, v *yaml.Node) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1] = v
+			return
+		}
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
+}
+
+// Delete removes key (every occurrence) from mapping m.
+func Delete(m *yaml.Node, key string) {
+	out := m.Content[:0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != key {
+			out = append(out, m.Content[i], m.Content[i+1])
+		}
+	}
+	m.Content = out
+}
+
+// DeepCopy copies a node tree. Aliases keep pointing at the original anchors.
+func DeepCopy(n *yaml.Node) *yaml.Node {
+	c := *n
+	c.Content = make([]*yaml.Node, len(n.Content))
+	for i, ch := range n.Content {
+		c.Content[i] = DeepCopy(ch)
+	}
+	return &c
+}

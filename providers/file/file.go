@@ -18,7 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyway-dev/keyway/providers"
-	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sealing/agefile"
 )
 
 // Setting names accepted by Open.
@@ -175,9 +175,9 @@ func (c *Client) load(path string) (any, error) {
 		return nil, err
 	} else if encrypted {
 		raw = plain
-	} else if sealing.IsAgeFile(raw) {
+	} else if agefile.IsSealed(raw) {
 		// Sealed value by value (keyway seal --age-recipient).
-		plain, err := sealing.OpenAgeFile(raw, c.identities)
+		plain, err := agefile.Open(raw, c.identities)
 		if err != nil {
 			return nil, fmt.Errorf("file %q: %w", path, err)
 		}
