@@ -185,7 +185,7 @@ func TestVersions(t *testing.T) {
 		want string
 		is   error
 	}{
-		"recipient added to the list": {strings.Replace(s, "  recipients:\n", "  recipients:\n    - "+other.Recipient().String()+"\n", 1), "MAC does not match", ErrTampered},
+		"recipient added to the list":   {strings.Replace(s, "  recipients:\n", "  recipients:\n    - "+other.Recipient().String()+"\n", 1), "MAC does not match", ErrTampered},
 		"version 1 prefix in a v2 file": {strings.Replace(s, v2.prefix, v1.prefix, 1), "not encrypted in format version 2", ErrTampered},
 		"unknown version":               {strings.Replace(s, "version: 2", "version: 3", 1), "format version 3 is not known", nil},
 	} {
