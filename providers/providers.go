@@ -113,6 +113,11 @@ type Config struct {
 type Provider interface {
 	// Name is the backend's registry name, as used in ref+NAME:// and --backend.
 	Name() string
+	// Validate checks settings without any I/O: every key known, every value well formed
+	// (numbers, durations, choices). It does not require settings that only a fetch needs
+	// (an address), so a command checks all of them when it starts, whether or not a
+	// reference ends up using the backend. Errors are *SettingError where they concern one.
+	Validate(s Settings) error
 	// Open validates the settings and builds a client. An unknown or malformed setting is an
 	// error naming the setting, never its value.
 	Open(ctx context.Context, cfg Config) (Client, error)
@@ -143,6 +148,27 @@ func (r *Registry) Register(p Provider) {
 
 // Names lists the registered backends, sorted.
 func (r *Registry) Names() []string { return slices.Sorted(maps.Keys(r.byName)) }
+
+// Validate checks the settings of every backend in settings when the command starts. A
+// backend that is not registered, or settings its provider refuses, are an error naming
+// the backend and the setting.
+func (r *Registry) Validate(settings map[string]Settings) error {
+	for _, name := range slices.Sorted(maps.Keys(settings)) {
+		p, ok := r.byName[name]
+		if !ok {
+			return &SettingError{Backend: name, Key: "", Reason: "no such backend (known: " + strings.Join(r.Names(), ", ") + ")", Suggest: Nearest(name, r.Names())}
+		}
+		if err := p.Validate(settings[name]); err != nil {
+			if se, ok := err.(*SettingError); ok {
+				c := *se
+				c.Backend = name
+				return &c
+			}
+			return fmt.Errorf("backend %q: %w", name, err)
+		}
+	}
+	return nil
+}
 
 // Lookup returns the provider registered under name.
 func (r *Registry) Lookup(name string) (Provider, bool) {

@@ -36,27 +36,37 @@ func TestExitCodes(t *testing.T) {
 	}
 	write("chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
 	tests := []struct {
-		name string
-		args []string
-		code int
+		name   string
+		args   []string
+		code   int
+		stderr string // a part of the message, when it matters
 	}{
-		{"rendered", []string{"render", "--secrets-file", secrets, good}, exitOK},
-		{"unresolved", []string{"render", "--secrets-file", secrets, bad}, exitFailed},
-		{"missing path", []string{"render", "--secrets-file", secrets, filepath.Join(dir, "nope.yaml")}, exitFailed},
-		{"no args", []string{"render"}, exitUsage},
-		{"unknown flag", []string{"render", "--nope", good}, exitUsage},
-		{"bad backend", []string{"render", "--backend", "nope", good}, exitUsage},
-		{"bad concurrency", []string{"render", "--concurrency", "0", good}, exitUsage},
-		{"bad output", []string{"render", "-o", "xml", good}, exitUsage},
-		{"bad env value", []string{"render", good}, exitUsage},
-		{"unknown command", []string{"nope"}, exitUsage},
-		{"bad source", []string{"render", "--source", "bogus", good}, exitUsage},
-		{"bad kube version", []string{"render", "--kube-version", "notaversion", chart}, exitUsage},
-		{"bad release name", []string{"render", "--release-name", "Not_A_Release!", chart}, exitUsage},
-		{"negative limit", []string{"render", "--max-input-bytes", "-1", good}, exitUsage},
-		{"zero document limit", []string{"render", "--max-document-bytes", "0", good}, exitUsage},
-		{"cert over http", []string{"seal", "--cert", "http://127.0.0.1:9/v1/cert.pem", "-f", secret}, exitUsage},
-		{"1024-bit cert", []string{"seal", "--cert", weakCert, "-f", secret}, exitFailed},
+		{"rendered", []string{"render", "--secrets-file", secrets, good}, exitOK, ""},
+		{"unresolved", []string{"render", "--secrets-file", secrets, bad}, exitFailed, ""},
+		{"missing path", []string{"render", "--secrets-file", secrets, filepath.Join(dir, "nope.yaml")}, exitFailed, ""},
+		{"no args", []string{"render"}, exitUsage, ""},
+		{"unknown flag", []string{"render", "--nope", good}, exitUsage, ""},
+		{"bad backend", []string{"render", "--backend", "nope", good}, exitUsage, ""},
+		{"bad concurrency", []string{"render", "--concurrency", "0", good}, exitUsage, ""},
+		{"bad output", []string{"render", "-o", "xml", good}, exitUsage, ""},
+		{"bad env value", []string{"render", good}, exitUsage, ""},
+		{"unknown command", []string{"nope"}, exitUsage, ""},
+		{"bad source", []string{"render", "--source", "bogus", good}, exitUsage, ""},
+		{"bad kube version", []string{"render", "--kube-version", "notaversion", chart}, exitUsage, ""},
+		{"bad release name", []string{"render", "--release-name", "Not_A_Release!", chart}, exitUsage, ""},
+		{"negative limit", []string{"render", "--max-input-bytes", "-1", good}, exitUsage, ""},
+		{"zero document limit", []string{"render", "--max-document-bytes", "0", good}, exitUsage, ""},
+		{"cert over http", []string{"seal", "--cert", "http://127.0.0.1:9/v1/cert.pem", "-f", secret}, exitUsage, ""},
+		{"1024-bit cert", []string{"seal", "--cert", weakCert, "-f", secret}, exitFailed, "1024-bit RSA key"},
+		// Settings are checked when the command starts, used by a reference or not.
+		{"vault setting typo", []string{"render", "--secrets-file", secrets, "--vault-setting", "max-inflight=4", good}, exitUsage,
+			`backend "vault" setting "max-inflight": unknown setting (did you mean "max-in-flight"?)`},
+		{"aws setting typo", []string{"render", "--secrets-file", secrets, "--setting", "awssm.regoin=x", good}, exitUsage,
+			`backend "awssm" setting "regoin": unknown setting (did you mean "region"?)`},
+		{"backend typo", []string{"render", "--secrets-file", secrets, "--setting", "vualt.address=x", good}, exitUsage, `did you mean "vault"?`},
+		{"bad vault value", []string{"render", "--secrets-file", secrets, "--vault-setting", "request-timeout=soon", good}, exitUsage,
+			`setting "request-timeout": "soon" is not a positive duration`},
+		{"vault setting through --setting", []string{"render", "--secrets-file", secrets, "--setting", "vault.max-in-flight=4", good}, exitOK, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,8 +81,8 @@ func TestExitCodes(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, errb.String())
 			}
-			if tt.name == "1024-bit cert" && !strings.Contains(errb.String(), "1024-bit RSA key") {
-				t.Fatalf("stderr does not name the weak key:\n%s", errb.String())
+			if !strings.Contains(errb.String(), tt.stderr) {
+				t.Fatalf("stderr lacks %q:\n%s", tt.stderr, errb.String())
 			}
 			if code != exitOK && out.Len() > 0 {
 				t.Fatalf("failed run wrote to stdout:\n%s", out.String())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -40,45 +41,7 @@ func (c *cloudFlags) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AWSEndpoint, "aws-endpoint", "", "Secrets Manager endpoint override (VPC endpoints)")
 	fs.StringVar(&c.GCPEndpoint, "gcp-endpoint", "", "Secret Manager endpoint override (host:port)")
 	fs.StringVar(&c.GCPCredentialsFile, "gcp-credentials-file", "", "service-account key file (default: Application Default Credentials)")
-	fs.StringSliceVar(&c.Settings, "setting", nil, "any backend setting as BACKEND.KEY=VALUE (repeatable), e.g. awssm.max-attempts=8")
-}
-
-// cloudSettings assembles awssm and gcpsm settings: config sections, then --setting, then
-// the named flags.
-func cloudSettings(fs *pflag.FlagSet, c *cloudFlags, sections map[string]map[string]string) (map[string]providers.Settings, error) {
-	out := map[string]providers.Settings{"awssm": {}, "gcpsm": {}}
-	for backend := range out {
-		for k, v := range sections[backend] {
-			out[backend][k] = v
-		}
-	}
-	for _, kv := range c.Settings {
-		key, val, ok := strings.Cut(kv, "=")
-		backend, k, ok2 := strings.Cut(key, ".")
-		if !ok || !ok2 || k == "" {
-			return nil, usagef("--setting %q: want BACKEND.KEY=VALUE", kv)
-		}
-		if backend == "vault" || backend == "file" {
-			return nil, usagef("--setting %q: use --vault-setting or the file flags for %s", kv, backend)
-		}
-		if _, known := out[backend]; !known {
-			return nil, usagef("--setting %q: unknown backend %q", kv, backend)
-		}
-		out[backend][k] = val
-	}
-	for flag, dst := range map[string][2]string{
-		"aws-region": {"awssm", awssm.SettingRegion}, "aws-profile": {"awssm", awssm.SettingProfile},
-		"aws-role-arn": {"awssm", awssm.SettingRoleARN}, "aws-external-id": {"awssm", awssm.SettingExternalID},
-		"aws-endpoint": {"awssm", awssm.SettingEndpoint},
-		"gcp-endpoint": {"gcpsm", gcpsm.SettingEndpoint}, "gcp-credentials-file": {"gcpsm", gcpsm.SettingCredentialsFile},
-	} {
-		if f := fs.Lookup(flag); f != nil && flagSetBy(f) {
-			out[dst[0]][dst[1]] = f.Value.String()
-		}
-	}
-	// SSM Parameter Store shares the AWS settings.
-	out["awsssm"] = maps.Clone(out["awssm"])
-	return out, nil
+	fs.StringSliceVar(&c.Settings, "setting", nil, "any backend setting as BACKEND.KEY=VALUE (repeatable), e.g. awssm.max-attempts=8, vault.max-in-flight=16; checked at start")
 }
 
 // vaultFlags are the Vault settings common enough for their own flag; every other setting
@@ -127,49 +90,113 @@ var envSettings = []struct{ env, setting string }{
 	{"AVP_PASSWORD", vault.SettingPassword},
 }
 
-// vaultSettings assembles the Vault settings, lowest precedence first: the config file's
-// vault: section, the environment (VAULT_*, AVP_*), --vault-setting, then the named flags
-// (given on the command line or as KEYWAY_VAULT_*).
-func vaultSettings(fs *pflag.FlagSet, v *vaultFlags, section map[string]string, env lookupEnv) (providers.Settings, error) {
-	s := providers.Settings{}
-	for k, val := range section {
-		s[k] = val
+// settingFlags is the one table from flags to backend settings; a flag's value overrides
+// every other source of the same setting.
+var settingFlags = []struct{ flag, backend, setting string }{
+	{"secrets-file", "file", file.SettingSecretsFile},
+	{"age-identity", "file", file.SettingAgeIdentity},
+	{"vault-address", "vault", vault.SettingAddress},
+	{"vault-namespace", "vault", vault.SettingNamespace},
+	{"vault-auth-method", "vault", vault.SettingAuthMethod},
+	{"vault-auth-mount", "vault", vault.SettingAuthMount},
+	{"vault-role", "vault", vault.SettingRole},
+	{"vault-token-file", "vault", vault.SettingTokenFile},
+	{"vault-jwt-file", "vault", vault.SettingJWTFile},
+	{"vault-kv-version", "vault", vault.SettingKVVersion},
+	{"vault-ca-cert", "vault", vault.SettingCACert},
+	{"aws-region", "awssm", awssm.SettingRegion},
+	{"aws-profile", "awssm", awssm.SettingProfile},
+	{"aws-role-arn", "awssm", awssm.SettingRoleARN},
+	{"aws-external-id", "awssm", awssm.SettingExternalID},
+	{"aws-endpoint", "awssm", awssm.SettingEndpoint},
+	{"gcp-endpoint", "gcpsm", gcpsm.SettingEndpoint},
+	{"gcp-credentials-file", "gcpsm", gcpsm.SettingCredentialsFile},
+}
+
+// backendSettings assembles every backend's settings, lowest precedence first: the config
+// file's sections, the environment (VAULT_*, AVP_*), --setting and --vault-setting, then the
+// named flags. Every backend's settings are validated here, when the command starts, so a
+// typo is a usage error whether or not a reference uses that backend. Vault is configured
+// only when it has an address; SSM Parameter Store shares the AWS settings.
+func backendSettings(fs *pflag.FlagSet, v *vaultFlags, c *cloudFlags, sections map[string]map[string]string, env lookupEnv) (map[string]providers.Settings, error) {
+	reg := registry()
+	out := map[string]providers.Settings{}
+	set := func(backend, key, val string) {
+		if out[backend] == nil {
+			out[backend] = providers.Settings{}
+		}
+		out[backend][key] = val
+	}
+	for backend, sec := range sections {
+		for k, val := range sec {
+			set(backend, k, val)
+		}
 	}
 	for _, m := range envSettings {
 		if val, ok := env(m.env); ok && val != "" {
 			if m.setting == vault.SettingAuthMount {
 				val = strings.TrimPrefix(strings.Trim(val, "/"), "auth/")
 			}
-			s[m.setting] = val
+			set("vault", m.setting, val)
 		}
+	}
+	for _, kv := range c.Settings {
+		key, val, ok := strings.Cut(kv, "=")
+		backend, k, ok2 := strings.Cut(key, ".")
+		if !ok || !ok2 || k == "" {
+			return nil, usagef("--setting %q: want BACKEND.KEY=VALUE", kv)
+		}
+		if _, known := reg.Lookup(backend); !known {
+			msg := fmt.Sprintf("--setting %q: unknown backend %q (known: %s)", kv, backend, strings.Join(reg.Names(), ", "))
+			if near := providers.Nearest(backend, reg.Names()); near != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", near)
+			}
+			return nil, usageError{errors.New(msg)}
+		}
+		set(backend, k, val)
 	}
 	for _, kv := range v.Settings {
 		k, val, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, usagef("--vault-setting %q: want KEY=VALUE", kv)
 		}
-		s[k] = val
+		set("vault", k, val)
 	}
-	for flag, setting := range map[string]string{
-		"vault-address": vault.SettingAddress, "vault-namespace": vault.SettingNamespace,
-		"vault-auth-method": vault.SettingAuthMethod, "vault-auth-mount": vault.SettingAuthMount,
-		"vault-role": vault.SettingRole, "vault-token-file": vault.SettingTokenFile,
-		"vault-jwt-file": vault.SettingJWTFile, "vault-kv-version": vault.SettingKVVersion,
-		"vault-ca-cert": vault.SettingCACert,
-	} {
-		if f := fs.Lookup(flag); f != nil && flagSetBy(f) {
-			s[setting] = f.Value.String()
+	for _, m := range settingFlags {
+		// Flags default to empty: a value is one given on the command line, through its
+		// KEYWAY_* variable or by a config file.
+		if f := fs.Lookup(m.flag); f != nil && (flagSetBy(f) || flagValue(f) != "") {
+			set(m.backend, m.setting, flagValue(f))
 		}
 	}
-	method := strings.ToLower(s[vault.SettingAuthMethod])
-	if (method == "" || method == "token") && s[vault.SettingToken] == "" && s[vault.SettingTokenFile] == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			if p := filepath.Join(home, ".vault-token"); fileExists(p) {
-				s[vault.SettingTokenFile] = p
+	if vs := out["vault"]; vs != nil {
+		method := strings.ToLower(vs[vault.SettingAuthMethod])
+		if (method == "" || method == "token") && vs[vault.SettingToken] == "" && vs[vault.SettingTokenFile] == "" {
+			if home, err := os.UserHomeDir(); err == nil {
+				if p := filepath.Join(home, ".vault-token"); fileExists(p) {
+					vs[vault.SettingTokenFile] = p
+				}
 			}
 		}
 	}
-	return s, nil
+	if err := reg.Validate(out); err != nil {
+		return nil, usageError{err}
+	}
+	if out["vault"][vault.SettingAddress] == "" {
+		delete(out, "vault")
+	}
+	if aws, ok := out["awssm"]; ok && out["awsssm"] == nil {
+		out["awsssm"] = maps.Clone(aws)
+	}
+	return out, nil
+}
+
+// flagValue is a flag's value as a setting: lists comma-separated.
+func flagValue(f *pflag.Flag) string {
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		return strings.Join(sv.GetSlice(), ",")
+	}
+	return f.Value.String()
 }
 
 func fileExists(p string) bool {

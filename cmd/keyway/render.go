@@ -4,7 +4,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,8 +19,6 @@ import (
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
-	"github.com/keyway-dev/keyway/providers/file"
-	"github.com/keyway-dev/keyway/providers/vault"
 	"github.com/keyway-dev/keyway/sealing"
 )
 
@@ -350,24 +347,5 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 
 // settings assembles every backend's settings from flags, environment and config sections.
 func (o *renderOptions) settings(cmd *cobra.Command, a *app) (map[string]providers.Settings, error) {
-	settings := map[string]providers.Settings{"file": {}}
-	if o.SecretsFile != "" {
-		settings["file"][file.SettingSecretsFile] = o.SecretsFile
-	}
-	if len(o.AgeIdentity) > 0 {
-		settings["file"][file.SettingAgeIdentity] = strings.Join(o.AgeIdentity, ",")
-	}
-	vs, err := vaultSettings(cmd.Flags(), &o.Vault, o.sections["vault"], a.env)
-	if err != nil {
-		return nil, err
-	}
-	if vs[vault.SettingAddress] != "" {
-		settings["vault"] = vs
-	}
-	cloud, err := cloudSettings(cmd.Flags(), &o.Cloud, o.sections)
-	if err != nil {
-		return nil, err
-	}
-	maps.Copy(settings, cloud)
-	return settings, nil
+	return backendSettings(cmd.Flags(), &o.Vault, &o.Cloud, o.sections, a.env)
 }

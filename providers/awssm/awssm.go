@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -59,24 +57,28 @@ var _ providers.Provider = Provider{}
 // Name implements providers.Provider.
 func (Provider) Name() string { return "awssm" }
 
+// Validate implements providers.Provider.
+func (Provider) Validate(s providers.Settings) error {
+	if err := s.Check(known...); err != nil {
+		return err
+	}
+	if _, err := s.Int(SettingMaxAttempts, 5, 1); err != nil {
+		return err
+	}
+	_, err := s.Bool(SettingBatch, true)
+	return err
+}
+
 // Open implements providers.Provider. Credentials come from the SDK's default chain
 // (environment, shared config and profiles, web identity / IRSA, IMDS) unless static keys are
 // set; role-arn assumes a role on top.
 func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Client, error) {
 	s := cfg.Settings
-	for k := range s {
-		if !slices.Contains(known, k) {
-			return nil, fmt.Errorf("unknown setting %q", k)
-		}
+	if err := (Provider{}).Validate(s); err != nil {
+		return nil, err
 	}
-	maxAttempts := 5
-	if v := s[SettingMaxAttempts]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("setting %q: %q is not a number ≥ 1", SettingMaxAttempts, v)
-		}
-		maxAttempts = n
-	}
+	maxAttempts, _ := s.Int(SettingMaxAttempts, 5, 1)
+	batch, _ := s.Bool(SettingBatch, true)
 	var loadOpts []func(*config.LoadOptions) error
 	if r := s[SettingRegion]; r != "" {
 		loadOpts = append(loadOpts, config.WithRegion(r))
@@ -113,7 +115,7 @@ func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Clien
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: awsCfg, endpoint: s[SettingEndpoint], log: log, batch: s[SettingBatch] != "false"}
+	c := &Client{cfg: awsCfg, endpoint: s[SettingEndpoint], log: log, batch: batch}
 	return c, nil
 }
 

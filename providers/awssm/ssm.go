@@ -27,6 +27,9 @@ var _ providers.Provider = SSMProvider{}
 // Name implements providers.Provider.
 func (SSMProvider) Name() string { return "awsssm" }
 
+// Validate implements providers.Provider: Parameter Store takes Secrets Manager's settings.
+func (SSMProvider) Validate(s providers.Settings) error { return Provider{}.Validate(s) }
+
 // Open implements providers.Provider.
 func (SSMProvider) Open(ctx context.Context, cfg providers.Config) (providers.Client, error) {
 	sm, err := Provider{}.Open(ctx, cfg)

@@ -38,14 +38,17 @@ var _ providers.Provider = Provider{}
 // Name implements providers.Provider.
 func (Provider) Name() string { return "file" }
 
+// Validate implements providers.Provider.
+func (Provider) Validate(s providers.Settings) error {
+	return s.Check(SettingSecretsFile, SettingAgeIdentity)
+}
+
 // Open implements providers.Provider. The secrets file, when set, is read and decrypted here,
 // once.
 func (Provider) Open(_ context.Context, cfg providers.Config) (providers.Client, error) {
 	settings := cfg.Settings
-	for k := range settings {
-		if k != SettingSecretsFile && k != SettingAgeIdentity {
-			return nil, fmt.Errorf("unknown setting %q (known: %s, %s)", k, SettingSecretsFile, SettingAgeIdentity)
-		}
+	if err := (Provider{}).Validate(settings); err != nil {
+		return nil, err
 	}
 	c := &Client{docs: map[string]*docEntry{}}
 	for _, path := range settings.List(SettingAgeIdentity) {

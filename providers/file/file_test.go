@@ -161,7 +161,7 @@ func TestOpenErrors(t *testing.T) {
 		{"bad json", providers.Settings{file.SettingSecretsFile: badJSON}, "line 2, column 7: invalid JSON", nil},
 		{"duplicate json key", providers.Settings{file.SettingSecretsFile: dupJSON}, `line 1, column 37: invalid JSON: key "k" appears twice`, nil},
 		{"content after json", providers.Settings{file.SettingSecretsFile: trailingJSON}, "content after the top-level object", nil},
-		{"unknown setting", providers.Settings{"adress": "x"}, `unknown setting "adress"`, nil},
+		{"unknown setting", providers.Settings{"adress": "x"}, `setting "adress": unknown setting (known: age-identity, secrets-file)`, nil},
 		{"directory", providers.Settings{file.SettingSecretsFile: dir}, "not a regular file", nil},
 	}
 	for _, tt := range tests {

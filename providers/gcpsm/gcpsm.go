@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,22 +49,23 @@ var _ providers.Provider = Provider{}
 // Name implements providers.Provider.
 func (Provider) Name() string { return "gcpsm" }
 
+// Validate implements providers.Provider.
+func (Provider) Validate(s providers.Settings) error {
+	if err := s.Check(known...); err != nil {
+		return err
+	}
+	_, err := s.Int(SettingMaxAttempts, 5, 1)
+	return err
+}
+
 // Open implements providers.Provider. Connections are made per endpoint on first use.
 func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Client, error) {
 	s := cfg.Settings
-	for k := range s {
-		if !slices.Contains(known, k) {
-			return nil, fmt.Errorf("unknown setting %q", k)
-		}
+	if err := (Provider{}).Validate(s); err != nil {
+		return nil, err
 	}
-	c := &Client{s: s, attempts: 5, clients: map[string]*secretmanager.Client{}}
-	if v := s[SettingMaxAttempts]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("setting %q: %q is not a number ≥ 1", SettingMaxAttempts, v)
-		}
-		c.attempts = n
-	}
+	c := &Client{s: s, clients: map[string]*secretmanager.Client{}}
+	c.attempts, _ = s.Int(SettingMaxAttempts, 5, 1)
 	if f := s[SettingCAFile]; f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {

@@ -3,8 +3,6 @@ package vault
 import (
 	"fmt"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -71,84 +69,73 @@ type options struct {
 	renew              bool
 }
 
+// parseSettings is validate plus what opening a client needs: an address.
 func parseSettings(s providers.Settings) (*options, error) {
-	for k := range s {
-		if !slices.Contains(known, k) {
-			return nil, fmt.Errorf("unknown setting %q", k)
-		}
+	o, err := validate(s)
+	if err != nil {
+		return nil, err
 	}
-	o := &options{s: s, address: s[SettingAddress], namespace: s[SettingNamespace], kvDefault: 2, maxInFlight: 32, timeout: 30 * time.Second, maxRetries: 3}
 	if o.address == "" {
 		return nil, fmt.Errorf("%w: setting %q is required (--vault-address, VAULT_ADDR)", providers.ErrNotConfigured, SettingAddress)
 	}
+	return o, nil
+}
+
+// validate reads every setting without I/O; files named by settings are read at login.
+func validate(s providers.Settings) (*options, error) {
+	if err := s.Check(known...); err != nil {
+		return nil, err
+	}
+	o := &options{s: s, address: s[SettingAddress], namespace: s[SettingNamespace]}
 	o.allowedNamespaces = s.List(SettingAllowedNamespaces)
-	o.method = strings.ToLower(s[SettingAuthMethod])
-	switch o.method {
-	case "":
-		o.method = "token"
-	case "k8s":
-		o.method = "kubernetes"
-	case "oidc":
-		o.method = "jwt"
-	case "token", "approle", "kubernetes", "userpass", "jwt":
-	default:
-		return nil, fmt.Errorf("setting %q: %q is not token, approle, kubernetes, userpass or jwt", SettingAuthMethod, s[SettingAuthMethod])
+	method, err := s.OneOf(SettingAuthMethod, "token", "token", "approle", "kubernetes", "userpass", "jwt", "k8s", "oidc")
+	if err != nil {
+		return nil, err
+	}
+	o.method = map[string]string{"k8s": "kubernetes", "oidc": "jwt"}[method]
+	if o.method == "" {
+		o.method = method
 	}
 	o.mount = strings.Trim(s[SettingAuthMount], "/")
 	if o.mount == "" {
 		o.mount = o.method
 	}
+	o.kvDefault = 2
 	if v := s[SettingKVVersion]; v != "" {
-		n, err := kvVersion(v)
-		if err != nil {
-			return nil, fmt.Errorf("setting %q: %w", SettingKVVersion, err)
+		if o.kvDefault, err = kvVersion(v); err != nil {
+			return nil, &providers.SettingError{Key: SettingKVVersion, Reason: err.Error()}
 		}
-		o.kvDefault = n
 	}
 	o.kvByMount = map[string]int{}
 	for _, item := range s.List(SettingKVVersions) {
 		mount, v, ok := strings.Cut(item, "=")
 		n, err := kvVersion(v)
 		if !ok || err != nil || strings.Trim(mount, "/") == "" {
-			return nil, fmt.Errorf("setting %q: %q is not MOUNT=1 or MOUNT=2", SettingKVVersions, item)
+			return nil, &providers.SettingError{Key: SettingKVVersions, Reason: fmt.Sprintf("%q is not MOUNT=1 or MOUNT=2", item)}
 		}
 		o.kvByMount[strings.Trim(mount, "/")+"/"] = n
 	}
 	if v := s[SettingPathValidation]; v != "" {
 		re, err := regexp.Compile(v)
 		if err != nil {
-			return nil, fmt.Errorf("setting %q: %v", SettingPathValidation, err)
+			return nil, &providers.SettingError{Key: SettingPathValidation, Reason: err.Error()}
 		}
 		o.pathValidation = re
 	}
-	for _, n := range []struct {
-		key string
-		dst *int
-		min int
-	}{{SettingMaxInFlight, &o.maxInFlight, 1}, {SettingMaxRetries, &o.maxRetries, 0}} {
-		if v := s[n.key]; v != "" {
-			i, err := strconv.Atoi(v)
-			if err != nil || i < n.min {
-				return nil, fmt.Errorf("setting %q: %q is not a number ≥ %d", n.key, v, n.min)
-			}
-			*n.dst = i
-		}
+	if o.maxInFlight, err = s.Int(SettingMaxInFlight, 32, 1); err != nil {
+		return nil, err
 	}
-	if v := s[SettingRequestTimeout]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("setting %q: %q is not a positive duration", SettingRequestTimeout, v)
-		}
-		o.timeout = d
+	if o.maxRetries, err = s.Int(SettingMaxRetries, 3, 0); err != nil {
+		return nil, err
 	}
-	for key, dst := range map[string]*bool{SettingSkipVerify: &o.skipVerify, SettingRenew: &o.renew} {
-		if v := s[key]; v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return nil, fmt.Errorf("setting %q: %q is not true or false", key, v)
-			}
-			*dst = b
-		}
+	if o.timeout, err = s.Duration(SettingRequestTimeout, 30*time.Second); err != nil {
+		return nil, err
+	}
+	if o.skipVerify, err = s.Bool(SettingSkipVerify, false); err != nil {
+		return nil, err
+	}
+	if o.renew, err = s.Bool(SettingRenew, false); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

@@ -28,6 +28,12 @@ var _ providers.Provider = Provider{}
 // Name implements providers.Provider.
 func (Provider) Name() string { return "vault" }
 
+// Validate implements providers.Provider.
+func (Provider) Validate(s providers.Settings) error {
+	_, err := validate(s)
+	return err
+}
+
 // Open implements providers.Provider: it validates the settings, builds the HTTP client and
 // logs in.
 func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Client, error) {

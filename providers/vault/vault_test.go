@@ -152,8 +152,8 @@ func TestAuthMethods(t *testing.T) {
 		{"wrong password", providers.Settings{vault.SettingAuthMethod: "userpass", vault.SettingUsername: vlt.Username, vault.SettingPassword: "CANARY-wrong"}, "userpass login"},
 		{"kubernetes wrong role", providers.Settings{vault.SettingAuthMethod: "kubernetes", vault.SettingRole: "nope", vault.SettingJWTFile: vlt.KubernetesJWTFile}, "kubernetes login"},
 		{"no token", providers.Settings{}, "no Vault token"},
-		{"unknown method", providers.Settings{vault.SettingAuthMethod: "ldap"}, `"ldap" is not token`},
-		{"unknown setting", providers.Settings{"adress": "x"}, `unknown setting "adress"`},
+		{"unknown method", providers.Settings{vault.SettingAuthMethod: "ldap"}, `setting "auth-method": "ldap" is not one of token, approle, kubernetes, userpass, jwt`},
+		{"unknown setting", providers.Settings{"adress": "x"}, `setting "adress": unknown setting (did you mean "address"?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
