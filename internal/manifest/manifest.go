@@ -8,9 +8,8 @@ import (
 	"runtime"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/keyway-dev/keyway/internal/parallel"
+	"go.yaml.in/yaml/v3"
 )
 
 // Limits bound untrusted input. Zero fields take the defaults.

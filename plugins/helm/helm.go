@@ -25,7 +25,6 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
-
 	"github.com/keyway-dev/keyway/internal/parallel"
 )
 

@@ -17,10 +17,9 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/internal/parallel"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/plugins/kustomize"
-
-	"github.com/keyway-dev/keyway/internal/parallel"
 )
 
 // BuildRequest asks for a Helm chart or a kustomization to be built into manifests.
