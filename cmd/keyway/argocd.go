@@ -3,10 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -99,10 +95,7 @@ func newArgoCDGenerate(a *app) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			dir := "."
-			if len(args) == 1 {
-				dir = args[0]
-			}
+			dir := dirArg(args)
 			root, err := env.RepoRoot(dir)
 			if err != nil {
 				return err
@@ -122,20 +115,13 @@ func newArgoCDGenerate(a *app) *cobra.Command {
 	return cmd
 }
 
-// referenceHint is what discover looks for; the render engine does the real parsing.
-var referenceHint = regexp.MustCompile(`<path:|ref\+[a-z0-9]+://|avp\.kubernetes\.io/path`)
-
 func newArgoCDDiscover(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "discover [PATH]",
 		Short: "Print the first file under PATH (default .) that holds a secret reference",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			dir := "."
-			if len(args) == 1 {
-				dir = args[0]
-			}
-			found, err := findReference(dir)
+			found, err := argocd.FindReference(dirArg(args))
 			if err != nil {
 				return err
 			}
@@ -147,82 +133,21 @@ func newArgoCDDiscover(a *app) *cobra.Command {
 	}
 }
 
-// findReference walks at most 2,000 YAML/JSON/template files of at most 1 MiB each.
-func findReference(dir string) (string, error) {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return "", err
-	}
-	defer root.Close()
-	seen := 0
-	var found string
-	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || found != "" {
-			return err
-		}
-		if d.IsDir() {
-			if p != "." && strings.HasPrefix(d.Name(), ".") {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		switch strings.ToLower(filepath.Ext(p)) {
-		case ".yaml", ".yml", ".json", ".tpl":
-		default:
-			return nil
-		}
-		if seen++; seen > 2000 {
-			return fs.SkipAll
-		}
-		fi, err := d.Info()
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
-			return nil
-		}
-		data, err := fs.ReadFile(root.FS(), p)
-		if err == nil && referenceHint.Match(data) {
-			found = p
-			return fs.SkipAll
-		}
-		return nil
-	})
-	return found, err
-}
-
-type announcement struct {
-	Name           string            `json:"name"`
-	Title          string            `json:"title"`
-	Tooltip        string            `json:"tooltip,omitempty"`
-	CollectionType string            `json:"collectionType,omitempty"`
-	String         string            `json:"string,omitempty"`
-	Array          []string          `json:"array,omitempty"`
-	Map            map[string]string `json:"map,omitempty"`
-}
-
 func newArgoCDParameters(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "parameters [PATH]",
 		Short: "Announce the plugin's parameters as JSON (the dynamic parameters command)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			dir := "."
-			if len(args) == 1 {
-				dir = args[0]
-			}
-			var files []string
-			matches, _ := filepath.Glob(filepath.Join(dir, "values*.y*ml"))
-			for _, m := range matches {
-				files = append(files, filepath.Base(m))
-			}
-			out := []announcement{
-				{Name: "values-files", Title: "Helm values files", Tooltip: "inside the application path; found: " + strings.Join(files, ", "), CollectionType: "array", Array: files},
-				{Name: "set", Title: "Helm values (--set)", CollectionType: "map", Map: map[string]string{}},
-				{Name: "values", Title: "Inline Helm values (YAML)", CollectionType: "string"},
-				{Name: "release-name", Title: "Helm release name", Tooltip: "default: the Application's name", CollectionType: "string"},
-				{Name: "skip-crds", Title: "Skip the chart's CRDs", CollectionType: "string", String: "false"},
-				{Name: "source", Title: "Source kind", Tooltip: "auto, plain, helm or kustomize", CollectionType: "string", String: "auto"},
-			}
-			enc := json.NewEncoder(a.out)
-			return enc.Encode(out)
+			return json.NewEncoder(a.out).Encode(argocd.Parameters(dirArg(args)))
 		},
 	}
+}
+
+// dirArg is the optional PATH argument, "." by default.
+func dirArg(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return "."
 }

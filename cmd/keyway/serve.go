@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyway-dev/keyway/plugins/argocd"
 	"github.com/keyway-dev/keyway/plugins/argocd/cmp"
 )
 
@@ -147,20 +147,15 @@ func (p *servedPlugin) Generate(ctx context.Context, app cmp.App) ([]string, err
 	return []string{out}, nil
 }
 
-func (p *servedPlugin) Discover(ctx context.Context, app cmp.App) (bool, error) {
-	out, err := p.run(ctx, app, "argocd", "discover", app.Dir)
-	return strings.TrimSpace(out) != "", err
+// Discover and Parameters call what the CLI's discover and parameters call; they read
+// only the request's repository.
+func (p *servedPlugin) Discover(_ context.Context, app cmp.App) (bool, error) {
+	found, err := argocd.FindReference(app.Dir)
+	return found != "", err
 }
 
-func (p *servedPlugin) Parameters(ctx context.Context, app cmp.App) ([]cmp.Announcement, error) {
-	out, err := p.run(ctx, app, "argocd", "parameters", app.Dir)
-	if err != nil {
-		return nil, err
-	}
-	var as []announcement
-	if err := json.Unmarshal([]byte(out), &as); err != nil {
-		return nil, err
-	}
+func (p *servedPlugin) Parameters(_ context.Context, app cmp.App) ([]cmp.Announcement, error) {
+	as := argocd.Parameters(app.Dir)
 	res := make([]cmp.Announcement, len(as))
 	for i, a := range as {
 		res[i] = cmp.Announcement{Name: a.Name, Title: a.Title, Tooltip: a.Tooltip, CollectionType: a.CollectionType, String: a.String, Array: a.Array, Map: a.Map}

@@ -3,6 +3,7 @@ package reference
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -146,6 +147,14 @@ func Parse(s string, opts Options) (Template, error) {
 	flush(len(s))
 	return t, nil
 }
+
+// hint matches what marks a file as using secret references: an angle placeholder, a URI
+// reference or the annotation that turns on generic placeholders.
+var hint = regexp.MustCompile(`<path:|ref\+[a-z0-9]+://|avp\.kubernetes\.io/path`)
+
+// Mentions reports whether a file's content uses secret references, for discovery (is this
+// application one for keyway?); the render parses them properly.
+func Mentions(data []byte) bool { return hint.Match(data) }
 
 // Contains reports cheaply whether s may hold a placeholder; Parse gives the answer.
 func Contains(s string) bool {
