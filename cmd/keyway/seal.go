@@ -8,20 +8,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"time"
 
-	"filippo.io/age"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/sealing"
-	"github.com/keyway-dev/keyway/sealing/agefile"
 )
 
 type sealOptions struct {
@@ -250,63 +244,6 @@ func (o *sealOptions) secret(d *manifest.Document) (*corev1.Secret, error) {
 	return &s, nil
 }
 
-// publicKeys loads every --cert; without one (and when sealing), the controller's.
-func (o *sealOptions) publicKeys(ctx context.Context) ([]*rsa.PublicKey, error) {
-	var pubs []*rsa.PublicKey
-	if !o.Validate && !o.RecoveryUnseal && len(o.Certs) == 0 {
-		c, err := o.controller()
-		var cert []byte
-		if err == nil {
-			cert, err = c.Cert(ctx)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("no --cert given and the controller's certificate could not be fetched: %w", err)
-		}
-		pub, err := sealing.ParseCert(cert, time.Now())
-		if err != nil {
-			return nil, fmt.Errorf("the controller's certificate: %w", err)
-		}
-		pubs = append(pubs, pub)
-	}
-	for _, c := range o.Certs {
-		pub, err := loadCert(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		pubs = append(pubs, pub)
-	}
-	return pubs, nil
-}
-
-func (o *sealOptions) privateKeys() ([]*rsa.PrivateKey, error) {
-	var keys []*rsa.PrivateKey
-	for _, p := range o.PrivateKeys {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("--recovery-private-key: %w", err)
-		}
-		ks, err := sealing.ParsePrivateKeys(data)
-		if err != nil {
-			return nil, fmt.Errorf("--recovery-private-key %s: %w", p, err)
-		}
-		keys = append(keys, ks...)
-	}
-	return keys, nil
-}
-
-func (o *sealOptions) input(a *app) ([]byte, string, error) {
-	if o.Raw && o.FromFile != "" {
-		data, err := os.ReadFile(o.FromFile)
-		return data, o.FromFile, err
-	}
-	if o.File != "" {
-		data, err := os.ReadFile(o.File)
-		return data, o.File, err
-	}
-	data, err := io.ReadAll(io.LimitReader(a.in, 64<<20))
-	return data, "<stdin>", err
-}
-
 func (o *sealOptions) sealRaw(a *app, value []byte, pubs []*rsa.PublicKey, scope sealing.Scope) error {
 	if scope != sealing.ClusterWide && o.Namespace == "" {
 		return usagef("--raw needs --namespace (or --scope cluster-wide)")
@@ -324,171 +261,4 @@ func (o *sealOptions) sealRaw(a *app, value []byte, pubs []*rsa.PublicKey, scope
 		b.WriteByte('\n')
 	}
 	return o.emit(a, b.Bytes())
-}
-
-// emit writes to -w atomically (temp file, then rename) or to stdout.
-func (o *sealOptions) emit(a *app, data []byte) error {
-	if o.Write == "" {
-		_, err := a.out.Write(data)
-		return err
-	}
-	return writeAtomic(o.Write, data)
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".keyway-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// loadCert is sealing.LoadCert with flag-level errors: a plain-http URL is a usage error.
-func loadCert(ctx context.Context, ref string) (*rsa.PublicKey, error) {
-	pub, err := sealing.LoadCert(ctx, ref)
-	switch {
-	case errors.Is(err, sealing.ErrInsecureCertURL):
-		return nil, usagef("--cert %s: %v", ref, err)
-	case err != nil:
-		return nil, fmt.Errorf("--cert %s: %w", ref, err)
-	}
-	return pub, nil
-}
-
-// sealAgeFile seals a secrets file value by value for age recipients.
-func sealAgeFile(a *app, o *sealOptions) error {
-	in, _, err := o.input(a)
-	if err != nil {
-		return err
-	}
-	var previous []byte
-	var ids []age.Identity
-	if o.Write != "" && len(o.AgeIdentities) > 0 {
-		if prev, err := os.ReadFile(o.Write); err == nil && agefile.IsSealed(prev) {
-			previous = prev
-			if ids, err = readAgeIdentities(o.AgeIdentities); err != nil {
-				return err
-			}
-		}
-	}
-	out, err := agefile.Seal(in, o.AgeRecipients, previous, ids)
-	if err != nil {
-		return err
-	}
-	return o.emit(a, out)
-}
-
-func readAgeIdentities(files []string) ([]age.Identity, error) {
-	var ids []age.Identity
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--age-identity: %w", err)
-		}
-		got, err := age.ParseIdentities(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("--age-identity %s: malformed identity (want AGE-SECRET-KEY-1… lines)", f)
-		}
-		ids = append(ids, got...)
-	}
-	return ids, nil
-}
-
-func newUnsealCommand(a *app) *cobra.Command {
-	var identities []string
-	var file, write string
-	cmd := &cobra.Command{
-		Use:   "unseal",
-		Short: "Open an age-sealed secrets file (made by keyway seal --age-recipient)",
-		Long: `unseal decrypts a secrets file sealed value by value with keyway seal --age-recipient and
-prints the plain YAML. Tampering — a value moved to another key, a renamed key, an edited
-value or MAC, a removed value — is detected and named; no output is written then.`,
-		Example: `  keyway unseal --age-identity ~/.config/keyway/age.txt -f secrets.enc.yaml`,
-		Args:    cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			if len(identities) == 0 {
-				return usagef("--age-identity is required")
-			}
-			ids, err := readAgeIdentities(identities)
-			if err != nil {
-				return err
-			}
-			o := sealOptions{File: file, Write: write}
-			in, source, err := o.input(a)
-			if err != nil {
-				return err
-			}
-			out, err := agefile.Open(in, ids)
-			if err != nil {
-				return fmt.Errorf("%s: %w", source, err)
-			}
-			return o.emit(a, out)
-		},
-	}
-	cmd.Flags().StringSliceVar(&identities, "age-identity", nil, "age identity file(s)")
-	cmd.Flags().StringVarP(&file, "file", "f", "", "read from this file instead of stdin")
-	cmd.Flags().StringVarP(&write, "output-file", "w", "", "write to this file (atomically) instead of stdout")
-	return cmd
-}
-
-func (o *sealOptions) controller() (sealing.Controller, error) {
-	cfg, err := o.Kube.config()
-	if err != nil {
-		return sealing.Controller{}, err
-	}
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return sealing.Controller{}, err
-	}
-	return sealing.Controller{Client: kc, Namespace: o.ControllerNS, Name: o.ControllerName}, nil
-}
-
-// online validates or re-encrypts through the controller, without private keys.
-func (o *sealOptions) online(ctx context.Context, a *app) error {
-	in, source, err := o.input(a)
-	if err != nil {
-		return err
-	}
-	docs, err := manifest.Read(bytes.NewReader(in), source, manifest.Limits{})
-	if err != nil {
-		return err
-	}
-	c, err := o.controller()
-	if err != nil {
-		return err
-	}
-	var out []any
-	for _, d := range docs {
-		var ss sealing.SealedSecret
-		if err := manifest.Decode(d, &ss); err != nil {
-			return err
-		}
-		if o.Validate {
-			err = c.Verify(ctx, &ss)
-		} else {
-			var re *sealing.SealedSecret
-			re, err = c.Rotate(ctx, &ss)
-			out = append(out, re)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-		}
-	}
-	if o.Validate {
-		fmt.Fprintf(a.err, "keyway: %d SealedSecret(s) valid\n", len(docs))
-		return nil
-	}
-	data, err := sealing.Encode(out, o.Output)
-	if err != nil {
-		return err
-	}
-	return o.emit(a, data)
 }
