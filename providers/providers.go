@@ -64,15 +64,16 @@ type Result struct {
 	Err    error
 }
 
-// BatchClient is a Client that reads several secrets in one call (AWS BatchGetSecretValue).
+// BatchClient is a Client that reads several secrets in one call (AWS BatchGetSecretValue,
+// SSM GetParameters). *Clients is one too, for all backends at once, and is what the
+// render engine batches through.
 type BatchClient interface {
 	Client
-	// MaxBatch is the most refs one FetchBatch call takes.
-	MaxBatch() int
-	// Batchable reports whether ref can go into a batch (a pinned version, say, may not).
-	Batchable(ref Ref) bool
-	// FetchBatch reads refs, returning one Result per ref in order, under the same rules
-	// as Fetch.
+	// BatchSize is the most refs like ref that one FetchBatch call takes, or 0 when ref
+	// must be fetched alone (a pinned version, say).
+	BatchSize(ctx context.Context, ref Ref) int
+	// FetchBatch reads refs, all of one backend, returning one Result per ref in order,
+	// under the same rules as Fetch.
 	FetchBatch(ctx context.Context, refs []Ref) []Result
 }
 
@@ -212,19 +213,21 @@ func (c *Clients) Fetch(ctx context.Context, ref Ref) (Secret, error) {
 	return cl.Fetch(ctx, ref)
 }
 
-// Batcher returns the batch size for ref's backend and whether ref may be batched; 0 means
-// fetch it alone. Opening the backend's client is attempted here, so a backend that fails to
-// open reports that through Fetch.
-func (c *Clients) Batcher(ctx context.Context, ref Ref) int {
+var _ BatchClient = (*Clients)(nil)
+
+// BatchSize implements BatchClient through ref's backend; 0 when that backend does not
+// batch. Opening the backend's client is attempted here, so a backend that fails to open
+// reports that through Fetch.
+func (c *Clients) BatchSize(ctx context.Context, ref Ref) int {
 	cl, err := c.Client(ctx, ref.Backend)
 	if err != nil {
 		return 0
 	}
 	bc, ok := cl.(BatchClient)
-	if !ok || !bc.Batchable(ref) {
+	if !ok {
 		return 0
 	}
-	return bc.MaxBatch()
+	return bc.BatchSize(ctx, ref)
 }
 
 // FetchBatch reads refs of one backend through its BatchClient.

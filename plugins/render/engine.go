@@ -19,7 +19,8 @@ const (
 	AnnotationRemoveMissing = "avp.kubernetes.io/remove-missing"
 )
 
-// Fetcher resolves one secret; *providers.Clients is the production implementation.
+// Fetcher resolves one secret; *providers.Clients is the production implementation. A
+// Fetcher that is also a providers.BatchClient gets refs of one backend in batches.
 type Fetcher interface {
 	Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error)
 }

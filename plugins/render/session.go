@@ -25,7 +25,7 @@ type Session struct {
 	refCount int
 	overflow *Problem
 
-	queue   chan []providers.Ref // work items: one ref, or a batch for a BatchFetcher
+	queue   chan []providers.Ref // work items: one ref, or a batch for a providers.BatchClient
 	pending [][]providers.Ref    // work that found the queue full after ctx ended
 	batches map[string][]providers.Ref
 	workers sync.WaitGroup
@@ -88,10 +88,10 @@ func (s *Session) Add(d *manifest.Document) {
 		}
 	}
 	s.mu.Unlock()
-	bf, canBatch := s.e.fetch.(BatchFetcher)
+	bf, canBatch := s.e.fetch.(providers.BatchClient)
 	for _, r := range fresh {
 		if canBatch {
-			if n := bf.Batcher(s.ctx, r); n > 1 {
+			if n := bf.BatchSize(s.ctx, r); n > 1 {
 				s.mu.Lock()
 				b := append(s.batches[r.Backend], r)
 				if len(b) < n {
@@ -107,15 +107,6 @@ func (s *Session) Add(d *manifest.Document) {
 		}
 		s.dispatch([]providers.Ref{r})
 	}
-}
-
-// BatchFetcher is implemented by fetchers that can read several secrets of one backend in
-// one call; *providers.Clients does, for backends whose client is a providers.BatchClient.
-type BatchFetcher interface {
-	Fetcher
-	// Batcher returns how many refs of ref's backend one batch takes, or 0 to fetch ref alone.
-	Batcher(ctx context.Context, ref providers.Ref) int
-	FetchBatch(ctx context.Context, refs []providers.Ref) []providers.Result
 }
 
 func (s *Session) dispatch(work []providers.Ref) {
@@ -151,7 +142,7 @@ func (s *Session) fetch(work []providers.Ref) {
 	if len(work) == 1 {
 		res[0].secret, res[0].err = s.e.fetch.Fetch(s.ctx, work[0])
 	} else {
-		for i, out := range s.e.fetch.(BatchFetcher).FetchBatch(s.ctx, work) {
+		for i, out := range s.e.fetch.(providers.BatchClient).FetchBatch(s.ctx, work) {
 			res[i].secret, res[i].err = out.Secret, out.Err
 		}
 	}

@@ -137,14 +137,14 @@ var _ providers.BatchClient = (*Client)(nil)
 // Close implements providers.Client.
 func (c *Client) Close() error { return nil }
 
-// MaxBatch implements providers.BatchClient.
-func (c *Client) MaxBatch() int { return MaxBatch }
-
-// Batchable implements providers.BatchClient: BatchGetSecretValue reads AWSCURRENT only.
-func (c *Client) Batchable(ref providers.Ref) bool {
+// BatchSize implements providers.BatchClient: BatchGetSecretValue reads AWSCURRENT only.
+func (c *Client) BatchSize(_ context.Context, ref providers.Ref) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.batch && !c.batchDown && (ref.Version == "" || ref.Version == "AWSCURRENT")
+	if c.batch && !c.batchDown && (ref.Version == "" || ref.Version == "AWSCURRENT") {
+		return MaxBatch
+	}
+	return 0
 }
 
 func (c *Client) api(region string) API {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/awssm"
@@ -142,24 +141,11 @@ func TestErrorShapes(t *testing.T) {
 	}
 }
 
-// workload: refs references over distinct secrets, through the render engine.
-func renderWorkload(t testing.TB, fake *awsfake.Server, c *providers.Clients, distinct, refs int) render.Stats {
+// renderWorkload renders refs references over distinct secrets of the fake.
+func renderWorkload(t testing.TB, c *providers.Clients, distinct, refs int) render.Stats {
 	t.Helper()
-	var b strings.Builder
-	for i := range refs {
-		if i%10 == 0 {
-			fmt.Fprintf(&b, "---\nkind: ConfigMap\nmetadata: {name: c%d}\ndata:\n", i)
-		}
-		fmt.Fprintf(&b, "  k%d: <path:prod/app%d#password>\n", i, i%distinct)
-	}
-	docs, err := manifest.Read(strings.NewReader(b.String()), "w.yaml", manifest.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stats, err := render.New(c, render.Options{DefaultBackend: "awssm"}).Render(t.Context(), docs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	input := providertest.Workload(refs, distinct, func(i int) string { return fmt.Sprintf("<path:prod/app%d#password>", i) })
+	stats, _ := providertest.Render(t, c, "awssm", input)
 	return stats
 }
 
@@ -178,7 +164,7 @@ func TestBatching(t *testing.T) {
 	seed(fake, 500)
 	clients := providers.NewClients(providers.NewRegistry(awssm.Provider{}), map[string]providers.Settings{"awssm": settings(fake)}, nil)
 	defer clients.Close()
-	stats := renderWorkload(t, fake, clients, 500, 10_000)
+	stats := renderWorkload(t, clients, 500, 10_000)
 	if b, g := fake.Calls("BatchGetSecretValue"), fake.Calls("GetSecretValue"); b != 25 || g != 0 || stats.Fetches != 500 {
 		t.Fatalf("batch calls = %d, single calls = %d, fetches = %d; want 25, 0, 500", b, g, stats.Fetches)
 	}
@@ -188,7 +174,7 @@ func TestBatching(t *testing.T) {
 	var logs bytes.Buffer
 	denied := providers.NewClients(providers.NewRegistry(awssm.Provider{}), map[string]providers.Settings{"awssm": settings(fake)}, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer denied.Close()
-	renderWorkload(t, fake, denied, 500, 10_000)
+	renderWorkload(t, denied, 500, 10_000)
 	if b, g := fake.Calls("BatchGetSecretValue"), fake.Calls("GetSecretValue"); b < 1 || b > 16 || g != 500 {
 		t.Fatalf("after denial: batch calls = %d, single calls = %d; want a few refused batches then 500 singles", b, g)
 	}
@@ -206,7 +192,7 @@ func BenchmarkRenderAWS(b *testing.B) {
 	fake.ResetCalls()
 	for b.Loop() {
 		clients := providers.NewClients(providers.NewRegistry(awssm.Provider{}), map[string]providers.Settings{"awssm": settings(fake)}, nil)
-		renderWorkload(b, fake, clients, 500, 10_000)
+		renderWorkload(b, clients, 500, 10_000)
 		clients.Close()
 	}
 	b.ReportMetric(float64(fake.Calls("BatchGetSecretValue"))/float64(b.N), "batch-calls/render")

@@ -54,12 +54,9 @@ var _ providers.BatchClient = (*SSMClient)(nil)
 // Close implements providers.Client.
 func (c *SSMClient) Close() error { return nil }
 
-// MaxBatch implements providers.BatchClient.
-func (c *SSMClient) MaxBatch() int { return MaxParameters }
-
-// Batchable implements providers.BatchClient: every parameter can be batched; a version
+// BatchSize implements providers.BatchClient: every parameter can be batched; a version
 // becomes a NAME:VERSION selector.
-func (c *SSMClient) Batchable(providers.Ref) bool { return true }
+func (c *SSMClient) BatchSize(context.Context, providers.Ref) int { return MaxParameters }
 
 func (c *SSMClient) api(region string) *ssm.Client {
 	return c.byRegion.get(region, func() *ssm.Client {

@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/gcpsm"
@@ -133,23 +132,11 @@ func TestPathsPayloadsAndErrors(t *testing.T) {
 	}
 }
 
+// renderWorkload renders refs references over distinct secrets of the fake.
 func renderWorkload(t testing.TB, c *providers.Clients, distinct, refs int) render.Stats {
 	t.Helper()
-	var b strings.Builder
-	for i := range refs {
-		if i%10 == 0 {
-			fmt.Fprintf(&b, "---\nkind: ConfigMap\nmetadata: {name: c%d}\ndata:\n", i)
-		}
-		fmt.Fprintf(&b, "  k%d: ref+gcpsm://projects/keyway/secrets/app%d#/password\n", i, i%distinct)
-	}
-	docs, err := manifest.Read(strings.NewReader(b.String()), "w.yaml", manifest.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stats, err := render.New(c, render.Options{}).Render(t.Context(), docs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	input := providertest.Workload(refs, distinct, func(i int) string { return fmt.Sprintf("ref+gcpsm://projects/keyway/secrets/app%d#/password", i) })
+	stats, _ := providertest.Render(t, c, "", input)
 	return stats
 }
 

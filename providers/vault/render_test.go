@@ -8,29 +8,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/providertest"
 	"github.com/keyway-dev/keyway/providers/vault"
 )
 
-// renderWorkload is the workload: docs documents, refs references over distinct
-// KV v2 secrets under secret/bench/, written to the real Vault once.
-func renderWorkload(t testing.TB, docs, refs, distinct int) []byte {
+// renderWorkload writes distinct KV v2 secrets under secret/bench/ to the real Vault once
+// and returns refs references over them.
+func renderWorkload(t testing.TB, refs, distinct int) []byte {
 	t.Helper()
 	for s := range distinct {
 		put(t, fmt.Sprintf("secret/data/bench/app%d", s), map[string]any{"data": map[string]any{"password": fmt.Sprintf("pw-%d", s)}})
 	}
-	var b bytes.Buffer
-	n := 0
-	for d := range docs {
-		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-%d\ndata:\n", d)
-		for range refs / docs {
-			fmt.Fprintf(&b, "  k%d: <path:secret/data/bench/app%d#password>\n", n, n%distinct)
-			n++
-		}
-	}
-	return b.Bytes()
+	return providertest.Workload(refs, distinct, func(i int) string { return fmt.Sprintf("<path:secret/data/bench/app%d#password>", i) })
 }
 
 func renderThrough(t testing.TB, addr string, input []byte) (render.Stats, []byte) {
@@ -39,26 +30,13 @@ func renderThrough(t testing.TB, addr string, input []byte) (render.Stats, []byt
 		"vault": {vault.SettingAddress: addr, vault.SettingToken: vlt.RootToken},
 	}, nil)
 	defer clients.Close()
-	sess := render.New(clients, render.Options{DefaultBackend: "vault"}).Start(t.Context())
-	docs, err := manifest.ReadFunc(bytes.NewReader(input), "bench.yaml", manifest.Limits{}, sess.Add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stats, err := sess.Finish(docs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := manifest.Encode(&out, docs, manifest.YAML); err != nil {
-		t.Fatal(err)
-	}
-	return stats, out.Bytes()
+	return providertest.Render(t, clients, "vault", input)
 }
 
 // TestOneReadPerSecret counts requests at a proxy in front of the real Vault: a render of
 // 10,000 references over 500 secrets makes 500 reads and one mount lookup.
 func TestOneReadPerSecret(t *testing.T) {
-	input := renderWorkload(t, 1000, 10_000, 500)
+	input := renderWorkload(t, 10_000, 500)
 	proxy, counts := countingProxy(t)
 	stats, out := renderThrough(t, proxy, input)
 	if reads := counts.prefix("/v1/secret/data/bench/"); reads != 500 {
@@ -76,7 +54,7 @@ func TestOneReadPerSecret(t *testing.T) {
 // wall time per render and the process's peak RSS; the "counted" variant goes through a
 // counting proxy (which costs time of its own) and reports Vault requests per render.
 func BenchmarkRenderVault(b *testing.B) {
-	input := renderWorkload(b, 1000, 10_000, 500)
+	input := renderWorkload(b, 10_000, 500)
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
 			renderThrough(b, vlt.Addr, input)
