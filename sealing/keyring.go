@@ -76,8 +76,8 @@ func selfSignedCert(rnd io.Reader, priv *rsa.PrivateKey, now time.Time) ([]byte,
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
-// KeySecret is the kubernetes.io/tls Secret that stores a key.
-func KeySecret(namespace string, priv *rsa.PrivateKey, certPEM []byte) *corev1.Secret {
+// keySecret is the kubernetes.io/tls Secret that stores a key.
+func keySecret(namespace string, priv *rsa.PrivateKey, certPEM []byte) *corev1.Secret {
 	return &corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -105,7 +105,7 @@ func (r Ring) Generate(ctx context.Context, bits int) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := r.Client.CoreV1().Secrets(r.Namespace).Create(ctx, KeySecret(r.Namespace, priv, cert), metav1.CreateOptions{})
+	s, err := r.Client.CoreV1().Secrets(r.Namespace).Create(ctx, keySecret(r.Namespace, priv, cert), metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("store key in %s: %w", r.Namespace, err)
 	}
@@ -165,7 +165,7 @@ func (r Ring) Import(ctx context.Context, backup []*rsa.PrivateKey, certs [][]by
 				return added, err
 			}
 		}
-		if _, err := r.Client.CoreV1().Secrets(r.Namespace).Create(ctx, KeySecret(r.Namespace, k, cert), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := r.Client.CoreV1().Secrets(r.Namespace).Create(ctx, keySecret(r.Namespace, k, cert), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return added, fmt.Errorf("import key: %w", err)
 		}
 		added++

@@ -14,12 +14,12 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// MinKeyBits is the smallest RSA key keyway seals to: a 1024-bit key is within reach of
+// minKeyBits is the smallest RSA key keyway seals to: a 1024-bit key is within reach of
 // factoring, and what is sealed to it sits in git for years.
-const MinKeyBits = 2048
+const minKeyBits = 2048
 
 // ParseCert reads the first PEM certificate in data and returns its RSA public key. An
-// expired certificate, a non-RSA key, a key under MinKeyBits or anything that is not a
+// expired certificate, a non-RSA key, a key under minKeyBits or anything that is not a
 // certificate is an error; now is passed in so tests can pin time.
 func ParseCert(data []byte, now time.Time) (*rsa.PublicKey, error) {
 	for {
@@ -42,8 +42,8 @@ func ParseCert(data []byte, now time.Time) (*rsa.PublicKey, error) {
 		if !ok {
 			return nil, fmt.Errorf("certificate holds a %T key; Sealed Secrets needs RSA", cert.PublicKey)
 		}
-		if bits := pub.N.BitLen(); bits < MinKeyBits {
-			return nil, fmt.Errorf("certificate holds a %d-bit RSA key; sealing needs at least %d bits", bits, MinKeyBits)
+		if bits := pub.N.BitLen(); bits < minKeyBits {
+			return nil, fmt.Errorf("certificate holds a %d-bit RSA key; sealing needs at least %d bits", bits, minKeyBits)
 		}
 		return pub, nil
 	}

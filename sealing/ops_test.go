@@ -63,7 +63,7 @@ func TestReEncryptKeepsTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(re) != 1 || re[0].Metadata.UID != "" || re[0].Metadata.ResourceVersion != "" || ScopeOf(re[0].Metadata.Annotations) != NamespaceWide ||
+	if len(re) != 1 || re[0].Metadata.UID != "" || re[0].Metadata.ResourceVersion != "" || scopeOf(re[0].Metadata.Annotations) != NamespaceWide ||
 		re[0].Spec.Template.Data["password"] == nil || *re[0].Spec.Template.Data["password"] != tmpl {
 		t.Fatalf("re-encrypted = %+v", re[0])
 	}

@@ -54,8 +54,8 @@ type Template struct {
 	Data map[string]*string `json:"data,omitempty"`
 }
 
-// ScopeOf reads a SealedSecret's (or Secret's) scope from its annotations.
-func ScopeOf(ann map[string]string) Scope {
+// scopeOf reads a SealedSecret's (or Secret's) scope from its annotations.
+func scopeOf(ann map[string]string) Scope {
 	if b, _ := strconv.ParseBool(ann[AnnotationClusterWide]); b {
 		return ClusterWide
 	}
@@ -77,7 +77,7 @@ type SealOptions struct {
 func Seal(rnd io.Reader, pub *rsa.PublicKey, s *corev1.Secret, o SealOptions) (*SealedSecret, error) {
 	scope := o.Scope
 	if !o.ScopeSet {
-		scope = ScopeOf(s.Annotations)
+		scope = scopeOf(s.Annotations)
 	}
 	if s.Name == "" && scope != ClusterWide {
 		return nil, errors.New("the Secret has no metadata.name (needed unless --scope cluster-wide)")
@@ -163,7 +163,7 @@ func open(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (map[string][
 	if ss.Kind != Kind {
 		return nil, 0, fmt.Errorf("%s %q is not a SealedSecret", ss.Kind, ss.Metadata.Name)
 	}
-	scope := ScopeOf(ss.Metadata.Annotations)
+	scope := scopeOf(ss.Metadata.Annotations)
 	label := Label(scope, ss.Metadata.Namespace, ss.Metadata.Name)
 	order := slices.Clone(keys)
 	if fp := ss.Metadata.Annotations[AnnotationSealingKey]; fp != "" {
@@ -211,7 +211,7 @@ func Reseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey, pub *rsa.Pu
 	if err != nil {
 		return nil, err
 	}
-	label := Label(ScopeOf(ss.Metadata.Annotations), ss.Metadata.Namespace, ss.Metadata.Name)
+	label := Label(scopeOf(ss.Metadata.Annotations), ss.Metadata.Namespace, ss.Metadata.Name)
 	out := &SealedSecret{APIVersion: APIVersion, Kind: Kind, Metadata: *ss.Metadata.DeepCopy(), Spec: Spec{EncryptedData: make(map[string]string, len(values))}}
 	out.Metadata.ResourceVersion, out.Metadata.UID, out.Metadata.ManagedFields, out.Metadata.Generation = "", "", nil, 0
 	out.Metadata.CreationTimestamp = metav1.Time{}

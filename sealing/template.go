@@ -11,9 +11,9 @@ import (
 	"github.com/Masterminds/sprig/v3"
 )
 
-// MaxTemplateOutput bounds what a SealedSecret's spec.template.data may render in total:
+// maxTemplateOutput bounds what a SealedSecret's spec.template.data may render in total:
 // the most a Secret can hold.
-const MaxTemplateOutput = 1 << 20
+const maxTemplateOutput = 1 << 20
 
 // templateFuncs are Sprig's generic functions, as upstream Sealed Secrets offers them, less
 // those that would let a SealedSecret's author learn about the controller's host (env,
@@ -47,7 +47,7 @@ func renderTemplateData(tmpl map[string]*string, data map[string][]byte) error {
 	for k, v := range data {
 		values[k] = string(v)
 	}
-	out := &boundedBuffer{left: MaxTemplateOutput}
+	out := &boundedBuffer{left: maxTemplateOutput}
 	for _, k := range slices.Sorted(maps.Keys(tmpl)) {
 		text := tmpl[k]
 		if text == nil {
@@ -71,7 +71,7 @@ func renderTemplateData(tmpl map[string]*string, data map[string][]byte) error {
 	return nil
 }
 
-var errTemplateTooLarge = fmt.Errorf("renders more than %d bytes", MaxTemplateOutput)
+var errTemplateTooLarge = fmt.Errorf("renders more than %d bytes", maxTemplateOutput)
 
 type boundedBuffer struct {
 	buf  []byte

@@ -27,8 +27,8 @@ const (
 	SettingAgeIdentity = "age-identity" // comma-separated age identity files
 )
 
-// MaxFileBytes bounds any file this backend reads.
-const MaxFileBytes = 16 << 20
+// maxFileBytes bounds any file this backend reads.
+const maxFileBytes = 16 << 20
 
 // Provider builds file clients.
 type Provider struct{}
@@ -167,8 +167,8 @@ func (c *Client) load(path string) (any, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("file %q is not a regular file", path)
 	}
-	if fi.Size() > MaxFileBytes {
-		return nil, fmt.Errorf("file %q is larger than %d bytes", path, MaxFileBytes)
+	if fi.Size() > maxFileBytes {
+		return nil, fmt.Errorf("file %q is larger than %d bytes", path, maxFileBytes)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -208,13 +208,13 @@ func (c *Client) load(path string) (any, error) {
 	return v, nil
 }
 
-// IsEncrypted reports whether data is an age file, armored or binary.
-func IsEncrypted(data []byte) bool {
+// isEncrypted reports whether data is an age file, armored or binary.
+func isEncrypted(data []byte) bool {
 	return bytes.HasPrefix(bytes.TrimSpace(data), []byte(armor.Header)) || bytes.HasPrefix(data, []byte("age-encryption.org/v1\n"))
 }
 
 func (c *Client) decrypt(path string, raw []byte) ([]byte, bool, error) {
-	if !IsEncrypted(raw) {
+	if !isEncrypted(raw) {
 		return nil, false, nil
 	}
 	if len(c.identities) == 0 {
@@ -232,12 +232,12 @@ func (c *Client) decrypt(path string, raw []byte) ([]byte, bool, error) {
 		}
 		return nil, true, fmt.Errorf("file %q: age decryption failed: %v", path, err)
 	}
-	plain, err := io.ReadAll(io.LimitReader(dr, MaxFileBytes+1))
+	plain, err := io.ReadAll(io.LimitReader(dr, maxFileBytes+1))
 	if err != nil {
 		return nil, true, fmt.Errorf("file %q: age decryption failed (corrupt or truncated)", path)
 	}
-	if len(plain) > MaxFileBytes {
-		return nil, true, fmt.Errorf("file %q decrypts to more than %d bytes", path, MaxFileBytes)
+	if len(plain) > maxFileBytes {
+		return nil, true, fmt.Errorf("file %q decrypts to more than %d bytes", path, maxFileBytes)
 	}
 	return plain, true, nil
 }

@@ -70,7 +70,7 @@ func (c *Client) login(ctx context.Context) error {
 		}
 		file := c.opts.s[SettingJWTFile]
 		if file == "" && c.opts.method == "kubernetes" {
-			file = DefaultKubernetesTokenPath
+			file = defaultKubernetesTokenPath
 		}
 		if file == "" {
 			return fmt.Errorf("jwt login: setting %q is required", SettingJWTFile)

@@ -51,8 +51,8 @@ var known = []string{
 	SettingMaxInFlight, SettingRequestTimeout, SettingMaxRetries, SettingRenew,
 }
 
-// DefaultKubernetesTokenPath is where a pod's service-account token is mounted.
-const DefaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+// defaultKubernetesTokenPath is where a pod's service-account token is mounted.
+const defaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 type options struct {
 	address, namespace string

@@ -27,8 +27,8 @@ import (
 	"github.com/keyway-dev/keyway/internal/manifest"
 )
 
-// MetadataKey is the top-level key holding a sealed file's metadata.
-const MetadataKey = "keyway_age"
+// metadataKey is the top-level key holding a sealed file's metadata.
+const metadataKey = "keyway_age"
 
 // Version is the format version Seal writes. Open reads it and version 1.
 const Version = 2
@@ -100,7 +100,7 @@ func schemeOf(version int) (scheme, error) {
 
 // IsSealed reports whether data looks like a file sealed by Seal (any version).
 func IsSealed(data []byte) bool {
-	return bytes.Contains(data, []byte(MetadataKey)) && (bytes.Contains(data, []byte(v2.prefix)) || bytes.Contains(data, []byte(v1.prefix)))
+	return bytes.Contains(data, []byte(metadataKey)) && (bytes.Contains(data, []byte(v2.prefix)) || bytes.Contains(data, []byte(v1.prefix)))
 }
 
 type metadata struct {
@@ -134,7 +134,7 @@ func Seal(plain []byte, recipients []string, previous []byte, ids []age.Identity
 		return nil, errors.New("the secrets file must be a YAML or JSON mapping")
 	}
 	root := doc.Content[0]
-	if manifest.Get(root, MetadataKey) != nil {
+	if manifest.Get(root, metadataKey) != nil {
 		return nil, errors.New("the input is already sealed")
 	}
 	key := make([]byte, 32)
@@ -186,7 +186,7 @@ func Seal(plain []byte, recipients []string, previous []byte, ids []age.Identity
 	if err := mn.Encode(meta); err != nil {
 		return nil, err
 	}
-	manifest.Set(root, MetadataKey, &mn)
+	manifest.Set(root, metadataKey, &mn)
 	return encode(&doc)
 }
 
@@ -233,7 +233,7 @@ func Open(data []byte, ids []age.Identity) ([]byte, error) {
 		return nil, err
 	}
 	encKey, _, macKey := sc.keys(key)
-	manifest.Delete(root, MetadataKey)
+	manifest.Delete(root, metadataKey)
 	var entries []string
 	err = walkScalars(root, "", func(n *yaml.Node, path string) error {
 		entries = append(entries, path+"\x00"+n.Value)
@@ -263,7 +263,7 @@ func openDataKey(data []byte, ids []age.Identity) ([]byte, *yaml.Node, error) {
 	}
 	meta := metaOf(doc.Content[0])
 	if meta.DataKey == "" {
-		return nil, nil, fmt.Errorf("no %s metadata block", MetadataKey)
+		return nil, nil, fmt.Errorf("no %s metadata block", metadataKey)
 	}
 	if len(ids) == 0 {
 		return nil, nil, errors.New("the file is age-sealed: pass --age-identity")
@@ -285,7 +285,7 @@ func openDataKey(data []byte, ids []age.Identity) ([]byte, *yaml.Node, error) {
 
 func metaOf(root *yaml.Node) metadata {
 	var m metadata
-	if n := manifest.Get(root, MetadataKey); n != nil {
+	if n := manifest.Get(root, metadataKey); n != nil {
 		_ = n.Decode(&m)
 	}
 	return m
