@@ -53,7 +53,9 @@ func checkRemote(data []byte) error {
 		name  string
 		items []string
 	}
+	// Deprecated fields are still honoured by kustomize, so they are checked too.
 	fields := []field{
+		//lint:ignore SA1019 kustomize still loads bases
 		{"resources", k.Resources}, {"components", k.Components}, {"bases", k.Bases}, {"crds", k.Crds},
 		{"configurations", k.Configurations}, {"generators", k.Generators}, {"transformers", k.Transformers},
 		{"validators", k.Validators}, {"openapi.path", []string{k.OpenAPI["path"]}},
@@ -67,9 +69,11 @@ func checkRemote(data []byte) error {
 	for i, p := range k.Patches {
 		fields = append(fields, field{fmt.Sprintf("patches[%d].path", i), []string{p.Path}})
 	}
+	//lint:ignore SA1019 kustomize still loads patchesJson6902 paths
 	for i, p := range k.PatchesJson6902 {
 		fields = append(fields, field{fmt.Sprintf("patchesJson6902[%d].path", i), []string{p.Path}})
 	}
+	//lint:ignore SA1019 kustomize still loads patchesStrategicMerge paths
 	for i, p := range k.PatchesStrategicMerge {
 		fields = append(fields, field{fmt.Sprintf("patchesStrategicMerge[%d]", i), []string{string(p)}})
 	}
