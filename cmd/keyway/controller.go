@@ -2,28 +2,25 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
@@ -55,7 +52,8 @@ func newControllerCommand(a *app) *cobra.Command {
 	var kf kubeFlags
 	var listen, leaseName string
 	var renew, resync time.Duration
-	var bits, workers int
+	var bits, workers, burst int
+	var qps float32
 	var leaderElect bool
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -77,11 +75,15 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 			if resync <= 0 {
 				return usagef("--resync-period must be positive, got %s", resync)
 			}
-			cfg, err := kf.config()
+			if qps <= 0 || burst < 1 || workers < 1 {
+				return usagef("--kube-qps, --kube-burst and --workers must be positive")
+			}
+			base, err := kf.config()
 			if err != nil {
 				return err
 			}
-			kube, err := kubernetes.NewForConfig(cfg)
+			cfg := kube.WithLimits(base, qps, burst, "keyway-unsealer")
+			client, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return err
 			}
@@ -90,7 +92,7 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 				return err
 			}
 			ctx := cmd.Context()
-			u := secrets.New(kube, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log})
+			u := secrets.New(client, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log})
 			if err := u.Start(ctx); err != nil {
 				return err
 			}
@@ -105,43 +107,21 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 			if !leaderElect {
 				return u.Run(ctx)
 			}
-			return lead(ctx, kube, kf.Namespace, leaseName, func(ctx context.Context) { _ = u.Run(ctx) }, a)
+			// The lease has a client of its own: renewal never waits behind reconciles.
+			return kube.Lead(ctx, base, kube.LeaseOptions{Namespace: kf.Namespace, Name: leaseName, Logger: a.log}, func(ctx context.Context) { _ = u.Run(ctx) })
 		},
 	}
 	kf.BindFlags(cmd.Flags())
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP address for the API, health and metrics")
 	cmd.Flags().DurationVar(&renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
 	cmd.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
-	cmd.Flags().IntVar(&workers, "workers", 2, "SealedSecrets reconciled at once")
+	cmd.Flags().IntVar(&workers, "workers", max(2, runtime.GOMAXPROCS(0)), "SealedSecrets reconciled (decrypted) at once")
+	cmd.Flags().Float32Var(&qps, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit; client-go's default is 5)")
+	cmd.Flags().IntVar(&burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
 	cmd.Flags().DurationVar(&resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
 	cmd.Flags().StringVar(&leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
 	return cmd
-}
-
-func lead(ctx context.Context, kube kubernetes.Interface, ns, name string, run func(context.Context), a *app) error {
-	host, _ := os.Hostname()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	id := host + "-" + hex.EncodeToString(b)
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: ns},
-		Client:     kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		ReleaseOnCancel: true,
-		LeaseDuration:   15 * time.Second,
-		RenewDeadline:   10 * time.Second,
-		RetryPeriod:     2 * time.Second,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: run,
-			OnStoppedLeading: func() { a.log.Info("stopped leading", "identity", id) },
-			OnNewLeader:      func(l string) { a.log.Info("leader", "identity", l) },
-		},
-	})
-	return nil
 }
 
 func newKeysCommand(a *app) *cobra.Command {

@@ -47,6 +47,8 @@ type Env struct {
 	Kubeconfig string
 	// StartupTime is the time from starting etcd to kube-apiserver answering /readyz.
 	StartupTime time.Duration
+	// AuditLog is the API server's audit log: one JSON event per request (Metadata level).
+	AuditLog string
 
 	dir   string
 	procs []*process
@@ -122,6 +124,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--disable-admission-plugins=ServiceAccount",
+		"--audit-policy-file="+filepath.Join(dir, "audit-policy.yaml"),
+		"--audit-log-path="+filepath.Join(dir, "audit.log"),
+		"--audit-log-format=json",
 		"--v=0",
 	); err != nil {
 		return nil, err
@@ -142,6 +147,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		QPS:             1000,
 		Burst:           2000,
 	}
+	env.AuditLog = filepath.Join(dir, "audit.log")
 	env.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := writeKubeconfig(env.Kubeconfig, env.Config); err != nil {
 		return nil, err
@@ -298,6 +304,9 @@ func (e *Env) writeCredentials() (string, error) {
 		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
 		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
 		"tokens.csv": []byte(token + ",admin,admin,system:masters\n"),
+		// Every request is recorded (who, what, no bodies) so tests can count them as the
+		// API server saw them.
+		"audit-policy.yaml": []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(e.dir, name), data, 0o600); err != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +32,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/workqueue"
 
+	ctl "github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sealing"
 )
 
@@ -72,7 +73,7 @@ type Unsealer struct {
 	log     *slog.Logger
 	rec     record.EventRecorder
 	bcast   record.EventBroadcaster
-	queue   workqueue.TypedRateLimitingInterface[string]
+	queue   *ctl.Queue
 	ssInf   cache.SharedIndexInformer
 	factory dynamicinformer.DynamicSharedInformerFactory
 	kinf    informers.SharedInformerFactory
@@ -120,13 +121,20 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.bcast = record.NewBroadcaster()
 	u.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	u.rec = u.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-unsealer"})
-	u.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "sealedsecrets"})
+	u.queue = ctl.NewQueue()
 
 	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, o.ResyncPeriod)
 	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    u.enqueue,
-		UpdateFunc: func(_, n any) { u.enqueue(n) },
+		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
+		// A resync hands over the object unchanged: that check waits behind real work.
+		UpdateFunc: func(o, n any) {
+			p := ctl.High
+			if o.(*unstructured.Unstructured).GetResourceVersion() == n.(*unstructured.Unstructured).GetResourceVersion() {
+				p = ctl.Low
+			}
+			u.enqueue(n, p)
+		},
 	})
 	u.kinf = informers.NewSharedInformerFactory(kube, 0)
 	secrets := u.kinf.Core().V1().Secrets()
@@ -143,7 +151,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 		}
 		for _, ref := range s.OwnerReferences {
 			if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion && ref.Controller != nil && *ref.Controller {
-				u.queue.Add(s.Namespace + "/" + ref.Name)
+				u.queue.Add(s.Namespace+"/"+ref.Name, ctl.High)
 			}
 		}
 	}
@@ -158,9 +166,9 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	return u
 }
 
-func (u *Unsealer) enqueue(obj any) {
+func (u *Unsealer) enqueue(obj any, p ctl.Priority) {
 	if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
-		u.queue.Add(key)
+		u.queue.Add(key, p)
 	}
 }
 
@@ -201,17 +209,17 @@ func (u *Unsealer) Run(ctx context.Context) error {
 
 func (u *Unsealer) work(ctx context.Context) {
 	for {
-		key, quit := u.queue.Get()
-		if quit {
+		key, ok := u.queue.Get()
+		if !ok {
 			return
 		}
 		err := u.reconcile(ctx, key)
 		if apierrors.IsConflict(err) {
 			// Written meanwhile; the cache brings the new version and the retry uses it.
-			u.queue.AddRateLimited(key)
+			u.queue.Retry(key)
 		} else if err != nil {
 			u.log.Warn("reconcile failed; retrying", "sealedsecret", key, "error", err)
-			u.queue.AddRateLimited(key)
+			u.queue.Retry(key)
 		} else {
 			u.queue.Forget(key)
 		}
@@ -283,6 +291,7 @@ type Outcome string
 const (
 	Created   Outcome = "created"
 	Updated   Outcome = "updated"
+	Restored  Outcome = "restored"  // the Secret had been changed by someone else and was put back
 	Unchanged Outcome = "unchanged" // the Secret already held what the SealedSecret says: no write
 	Refused   Outcome = "refused"   // a Secret the SealedSecret does not manage is in the way
 	Failed    Outcome = "failed"    // the SealedSecret cannot be parsed or unsealed
@@ -306,7 +315,7 @@ func (u *Unsealer) reconcile(ctx context.Context, key string) error {
 	case Created, Updated:
 		u.rec.Event(obj, corev1.EventTypeNormal, "Unsealed", "SealedSecret unsealed successfully")
 		fallthrough
-	case Unchanged:
+	case Unchanged, Restored:
 		return u.setStatus(ctx, obj, metav1.ConditionTrue, "Unsealed", "")
 	}
 	return nil
@@ -341,7 +350,7 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 	existing, err := u.keysLs.Secrets(ns).Get(name)
 	switch {
 	case apierrors.IsNotFound(err):
-		_, err = api.Create(ctx, secret, metav1.CreateOptions{})
+		_, err = api.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager})
 		if err == nil {
 			return Created, nil
 		}
@@ -365,8 +374,15 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 		if sameSecret(existing, upd) {
 			return Unchanged, nil
 		}
-		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		// Settled before (Synced for this generation) and now different: someone changed
+		// the Secret, not the SealedSecret.
+		drifted := conditionIs(obj, metav1.ConditionTrue, "Unsealed", "")
+		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
 			return "", err
+		}
+		if drifted {
+			u.rec.Eventf(obj, corev1.EventTypeWarning, "SecretDrift", "Secret %s/%s was changed by %s; restored from the SealedSecret", ns, name, changedBy(existing))
+			return Restored, nil
 		}
 		return Updated, nil
 	case existing.Annotations[AnnotationPatch] == "true":
@@ -378,13 +394,43 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 		if sameSecret(existing, upd) {
 			return Unchanged, nil
 		}
-		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
 			return "", err
 		}
 		return Updated, nil
 	}
 	u.fail(ctx, obj, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
 	return Refused, nil
+}
+
+// FieldManager is the name the unsealer writes Secrets under (managedFields).
+const FieldManager = "keyway-unsealer"
+
+// changedBy names the manager of the most recent write to s that was not the unsealer's,
+// from its managedFields: who to ask about a hand edit. Never a value.
+func changedBy(s *corev1.Secret) string {
+	who, when := "", time.Time{}
+	for _, f := range s.ManagedFields {
+		if f.Manager == FieldManager || f.Time == nil {
+			continue
+		}
+		if who == "" || f.Time.After(when) {
+			who, when = f.Manager, f.Time.Time
+		}
+	}
+	if who == "" {
+		return "an unknown manager"
+	}
+	return fmt.Sprintf("%q (%s)", who, strings.ToLower(string(managedOp(s, who))))
+}
+
+func managedOp(s *corev1.Secret, manager string) metav1.ManagedFieldsOperationType {
+	for _, f := range s.ManagedFields {
+		if f.Manager == manager {
+			return f.Operation
+		}
+	}
+	return ""
 }
 
 // sameSecret compares what the unsealer writes: data, type, immutability, labels,
@@ -458,7 +504,7 @@ func (u *Unsealer) setStatus(ctx context.Context, obj *unstructured.Unstructured
 	_ = unstructured.SetNestedField(cur.Object, cur.GetGeneration(), "status", "observedGeneration")
 	_, err := u.dyn.Resource(SealedSecretGVR).Namespace(cur.GetNamespace()).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
-		u.queue.Add(cur.GetNamespace() + "/" + cur.GetName())
+		u.queue.Add(cur.GetNamespace()+"/"+cur.GetName(), ctl.High)
 		return nil
 	}
 	return err
