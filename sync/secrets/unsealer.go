@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -85,6 +86,7 @@ type Unsealer struct {
 
 	mu       sync.Mutex
 	keyCache map[string]*cachedKey // by key Secret name
+	settled  sync.Map              // SealedSecret key → settled
 }
 
 type cachedKey struct {
@@ -127,6 +129,11 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
+		DeleteFunc: func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				u.settled.Delete(key)
+			}
+		},
 		// A resync hands over the object unchanged: that check waits behind real work.
 		UpdateFunc: func(o, n any) {
 			p := ctl.High
@@ -321,22 +328,63 @@ func (u *Unsealer) reconcile(ctx context.Context, key string) error {
 	return nil
 }
 
+// unseal brings obj's Secret up to date. A SealedSecret whose spec and annotations are
+// as they were when its Secret was last seen right, with that Secret unchanged since, is
+// Unchanged without a decryption: a resync of settled objects costs no RSA work either.
 func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (Outcome, error) {
+	key := obj.GetNamespace() + "/" + obj.GetName()
+	mark := settledMark(obj)
+	if existing, err := u.keysLs.Secrets(obj.GetNamespace()).Get(obj.GetName()); err == nil {
+		if prev, ok := u.settled.Load(key); ok && prev.(settled) == (settled{mark, existing.ResourceVersion}) {
+			return Unchanged, nil
+		}
+	}
+	outcome, rv, err := u.write(ctx, obj)
+	switch {
+	case err != nil, outcome == Failed, outcome == Refused:
+		u.settled.Delete(key)
+	default:
+		u.settled.Store(key, settled{mark, rv})
+	}
+	return outcome, err
+}
+
+// settled is the state in which a SealedSecret's Secret was last seen right.
+type settled struct {
+	sealed   string // settledMark of the SealedSecret
+	secretRV string // resourceVersion of the Secret then
+}
+
+// settledMark changes whenever anything that decides the Secret may have: the object's
+// identity, its spec (generation) and its annotations (the scope).
+func settledMark(obj *unstructured.Unstructured) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%d", obj.GetUID(), obj.GetGeneration())
+	ann := obj.GetAnnotations()
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		fmt.Fprintf(&b, "\x00%s=%s", k, ann[k])
+	}
+	return b.String()
+}
+
+// write unseals obj and creates or updates its Secret, returning the Secret's
+// resourceVersion afterwards.
+func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (Outcome, string, error) {
 	ns, name := obj.GetNamespace(), obj.GetName()
 	var ss sealing.SealedSecret
 	if err := fromUnstructured(obj, &ss); err != nil {
 		u.fail(ctx, obj, "ErrParse", "the SealedSecret is malformed: "+err.Error())
-		return Failed, nil
+		return Failed, "", nil
 	}
 	keys, err := u.Keys()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	secret, tries, err := sealing.Unseal(rand.Reader, &ss, privateKeys(keys))
 	u.decrypts.Add(float64(tries))
 	if err != nil {
 		u.fail(ctx, obj, "ErrUnsealFailed", err.Error())
-		return Failed, nil
+		return Failed, "", nil
 	}
 	if !metav1.IsControlledBy(secret, obj) {
 		// The template asked to keep its own owners: the managed annotation is then what
@@ -350,19 +398,19 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 	existing, err := u.keysLs.Secrets(ns).Get(name)
 	switch {
 	case apierrors.IsNotFound(err):
-		_, err = api.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager})
+		created, err := api.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager})
 		if err == nil {
-			return Created, nil
+			return Created, created.ResourceVersion, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return "", err
+			return "", "", err
 		}
 		// The cache had not seen it yet.
 		if existing, err = api.Get(ctx, name, metav1.GetOptions{}); err != nil {
-			return "", err
+			return "", "", err
 		}
 	case err != nil:
-		return "", err
+		return "", "", err
 	}
 	switch {
 	case metav1.IsControlledBy(existing, obj), existing.Annotations[AnnotationManaged] == "true":
@@ -372,19 +420,20 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 		upd.Annotations = mergeAnnotations(existing.Annotations, secret.Annotations)
 		upd.OwnerReferences = secret.OwnerReferences
 		if sameSecret(existing, upd) {
-			return Unchanged, nil
+			return Unchanged, existing.ResourceVersion, nil
 		}
 		// Settled before (Synced for this generation) and now different: someone changed
 		// the Secret, not the SealedSecret.
 		drifted := conditionIs(obj, metav1.ConditionTrue, "Unsealed", "")
-		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
-			return "", err
+		updated, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager})
+		if err != nil {
+			return "", "", err
 		}
 		if drifted {
 			u.rec.Eventf(obj, corev1.EventTypeWarning, "SecretDrift", "Secret %s/%s was changed by %s; restored from the SealedSecret", ns, name, changedBy(existing))
-			return Restored, nil
+			return Restored, updated.ResourceVersion, nil
 		}
-		return Updated, nil
+		return Updated, updated.ResourceVersion, nil
 	case existing.Annotations[AnnotationPatch] == "true":
 		upd := existing.DeepCopy()
 		if upd.Data == nil {
@@ -392,15 +441,16 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 		}
 		maps.Copy(upd.Data, secret.Data)
 		if sameSecret(existing, upd) {
-			return Unchanged, nil
+			return Unchanged, existing.ResourceVersion, nil
 		}
-		if _, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
-			return "", err
+		updated, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager})
+		if err != nil {
+			return "", "", err
 		}
-		return Updated, nil
+		return Updated, updated.ResourceVersion, nil
 	}
 	u.fail(ctx, obj, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
-	return Refused, nil
+	return Refused, "", nil
 }
 
 // FieldManager is the name the unsealer writes Secrets under (managedFields).

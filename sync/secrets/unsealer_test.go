@@ -450,7 +450,7 @@ func TestResyncWritesNothing(t *testing.T) {
 	}
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, result string) float64 {
+func counter(t testing.TB, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

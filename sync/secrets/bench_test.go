@@ -1,0 +1,224 @@
+package secrets_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/parallel"
+	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sync/secrets"
+)
+
+var unsealScale = flag.String("unseal-scale", "1000", "comma-separated SealedSecret counts for BenchmarkUnsealAtScale (10000 takes minutes)")
+
+// BenchmarkUnsealAtScale: N SealedSecrets of 5 keys each, sealed for an RSA-4096 key, are
+// in the cluster when the unsealer starts; figures: seconds until every Secret holds its
+// values, the process's CPU seconds and peak RSS over that time, then — with a resync every
+// 5 s running — how long a SealedSecret created during a resync, a hand-edited Secret and
+// a deleted Secret take to be right again, and the unsealer's write requests (from the API
+// server's audit log) over one resync of N settled objects.
+func BenchmarkUnsealAtScale(b *testing.B) {
+	for _, s := range strings.Split(*unsealScale, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			b.Fatalf("-unseal-scale %q", s)
+		}
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				unsealAtScale(b, n)
+			}
+		})
+	}
+}
+
+func unsealAtScale(b *testing.B, n int) {
+	ctx := b.Context()
+	admin := kubernetes.NewForConfigOrDie(env.Config)
+	adminDyn := dynamic.NewForConfigOrDie(env.Config)
+	crd, err := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := env.InstallCRDs(ctx, crd); err != nil {
+		b.Fatal(err)
+	}
+	run := fmt.Sprintf("scale-%d-%d", n, time.Now().UnixNano()%100000)
+	keysNS, ns := run+"-keys", run
+	for _, name := range []string{keysNS, ns} {
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			b.Fatal(err)
+		}
+	}
+	ring := sealing.Ring{Client: admin, Namespace: keysNS}
+	key, err := ring.Generate(ctx, sealing.KeyBits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Seal and create the SealedSecrets before the unsealer exists.
+	names := make([]int, n)
+	for i := range names {
+		names[i] = i
+	}
+	if _, err := parallel.Map(names, func(_ int, i int) (struct{}, error) {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%05d", i), Namespace: ns}, StringData: map[string]string{}}
+		for k := range 5 {
+			s.StringData[fmt.Sprintf("key%d", k)] = fmt.Sprintf("value-%d-%d", i, k)
+		}
+		ss, err := sealing.Seal(rand.Reader, &key.Private.PublicKey, s, sealing.SealOptions{})
+		if err != nil {
+			return struct{}{}, err
+		}
+		raw, _ := json.Marshal(ss)
+		var obj unstructured.Unstructured
+		if err := json.Unmarshal(raw, &obj.Object); err != nil {
+			return struct{}{}, err
+		}
+		_, err = adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).Create(ctx, &obj, metav1.CreateOptions{})
+		return struct{}{}, err
+	}); err != nil {
+		b.Fatal(err)
+	}
+
+	const agent = "keyway-unsealer-bench"
+	cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, agent)
+	reg := prometheus.NewRegistry()
+	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
+		Namespace: keysNS, KeyRenewPeriod: -1, ResyncPeriod: 5 * time.Second, Registry: reg, Workers: runtime.GOMAXPROCS(0)})
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	b.ResetTimer()
+	cpu0, start := cpuSeconds(), time.Now()
+	if err := u.Start(runCtx); err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = u.Run(runCtx) }()
+	correct := func() bool {
+		list, err := admin.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return false
+		}
+		ok := 0
+		for _, s := range list.Items {
+			var i int
+			if _, err := fmt.Sscanf(s.Name, "s%05d", &i); err == nil && len(s.Data) == 5 && string(s.Data["key4"]) == fmt.Sprintf("value-%d-4", i) {
+				ok++
+			}
+		}
+		return ok == n
+	}
+	waitFor(b, 10*time.Minute, correct)
+	elapsed, cpu := time.Since(start), cpuSeconds()-cpu0
+	b.StopTimer()
+	b.ReportMetric(elapsed.Seconds(), "s-to-all-unsealed")
+	b.ReportMetric(cpu, "cpu-s")
+	b.ReportMetric(float64(peakRSS(b))/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(5*n)/cpu, "values/cpu-s")
+
+	// Settled: one full resync period of checks makes no write request.
+	time.Sleep(2 * time.Second)
+	quiet := time.Now()
+	unchanged0 := counter(b, reg, "unchanged")
+	waitFor(b, time.Minute, func() bool { return counter(b, reg, "unchanged")-unchanged0 >= float64(n) })
+	reqs, err := env.Requests(quiet, agent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	writes := 0
+	for _, r := range reqs {
+		if r.IsWrite() {
+			writes++
+		}
+	}
+	b.ReportMetric(float64(writes), "writes/resync")
+
+	// A new SealedSecret while a resync of n is under way waits for nothing.
+	unchanged0 = counter(b, reg, "unchanged")
+	waitFor(b, time.Minute, func() bool { return counter(b, reg, "unchanged") > unchanged0 }) // a resync has begun
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Namespace: ns}, StringData: map[string]string{"k": "v"}}
+	ss, _ := sealing.Seal(rand.Reader, &key.Private.PublicKey, s, sealing.SealOptions{})
+	raw, _ := json.Marshal(ss)
+	var obj unstructured.Unstructured
+	_ = json.Unmarshal(raw, &obj.Object)
+	t0 := time.Now()
+	if _, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, time.Minute, func() bool { _, err := admin.CoreV1().Secrets(ns).Get(ctx, "fresh", metav1.GetOptions{}); return err == nil })
+	b.ReportMetric(float64(time.Since(t0).Milliseconds()), "new-during-resync-ms")
+
+	// A hand edit and a deletion are put right from the watch.
+	sec, err := admin.CoreV1().Secrets(ns).Get(ctx, "s00007", metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sec.Data["key4"] = []byte("edited")
+	t0 = time.Now()
+	if _, err := admin.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, time.Minute, func() bool {
+		s, err := admin.CoreV1().Secrets(ns).Get(ctx, "s00007", metav1.GetOptions{})
+		return err == nil && string(s.Data["key4"]) == "value-7-4"
+	})
+	b.ReportMetric(float64(time.Since(t0).Milliseconds()), "drift-restore-ms")
+	t0 = time.Now()
+	if err := admin.CoreV1().Secrets(ns).Delete(ctx, "s00008", metav1.DeleteOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, time.Minute, func() bool {
+		s, err := admin.CoreV1().Secrets(ns).Get(ctx, "s00008", metav1.GetOptions{})
+		return err == nil && s.DeletionTimestamp == nil
+	})
+	b.ReportMetric(float64(time.Since(t0).Milliseconds()), "recreate-ms")
+	cancel()
+	_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+}
+
+func waitFor(b *testing.B, timeout time.Duration, cond func() bool) {
+	b.Helper()
+	if err := wait.PollUntilContextTimeout(b.Context(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		b.Fatalf("timed out after %s", timeout)
+	}
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func peakRSS(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}
