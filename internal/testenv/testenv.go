@@ -52,6 +52,11 @@ type Env struct {
 
 	dir   string
 	procs []*process
+	// how kube-apiserver was started, to start it again after StopAPIServer
+	apiserverBin  string
+	apiserverArgs []string
+	readyz, token string
+	readyTimeout  time.Duration
 }
 
 type process struct {
@@ -109,30 +114,29 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	certDir := filepath.Join(dir, "certs")
 	secure := ports[2]
-	if err := env.spawn("kube-apiserver", apiserver,
-		"--etcd-servers="+etcdURL,
-		"--cert-dir="+certDir,
-		"--secure-port="+strconv.Itoa(secure),
+	env.apiserverBin, env.apiserverArgs = apiserver, []string{
+		"--etcd-servers=" + etcdURL,
+		"--cert-dir=" + certDir,
+		"--secure-port=" + strconv.Itoa(secure),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		"--endpoint-reconciler-type=none", // loopback cannot back the kubernetes Service endpoints
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
+		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--disable-admission-plugins=ServiceAccount",
-		"--audit-policy-file="+filepath.Join(dir, "audit-policy.yaml"),
-		"--audit-log-path="+filepath.Join(dir, "audit.log"),
+		"--audit-policy-file=" + filepath.Join(dir, "audit-policy.yaml"),
+		"--audit-log-path=" + filepath.Join(dir, "audit.log"),
 		"--audit-log-format=json",
 		"--v=0",
-	); err != nil {
-		return nil, err
 	}
 	host := "https://127.0.0.1:" + strconv.Itoa(secure)
-	if err := env.waitHTTP(ctx, "kube-apiserver", host+"/readyz", map[string]string{"Authorization": "Bearer " + token}, opts.ReadyTimeout); err != nil {
+	env.readyz, env.token, env.readyTimeout = host+"/readyz", token, opts.ReadyTimeout
+	if err := env.StartAPIServer(ctx); err != nil {
 		return nil, err
 	}
 
@@ -154,6 +158,29 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	env.StartupTime = time.Since(begin)
 	return env, nil
+}
+
+// StopAPIServer kills kube-apiserver (SIGKILL: an outage, not a drained shutdown); etcd
+// keeps the cluster's state. Clients see connections refused until StartAPIServer.
+func (e *Env) StopAPIServer() error {
+	for i, p := range e.procs {
+		if p.name == "kube-apiserver" {
+			e.procs = append(e.procs[:i], e.procs[i+1:]...)
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			return nil
+		}
+	}
+	return errors.New("testenv: kube-apiserver is not running")
+}
+
+// StartAPIServer starts kube-apiserver (again) on the same address with the same
+// credentials and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	if err := e.spawn("kube-apiserver", e.apiserverBin, e.apiserverArgs...); err != nil {
+		return err
+	}
+	return e.waitHTTP(ctx, "kube-apiserver", e.readyz, map[string]string{"Authorization": "Bearer " + e.token}, e.readyTimeout)
 }
 
 // stopProcess stops one named process early.
@@ -211,7 +238,7 @@ func (e *Env) spawn(name, bin string, args ...string) error {
 // spawnEnv starts a process with extra environment variables on top of a minimal base.
 func (e *Env) spawnEnv(name, bin string, extraEnv []string, args ...string) error {
 	logPath := filepath.Join(e.dir, name+".log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("testenv: %w", err)
 	}

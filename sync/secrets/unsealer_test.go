@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,6 +44,7 @@ type fixture struct {
 	u    *secrets.Unsealer
 	srv  *httptest.Server
 	pub  *rsa.PublicKey
+	stop context.CancelFunc // stops the unsealer
 }
 
 func setup(t *testing.T) *fixture {
@@ -66,6 +68,7 @@ func setup(t *testing.T) *fixture {
 	f.u = secrets.New(f.kube, f.dyn, secrets.Options{Namespace: "keyway-system", KeyBits: 2048})
 	runCtx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	f.stop = cancel
 	if err := f.u.Start(runCtx); err != nil {
 		t.Fatal(err)
 	}
@@ -469,4 +472,70 @@ func counter(t testing.TB, reg *prometheus.Registry, result string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestAPIServerOutage: with the API server gone longer than the lease's renew deadline the
+// leader gives up (Lead returns ErrLostLeadership: the process exits and is restarted);
+// nothing unsealed before is lost, and a restarted controller leads again and unseals new
+// work once the API server is back.
+func TestAPIServerOutage(t *testing.T) {
+	f := setup(t)
+	ctx := t.Context()
+	lease := kube.LeaseOptions{Namespace: "keyway-system", Name: "outage-test", LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
+	startLeader := func() (<-chan error, context.CancelFunc) {
+		cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, "keyway-unsealer-outage-test")
+		u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{Namespace: "keyway-system", KeyBits: 2048})
+		runCtx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			if err := u.Start(runCtx); err != nil {
+				done <- err
+				return
+			}
+			done <- kube.Lead(runCtx, env.Config, lease, func(ctx context.Context) { _ = u.Run(ctx) })
+		}()
+		return done, cancel
+	}
+	// setup's unsealer runs without election; stop it so only the leader unseals.
+	f.stop()
+	done, cancel := startLeader()
+	defer cancel()
+	secretsAPI := f.kube.CoreV1().Secrets("app")
+	f.create(t, sealFor(t, f.pub, "before-outage", canary+"-before"))
+	poll(t, "the Secret unsealed before the outage", func() bool {
+		s, err := secretsAPI.Get(ctx, "before-outage", metav1.GetOptions{})
+		return err == nil && string(s.Data["password"]) == canary+"-before"
+	})
+
+	if err := env.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, kube.ErrLostLeadership) {
+			t.Fatalf("Lead returned %v, want ErrLostLeadership", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader kept leading without an API server")
+	}
+	cancel()
+	if err := env.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted controller (a new process in production) leads and unseals new work.
+	done, cancel2 := startLeader()
+	defer cancel2()
+	f.create(t, sealFor(t, f.pub, "after-outage", canary+"-after"))
+	poll(t, "new work unsealed after the outage", func() bool {
+		s, err := secretsAPI.Get(ctx, "after-outage", metav1.GetOptions{})
+		return err == nil && string(s.Data["password"]) == canary+"-after"
+	})
+	if s, err := secretsAPI.Get(ctx, "before-outage", metav1.GetOptions{}); err != nil || string(s.Data["password"]) != canary+"-before" {
+		t.Fatalf("the Secret unsealed before the outage was lost: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the restarted leader stopped: %v", err)
+	default:
+	}
 }
