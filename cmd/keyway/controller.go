@@ -52,6 +52,7 @@ func newControllerCommand(a *app) *cobra.Command {
 	var kf kubeFlags
 	var listen, leaseName string
 	var renew, resync time.Duration
+	var lease kube.LeaseOptions
 	var bits, workers, burst int
 	var qps float32
 	var leaderElect bool
@@ -69,7 +70,11 @@ undone at once, from the watch); every --resync-period each SealedSecret is chec
 against the caches, which writes nothing when nothing changed. Events and the Synced
 condition change only on real transitions.
 
-With several replicas, one leader (a Lease in --namespace) reconciles; all serve HTTP.`,
+With several replicas, one leader (a Lease in --namespace) reconciles; all serve HTTP. The
+Lease is renewed on a client of its own, so renewal never waits behind reconciles; a leader
+that cannot renew (API server unreachable past the renew deadline) exits with an error, to be
+restarted, and a standby takes over within the lease duration. New and changed objects are
+served before periodic checks, and the API server sees at most --kube-qps requests a second.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if resync <= 0 {
@@ -77,6 +82,9 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 			}
 			if qps <= 0 || burst < 1 || workers < 1 {
 				return usagef("--kube-qps, --kube-burst and --workers must be positive")
+			}
+			if lease.RetryPeriod <= 0 || lease.RenewDeadline <= lease.RetryPeriod || lease.LeaseDuration <= lease.RenewDeadline {
+				return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
 			}
 			base, err := kf.config()
 			if err != nil {
@@ -108,7 +116,8 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 				return u.Run(ctx)
 			}
 			// The lease has a client of its own: renewal never waits behind reconciles.
-			return kube.Lead(ctx, base, kube.LeaseOptions{Namespace: kf.Namespace, Name: leaseName, Logger: a.log}, func(ctx context.Context) { _ = u.Run(ctx) })
+			lease.Namespace, lease.Name, lease.Logger = kf.Namespace, leaseName, a.log
+			return kube.Lead(ctx, base, lease, func(ctx context.Context) { _ = u.Run(ctx) })
 		},
 	}
 	kf.BindFlags(cmd.Flags())
@@ -121,6 +130,9 @@ With several replicas, one leader (a Lease in --namespace) reconciles; all serve
 	cmd.Flags().DurationVar(&resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
 	cmd.Flags().StringVar(&leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
+	cmd.Flags().DurationVar(&lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal: the longest a crashed leader's work waits")
+	cmd.Flags().DurationVar(&lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up and exits")
+	cmd.Flags().DurationVar(&lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
 
@@ -231,4 +233,96 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestControllerFailover: two `keyway controller` replicas share a Lease; when the leader is
+// killed (SIGKILL: no release), the other takes over and unseals new work within the lease
+// duration plus a few seconds.
+func TestControllerFailover(t *testing.T) {
+	env, err := testenv.Start(t.Context(), testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	ctx := t.Context()
+	crd, _ := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	if err := env.InstallCRDs(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	for _, ns := range []string{"keyway-system", "app"} {
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if _, stderr, err := runTool(t, "keyway", nil, dir, "keys", "generate", "-n", "keyway-system", "--key-bits", "2048", "--kubeconfig", env.Kubeconfig); err != nil {
+		t.Fatalf("keys generate: %v\n%s", err, stderr)
+	}
+	type replica struct {
+		cmd  *exec.Cmd
+		logs *syncBuffer
+	}
+	start := func() replica {
+		cmd := exec.Command("keyway", "controller", "-n", "keyway-system", "--listen", "127.0.0.1:0", "--kubeconfig", env.Kubeconfig,
+			"--leader-election-lease-duration", "4s", "--leader-election-renew-deadline", "3s", "--leader-election-retry-period", "500ms")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		r := replica{cmd: cmd, logs: &syncBuffer{}}
+		cmd.Stderr = r.logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return r
+	}
+	replicas := []replica{start(), start()}
+	leader := -1
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		for i, r := range replicas {
+			if strings.Contains(r.logs.String(), "started leading") {
+				leader = i
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("no replica leads; logs:\n%s\n---\n%s", replicas[0].logs.String(), replicas[1].logs.String())
+	}
+	standby := replicas[1-leader]
+	if strings.Contains(standby.logs.String(), "started leading") {
+		t.Fatal("both replicas lead")
+	}
+	killed := time.Now()
+	if err := replicas[leader].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// New work, sealed with the ring's key, arrives while nobody leads.
+	keys, err := sealing.Ring{Client: kube, Namespace: "keyway-system"}.Keys(ctx)
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("ring: %v", err)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "after-failover", Namespace: "app"}, StringData: map[string]string{"k": "CANARY-failover"}}
+	ss, err := sealing.Seal(rand.Reader, &keys[0].Private.PublicKey, s, sealing.SealOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(ss)
+	var obj unstructured.Unstructured
+	_ = json.Unmarshal(raw, &obj.Object)
+	if _, err := dynamic.NewForConfigOrDie(env.Config).Resource(secrets.SealedSecretGVR).Namespace("app").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+		got, err := kube.CoreV1().Secrets("app").Get(ctx, "after-failover", metav1.GetOptions{})
+		return err == nil && string(got.Data["k"]) == "CANARY-failover", nil
+	}); err != nil {
+		t.Fatalf("the standby did not unseal new work; its log:\n%s", standby.logs.String())
+	}
+	t.Logf("leader killed; the standby unsealed new work %.1f s later (lease duration 4 s)", time.Since(killed).Seconds())
+	if !strings.Contains(standby.logs.String(), "started leading") {
+		t.Fatal("the Secret appeared but the standby never logged leading")
+	}
+	if strings.Contains(standby.logs.String(), "CANARY") {
+		t.Fatal("the controller logged a value")
+	}
 }
