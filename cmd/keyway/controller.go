@@ -124,7 +124,7 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP address for the API, health and metrics")
 	cmd.Flags().DurationVar(&renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
 	cmd.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
-	cmd.Flags().IntVar(&workers, "workers", max(2, runtime.GOMAXPROCS(0)), "SealedSecrets reconciled (decrypted) at once")
+	cmd.Flags().IntVar(&workers, "workers", 2*runtime.GOMAXPROCS(0), "SealedSecrets reconciled at once (decryption is bound by the cores; twice as many overlap it with API calls)")
 	cmd.Flags().Float32Var(&qps, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit; client-go's default is 5)")
 	cmd.Flags().IntVar(&burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
 	cmd.Flags().DurationVar(&resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")

@@ -103,7 +103,7 @@ func unsealAtScale(b *testing.B, n int) {
 	cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, agent)
 	reg := prometheus.NewRegistry()
 	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
-		Namespace: keysNS, KeyRenewPeriod: -1, ResyncPeriod: 5 * time.Second, Registry: reg, Workers: runtime.GOMAXPROCS(0)})
+		Namespace: keysNS, KeyRenewPeriod: -1, ResyncPeriod: 5 * time.Second, Registry: reg, Workers: 2 * runtime.GOMAXPROCS(0)})
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -164,7 +164,10 @@ func unsealAtScale(b *testing.B, n int) {
 	if _, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	waitFor(b, time.Minute, func() bool { _, err := admin.CoreV1().Secrets(ns).Get(ctx, "fresh", metav1.GetOptions{}); return err == nil })
+	waitFor(b, time.Minute, func() bool {
+		_, err := admin.CoreV1().Secrets(ns).Get(ctx, "fresh", metav1.GetOptions{})
+		return err == nil
+	})
 	b.ReportMetric(float64(time.Since(t0).Milliseconds()), "new-during-resync-ms")
 
 	// A hand edit and a deletion are put right from the watch.
