@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -209,6 +210,22 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	return total
 }
 
+// childHWM is a running process's peak RSS in KiB, if it can still be read.
+func childHWM(pid int) (int64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for l := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib int64
+			fmt.Sscan(v, &kib)
+			return kib, true
+		}
+	}
+	return 0, false
+}
+
 // procHWM is a process's peak RSS in KiB.
 func procHWM(b *testing.B, pid int) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -226,9 +243,10 @@ func procHWM(b *testing.B, pid int) int64 {
 	return 0
 }
 
-// BenchmarkSealProcess seals 1,000 Secrets of 5 keys with an RSA-4096 certificate as one
-// multi-document input, timing the whole `keyway seal` process (and upstream kubeseal on
-// the same input, when it is built, for comparison).
+// BenchmarkSealProcess seals 1,000 and 10,000 Secrets of 5 keys with an RSA-4096
+// certificate as one multi-document input, timing the whole `keyway seal` process and
+// reporting its peak RSS (and upstream kubeseal's on the same input, when it is built).
+// keyway streams: its memory should not grow with the input.
 func BenchmarkSealProcess(b *testing.B) {
 	dir := b.TempDir()
 	self := buildRelease(b, dir)
@@ -240,30 +258,56 @@ func BenchmarkSealProcess(b *testing.B) {
 	if err := os.WriteFile(cert, certPEM, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	var in strings.Builder
-	for i := range 1000 {
-		fmt.Fprintf(&in, "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s%d, namespace: app}\nstringData: {a: v%d, b: v%d, c: v%d, d: v%d, e: v%d}\n", i, i, i, i, i, i)
-	}
-	input := filepath.Join(dir, "in.yaml")
-	if err := os.WriteFile(input, []byte(in.String()), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	run := func(b *testing.B, name string, args ...string) {
-		for b.Loop() {
-			cmd := exec.Command(name, args...)
-			cmd.Env = []string{"HOME=" + dir, "KUBECONFIG=" + filepath.Join(dir, "none")}
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("%s: %v\n%s", name, err, out)
-			}
+	for _, n := range []int{1000, 10000} {
+		var in strings.Builder
+		for i := range n {
+			fmt.Fprintf(&in, "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s%d, namespace: app}\nstringData: {a: v%d, b: v%d, c: v%d, d: v%d, e: v%d}\n", i, i, i, i, i, i)
 		}
-		b.ReportMetric(1000/(float64(b.Elapsed().Seconds())/float64(b.N)), "secrets/s")
-	}
-	b.Run("keyway", func(b *testing.B) {
-		run(b, self, "seal", "--cert", cert, "-f", input, "-w", filepath.Join(dir, "out.json"))
-	})
-	if kubeseal, err := testenv.Binary("kubeseal"); err == nil {
-		b.Run("kubeseal-v0.27.1", func(b *testing.B) {
-			run(b, kubeseal, "--cert", cert, "--secret-file", input, "--sealed-secret-file", filepath.Join(dir, "up.json"))
+		input := filepath.Join(dir, fmt.Sprintf("in-%d.yaml", n))
+		if err := os.WriteFile(input, []byte(in.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		run := func(b *testing.B, name string, args ...string) {
+			var peak int64
+			for b.Loop() {
+				cmd := exec.Command(name, args...)
+				cmd.Env = []string{"HOME=" + dir, "KUBECONFIG=" + filepath.Join(dir, "none")}
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				// The exit status's maxrss starts from this (forking) process's size, so the
+				// child's own high-water mark is read from /proc while it runs.
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				tick := time.NewTicker(5 * time.Millisecond)
+			wait:
+				for {
+					select {
+					case err := <-done:
+						if err != nil {
+							b.Fatalf("%s: %v\n%s", name, err, out.String())
+						}
+						break wait
+					case <-tick.C:
+						if hwm, ok := childHWM(cmd.Process.Pid); ok {
+							peak = max(peak, hwm)
+						}
+					}
+				}
+				tick.Stop()
+			}
+			b.ReportMetric(float64(n)/(float64(b.Elapsed().Seconds())/float64(b.N)), "secrets/s")
+			b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
+		}
+		b.Run(fmt.Sprintf("keyway/%d", n), func(b *testing.B) {
+			run(b, self, "seal", "--cert", cert, "-f", input, "-w", filepath.Join(dir, "out.json"))
 		})
+		if kubeseal, err := testenv.Binary("kubeseal"); err == nil {
+			b.Run(fmt.Sprintf("kubeseal-v0.27.1/%d", n), func(b *testing.B) {
+				run(b, kubeseal, "--cert", cert, "--secret-file", input, "--sealed-secret-file", filepath.Join(dir, "up.json"))
+			})
+		}
 	}
 }

@@ -8,13 +8,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/internal/parallel"
 	"github.com/keyway-dev/keyway/sealing"
 )
 
@@ -139,84 +142,115 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 	if err != nil {
 		return err
 	}
-	in, source, err := o.input(a)
-	if err != nil {
-		return err
-	}
 	if o.Raw {
-		return o.sealRaw(a, in, pubs, scope)
-	}
-	docs, err := manifest.Read(bytes.NewReader(in), source, manifest.Limits{})
-	if err != nil {
-		return err
-	}
-	if len(docs) == 0 {
-		return fmt.Errorf("%s: no document to seal (empty input)", source)
-	}
-	var out []any
-	switch {
-	case o.RecoveryUnseal, o.Validate, o.ReEncrypt:
-		for _, d := range docs {
-			var ss sealing.SealedSecret
-			if err := manifest.Decode(d, &ss); err != nil {
-				return err
-			}
-			var err error
-			switch {
-			case o.RecoveryUnseal:
-				var s *corev1.Secret
-				s, _, err = sealing.Unseal(rand.Reader, &ss, keys)
-				out = append(out, s)
-			case o.ReEncrypt:
-				var re []*sealing.SealedSecret
-				re, err = sealing.ReEncrypt(&ss, keys, pubs)
-				out = appendAll(out, re)
-			default:
-				_, _, err = sealing.Unseal(rand.Reader, &ss, keys)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-			}
-		}
-		if o.Validate {
-			fmt.Fprintf(a.err, "keyway: %d SealedSecret(s) valid\n", len(docs))
-			return nil
-		}
-	default:
-		secrets := make([]*corev1.Secret, len(docs))
-		for i, d := range docs {
-			if secrets[i], err = o.secret(d); err != nil {
-				return err
-			}
-		}
-		sealed, err := sealing.SealAll(secrets, pubs, sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData})
-		var ie *sealing.ItemError
-		if errors.As(err, &ie) {
-			return fmt.Errorf("%s: document %d: %w", docs[ie.Item].Source, docs[ie.Item].Index, ie.Err)
-		} else if err != nil {
+		in, _, err := o.input(a)
+		if err != nil {
 			return err
 		}
-		out = appendAll(out, sealed)
+		return o.sealRaw(a, in, pubs, scope)
+	}
+	in, source, err := o.open(a)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// Documents stream through: read one, seal (or open) it on a worker, write its result
+	// in input order to a temporary file that becomes the output only when every document
+	// succeeded. Memory stays flat however long the input.
+	opts := sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData}
+	each := func(d *manifest.Document) ([]any, error) {
+		var out []any
+		if !o.RecoveryUnseal && !o.Validate && !o.ReEncrypt {
+			sec, err := o.secret(d)
+			if err != nil {
+				return nil, err
+			}
+			sealed, err := sealing.SealAll([]*corev1.Secret{sec}, pubs, opts)
+			var ie *sealing.ItemError
+			if errors.As(err, &ie) {
+				err = ie.Err
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+			}
+			return appendAll(out, sealed), nil
+		}
+		var ss sealing.SealedSecret
+		if err := manifest.Decode(d, &ss); err != nil {
+			return nil, err
+		}
+		var err error
+		switch {
+		case o.RecoveryUnseal:
+			var s *corev1.Secret
+			s, _, err = sealing.Unseal(rand.Reader, &ss, keys)
+			out = append(out, s)
+		case o.ReEncrypt:
+			var re []*sealing.SealedSecret
+			re, err = sealing.ReEncrypt(&ss, keys, pubs)
+			out = appendAll(out, re)
+		default:
+			_, _, err = sealing.Unseal(rand.Reader, &ss, keys)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+		}
+		return out, nil
+	}
+	w, err := newOutput(o.Write)
+	if err != nil {
+		return err
+	}
+	defer w.discard()
+	stream := manifest.NewStream(in, source, manifest.Limits{})
+	docs, objs := 0, 0
+	var merged []any // --merge-into takes one result
+	workers := runtime.GOMAXPROCS(0)
+	err = parallel.Pipeline(workers, 4*workers, func() (*manifest.Document, bool, error) {
+		d, err := stream.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, false, nil
+		}
+		docs++
+		return d, err == nil, err
+	}, each, func(results []any) error {
+		for _, obj := range results {
+			if o.MergeInto != "" {
+				merged = append(merged, obj)
+				continue
+			}
+			if err := w.encode(obj, o.Output, objs); err != nil {
+				return err
+			}
+			objs++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if docs == 0 {
+		return fmt.Errorf("%s: no document to seal (empty input)", source)
+	}
+	if o.Validate {
+		fmt.Fprintf(a.err, "keyway: %d SealedSecret(s) valid\n", docs)
+		return nil
 	}
 	if o.MergeInto != "" {
-		if len(out) != 1 {
+		if len(merged) != 1 {
 			return usagef("--merge-into takes exactly one Secret and one --cert")
 		}
 		data, err := os.ReadFile(o.MergeInto)
 		if err != nil {
 			return fmt.Errorf("--merge-into: %w", err)
 		}
-		merged, err := sealing.MergeFile(data, out[0].(*sealing.SealedSecret))
+		out, err := sealing.MergeFile(data, merged[0].(*sealing.SealedSecret))
 		if err != nil {
 			return fmt.Errorf("--merge-into %s: %w", o.MergeInto, err)
 		}
-		return writeAtomic(o.MergeInto, merged)
+		return writeAtomic(o.MergeInto, out)
 	}
-	data, err := sealing.Encode(out, o.Output)
-	if err != nil {
-		return err
-	}
-	return o.emit(a, data)
+	return w.commit(a.out)
 }
 
 func appendAll[T any](out []any, items []T) []any {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rsa"
 	"errors"
@@ -105,4 +106,74 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// open returns the input as a stream: -f's file or stdin.
+func (o *sealOptions) open(a *app) (io.ReadCloser, string, error) {
+	if o.File != "" {
+		f, err := os.Open(o.File)
+		return f, o.File, err
+	}
+	return io.NopCloser(a.in), "<stdin>", nil
+}
+
+// output collects a command's output in a temporary file (beside -w's file, so the final
+// rename is atomic) and hands it over only on commit: a failure at the last document leaves
+// no partial output anywhere. It only ever holds ciphertext or, for --recovery-unseal,
+// what the user asked to print.
+type output struct {
+	f    *os.File
+	bw   *bufio.Writer
+	path string // -w, or "" for stdout
+}
+
+func newOutput(path string) (*output, error) {
+	dir := os.TempDir()
+	if path != "" {
+		dir = filepath.Dir(path)
+	}
+	f, err := os.CreateTemp(dir, ".keyway-*")
+	if err != nil {
+		return nil, err
+	}
+	return &output{f: f, bw: bufio.NewWriterSize(f, 256<<10), path: path}, nil
+}
+
+// encode writes the i-th object of the output in format.
+func (w *output) encode(obj any, format string, i int) error {
+	if format == "yaml" && i > 0 {
+		if _, err := w.bw.WriteString("---\n"); err != nil {
+			return err
+		}
+	}
+	data, err := sealing.Encode([]any{obj}, format)
+	if err != nil {
+		return err
+	}
+	_, err = w.bw.Write(data)
+	return err
+}
+
+// commit moves the output into place: renamed over -w's file, or copied to stdout.
+func (w *output) commit(stdout io.Writer) error {
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	if w.path != "" {
+		if err := w.f.Close(); err != nil {
+			return err
+		}
+		return os.Rename(w.f.Name(), w.path)
+	}
+	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := io.Copy(stdout, w.f)
+	return err
+}
+
+// discard removes the temporary file unless commit renamed it.
+func (w *output) discard() {
+	w.f.Close()
+	os.Remove(w.f.Name())
 }

@@ -38,3 +38,70 @@ func TestMapOrderAndFirstError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPipelineOrderBoundAndErrors(t *testing.T) {
+	const n = 500
+	var inFlight, peak atomic.Int64
+	i := 0
+	next := func() (int, bool, error) {
+		if i == n {
+			return 0, false, nil
+		}
+		i++
+		if v := inFlight.Add(1); v > peak.Load() {
+			peak.Store(v)
+		}
+		return i - 1, true, nil
+	}
+	var got []int
+	err := Pipeline(4, 8, next, func(v int) (int, error) { return v * 2, nil }, func(r int) error {
+		inFlight.Add(-1)
+		got = append(got, r)
+		return nil
+	})
+	if err != nil || len(got) != n {
+		t.Fatalf("err = %v, %d results", err, len(got))
+	}
+	for k, r := range got {
+		if r != 2*k {
+			t.Fatalf("result %d = %d: out of order", k, r)
+		}
+	}
+	if p := peak.Load(); p > 8 {
+		t.Fatalf("%d items in flight, window is 8", p)
+	}
+
+	// A failure stops the pipeline after everything before it was handed out.
+	for name, tc := range map[string]struct {
+		readFail, fnFail, outFail int
+	}{"read": {readFail: 100, fnFail: -1, outFail: -1}, "fn": {readFail: -1, fnFail: 100, outFail: -1}, "out": {readFail: -1, fnFail: -1, outFail: 100}} {
+		t.Run(name, func(t *testing.T) {
+			i := 0
+			var outs []int
+			err := Pipeline(3, 5, func() (int, bool, error) {
+				if i == tc.readFail {
+					return 0, false, errors.New("read 100")
+				}
+				if i == n {
+					return 0, false, nil
+				}
+				i++
+				return i - 1, true, nil
+			}, func(v int) (int, error) {
+				if v == tc.fnFail {
+					return 0, errors.New("fn 100")
+				}
+				return v, nil
+			}, func(v int) error {
+				if v == tc.outFail {
+					return errors.New("out 100")
+				}
+				outs = append(outs, v)
+				return nil
+			})
+			if err == nil || err.Error() != name+" 100" || len(outs) != 100 {
+				t.Fatalf("err = %v after %d results, want %q after 100", err, len(outs), name+" 100")
+			}
+		})
+	}
+}

@@ -134,6 +134,7 @@ func unsealAtScale(b *testing.B, n int) {
 	b.ReportMetric(cpu, "cpu-s")
 	b.ReportMetric(float64(peakRSS(b))/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(float64(5*n)/cpu, "values/cpu-s")
+	b.ReportMetric(decryptions(b, reg)/float64(5*n), "rsa-decryptions/value")
 
 	// Settled: one full resync period of checks makes no write request.
 	time.Sleep(2 * time.Second)
@@ -223,5 +224,18 @@ func peakRSS(b *testing.B) int64 {
 		}
 	}
 	b.Fatal("no VmHWM")
+	return 0
+}
+
+func decryptions(b *testing.B, reg *prometheus.Registry) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "keyway_unseal_rsa_decryptions_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
 	return 0
 }
