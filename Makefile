@@ -34,6 +34,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./plugins/render
 	$(GO) test -run '^$$' -fuzz '^FuzzHybridDecrypt$$' -fuzztime $(FUZZTIME) ./sealing
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./sealing/agefile
+	$(GO) test -run '^$$' -fuzz '^FuzzStreamMatchesRead$$' -fuzztime $(FUZZTIME) ./internal/manifest
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitManifests$$' -fuzztime $(FUZZTIME) ./plugins/helm
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamRequest$$' -fuzztime $(FUZZTIME) ./plugins/argocd/cmp
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./plugins/argocd/cmp

@@ -184,6 +184,8 @@ type Clients struct {
 	settings map[string]Settings
 	log      *slog.Logger
 
+	pool *Pool // nil: clients are opened for this set and closed with it
+
 	mu     sync.Mutex
 	open   map[string]*lazyClient
 	closed bool
@@ -193,6 +195,7 @@ type lazyClient struct {
 	once   sync.Once
 	client Client
 	err    error
+	pooled *poolEntry // drawn from a Pool: handed back on Close, not closed
 }
 
 // NewClients prepares lazily opened clients; settings is keyed by backend name. A nil
@@ -262,7 +265,11 @@ func (c *Clients) Client(ctx context.Context, backend string) (Client, error) {
 	}
 	c.mu.Unlock()
 	lc.once.Do(func() {
-		lc.client, lc.err = p.Open(ctx, Config{Settings: c.settings[backend], Logger: c.log.With("backend", backend)})
+		if c.pool != nil {
+			lc.client, lc.pooled, lc.err = c.pool.acquire(ctx, p, backend, c.settings[backend])
+		} else {
+			lc.client, lc.err = p.Open(ctx, Config{Settings: c.settings[backend], Logger: c.log.With("backend", backend)})
+		}
 		if lc.err != nil {
 			lc.err = fmt.Errorf("backend %q: %w", backend, lc.err)
 		}
@@ -277,7 +284,10 @@ func (c *Clients) Close() error {
 	c.closed = true
 	var errs []error
 	for _, lc := range c.open {
-		if lc.client != nil {
+		switch {
+		case lc.pooled != nil:
+			c.pool.release(lc.pooled)
+		case lc.client != nil:
 			errs = append(errs, lc.client.Close())
 		}
 	}

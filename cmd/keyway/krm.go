@@ -12,7 +12,6 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/render"
-	"github.com/keyway-dev/keyway/providers"
 )
 
 func newKRMCommand(a *app) *cobra.Command {
@@ -111,7 +110,7 @@ func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
 	if err != nil {
 		return err
 	}
-	clients := providers.NewClients(registry(), settings, a.log)
+	clients := a.clients(settings)
 	defer clients.Close()
 	_, rerr := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log}).Render(ctx, docs)
 	var failed *render.Error

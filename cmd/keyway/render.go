@@ -239,7 +239,7 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 			return err
 		}
 	}
-	clients := providers.NewClients(registry(), settings, a.log)
+	clients := a.clients(settings)
 	defer clients.Close()
 
 	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log, Check: run.check})

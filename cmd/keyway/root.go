@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/vault"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -74,6 +76,20 @@ type app struct {
 	environ func() []string
 	global  globalOptions
 	log     *slog.Logger
+	// pool, when set (keyway argocd serve), shares backend clients between requests.
+	pool *providers.Pool
+}
+
+// clients opens the backends for one command: from the process's pool when serving, so a
+// Vault login outlives the request, or fresh otherwise.
+func (a *app) clients(settings map[string]providers.Settings) *providers.Clients {
+	if a.pool != nil {
+		if vs, ok := settings["vault"]; ok && vs[vault.SettingRenew] == "" {
+			vs[vault.SettingRenew] = "true" // the token outlives a request: keep it renewed
+		}
+		return a.pool.Clients(settings)
+	}
+	return providers.NewClients(registry(), settings, a.log)
 }
 
 func newRootCommand(a *app) *cobra.Command {
@@ -132,7 +148,12 @@ func run(ctx context.Context, args []string, s streams, env lookupEnv) int {
 
 // runWith is run with the environment listed by environ as well as looked up by env.
 func runWith(ctx context.Context, args []string, s streams, env lookupEnv, environ func() []string) int {
-	a := &app{streams: s, env: env, environ: environ}
+	return runApp(ctx, &app{streams: s, env: env, environ: environ}, args)
+}
+
+// runApp runs one command line in a and returns its exit code.
+func runApp(ctx context.Context, a *app, args []string) int {
+	s := a.streams
 	root := newRootCommand(a)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)

@@ -7,17 +7,20 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyway-dev/keyway/plugins/argocd"
 	"github.com/keyway-dev/keyway/plugins/argocd/cmp"
+	"github.com/keyway-dev/keyway/providers"
 )
 
 func newArgoCDServe(a *app) *cobra.Command {
 	var socket, workDir string
 	var maxRepo int64
 	var keep int
+	var idle time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve [--socket PATH] [-- GENERATE-FLAGS...]",
 		Short: "Serve Argo CD's plugin protocol on a Unix socket, rendering in this process",
@@ -42,7 +45,13 @@ examples/argocd/plugin.yaml), in the directory the repo-server watches.`,
 			if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
 				return usageError{fmt.Errorf("unexpected argument %q: generate's flags go after --", args[0])}
 			}
-			h := &servedPlugin{a: a, flags: args}
+			h := &servedPlugin{a: a, flags: args, pool: providers.NewPool(registry(), a.log, idle)}
+			// Shutting down revokes every Vault token the pool logged in for.
+			defer func() {
+				if err := h.pool.Close(); err != nil {
+					a.log.Warn("closing backend clients", "error", err)
+				}
+			}()
 			if err := h.checkFlags(); err != nil {
 				return usageError{err}
 			}
@@ -54,6 +63,7 @@ examples/argocd/plugin.yaml), in the directory the repo-server watches.`,
 	cmd.Flags().StringVar(&workDir, "work-dir", "", "where requests' repositories are unpacked (default the temporary directory)")
 	cmd.Flags().Int64Var(&maxRepo, "max-repo-bytes", 1<<30, "largest repository accepted, compressed or unpacked")
 	cmd.Flags().IntVar(&keep, "keep-repos", 8, "unpacked repositories kept for reuse by content (-1: none)")
+	cmd.Flags().DurationVar(&idle, "idle-client-timeout", 10*time.Minute, "close a backend client (and revoke its Vault token) after this long unused")
 	return cmd
 }
 
@@ -61,16 +71,17 @@ examples/argocd/plugin.yaml), in the directory the repo-server watches.`,
 // environment over this process's.
 type servedPlugin struct {
 	a     *app
-	flags []string // generate's flags, from after --
+	flags []string        // generate's flags, from after --
+	pool  *providers.Pool // backend clients shared by requests with equal settings
 }
 
 // requestEnv are the entries a request may contribute: what Argo CD's repo-server sends.
 var requestEnv = []string{"ARGOCD_APP_", "ARGOCD_ENV_", "KUBE_"}
 
-func (p *servedPlugin) run(ctx context.Context, app cmp.App, args ...string) (stdout string, err error) {
+func (p *servedPlugin) run(ctx context.Context, req cmp.App, args ...string) (stdout string, err error) {
 	own := map[string]string{}
 	var environ []string
-	for _, kv := range app.Env {
+	for _, kv := range req.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		for _, pre := range requestEnv {
 			if strings.HasPrefix(k, pre) {
@@ -98,19 +109,19 @@ func (p *servedPlugin) run(ctx context.Context, app cmp.App, args ...string) (st
 		// not when each request was a process of its own.
 		defer func() {
 			if r := recover(); r != nil {
-				p.a.log.Error("request failed with a panic", "app", app.Name, "command", args[1], "panic", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+				p.a.log.Error("request failed with a panic", "app", req.Name, "command", args[1], "panic", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 				errb.Reset()
 				errb.WriteString("keyway: internal error; the sidecar's log has the details")
 			}
 		}()
-		code = runWith(ctx, args, streams{in: strings.NewReader(""), out: &out, err: &errb}, lookup, func() []string { return environ })
+		code = runApp(ctx, &app{streams: streams{in: strings.NewReader(""), out: &out, err: &errb}, env: lookup, environ: func() []string { return environ }, pool: p.pool}, args)
 	}()
 	if code != exitOK {
 		msg := strings.TrimSpace(errb.String())
 		if msg == "" {
 			msg = fmt.Sprintf("keyway %s failed", args[1])
 		}
-		p.a.log.Warn("request failed", "app", app.Name, "command", args[1])
+		p.a.log.Warn("request failed", "app", req.Name, "command", args[1])
 		return "", errors.New(msg)
 	}
 	// What the command logged goes to the sidecar's own log.

@@ -118,11 +118,27 @@ type Client struct {
 
 var _ providers.Client = (*Client)(nil)
 
-// Close stops token renewal.
+// Close stops token renewal and revokes the token the client logged in for (never a token
+// it was given), so a long-lived process leaves no lease behind in Vault.
 func (c *Client) Close() error {
-	c.closeOnce.Do(func() { close(c.stop) })
-	c.bg.Wait()
-	return nil
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.bg.Wait()
+		c.authMu.Lock()
+		tok := c.token
+		c.authMu.Unlock()
+		if !c.canLogin() || tok == "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if rerr := c.api.Auth().Token().RevokeSelfWithContext(ctx, ""); rerr != nil {
+			err = classify(rerr, "revoke the login token")
+			c.log.Warn("could not revoke the login token", "error", err)
+		}
+	})
+	return err
 }
 
 // Fetch implements providers.Client. Ref.Path is a KV path as argocd-vault-plugin users

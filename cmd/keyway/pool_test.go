@@ -1,0 +1,107 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/plugins/argocd/cmp"
+	"github.com/keyway-dev/keyway/providers"
+)
+
+// TestServeLogsInOnce: a served sidecar logs into Vault once per backend configuration,
+// not once per request: 100 generates with AppRole make one login; a request whose
+// settings differ (here an allowed ARGOCD_ENV_AVP_KV_VERSION) gets a client of its own;
+// shutting down revokes every token it logged in for.
+func TestServeLogsInOnce(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	v, err := env.StartVault(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Stop() })
+	if _, err := v.Root.Logical().WriteWithContext(ctx, "secret/data/app", map[string]any{"data": map[string]any{"pw": "CANARY-pool"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Count what Vault is asked, by path.
+	target, _ := url.Parse(v.Addr)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	count := func(path string) int { mu.Lock(); defer mu.Unlock(); return calls[path] }
+
+	dir := t.TempDir()
+	secretID := filepath.Join(dir, "secret-id")
+	os.WriteFile(secretID, []byte(v.SecretID), 0o600)
+	repo := filepath.Join(dir, "repo")
+	os.MkdirAll(filepath.Join(repo, "app"), 0o755)
+	os.WriteFile(filepath.Join(repo, "app", "s.yaml"), []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  pw: <path:secret/data/app#pw>\n"), 0o644)
+
+	var logs syncBuffer
+	a := &app{streams: streams{in: strings.NewReader(""), out: &logs, err: &logs}, env: func(string) (string, bool) { return "", false }, environ: func() []string { return nil }}
+	a.log = slog.New(slog.NewTextHandler(&logs, nil))
+	h := &servedPlugin{a: a, pool: providers.NewPool(registry(), a.log, time.Hour), flags: []string{
+		"--backend", "vault", "--vault-address", proxy.URL, "--vault-auth-method", "approle",
+		"--vault-setting", "role-id=" + v.RoleID, "--vault-setting", "secret-id-file=" + secretID,
+		"--argocd-allow-env", "AVP_KV_VERSION",
+	}}
+	if err := h.checkFlags(); err != nil {
+		t.Fatal(err)
+	}
+	req := cmp.App{Name: "app", Root: repo, Dir: filepath.Join(repo, "app"), Env: []string{"ARGOCD_APP_NAME=shop", "ARGOCD_APP_NAMESPACE=shop", "ARGOCD_APP_SOURCE_PATH=app"}}
+	for i := range 100 {
+		out, err := h.Generate(ctx, req)
+		if err != nil || len(out) != 1 || !strings.Contains(out[0], "pw: CANARY-pool") {
+			t.Fatalf("generate %d: %v %q", i, err, out)
+		}
+	}
+	if n := count("/v1/auth/approle/login"); n != 1 {
+		t.Fatalf("100 generates made %d AppRole logins, want 1", n)
+	}
+	if n := count("/v1/secret/data/app"); n != 100 {
+		t.Fatalf("%d reads, want one per generate (100)", n)
+	}
+	// Other settings, another client and login; the first client is untouched.
+	other := req
+	other.Env = append(append([]string(nil), req.Env...), "ARGOCD_ENV_AVP_KV_VERSION=2")
+	if _, err := h.Generate(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Generate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if n, open := count("/v1/auth/approle/login"), h.pool.Open(); n != 2 || open != 2 {
+		t.Fatalf("after a request with other settings: %d logins, %d pooled clients; want 2 and 2", n, open)
+	}
+	// Shutdown revokes what was logged in for.
+	if err := h.pool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count("/v1/auth/token/revoke-self"); n != 2 {
+		t.Fatalf("%d tokens revoked at shutdown, want 2", n)
+	}
+	if strings.Contains(logs.String(), "CANARY") {
+		t.Fatalf("the sidecar logged a value:\n%s", logs.String())
+	}
+}
