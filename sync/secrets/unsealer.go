@@ -127,6 +127,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 
 	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, o.ResyncPeriod)
 	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
+	_ = u.ssInf.SetTransform(trimSealedSecret)
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
 		DeleteFunc: func(obj any) {
@@ -145,6 +146,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	})
 	u.kinf = informers.NewSharedInformerFactory(kube, 0)
 	secrets := u.kinf.Core().V1().Secrets()
+	_ = secrets.Informer().SetTransform(u.trimSecret)
 	u.keysLs = secrets.Lister()
 	// A managed Secret that is deleted or edited by hand is put back at once, not at the
 	// next resync; the reconcile of one that still matches writes nothing.
@@ -171,6 +173,44 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 		DeleteFunc: owner,
 	})
 	return u
+}
+
+// The caches hold every SealedSecret and every Secret of the cluster; what the unsealer
+// never reads is dropped as objects arrive, so memory follows what it manages, not what
+// else the cluster stores (Helm's release Secrets, say).
+
+// trimSealedSecret drops managed fields and kubectl's last-applied copy of the object.
+func trimSealedSecret(obj any) (any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		u.SetManagedFields(nil)
+		if ann := u.GetAnnotations(); ann[corev1.LastAppliedConfigAnnotation] != "" {
+			delete(ann, corev1.LastAppliedConfigAnnotation)
+			u.SetAnnotations(ann)
+		}
+	}
+	return obj, nil
+}
+
+// trimSecret keeps whole only the Secrets the unsealer may write or read: those a
+// SealedSecret controls, those annotated managed or patch, and the key ring's; of every
+// other Secret it keeps the metadata that says whether one is in the way.
+func (u *Unsealer) trimSecret(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	if s.Annotations[AnnotationManaged] == "true" || s.Annotations[AnnotationPatch] == "true" ||
+		(s.Namespace == u.opts.Namespace && s.Labels[sealing.KeyLabel] != "") {
+		return obj, nil
+	}
+	for _, ref := range s.OwnerReferences {
+		if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion {
+			return obj, nil
+		}
+	}
+	s.Data, s.StringData, s.ManagedFields = nil, nil, nil
+	delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
+	return s, nil
 }
 
 func (u *Unsealer) enqueue(obj any, p ctl.Priority) {
