@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -210,22 +209,6 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	return total
 }
 
-// childHWM is a running process's peak RSS in KiB, if it can still be read.
-func childHWM(pid int) (int64, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, false
-	}
-	for l := range strings.SplitSeq(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kib int64
-			fmt.Sscan(v, &kib)
-			return kib, true
-		}
-	}
-	return 0, false
-}
-
 // procHWM is a process's peak RSS in KiB.
 func procHWM(b *testing.B, pid int) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -249,7 +232,7 @@ func procHWM(b *testing.B, pid int) int64 {
 // keyway streams: its memory should not grow with the input.
 func BenchmarkSealProcess(b *testing.B) {
 	dir := b.TempDir()
-	self := buildRelease(b, dir)
+	self, peakrss := buildRelease(b, dir), buildPeakRSS(b, dir)
 	_, certPEM, err := sealing.GenerateKey(rand.Reader, 4096, time.Now())
 	if err != nil {
 		b.Fatal(err)
@@ -269,34 +252,15 @@ func BenchmarkSealProcess(b *testing.B) {
 		}
 		run := func(b *testing.B, name string, args ...string) {
 			var peak int64
+			usage := filepath.Join(dir, "usage")
 			for b.Loop() {
-				cmd := exec.Command(name, args...)
+				cmd := exec.Command(peakrss, append([]string{usage, name}, args...)...)
 				cmd.Env = []string{"HOME=" + dir, "KUBECONFIG=" + filepath.Join(dir, "none")}
-				var out bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &out
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%s: %v\n%s", name, err, out)
 				}
-				// The exit status's maxrss starts from this (forking) process's size, so the
-				// child's own high-water mark is read from /proc while it runs.
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				tick := time.NewTicker(5 * time.Millisecond)
-			wait:
-				for {
-					select {
-					case err := <-done:
-						if err != nil {
-							b.Fatalf("%s: %v\n%s", name, err, out.String())
-						}
-						break wait
-					case <-tick.C:
-						if hwm, ok := childHWM(cmd.Process.Pid); ok {
-							peak = max(peak, hwm)
-						}
-					}
-				}
-				tick.Stop()
+				_, _, rss := readUsage(b, usage)
+				peak = max(peak, rss)
 			}
 			b.ReportMetric(float64(n)/(float64(b.Elapsed().Seconds())/float64(b.N)), "secrets/s")
 			b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
@@ -309,5 +273,44 @@ func BenchmarkSealProcess(b *testing.B) {
 				run(b, kubeseal, "--cert", cert, "--secret-file", input, "--sealed-secret-file", filepath.Join(dir, "up.json"))
 			})
 		}
+	}
+}
+
+// BenchmarkStartup: what a short command pays before doing anything — `keyway version`, and
+// a one-document render from the file backend — as whole release-build processes: wall
+// time, CPU time and peak RSS per run.
+func BenchmarkStartup(b *testing.B) {
+	dir := b.TempDir()
+	self, peakrss := buildRelease(b, dir), buildPeakRSS(b, dir)
+	sf := filepath.Join(dir, "secrets.yaml")
+	doc := filepath.Join(dir, "cm.yaml")
+	if err := os.WriteFile(sf, []byte("secret/data/app: {password: p}\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(doc, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {p: <path:secret/data/app#password>}\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	usage := filepath.Join(dir, "usage")
+	for name, args := range map[string][]string{
+		"version": {"version"},
+		"render":  {"render", "--secrets-file", sf, doc},
+	} {
+		b.Run(name, func(b *testing.B) {
+			var cpu time.Duration
+			var peak int64
+			for b.Loop() {
+				cmd := exec.Command(peakrss, append([]string{usage, self}, args...)...)
+				cmd.Env = []string{"HOME=" + dir}
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%v\n%s", err, out)
+				}
+				u, s, rss := readUsage(b, usage)
+				cpu += u + s
+				peak = max(peak, rss)
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "wall-ms/run")
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/run")
+			b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
+		})
 	}
 }
