@@ -34,22 +34,8 @@ import (
 // real API server: generate a key, seal with the served certificate, watch the Secret
 // appear, and move the key backup to another namespace and to upstream kubeseal.
 func TestKeysAndController(t *testing.T) {
-	env, err := testenv.Start(t.Context(), testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Stop() })
+	env, kube := sealedSecretsCluster(t, "keyway-system", "restore", "app")
 	ctx := t.Context()
-	crd, _ := os.ReadFile("../../examples/sealedsecret/crd.yaml")
-	if err := env.InstallCRDs(ctx, crd); err != nil {
-		t.Fatal(err)
-	}
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	for _, ns := range []string{"keyway-system", "restore", "app"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	dir := t.TempDir()
 	kc := []string{"--kubeconfig", env.Kubeconfig}
 	keyway := func(args ...string) string {
@@ -239,22 +225,8 @@ func (s *syncBuffer) String() string {
 // killed (SIGKILL: no release), the other takes over and unseals new work within the lease
 // duration plus a few seconds.
 func TestControllerFailover(t *testing.T) {
-	env, err := testenv.Start(t.Context(), testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Stop() })
+	env, kube := sealedSecretsCluster(t, "keyway-system", "app")
 	ctx := t.Context()
-	crd, _ := os.ReadFile("../../examples/sealedsecret/crd.yaml")
-	if err := env.InstallCRDs(ctx, crd); err != nil {
-		t.Fatal(err)
-	}
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	for _, ns := range []string{"keyway-system", "app"} {
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	dir := t.TempDir()
 	if _, stderr, err := runTool(t, "keyway", nil, dir, "keys", "generate", "-n", "keyway-system", "--key-bits", "2048", "--kubeconfig", env.Kubeconfig); err != nil {
 		t.Fatalf("keys generate: %v\n%s", err, stderr)
@@ -325,4 +297,26 @@ func TestControllerFailover(t *testing.T) {
 	if strings.Contains(standby.logs.String(), "CANARY") {
 		t.Fatal("the controller logged a value")
 	}
+}
+
+// sealedSecretsCluster starts a real API server of its own with the SealedSecret CRD and
+// the namespaces given.
+func sealedSecretsCluster(t *testing.T, namespaces ...string) (*testenv.Env, kubernetes.Interface) {
+	t.Helper()
+	env, err := testenv.Start(t.Context(), testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	crd, _ := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	if err := env.InstallCRDs(t.Context(), crd); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	for _, ns := range namespaces {
+		if _, err := kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env, kube
 }

@@ -97,18 +97,19 @@ func (q *Queue) Get() (string, bool) {
 }
 
 func (q *Queue) pop() (string, bool) {
-	for len(q.high) > 0 {
-		key := q.high[0]
-		q.high = q.high[1:]
-		if p, ok := q.queued[key]; ok && p == High {
-			delete(q.queued, key)
-			return key, true
-		}
+	if key, ok := q.take(&q.high, High); ok {
+		return key, true
 	}
-	for len(q.low) > 0 {
-		key := q.low[0]
-		q.low = q.low[1:]
-		if p, ok := q.queued[key]; ok && p == Low {
+	return q.take(&q.low, Low)
+}
+
+// take removes the first key of list still waiting at priority p (a key raised to High
+// leaves a stale Low entry behind, skipped here).
+func (q *Queue) take(list *[]string, p Priority) (string, bool) {
+	for len(*list) > 0 {
+		key := (*list)[0]
+		*list = (*list)[1:]
+		if cur, ok := q.queued[key]; ok && cur == p {
 			delete(q.queued, key)
 			return key, true
 		}
