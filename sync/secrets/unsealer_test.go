@@ -7,12 +7,14 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +37,8 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+var outage = flag.Duration("outage", 0, "TestAPIServerOutage: how long the API server stays down after the leader gives up")
 
 const canary = "CANARY-unsealer"
 
@@ -482,6 +486,7 @@ func TestAPIServerOutage(t *testing.T) {
 	f := setup(t)
 	ctx := t.Context()
 	lease := kube.LeaseOptions{Namespace: "keyway-system", Name: "outage-test", LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond}
+	var led atomic.Value // time.Time the current leader started leading
 	startLeader := func() (<-chan error, context.CancelFunc) {
 		cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, "keyway-unsealer-outage-test")
 		u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{Namespace: "keyway-system", KeyBits: 2048})
@@ -492,7 +497,7 @@ func TestAPIServerOutage(t *testing.T) {
 				done <- err
 				return
 			}
-			done <- kube.Lead(runCtx, env.Config, lease, func(ctx context.Context) { _ = u.Run(ctx) })
+			done <- kube.Lead(runCtx, env.Config, lease, func(ctx context.Context) { led.Store(time.Now()); _ = u.Run(ctx) })
 		}()
 		return done, cancel
 	}
@@ -519,9 +524,11 @@ func TestAPIServerOutage(t *testing.T) {
 		t.Fatal("the leader kept leading without an API server")
 	}
 	cancel()
+	time.Sleep(*outage) // how long the API server stays down (go test -outage 60s)
 	if err := env.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
+	led.Store(time.Time{})
 	// The restarted controller (a new process in production) leads and unseals new work.
 	done, cancel2 := startLeader()
 	defer cancel2()
@@ -530,6 +537,9 @@ func TestAPIServerOutage(t *testing.T) {
 		s, err := secretsAPI.Get(ctx, "after-outage", metav1.GetOptions{})
 		return err == nil && string(s.Data["password"]) == canary+"-after"
 	})
+	if since, ok := led.Load().(time.Time); ok && !since.IsZero() {
+		t.Logf("API server down %s after the leader gave up; new work unsealed %.2f s after the restarted controller began leading", *outage, time.Since(since).Seconds())
+	}
 	if s, err := secretsAPI.Get(ctx, "before-outage", metav1.GetOptions{}); err != nil || string(s.Data["password"]) != canary+"-before" {
 		t.Fatalf("the Secret unsealed before the outage was lost: %v", err)
 	}
