@@ -82,7 +82,11 @@ turns back into Secrets. The flags are kubeseal's, so scripts port by renaming t
 keyway needs no cluster: --cert takes a certificate file or URL, several --cert flags seal
 one Secret for several clusters (one output document per cluster), and --re-encrypt works
 offline with the private keys. Every SealedSecret keyway writes records its sealing key's
-fingerprint (keyway.dev/sealing-key) so the unsealer tries that key first.`,
+fingerprint (keyway.dev/sealing-key) so the unsealer tries that key first.
+
+Input streams: documents are read one at a time and sealed on every core, so memory does not
+grow with the input; the output appears (on stdout or as -w's file) only once every document
+has succeeded.`,
 		Example: `  keyway seal --cert prod.pem < secret.yaml > sealed.json
   keyway seal --cert eu.pem --cert us.pem -o yaml -f secret.yaml -w sealed.yaml
   echo -n s3cret | keyway seal --raw --cert prod.pem --namespace shop --name db
