@@ -108,6 +108,8 @@ age-encrypted file into Kubernetes manifests without plaintext in git.
   keyway unseal   open an age-sealed secrets file
   keyway controller  the in-cluster unsealer (SealedSecrets → Secrets)
   keyway keys     the sealing key ring: generate, rotate, list, export, import
+  keyway crds     the CustomResourceDefinitions keyway serves (ExternalSecret, SecretStore,
+                  ClusterSecretStore, SealedSecret)
   keyway version  print the build's version
 
 Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRETS_FILE.
@@ -139,6 +141,7 @@ Flags win over the environment, which wins over --config.`,
 	root.AddCommand(newUnsealCommand(a))
 	root.AddCommand(newControllerCommand(a))
 	root.AddCommand(newKeysCommand(a))
+	root.AddCommand(newCRDsCommand(a))
 	return root
 }
 
