@@ -73,6 +73,11 @@ func (p *Pool) Open() int {
 	return len(p.entries)
 }
 
+// Principal names who a backend's settings authenticate as, for sharing what they read:
+// equal settings (credentials included) give equal principals; the value is an HMAC under
+// the pool's in-memory key and reveals nothing of the settings.
+func (p *Pool) Principal(backend string, s Settings) string { return p.fingerprint(backend, s) }
+
 func (p *Pool) fingerprint(backend string, s Settings) string {
 	m := hmac.New(sha256.New, p.key)
 	m.Write([]byte(backend))

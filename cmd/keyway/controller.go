@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -55,7 +56,8 @@ func newControllerCommand(a *app) *cobra.Command {
 	var lease kube.LeaseOptions
 	var bits, workers, burst int
 	var qps float32
-	var leaderElect bool
+	var leaderElect, runSyncer, runUnsealer bool
+	var controllerClass string
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the in-cluster unsealer: SealedSecrets become Secrets",
@@ -91,33 +93,61 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				return err
 			}
 			cfg := kube.WithLimits(base, qps, burst, "keyway-unsealer")
-			client, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return err
-			}
-			dyn, err := dynamic.NewForConfig(cfg)
-			if err != nil {
-				return err
+			if !runSyncer && !runUnsealer {
+				return usagef("--syncer=false and --unsealer=false leave nothing to run")
 			}
 			ctx := cmd.Context()
-			u := secrets.New(client, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log})
-			if err := u.Start(ctx); err != nil {
-				return err
+			var runs []func(context.Context) error
+			if runUnsealer {
+				client, err := kubernetes.NewForConfig(cfg)
+				if err != nil {
+					return err
+				}
+				dyn, err := dynamic.NewForConfig(cfg)
+				if err != nil {
+					return err
+				}
+				u := secrets.New(client, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log})
+				if err := u.Start(ctx); err != nil {
+					return err
+				}
+				l, err := net.Listen("tcp", listen)
+				if err != nil {
+					return fmt.Errorf("--listen %s: %w", listen, err)
+				}
+				srv := &http.Server{Handler: u.Handler(), ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = srv.Serve(l) }()
+				defer srv.Close()
+				a.log.Info("unsealer serving", "address", l.Addr().String(), "namespace", kf.Namespace)
+				runs = append(runs, u.Run)
 			}
-			l, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("--listen %s: %w", listen, err)
+			if runSyncer {
+				syncer, err := newSyncer(base, qps, burst, controllerClass, a)
+				if err != nil {
+					return err
+				}
+				if syncer != nil {
+					runs = append(runs, syncer.Run)
+				}
 			}
-			srv := &http.Server{Handler: u.Handler(), ReadHeaderTimeout: 10 * time.Second}
-			go func() { _ = srv.Serve(l) }()
-			defer srv.Close()
-			a.log.Info("unsealer serving", "address", l.Addr().String(), "namespace", kf.Namespace)
+			work := func(ctx context.Context) {
+				var wg sync.WaitGroup
+				for _, run := range runs {
+					wg.Go(func() {
+						if err := run(ctx); err != nil {
+							a.log.Error("controller stopped", "error", err)
+						}
+					})
+				}
+				wg.Wait()
+			}
 			if !leaderElect {
-				return u.Run(ctx)
+				work(ctx)
+				return nil
 			}
 			// The lease has a client of its own: renewal never waits behind reconciles.
 			lease.Namespace, lease.Name, lease.Logger = kf.Namespace, leaseName, a.log
-			return kube.Lead(ctx, base, lease, func(ctx context.Context) { _ = u.Run(ctx) })
+			return kube.Lead(ctx, base, lease, work)
 		},
 	}
 	kf.BindFlags(cmd.Flags())
@@ -130,6 +160,9 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 	cmd.Flags().DurationVar(&resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")
 	cmd.Flags().BoolVar(&leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
 	cmd.Flags().StringVar(&leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
+	cmd.Flags().BoolVar(&runUnsealer, "unsealer", true, "run the SealedSecret unsealer (and its HTTP API)")
+	cmd.Flags().BoolVar(&runSyncer, "syncer", true, "run the ExternalSecret syncer (off by itself when the external-secrets.io CRDs are not installed)")
+	cmd.Flags().StringVar(&controllerClass, "controller-class", "", "handle only stores whose spec.controller is this (External Secrets' controller class), to run beside ESO")
 	cmd.Flags().DurationVar(&lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal: the longest a crashed leader's work waits")
 	cmd.Flags().DurationVar(&lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up and exits")
 	cmd.Flags().DurationVar(&lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
@@ -260,4 +293,19 @@ func certExpiry(certPEM []byte) string {
 		return "?"
 	}
 	return c.NotAfter.UTC().Format(time.RFC3339)
+}
+
+// newSyncer builds the ExternalSecret syncer, or returns nil (with a log line) when the
+// cluster does not serve external-secrets.io/v1 ExternalSecrets.
+func newSyncer(base *rest.Config, qps float32, burst int, class string, a *app) (*secrets.Syncer, error) {
+	cfg := kube.WithLimits(base, qps, burst, "keyway-syncer")
+	disc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := disc.Discovery().ServerResourcesForGroupVersion("external-secrets.io/v1"); err != nil {
+		a.log.Info("the ExternalSecret syncer is off: the cluster does not serve external-secrets.io/v1 (install the CRDs with: keyway crds | kubectl apply --server-side -f -)")
+		return nil, nil
+	}
+	return secrets.NewSyncer(cfg, secrets.SyncerOptions{ControllerClass: class, Logger: a.log})
 }

@@ -1,0 +1,757 @@
+package secrets
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/Masterminds/sprig/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	ctl "github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/vault"
+	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
+)
+
+// Resources the syncer reads.
+var (
+	ExternalSecretGVR = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "externalsecrets"}
+	SecretStoreGVR    = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "secretstores"}
+)
+
+// AnnotationAdopt on an existing Secret lets an ExternalSecret with creationPolicy Owner
+// take it over; without it such a Secret is never silently overwritten.
+const AnnotationAdopt = "keyway.dev/adopt"
+
+// SyncerOptions configure a Syncer.
+type SyncerOptions struct {
+	// ControllerClass is the spec.controller value of the stores this syncer handles (ESO's
+	// controller class); empty handles stores that name none.
+	ControllerClass string
+	Workers         int
+	Logger          *slog.Logger
+	Registry        *prometheus.Registry
+	// Registry of backends; nil means Vault only.
+	Backends *providers.Registry
+}
+
+// Syncer is the ExternalSecret controller: it reads values through SecretStores and keeps
+// target Secrets up to date, with one backend read per distinct secret and principal per
+// refresh window across all ExternalSecrets.
+type Syncer struct {
+	opts  SyncerOptions
+	kube  kubernetes.Interface
+	dyn   dynamic.Interface
+	log   *slog.Logger
+	rec   record.EventRecorder
+	bcast record.EventBroadcaster
+	queue *ctl.Queue
+	pool  *providers.Pool
+
+	esInf   cache.SharedIndexInformer
+	factory dynamicinformer.DynamicSharedInformerFactory
+	kinf    informers.SharedInformerFactory
+	secrets corelisters.SecretLister
+
+	cacheMu sync.Mutex
+	fetched map[string]*fetchEntry // principal + ref → the last read
+
+	timersMu sync.Mutex
+	timers   map[string]*time.Timer // next refresh per ExternalSecret
+
+	reads *prometheus.CounterVec
+	syncs *prometheus.CounterVec
+}
+
+type fetchEntry struct {
+	done   chan struct{}
+	secret providers.Secret
+	err    error
+	at     time.Time
+}
+
+// NewSyncer builds a Syncer on the cluster of cfg.
+func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if o.Workers == 0 {
+		o.Workers = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Backends == nil {
+		o.Backends = providers.NewRegistry(vault.Provider{})
+	}
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{},
+		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
+	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
+	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
+	o.Registry.MustRegister(s.reads, s.syncs)
+	s.bcast = record.NewBroadcaster()
+	s.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	s.rec = s.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-syncer"})
+
+	s.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	s.esInf = s.factory.ForResource(ExternalSecretGVR).Informer()
+	_, _ = s.esInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { s.enqueue(obj) },
+		UpdateFunc: func(o, n any) {
+			if o.(metav1.Object).GetGeneration() != n.(metav1.Object).GetGeneration() ||
+				o.(metav1.Object).GetAnnotations()["force-sync"] != n.(metav1.Object).GetAnnotations()["force-sync"] {
+				s.enqueue(n)
+			}
+		},
+	})
+	s.kinf = informers.NewSharedInformerFactory(kube, 0)
+	sec := s.kinf.Core().V1().Secrets()
+	// Only targets are read from the cache: other Secrets keep their metadata only.
+	_ = sec.Informer().SetTransform(func(obj any) (any, error) {
+		if sc, ok := obj.(*corev1.Secret); ok && sc.Annotations[AnnotationAdopt] != "true" && !ownedByExternalSecret(sc) {
+			sc.Data, sc.StringData, sc.ManagedFields = nil, nil, nil
+			delete(sc.Annotations, corev1.LastAppliedConfigAnnotation)
+		}
+		return obj, nil
+	})
+	s.secrets = sec.Lister()
+	// A target Secret edited or deleted by hand is put back from what was last read.
+	owner := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if sc, ok := obj.(*corev1.Secret); ok {
+			for _, ref := range sc.OwnerReferences {
+				if ref.Kind == "ExternalSecret" && ref.Controller != nil && *ref.Controller {
+					s.queue.Add(sc.Namespace+"/"+ref.Name, ctl.High)
+				}
+			}
+		}
+	}
+	_, _ = sec.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(o, n any) {
+			if o.(*corev1.Secret).ResourceVersion != n.(*corev1.Secret).ResourceVersion {
+				owner(n)
+			}
+		},
+		DeleteFunc: owner,
+	})
+	return s, nil
+}
+
+func ownedByExternalSecret(sc *corev1.Secret) bool {
+	for _, ref := range sc.OwnerReferences {
+		if ref.Kind == "ExternalSecret" && strings.HasPrefix(ref.APIVersion, esv1.GroupVersion.Group+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Syncer) enqueue(obj any) {
+	if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+		s.queue.Add(key, ctl.High)
+	}
+}
+
+// Run starts the informers and reconciles until ctx ends; only the leader runs it.
+func (s *Syncer) Run(ctx context.Context) error {
+	defer s.queue.ShutDown()
+	defer s.bcast.Shutdown()
+	defer s.pool.Close()
+	s.factory.Start(ctx.Done())
+	s.kinf.Start(ctx.Done())
+	for _, synced := range []cache.InformerSynced{s.esInf.HasSynced, s.kinf.Core().V1().Secrets().Informer().HasSynced} {
+		if !cache.WaitForCacheSync(ctx.Done(), synced) {
+			return errors.New("informer caches did not sync")
+		}
+	}
+	for range s.opts.Workers {
+		go func() {
+			for {
+				key, ok := s.queue.Get()
+				if !ok {
+					return
+				}
+				next, err := s.reconcile(ctx, key)
+				switch {
+				case apierrors.IsConflict(err):
+					s.queue.Retry(key)
+				case err != nil:
+					s.log.Warn("sync failed; retrying", "externalsecret", key, "error", err)
+					s.queue.Retry(key)
+				default:
+					s.queue.Forget(key)
+					s.schedule(key, next)
+				}
+				s.queue.Done(key)
+			}
+		}()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// schedule queues key's next refresh after d, spread ±10 % so a restart or a shared
+// interval makes no storm; it replaces an earlier schedule, and d = 0 cancels it.
+func (s *Syncer) schedule(key string, d time.Duration) {
+	s.timersMu.Lock()
+	defer s.timersMu.Unlock()
+	if t, ok := s.timers[key]; ok {
+		t.Stop()
+		delete(s.timers, key)
+	}
+	if d <= 0 {
+		return
+	}
+	jittered := time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+	s.timers[key] = time.AfterFunc(jittered, func() { s.queue.Add(key, ctl.Low) })
+}
+
+// reconcile syncs one ExternalSecret and returns when to refresh it (0: not again).
+func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	item, exists, err := s.esInf.GetStore().GetByKey(key)
+	if err != nil || !exists {
+		return 0, nil
+	}
+	u := item.(*unstructured.Unstructured)
+	var es esv1.ExternalSecret
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &es); err != nil {
+		return 0, s.fail(ctx, u, fmt.Sprintf("the ExternalSecret is malformed: %v", err))
+	}
+	refresh := time.Hour
+	if es.Spec.RefreshInterval != nil {
+		refresh = es.Spec.RefreshInterval.Duration
+	}
+	store, err := s.store(ctx, &es)
+	if errors.Is(err, errNotOurs) {
+		return 0, nil
+	}
+	if err != nil {
+		return refresh, s.fail(ctx, u, err.Error())
+	}
+	data, err := s.values(ctx, store, &es, refresh)
+	if err != nil {
+		return refresh, s.fail(ctx, u, err.Error())
+	}
+	if err := s.writeTarget(ctx, u, &es, data); err != nil {
+		if apierrors.IsInvalid(err) {
+			err = refusal{"the API server refused the target Secret: " + invalidFields(err)}
+		}
+		var refused refusal
+		if errors.As(err, &refused) {
+			return refresh, s.fail(ctx, u, err.Error())
+		}
+		return 0, err
+	}
+	s.syncs.WithLabelValues("synced").Inc()
+	if err := s.setReady(ctx, u, corev1.ConditionTrue, esv1.ReasonSecretSynced, "secret synced"); err != nil {
+		return 0, err
+	}
+	return refresh, nil
+}
+
+// refusal is a sync failure that is the ExternalSecret's to fix, reported in its status.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string { return r.msg }
+
+var errNotOurs = errors.New("the store belongs to another controller class")
+
+// storeConfig is a store resolved to a backend and its settings.
+type storeConfig struct {
+	backend  string
+	settings providers.Settings
+	mount    string // Vault KV mount keys are relative to
+	fake     map[string]string
+}
+
+// store reads the ExternalSecret's SecretStore and turns it into backend settings, with the
+// credentials it names read from Secrets of its own namespace only.
+func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConfig, error) {
+	ref := es.Spec.SecretStoreRef
+	if ref.Kind != "" && ref.Kind != "SecretStore" {
+		return nil, refusal{fmt.Sprintf("secretStoreRef.kind %q is not supported yet (SecretStore only)", ref.Kind)}
+	}
+	u, err := s.dyn.Resource(SecretStoreGVR).Namespace(es.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, refusal{fmt.Sprintf("SecretStore %s/%s does not exist", es.Namespace, ref.Name)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st esv1.SecretStore
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
+		return nil, refusal{fmt.Sprintf("SecretStore %s/%s is malformed: %v", es.Namespace, ref.Name, err)}
+	}
+	if st.Spec.Controller != s.opts.ControllerClass {
+		return nil, errNotOurs
+	}
+	p := st.Spec.Provider
+	switch {
+	case p == nil:
+		return nil, refusal{fmt.Sprintf("SecretStore %s/%s has no provider", es.Namespace, ref.Name)}
+	case p.Fake != nil:
+		fake := map[string]string{}
+		for _, d := range p.Fake.Data {
+			fake[d.Key+"\x00"+d.Version] = d.Value
+		}
+		return &storeConfig{backend: "fake", fake: fake}, nil
+	case p.Vault != nil:
+		return s.vaultStore(ctx, st.Namespace, st.Name, p.Vault)
+	}
+	return nil, refusal{fmt.Sprintf("SecretStore %s/%s: only the vault and fake providers are supported yet", es.Namespace, ref.Name)}
+}
+
+func (s *Syncer) vaultStore(ctx context.Context, ns, name string, v *esv1.VaultProvider) (*storeConfig, error) {
+	mount := "secret"
+	if v.Path != nil && *v.Path != "" {
+		mount = strings.Trim(*v.Path, "/")
+	}
+	kv := "2"
+	if v.Version == "v1" {
+		kv = "1"
+	}
+	set := providers.Settings{vault.SettingAddress: v.Server, vault.SettingKVVersions: mount + "=" + kv, vault.SettingRenew: "true"}
+	if v.Namespace != nil {
+		set[vault.SettingNamespace] = *v.Namespace
+	}
+	secretValue := func(sel esv1.SecretKeySelector, field string) (string, error) {
+		if sel.Namespace != nil && *sel.Namespace != ns {
+			return "", refusal{fmt.Sprintf("SecretStore %s/%s: %s names namespace %q; a SecretStore reads credentials from its own namespace only", ns, name, field, *sel.Namespace)}
+		}
+		sec, err := s.kube.CoreV1().Secrets(ns).Get(ctx, sel.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", refusal{fmt.Sprintf("SecretStore %s/%s: %s: Secret %q: %v", ns, name, field, sel.Name, apiReason(err))}
+		}
+		val, ok := sec.Data[sel.Key]
+		if !ok {
+			return "", refusal{fmt.Sprintf("SecretStore %s/%s: %s: Secret %q has no key %q", ns, name, field, sel.Name, sel.Key)}
+		}
+		return string(val), nil
+	}
+	a := v.Auth
+	switch {
+	case a == nil:
+		return nil, refusal{fmt.Sprintf("SecretStore %s/%s: vault.auth is required", ns, name)}
+	case a.TokenSecretRef != nil:
+		tok, err := secretValue(*a.TokenSecretRef, "auth.tokenSecretRef")
+		if err != nil {
+			return nil, err
+		}
+		set[vault.SettingAuthMethod], set[vault.SettingToken] = "token", tok
+	case a.AppRole != nil:
+		set[vault.SettingAuthMethod], set[vault.SettingAuthMount] = "approle", a.AppRole.Path
+		set[vault.SettingRoleID] = a.AppRole.RoleID
+		if a.AppRole.RoleRef != nil {
+			id, err := secretValue(*a.AppRole.RoleRef, "auth.appRole.roleRef")
+			if err != nil {
+				return nil, err
+			}
+			set[vault.SettingRoleID] = id
+		}
+		sid, err := secretValue(a.AppRole.SecretRef, "auth.appRole.secretRef")
+		if err != nil {
+			return nil, err
+		}
+		set[vault.SettingSecretID] = sid
+	default:
+		return nil, refusal{fmt.Sprintf("SecretStore %s/%s: only tokenSecretRef and appRole auth are supported yet", ns, name)}
+	}
+	if err := s.opts.Backends.Validate(map[string]providers.Settings{"vault": set}); err != nil {
+		return nil, refusal{fmt.Sprintf("SecretStore %s/%s: %v", ns, name, err)}
+	}
+	return &storeConfig{backend: "vault", settings: set, mount: mount}, nil
+}
+
+// invalidFields lists what a validation error says is wrong, by field and kind of error,
+// leaving out the values it may quote.
+func invalidFields(err error) string {
+	var se apierrors.APIStatus
+	if !errors.As(err, &se) || se.Status().Details == nil {
+		return "invalid"
+	}
+	var parts []string
+	for _, c := range se.Status().Details.Causes {
+		parts = append(parts, fmt.Sprintf("%s: %s", c.Field, c.Type))
+	}
+	if len(parts) == 0 {
+		return "invalid"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// apiReason is an API error without the object it quotes.
+func apiReason(err error) string {
+	if apierrors.IsNotFound(err) {
+		return "not found"
+	}
+	if apierrors.IsForbidden(err) {
+		return "forbidden"
+	}
+	return "unreadable"
+}
+
+// fetch reads one secret through the store's principal, sharing the read with every
+// ExternalSecret that asks for the same secret within its refresh window (single flight).
+func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, window time.Duration) (providers.Secret, error) {
+	if st.backend == "fake" {
+		v, ok := st.fake[ref.Path+"\x00"+ref.Version]
+		if !ok {
+			return providers.Secret{}, fmt.Errorf("%w: key %q", providers.ErrNotFound, ref.Path)
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(v), &m) != nil {
+			m = map[string]any{"value": v}
+		}
+		return providers.Secret{Data: m, Whole: v}, nil
+	}
+	key := s.pool.Principal(st.backend, st.settings) + "\x00" + ref.String()
+	s.cacheMu.Lock()
+	e, ok := s.fetched[key]
+	if ok {
+		select {
+		case <-e.done:
+			if e.err != nil || (window > 0 && time.Since(e.at) >= window) {
+				ok = false // stale or failed: read again
+			}
+		default: // a read in flight: share it
+		}
+	}
+	if !ok {
+		e = &fetchEntry{done: make(chan struct{})}
+		s.fetched[key] = e
+		s.cacheMu.Unlock()
+		clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
+		e.secret, e.err = clients.Fetch(ctx, ref)
+		clients.Close()
+		e.at = time.Now()
+		outcome := "ok"
+		if e.err != nil {
+			outcome = "error"
+		}
+		s.reads.WithLabelValues(st.backend, outcome).Inc()
+		close(e.done)
+		return e.secret, e.err
+	}
+	s.cacheMu.Unlock()
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return providers.Secret{}, ctx.Err()
+	}
+	return e.secret, e.err
+}
+
+// values reads everything the ExternalSecret asks for: data[] by key, dataFrom[].extract as
+// whole secrets, renamed by rewrite.
+func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, window time.Duration) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	ref := func(r esv1.ExternalSecretDataRemoteRef) providers.Ref {
+		path := r.Key
+		if st.backend == "vault" && !strings.HasPrefix(path, st.mount+"/") {
+			path = st.mount + "/" + strings.TrimPrefix(path, "/")
+		}
+		return providers.Ref{Backend: st.backend, Path: path, Version: r.Version}
+	}
+	for i, d := range es.Spec.Data {
+		sec, err := s.fetch(ctx, st, ref(d.RemoteRef), window)
+		if err != nil {
+			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+		}
+		v, err := property(sec, d.RemoteRef.Property)
+		if err != nil {
+			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+		}
+		if v, err = decode(v, d.RemoteRef.DecodingStrategy); err != nil {
+			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+		}
+		out[d.SecretKey] = v
+	}
+	for i, df := range es.Spec.DataFrom {
+		if df.Extract == nil {
+			return nil, refusal{fmt.Sprintf("dataFrom[%d]: only extract is supported yet", i)}
+		}
+		sec, err := s.fetch(ctx, st, ref(*df.Extract), window)
+		if err != nil {
+			return nil, fmt.Errorf("dataFrom[%d]: %w", i, err)
+		}
+		for k, raw := range sec.Data {
+			v, err := decode(stringify(raw), df.Extract.DecodingStrategy)
+			if err != nil {
+				return nil, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
+			}
+			for _, rw := range df.Rewrite {
+				if rw.Regexp == nil {
+					continue
+				}
+				re, err := regexp.Compile(rw.Regexp.Source)
+				if err != nil {
+					return nil, refusal{fmt.Sprintf("dataFrom[%d].rewrite: %v", i, err)}
+				}
+				k = re.ReplaceAllString(k, rw.Regexp.Target)
+			}
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// property selects a value of a secret: the whole secret (as JSON when structured) without
+// one, a key, or a dotted path into nested JSON.
+func property(sec providers.Secret, prop string) ([]byte, error) {
+	if prop == "" {
+		if sec.Whole != nil {
+			return stringify(sec.Whole), nil
+		}
+		return json.Marshal(sec.Data)
+	}
+	var cur any = sec.Data
+	for part := range strings.SplitSeq(prop, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("property %q: not an object at %q", prop, part)
+		}
+		if cur, ok = m[part]; !ok {
+			if whole, ok2 := m[prop]; ok2 { // a key that has dots in it
+				return stringify(whole), nil
+			}
+			return nil, fmt.Errorf("%w: property %q", providers.ErrNotFound, prop)
+		}
+	}
+	return stringify(cur), nil
+}
+
+func stringify(v any) []byte {
+	switch t := v.(type) {
+	case string:
+		return []byte(t)
+	case []byte:
+		return t
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func decode(v []byte, strategy esv1.ExternalSecretDecodingStrategy) ([]byte, error) {
+	switch strategy {
+	case "", "None":
+		return v, nil
+	case "Base64":
+		return base64.StdEncoding.DecodeString(string(v))
+	case "Base64URL":
+		return base64.URLEncoding.DecodeString(string(v))
+	case "Auto":
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+			if d, err := enc.DecodeString(string(v)); err == nil {
+				return d, nil
+			}
+		}
+		return v, nil
+	}
+	return nil, refusal{fmt.Sprintf("decodingStrategy %q is not Auto, Base64, Base64URL or None", strategy)}
+}
+
+// templateFuncs are sprig's generic functions less those that reach the host.
+var templateFuncs = func() template.FuncMap {
+	m := sprig.GenericFuncMap()
+	for _, n := range []string{"env", "expandenv", "getHostByName", "until", "untilStep", "seq", "repeat", "genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey", "genSignedCert", "genSignedCertWithKey", "buildCustomCert", "derivePassword", "fail"} {
+		delete(m, n)
+	}
+	return m
+}()
+
+// render builds the target's data (and type and metadata) from the values and the template.
+func render(es *esv1.ExternalSecret, values map[string][]byte) (map[string][]byte, corev1.SecretType, esv1.ExternalSecretTemplateMetadata, error) {
+	t := es.Spec.Target.Template
+	if t == nil {
+		return values, corev1.SecretTypeOpaque, esv1.ExternalSecretTemplateMetadata{}, nil
+	}
+	typ := t.Type
+	if typ == "" {
+		typ = corev1.SecretTypeOpaque
+	}
+	if len(t.TemplateFrom) > 0 {
+		return nil, "", t.Metadata, refusal{"target.template.templateFrom is not supported yet"}
+	}
+	vals := map[string]string{}
+	for k, v := range values {
+		vals[k] = string(v)
+	}
+	out := map[string][]byte{}
+	if t.MergePolicy == "Merge" {
+		maps.Copy(out, values)
+	}
+	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
+		tpl, err := template.New(k).Funcs(templateFuncs).Option("missingkey=error").Parse(t.Data[k])
+		if err != nil {
+			return nil, "", t.Metadata, refusal{fmt.Sprintf("target.template.data %q: %v", k, err)}
+		}
+		var b strings.Builder
+		if err := tpl.Execute(&b, vals); err != nil {
+			// The cause may quote a value: name the key only.
+			return nil, "", t.Metadata, refusal{fmt.Sprintf("target.template.data %q cannot be rendered (check the keys it uses)", k)}
+		}
+		out[k] = []byte(b.String())
+	}
+	return out, typ, t.Metadata, nil
+}
+
+// writeTarget creates or updates the target Secret as the creation policy says, writing
+// only when something differs.
+func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, es *esv1.ExternalSecret, values map[string][]byte) error {
+	data, typ, meta, err := render(es, values)
+	if err != nil {
+		return err
+	}
+	name := es.Spec.Target.Name
+	if name == "" {
+		name = es.Name
+	}
+	policy := es.Spec.Target.CreationPolicy
+	if policy == "" {
+		policy = esv1.CreatePolicyOwner
+	}
+	if policy == esv1.CreatePolicyNone {
+		return nil
+	}
+	api := s.kube.CoreV1().Secrets(es.Namespace)
+	existing, err := s.secrets.Secrets(es.Namespace).Get(name)
+	if apierrors.IsNotFound(err) || (err == nil && !ownedByExternalSecret(existing) && existing.Annotations[AnnotationAdopt] != "true") {
+		// The cache may lag a create, and keeps only the metadata of Secrets that are not
+		// targets: read the real thing before merging into it or refusing it.
+		existing, err = api.Get(ctx, name, metav1.GetOptions{})
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		if policy == esv1.CreatePolicyMerge {
+			return refusal{fmt.Sprintf("target Secret %s/%s does not exist (creationPolicy Merge)", es.Namespace, name)}
+		}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: es.Namespace, Labels: meta.Labels, Annotations: meta.Annotations}, Type: typ, Data: data}
+		if es.Spec.Target.Immutable {
+			yes := true
+			sec.Immutable = &yes
+		}
+		if policy == esv1.CreatePolicyOwner {
+			sec.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(u, esv1.GroupVersion.WithKind("ExternalSecret"))}
+		}
+		_, err := api.Create(ctx, sec, metav1.CreateOptions{FieldManager: "keyway-syncer"})
+		return err
+	case err != nil:
+		return err
+	}
+	upd := existing.DeepCopy()
+	switch policy {
+	case esv1.CreatePolicyOwner:
+		if !metav1.IsControlledBy(existing, u) && existing.Annotations[AnnotationAdopt] != "true" {
+			return refusal{fmt.Sprintf("Secret %s/%s exists and is not owned by this ExternalSecret; annotate it %s: \"true\" to let keyway take it over", es.Namespace, name, AnnotationAdopt)}
+		}
+		upd.Data, upd.Type, upd.Labels = data, typ, meta.Labels
+		upd.Annotations = maps.Clone(meta.Annotations)
+		if v, ok := existing.Annotations[AnnotationAdopt]; ok {
+			if upd.Annotations == nil {
+				upd.Annotations = map[string]string{}
+			}
+			upd.Annotations[AnnotationAdopt] = v
+		}
+		upd.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(u, esv1.GroupVersion.WithKind("ExternalSecret"))}
+	case esv1.CreatePolicyOrphan:
+		upd.Data, upd.Type = data, typ
+	case esv1.CreatePolicyMerge:
+		if upd.Data == nil {
+			upd.Data = map[string][]byte{}
+		}
+		maps.Copy(upd.Data, data)
+	}
+	if sameSecret(existing, upd) {
+		return nil
+	}
+	_, err = api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: "keyway-syncer"})
+	return err
+}
+
+// fail records a failure: a Warning event and Ready=False when that is news. Messages name
+// objects, keys and reasons, never values.
+func (s *Syncer) fail(ctx context.Context, u *unstructured.Unstructured, msg string) error {
+	s.syncs.WithLabelValues("error").Inc()
+	if readyIs(u, corev1.ConditionFalse, esv1.ReasonSecretSyncedError, msg) {
+		return nil
+	}
+	s.rec.Event(u, corev1.EventTypeWarning, esv1.ReasonSecretSyncedError, msg)
+	s.log.Warn("sync failed", "externalsecret", u.GetNamespace()+"/"+u.GetName(), "message", msg)
+	return s.setReady(ctx, u, corev1.ConditionFalse, esv1.ReasonSecretSyncedError, msg)
+}
+
+func readyIs(u *unstructured.Unstructured, status corev1.ConditionStatus, reason, msg string) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == string(esv1.ExternalSecretReady) {
+			return m["status"] == string(status) && m["reason"] == reason && m["message"] == msg
+		}
+	}
+	return false
+}
+
+// setReady writes the Ready condition, refreshTime, syncedResourceVersion and binding.
+func (s *Syncer) setReady(ctx context.Context, u *unstructured.Unstructured, status corev1.ConditionStatus, reason, msg string) error {
+	cur := u.DeepCopy()
+	now := metav1.Now().UTC().Format(time.RFC3339)
+	cond := map[string]any{"type": string(esv1.ExternalSecretReady), "status": string(status), "reason": reason, "message": msg, "lastTransitionTime": now}
+	if readyIs(u, status, reason, msg) {
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, _ := c.(map[string]any); m["type"] == string(esv1.ExternalSecretReady) {
+				cond["lastTransitionTime"] = m["lastTransitionTime"]
+			}
+		}
+	}
+	_ = unstructured.SetNestedSlice(cur.Object, []any{cond}, "status", "conditions")
+	_ = unstructured.SetNestedField(cur.Object, now, "status", "refreshTime")
+	_ = unstructured.SetNestedField(cur.Object, fmt.Sprintf("%d", u.GetGeneration()), "status", "syncedResourceVersion")
+	if status == corev1.ConditionTrue {
+		name, _, _ := unstructured.NestedString(u.Object, "spec", "target", "name")
+		if name == "" {
+			name = u.GetName()
+		}
+		_ = unstructured.SetNestedField(cur.Object, map[string]any{"name": name}, "status", "binding")
+	}
+	_, err := s.dyn.Resource(ExternalSecretGVR).Namespace(cur.GetNamespace()).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err // a conflict is retried with the informer's newer copy
+}

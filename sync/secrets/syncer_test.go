@@ -1,0 +1,347 @@
+package secrets_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyway-dev/keyway/sync/api/crds"
+	"github.com/keyway-dev/keyway/sync/secrets"
+)
+
+const syncCanary = "CANARY-syncer"
+
+// syncerFixture: keyway's CRDs, a real Vault holding secret/data/database/credentials, a
+// running Syncer, and helpers to apply manifests.
+type syncerFixture struct {
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+	reg  *prometheus.Registry
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newSyncerFixture(t *testing.T) (*syncerFixture, string, string) {
+	t.Helper()
+	ctx := t.Context()
+	all, err := crds.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.InstallCRDs(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	v, err := env.StartVault(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Stop() })
+	if _, err := v.Root.Logical().WriteWithContext(ctx, "secret/data/database/credentials", map[string]any{"data": map[string]any{"password": syncCanary + "-pw", "user": "admin", "config": map[string]any{"port": "5432"}}}); err != nil {
+		t.Fatal(err)
+	}
+	f := &syncerFixture{kube: kubernetes.NewForConfigOrDie(env.Config), dyn: dynamic.NewForConfigOrDie(env.Config), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	s, err := secrets.NewSyncer(env.Config, secrets.SyncerOptions{Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = s.Run(runCtx) }()
+	return f, v.Addr, v.RootToken
+}
+
+func (f *syncerFixture) namespace(t *testing.T, ns string) {
+	t.Helper()
+	if _, err := f.kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// apply creates a manifest as written (any version the CRDs serve).
+func (f *syncerFixture) apply(t *testing.T, manifest string) {
+	t.Helper()
+	var obj unstructured.Unstructured
+	if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+	res := strings.ToLower(obj.GetKind()) + "s"
+	if _, err := f.dyn.Resource(gv.WithResource(res)).Namespace(obj.GetNamespace()).Create(t.Context(), &obj, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("apply %s %s: %v", obj.GetKind(), obj.GetName(), err)
+	}
+}
+
+func (f *syncerFixture) reads() float64 {
+	mfs, _ := f.reg.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "keyway_syncer_backend_reads_total" {
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// ready returns the ExternalSecret's Ready condition status and reason, checking it holds
+// no secret value.
+func (f *syncerFixture) ready(t *testing.T, ns, name string) (string, string) {
+	t.Helper()
+	u, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return "", ""
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m := c.(map[string]any)
+		if msg, _ := m["message"].(string); strings.Contains(msg, syncCanary) {
+			t.Fatalf("status leaks a value: %v", m)
+		}
+		if m["type"] == "Ready" {
+			return m["status"].(string), m["reason"].(string)
+		}
+	}
+	return "", ""
+}
+
+func (f *syncerFixture) secretValue(t *testing.T, ns, name, key string) (string, bool) {
+	s, err := f.kube.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return "", false
+	}
+	v, ok := s.Data[key]
+	return string(v), ok
+}
+
+func storeManifest(ns, name, addr, tokenSecret string) string {
+	return fmt.Sprintf(`apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata:
+  name: %s
+  namespace: %s
+spec:
+  provider:
+    vault:
+      server: %q
+      path: secret
+      version: v2
+      auth:
+        tokenSecretRef:
+          name: %s
+          key: token
+`, name, ns, addr, tokenSecret)
+}
+
+// seedGuideES is the guide's ExternalSecret, verbatim but for the namespace.
+func seedGuideES(ns string) string {
+	return fmt.Sprintf(`apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata:
+  name: database-credentials
+  namespace: %s
+spec:
+  refreshInterval: 1h
+  secretStoreRef:
+    name: vault-backend
+    kind: SecretStore
+  target:
+    name: database-credentials
+  data:
+  - secretKey: password
+    remoteRef:
+      key: database/credentials
+      property: password
+`, ns)
+}
+
+func TestSyncer(t *testing.T) {
+	f, addr, token := newSyncerFixture(t)
+	ctx := t.Context()
+	tokenSecret := func(ns, name, tok string) {
+		if _, err := f.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: map[string]string{"token": tok}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("the guide's manifests sync", func(t *testing.T) {
+		f.namespace(t, "shop")
+		tokenSecret("shop", "vault-token", token)
+		f.apply(t, storeManifest("shop", "vault-backend", addr, "vault-token"))
+		f.apply(t, seedGuideES("shop"))
+		poll(t, "the target Secret", func() bool { v, _ := f.secretValue(t, "shop", "database-credentials", "password"); return v == syncCanary+"-pw" })
+		poll(t, "Ready=True SecretSynced", func() bool { st, r := f.ready(t, "shop", "database-credentials"); return st == "True" && r == "SecretSynced" })
+		s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
+		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "ExternalSecret" || len(s.Data) != 1 {
+			t.Fatalf("target = %+v", s.ObjectMeta)
+		}
+	})
+
+	t.Run("one read per secret and principal, shared across ExternalSecrets and namespaces", func(t *testing.T) {
+		before := f.reads()
+		for i := range 10 {
+			ns := fmt.Sprintf("team-%d", i)
+			f.namespace(t, ns)
+			tokenSecret(ns, "vault-token", token) // the same credentials: the same principal
+			f.apply(t, storeManifest(ns, "vault-backend", addr, "vault-token"))
+			f.apply(t, seedGuideES(ns))
+		}
+		for i := range 10 {
+			ns := fmt.Sprintf("team-%d", i)
+			poll(t, "the target in "+ns, func() bool { v, _ := f.secretValue(t, ns, "database-credentials", "password"); return v == syncCanary+"-pw" })
+		}
+		if n := f.reads() - before; n != 0 {
+			t.Fatalf("10 more ExternalSecrets over the same secret and credentials made %v backend reads, want 0 (read once already)", n)
+		}
+	})
+
+	t.Run("drift is repaired without a backend call", func(t *testing.T) {
+		before := f.reads()
+		s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
+		s.Data["password"] = []byte("hand-edited")
+		if _, err := f.kube.CoreV1().Secrets("shop").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the edit undone", func() bool { v, _ := f.secretValue(t, "shop", "database-credentials", "password"); return v == syncCanary+"-pw" })
+		if err := f.kube.CoreV1().Secrets("shop").Delete(ctx, "database-credentials", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the Secret recreated", func() bool { v, _ := f.secretValue(t, "shop", "database-credentials", "password"); return v == syncCanary+"-pw" })
+		if n := f.reads() - before; n != 0 {
+			t.Fatalf("drift repair made %v backend reads, want 0", n)
+		}
+	})
+
+	t.Run("templates, dataFrom and rewrite", func(t *testing.T) {
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: templated, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target:
+    name: dsn
+    template:
+      type: kubernetes.io/basic-auth
+      metadata: {labels: {app: shop}}
+      data:
+        username: '{{ .user }}'
+        password: '{{ .password }}'
+        url: 'postgres://{{ .user }}:{{ .password }}@db:{{ .config_port }}/shop'
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+  - {secretKey: user, remoteRef: {key: database/credentials, property: user}}
+  - {secretKey: config_port, remoteRef: {key: database/credentials, property: config.port}}
+---
+`)
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: extracted, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  dataFrom:
+  - extract: {key: database/credentials}
+    rewrite: [{regexp: {source: "^(.*)$", target: "db_$1"}}]
+`)
+		t.Cleanup(func() {
+			if t.Failed() {
+				u, _ := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Get(context.Background(), "templated", metav1.GetOptions{})
+				t.Logf("templated: %v\nlogs:\n%s", u.Object["status"], f.logs.String())
+			}
+		})
+		poll(t, "the templated Secret", func() bool {
+			v, _ := f.secretValue(t, "shop", "dsn", "url")
+			return v == "postgres://admin:"+syncCanary+"-pw@db:5432/shop"
+		})
+		s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "dsn", metav1.GetOptions{})
+		if s.Type != corev1.SecretTypeBasicAuth || s.Labels["app"] != "shop" || len(s.Data) != 3 {
+			t.Fatalf("templated Secret: type %s labels %v keys %d", s.Type, s.Labels, len(s.Data))
+		}
+		poll(t, "the extracted Secret", func() bool {
+			v, _ := f.secretValue(t, "shop", "extracted", "db_password")
+			u, _ := f.secretValue(t, "shop", "extracted", "db_user")
+			return v == syncCanary+"-pw" && u == "admin"
+		})
+	})
+
+	t.Run("refusals are conditions and events, never values", func(t *testing.T) {
+		// A target the API server refuses is reported by field, without values.
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: invalid, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target:
+    template:
+      type: kubernetes.io/basic-auth
+      data: {token: '{{ .password }}'}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`)
+		poll(t, "the invalid target reported", func() bool { st, r := f.ready(t, "shop", "invalid"); return st == "False" && r == "SecretSyncedError" })
+		// An existing Secret it does not own is not taken over.
+		if _, err := f.kube.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: "shop"}, StringData: map[string]string{"password": "hand-made"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, strings.ReplaceAll(strings.ReplaceAll(seedGuideES("shop"), "name: database-credentials\n  namespace", "name: taken\n  namespace"), "target:\n    name: database-credentials", "target:\n    name: taken"))
+		poll(t, "SecretSyncedError for the unowned Secret", func() bool { st, r := f.ready(t, "shop", "taken"); return st == "False" && r == "SecretSyncedError" })
+		if v, _ := f.secretValue(t, "shop", "taken", "password"); v != "hand-made" {
+			t.Fatal("an unowned Secret was overwritten")
+		}
+		// A store may not read credentials from another namespace.
+		f.namespace(t, "thief")
+		f.apply(t, strings.ReplaceAll(storeManifest("thief", "vault-backend", addr, "vault-token"), "key: token", "key: token\n          namespace: shop"))
+		f.apply(t, seedGuideES("thief"))
+		poll(t, "the cross-namespace refusal", func() bool { st, r := f.ready(t, "thief", "database-credentials"); return st == "False" && r == "SecretSyncedError" })
+		if _, ok := f.secretValue(t, "thief", "database-credentials", "password"); ok {
+			t.Fatal("a store read another namespace's credentials")
+		}
+		// Wrong credentials: a different principal, its own read, a permission error.
+		f.namespace(t, "wrong")
+		tokenSecret("wrong", "vault-token", "not-a-token")
+		f.apply(t, storeManifest("wrong", "vault-backend", addr, "vault-token"))
+		f.apply(t, seedGuideES("wrong"))
+		poll(t, "the permission error", func() bool { st, r := f.ready(t, "wrong", "database-credentials"); return st == "False" && r == "SecretSyncedError" })
+		if _, ok := f.secretValue(t, "wrong", "database-credentials", "password"); ok {
+			t.Fatal("wrong credentials got the value another principal read")
+		}
+		list, _ := f.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+		for _, e := range list.Items {
+			if strings.Contains(e.Message, syncCanary) {
+				t.Fatalf("an event leaks a value: %s", e.Message)
+			}
+		}
+		if strings.Contains(f.logs.String(), syncCanary) || strings.Contains(f.logs.String(), token) {
+			t.Fatalf("the syncer logged a value or a token:\n%s", f.logs.String())
+		}
+	})
+}
