@@ -199,8 +199,14 @@ func TestSyncer(t *testing.T) {
 		tokenSecret("shop", "vault-token", token)
 		f.apply(t, storeManifest("shop", "vault-backend", addr, "vault-token"))
 		f.apply(t, seedGuideES("shop"))
-		poll(t, "the target Secret", func() bool { v, _ := f.secretValue(t, "shop", "database-credentials", "password"); return v == syncCanary+"-pw" })
-		poll(t, "Ready=True SecretSynced", func() bool { st, r := f.ready(t, "shop", "database-credentials"); return st == "True" && r == "SecretSynced" })
+		poll(t, "the target Secret", func() bool {
+			v, _ := f.secretValue(t, "shop", "database-credentials", "password")
+			return v == syncCanary+"-pw"
+		})
+		poll(t, "Ready=True SecretSynced", func() bool {
+			st, r := f.ready(t, "shop", "database-credentials")
+			return st == "True" && r == "SecretSynced"
+		})
 		s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
 		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "ExternalSecret" || len(s.Data) != 1 {
 			t.Fatalf("target = %+v", s.ObjectMeta)
@@ -218,7 +224,10 @@ func TestSyncer(t *testing.T) {
 		}
 		for i := range 10 {
 			ns := fmt.Sprintf("team-%d", i)
-			poll(t, "the target in "+ns, func() bool { v, _ := f.secretValue(t, ns, "database-credentials", "password"); return v == syncCanary+"-pw" })
+			poll(t, "the target in "+ns, func() bool {
+				v, _ := f.secretValue(t, ns, "database-credentials", "password")
+				return v == syncCanary+"-pw"
+			})
 		}
 		if n := f.reads() - before; n != 0 {
 			t.Fatalf("10 more ExternalSecrets over the same secret and credentials made %v backend reads, want 0 (read once already)", n)
@@ -232,11 +241,17 @@ func TestSyncer(t *testing.T) {
 		if _, err := f.kube.CoreV1().Secrets("shop").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, "the edit undone", func() bool { v, _ := f.secretValue(t, "shop", "database-credentials", "password"); return v == syncCanary+"-pw" })
+		poll(t, "the edit undone", func() bool {
+			v, _ := f.secretValue(t, "shop", "database-credentials", "password")
+			return v == syncCanary+"-pw"
+		})
 		if err := f.kube.CoreV1().Secrets("shop").Delete(ctx, "database-credentials", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		poll(t, "the Secret recreated", func() bool { v, _ := f.secretValue(t, "shop", "database-credentials", "password"); return v == syncCanary+"-pw" })
+		poll(t, "the Secret recreated", func() bool {
+			v, _ := f.secretValue(t, "shop", "database-credentials", "password")
+			return v == syncCanary+"-pw"
+		})
 		if n := f.reads() - before; n != 0 {
 			t.Fatalf("drift repair made %v backend reads, want 0", n)
 		}
@@ -321,7 +336,10 @@ spec:
 		f.namespace(t, "thief")
 		f.apply(t, strings.ReplaceAll(storeManifest("thief", "vault-backend", addr, "vault-token"), "key: token", "key: token\n          namespace: shop"))
 		f.apply(t, seedGuideES("thief"))
-		poll(t, "the cross-namespace refusal", func() bool { st, r := f.ready(t, "thief", "database-credentials"); return st == "False" && r == "SecretSyncedError" })
+		poll(t, "the cross-namespace refusal", func() bool {
+			st, r := f.ready(t, "thief", "database-credentials")
+			return st == "False" && r == "SecretSyncedError"
+		})
 		if _, ok := f.secretValue(t, "thief", "database-credentials", "password"); ok {
 			t.Fatal("a store read another namespace's credentials")
 		}
@@ -330,7 +348,10 @@ spec:
 		tokenSecret("wrong", "vault-token", "not-a-token")
 		f.apply(t, storeManifest("wrong", "vault-backend", addr, "vault-token"))
 		f.apply(t, seedGuideES("wrong"))
-		poll(t, "the permission error", func() bool { st, r := f.ready(t, "wrong", "database-credentials"); return st == "False" && r == "SecretSyncedError" })
+		poll(t, "the permission error", func() bool {
+			st, r := f.ready(t, "wrong", "database-credentials")
+			return st == "False" && r == "SecretSyncedError"
+		})
 		if _, ok := f.secretValue(t, "wrong", "database-credentials", "password"); ok {
 			t.Fatal("wrong credentials got the value another principal read")
 		}
