@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -86,6 +87,7 @@ type Syncer struct {
 
 	timersMu sync.Mutex
 	timers   map[string]*time.Timer // next refresh per ExternalSecret
+	forced   map[string]string      // the force-sync annotation value last acted on
 
 	reads *prometheus.CounterVec
 	syncs *prometheus.CounterVec
@@ -120,7 +122,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	if o.Backends == nil {
 		o.Backends = providers.NewRegistry(vault.Provider{})
 	}
-	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{},
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, forced: map[string]string{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
@@ -266,7 +268,22 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	if err != nil {
 		return refresh, s.fail(ctx, u, err.Error())
 	}
-	data, err := s.values(ctx, store, &es, refresh)
+	// Values read within the refresh window serve (within 0.8 of it: a scheduled refresh
+	// comes at least 0.9 of it after the last, so it always reads afresh); a new force-sync
+	// value asks for reads made from now on (still shared by everything forced at once).
+	notBefore := time.Now().Add(-refresh * 8 / 10)
+	if refresh == 0 {
+		notBefore = time.Time{}
+	}
+	if fs := es.Annotations["force-sync"]; fs != "" {
+		s.timersMu.Lock()
+		if s.forced[key] != fs {
+			s.forced[key] = fs
+			notBefore = forcedAt(fs)
+		}
+		s.timersMu.Unlock()
+	}
+	data, err := s.values(ctx, store, &es, notBefore)
 	if err != nil {
 		return refresh, s.fail(ctx, u, err.Error())
 	}
@@ -285,6 +302,21 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		return 0, err
 	}
 	return refresh, nil
+}
+
+// forcedAt is when a force-sync was asked for: its value as a time (Unix seconds, as
+// `date +%s` writes it, or RFC 3339), so every ExternalSecret forced together shares the
+// reads made since; a value that is not a time means now.
+func forcedAt(v string) time.Time {
+	now := time.Now()
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil && n > 0 {
+		t, err = time.Unix(n, 0), nil
+	}
+	if err != nil || t.After(now) {
+		return now
+	}
+	return t
 }
 
 // refusal is a sync failure that is the ExternalSecret's to fix, reported in its status.
@@ -429,8 +461,10 @@ func apiReason(err error) string {
 }
 
 // fetch reads one secret through the store's principal, sharing the read with every
-// ExternalSecret that asks for the same secret within its refresh window (single flight).
-func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, window time.Duration) (providers.Secret, error) {
+// ExternalSecret that asks for the same secret: a read made at or after notBefore (the
+// start of the asker's refresh window, or the moment a force-sync was seen) or one in
+// flight serves everyone (single flight).
+func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, notBefore time.Time) (providers.Secret, error) {
 	if st.backend == "fake" {
 		v, ok := st.fake[ref.Path+"\x00"+ref.Version]
 		if !ok {
@@ -448,7 +482,7 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 	if ok {
 		select {
 		case <-e.done:
-			if e.err != nil || (window > 0 && time.Since(e.at) >= window) {
+			if e.err != nil || e.at.Before(notBefore) {
 				ok = false // stale or failed: read again
 			}
 		default: // a read in flight: share it
@@ -481,7 +515,7 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 
 // values reads everything the ExternalSecret asks for: data[] by key, dataFrom[].extract as
 // whole secrets, renamed by rewrite.
-func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, window time.Duration) (map[string][]byte, error) {
+func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, notBefore time.Time) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	ref := func(r esv1.ExternalSecretDataRemoteRef) providers.Ref {
 		path := r.Key
@@ -491,7 +525,7 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		return providers.Ref{Backend: st.backend, Path: path, Version: r.Version}
 	}
 	for i, d := range es.Spec.Data {
-		sec, err := s.fetch(ctx, st, ref(d.RemoteRef), window)
+		sec, err := s.fetch(ctx, st, ref(d.RemoteRef), notBefore)
 		if err != nil {
 			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
 		}
@@ -508,7 +542,7 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		if df.Extract == nil {
 			return nil, refusal{fmt.Sprintf("dataFrom[%d]: only extract is supported yet", i)}
 		}
-		sec, err := s.fetch(ctx, st, ref(*df.Extract), window)
+		sec, err := s.fetch(ctx, st, ref(*df.Extract), notBefore)
 		if err != nil {
 			return nil, fmt.Errorf("dataFrom[%d]: %w", i, err)
 		}
