@@ -154,26 +154,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	})
 	s.secrets = sec.Lister()
 	// A target Secret edited or deleted by hand is put back from what was last read.
-	owner := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if sc, ok := obj.(*corev1.Secret); ok {
-			for _, ref := range sc.OwnerReferences {
-				if ref.Kind == "ExternalSecret" && ref.Controller != nil && *ref.Controller {
-					s.queue.Add(sc.Namespace+"/"+ref.Name, ctl.High)
-				}
-			}
-		}
-	}
-	_, _ = sec.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(o, n any) {
-			if o.(*corev1.Secret).ResourceVersion != n.(*corev1.Secret).ResourceVersion {
-				owner(n)
-			}
-		},
-		DeleteFunc: owner,
-	})
+	ctl.WatchOwned(sec.Informer(), "", "ExternalSecret", func(key string) { s.queue.Add(key, ctl.High) })
 	return s, nil
 }
 

@@ -150,28 +150,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.keysLs = secrets.Lister()
 	// A managed Secret that is deleted or edited by hand is put back at once, not at the
 	// next resync; the reconcile of one that still matches writes nothing.
-	owner := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		s, ok := obj.(*corev1.Secret)
-		if !ok {
-			return
-		}
-		for _, ref := range s.OwnerReferences {
-			if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion && ref.Controller != nil && *ref.Controller {
-				u.queue.Add(s.Namespace+"/"+ref.Name, ctl.High)
-			}
-		}
-	}
-	_, _ = secrets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(o, n any) {
-			if o.(*corev1.Secret).ResourceVersion != n.(*corev1.Secret).ResourceVersion {
-				owner(n)
-			}
-		},
-		DeleteFunc: owner,
-	})
+	ctl.WatchOwned(secrets.Informer(), sealing.APIVersion, sealing.Kind, func(key string) { u.queue.Add(key, ctl.High) })
 	return u
 }
 
