@@ -1,0 +1,102 @@
+package secrets_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sync/secrets"
+)
+
+// esoCRDs fetches External Secrets Operator's own published CRDs (v0.16.2 serves v1 and
+// v1beta1) from its module, as the Go toolchain downloads it: not committed.
+func esoCRDs(t *testing.T) []byte {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", "github.com/external-secrets/external-secrets@v0.16.2").Output()
+	if err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download: %s", out)
+	}
+	var all []byte
+	for _, name := range []string{"externalsecrets", "secretstores", "clustersecretstores"} {
+		data, err := os.ReadFile(filepath.Join(mod.Dir, "config", "crds", "bases", "external-secrets.io_"+name+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(append(all, "---\n"...), data...)
+	}
+	return all
+}
+
+// TestSyncerWithESOCRDs: where ESO's own CRDs are installed instead of keyway's, the guide's
+// v1beta1 ExternalSecret still syncs (here through ESO's fake provider).
+func TestSyncerWithESOCRDs(t *testing.T) {
+	ctx := t.Context()
+	cluster, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Stop() })
+	if err := cluster.InstallCRDs(ctx, esoCRDs(t)); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(cluster.Config)
+	dyn := dynamic.NewForConfigOrDie(cluster.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, manifest := range []string{`apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {name: vault-backend, namespace: shop}
+spec:
+  provider:
+    fake:
+      data:
+      - key: database/credentials
+        value: '{"password": "` + syncCanary + `-eso"}'
+`, seedGuideES("shop")} {
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+		if _, err := dyn.Resource(gv.WithResource(strings.ToLower(obj.GetKind())+"s")).Namespace("shop").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("ESO's CRDs refuse %s: %v", obj.GetKind(), err)
+		}
+	}
+	s, err := secrets.NewSyncer(cluster.Config, secrets.SyncerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(runCtx) }()
+	poll(t, "the Secret synced through ESO's CRDs", func() bool {
+		sec, err := kube.CoreV1().Secrets("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
+		return err == nil && string(sec.Data["password"]) == syncCanary+"-eso"
+	})
+	poll(t, "Ready=True", func() bool {
+		u, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		return len(conds) > 0 && conds[0].(map[string]any)["reason"] == "SecretSynced"
+	})
+}
