@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
@@ -97,6 +98,8 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				return usagef("--syncer=false and --unsealer=false leave nothing to run")
 			}
 			ctx := cmd.Context()
+			// One registry: the unsealer's /metrics serves the syncer's figures too.
+			reg := prometheus.NewRegistry()
 			var runs []func(context.Context) error
 			if runUnsealer {
 				client, err := kubernetes.NewForConfig(cfg)
@@ -107,7 +110,7 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				if err != nil {
 					return err
 				}
-				u := secrets.New(client, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log})
+				u := secrets.New(client, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log, Registry: reg})
 				if err := u.Start(ctx); err != nil {
 					return err
 				}
@@ -122,7 +125,7 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				runs = append(runs, u.Run)
 			}
 			if runSyncer {
-				syncer, err := newSyncer(base, qps, burst, controllerClass, a)
+				syncer, err := newSyncer(base, qps, burst, controllerClass, reg, a)
 				if err != nil {
 					return err
 				}
@@ -297,7 +300,7 @@ func certExpiry(certPEM []byte) string {
 
 // newSyncer builds the ExternalSecret syncer, or returns nil (with a log line) when the
 // cluster does not serve external-secrets.io/v1 ExternalSecrets.
-func newSyncer(base *rest.Config, qps float32, burst int, class string, a *app) (*secrets.Syncer, error) {
+func newSyncer(base *rest.Config, qps float32, burst int, class string, reg *prometheus.Registry, a *app) (*secrets.Syncer, error) {
 	cfg := kube.WithLimits(base, qps, burst, "keyway-syncer")
 	disc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -307,5 +310,5 @@ func newSyncer(base *rest.Config, qps float32, burst int, class string, a *app) 
 		a.log.Info("the ExternalSecret syncer is off: the cluster does not serve external-secrets.io/v1 (install the CRDs with: keyway crds | kubectl apply --server-side -f -)")
 		return nil, nil
 	}
-	return secrets.NewSyncer(cfg, secrets.SyncerOptions{ControllerClass: class, Logger: a.log})
+	return secrets.NewSyncer(cfg, secrets.SyncerOptions{ControllerClass: class, Logger: a.log, Registry: reg})
 }

@@ -21,6 +21,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -106,6 +107,35 @@ func TestKeysAndController(t *testing.T) {
 	poll("the unsealed Secret", func() bool {
 		s, err := kube.CoreV1().Secrets("app").Get(ctx, "api", metav1.GetOptions{})
 		return err == nil && string(s.Data["token"]) == "CANARY-ctl"
+	})
+	// The same process syncs ExternalSecrets (the CRDs are installed), and /metrics says so.
+	for res, manifest := range map[string]string{
+		"secretstores": `{"apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": {"name": "fake", "namespace": "app"},
+			"spec": {"provider": {"fake": {"data": [{"key": "db", "value": "{\"password\": \"CANARY-es\"}"}]}}}}`,
+		"externalsecrets": `{"apiVersion": "external-secrets.io/v1beta1", "kind": "ExternalSecret", "metadata": {"name": "db", "namespace": "app"},
+			"spec": {"secretStoreRef": {"name": "fake"}, "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]}}`,
+	} {
+		var u unstructured.Unstructured
+		if err := json.Unmarshal([]byte(manifest), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		gv, _ := schema.ParseGroupVersion(u.GetAPIVersion())
+		if _, err := dynamic.NewForConfigOrDie(env.Config).Resource(gv.WithResource(res)).Namespace("app").Create(ctx, &u, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll("the synced ExternalSecret", func() bool {
+		s, err := kube.CoreV1().Secrets("app").Get(ctx, "db", metav1.GetOptions{})
+		return err == nil && string(s.Data["password"]) == "CANARY-es"
+	})
+	poll("the syncer's metrics", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `keyway_syncer_syncs_total{result="synced"}`)
 	})
 	if lease, err := kube.CoordinationV1().Leases("keyway-system").Get(ctx, "keyway-unsealer", metav1.GetOptions{}); err != nil || lease.Spec.HolderIdentity == nil {
 		t.Fatalf("no leader-election Lease: %v", err)
@@ -308,7 +338,7 @@ func sealedSecretsCluster(t *testing.T, namespaces ...string) (*testenv.Env, kub
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Stop() })
-	crd, _ := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	crd, _ := os.ReadFile("../../examples/install/crds.yaml") // keyway crds: SealedSecret and External Secrets
 	if err := env.InstallCRDs(t.Context(), crd); err != nil {
 		t.Fatal(err)
 	}
