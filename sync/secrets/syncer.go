@@ -23,6 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -46,6 +47,8 @@ import (
 var (
 	ExternalSecretGVR = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "externalsecrets"}
 	SecretStoreGVR    = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "secretstores"}
+	// ClusterSecretStoreGVR is cluster-scoped.
+	ClusterSecretStoreGVR = schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1", Resource: "clustersecretstores"}
 )
 
 // AnnotationAdopt on an existing Secret lets an ExternalSecret with creationPolicy Owner
@@ -315,31 +318,48 @@ type storeConfig struct {
 	fake     map[string]string
 }
 
-// store reads the ExternalSecret's SecretStore and turns it into backend settings, with the
-// credentials it names read from Secrets of its own namespace only.
+// store reads the ExternalSecret's SecretStore or ClusterSecretStore and turns it into
+// backend settings. A SecretStore's credentials come from its own namespace only; a
+// ClusterSecretStore names theirs, and its conditions decide which namespaces may use it.
 func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConfig, error) {
 	ref := es.Spec.SecretStoreRef
-	if ref.Kind != "" && ref.Kind != "SecretStore" {
-		return nil, refusal{fmt.Sprintf("secretStoreRef.kind %q is not supported yet (SecretStore only)", ref.Kind)}
+	var (
+		u    *unstructured.Unstructured
+		err  error
+		what string
+	)
+	switch ref.Kind {
+	case "", "SecretStore":
+		what = fmt.Sprintf("SecretStore %s/%s", es.Namespace, ref.Name)
+		u, err = s.dyn.Resource(SecretStoreGVR).Namespace(es.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	case "ClusterSecretStore":
+		what = fmt.Sprintf("ClusterSecretStore %s", ref.Name)
+		u, err = s.dyn.Resource(ClusterSecretStoreGVR).Get(ctx, ref.Name, metav1.GetOptions{})
+	default:
+		return nil, refusal{fmt.Sprintf("secretStoreRef.kind %q is not SecretStore or ClusterSecretStore", ref.Kind)}
 	}
-	u, err := s.dyn.Resource(SecretStoreGVR).Namespace(es.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, refusal{fmt.Sprintf("SecretStore %s/%s does not exist", es.Namespace, ref.Name)}
+		return nil, refusal{what + " does not exist"}
 	}
 	if err != nil {
 		return nil, err
 	}
 	var st esv1.SecretStore
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
-		return nil, refusal{fmt.Sprintf("SecretStore %s/%s is malformed: %v", es.Namespace, ref.Name, err)}
+		return nil, refusal{fmt.Sprintf("%s is malformed: %v", what, err)}
 	}
 	if st.Spec.Controller != s.opts.ControllerClass {
 		return nil, errNotOurs
 	}
+	if ref.Kind == "ClusterSecretStore" {
+		if err := s.admitted(ctx, &st, es.Namespace); err != nil {
+			return nil, err
+		}
+	}
 	p := st.Spec.Provider
 	switch {
 	case p == nil:
-		return nil, refusal{fmt.Sprintf("SecretStore %s/%s has no provider", es.Namespace, ref.Name)}
+		return nil, refusal{what + " has no provider"}
 	case p.Fake != nil:
 		fake := map[string]string{}
 		for _, d := range p.Fake.Data {
@@ -347,12 +367,49 @@ func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConf
 		}
 		return &storeConfig{backend: "fake", fake: fake}, nil
 	case p.Vault != nil:
-		return s.vaultStore(ctx, st.Namespace, st.Name, p.Vault)
+		return s.vaultStore(ctx, what, st.Namespace, p.Vault)
 	}
-	return nil, refusal{fmt.Sprintf("SecretStore %s/%s: only the vault and fake providers are supported yet", es.Namespace, ref.Name)}
+	return nil, refusal{what + ": only the vault and fake providers are supported yet"}
 }
 
-func (s *Syncer) vaultStore(ctx context.Context, ns, name string, v *esv1.VaultProvider) (*storeConfig, error) {
+// admitted applies a ClusterSecretStore's conditions: with none, every namespace may use
+// it; otherwise a namespace must match one condition — by name, by a regular expression,
+// or by its labels — and a refusal names the store and the namespace.
+func (s *Syncer) admitted(ctx context.Context, st *esv1.SecretStore, ns string) error {
+	if len(st.Spec.Conditions) == 0 {
+		return nil
+	}
+	var labels map[string]string
+	for _, c := range st.Spec.Conditions {
+		if slices.Contains(c.Namespaces, ns) {
+			return nil
+		}
+		for _, expr := range c.NamespaceRegexes {
+			if re, err := regexp.Compile(expr); err == nil && re.MatchString(ns) {
+				return nil
+			}
+		}
+		if c.NamespaceSelector != nil {
+			if labels == nil {
+				n, err := s.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				labels = n.Labels
+				if labels == nil {
+					labels = map[string]string{}
+				}
+			}
+			sel, err := metav1.LabelSelectorAsSelector(c.NamespaceSelector)
+			if err == nil && sel.Matches(k8slabels.Set(labels)) {
+				return nil
+			}
+		}
+	}
+	return refusal{fmt.Sprintf("ClusterSecretStore %s does not admit namespace %q: no condition (namespaces, namespaceRegexes, namespaceSelector) matches it", st.Name, ns)}
+}
+
+func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultProvider) (*storeConfig, error) {
 	mount := "secret"
 	if v.Path != nil && *v.Path != "" {
 		mount = strings.Trim(*v.Path, "/")
@@ -366,23 +423,29 @@ func (s *Syncer) vaultStore(ctx context.Context, ns, name string, v *esv1.VaultP
 		set[vault.SettingNamespace] = *v.Namespace
 	}
 	secretValue := func(sel esv1.SecretKeySelector, field string) (string, error) {
-		if sel.Namespace != nil && *sel.Namespace != ns {
-			return "", refusal{fmt.Sprintf("SecretStore %s/%s: %s names namespace %q; a SecretStore reads credentials from its own namespace only", ns, name, field, *sel.Namespace)}
+		from := ns
+		switch {
+		case ns == "" && (sel.Namespace == nil || *sel.Namespace == ""):
+			return "", refusal{fmt.Sprintf("%s: %s must name the Secret's namespace", what, field)}
+		case ns == "":
+			from = *sel.Namespace // a ClusterSecretStore names where its credentials are
+		case sel.Namespace != nil && *sel.Namespace != ns:
+			return "", refusal{fmt.Sprintf("%s: %s names namespace %q; a SecretStore reads credentials from its own namespace only", what, field, *sel.Namespace)}
 		}
-		sec, err := s.kube.CoreV1().Secrets(ns).Get(ctx, sel.Name, metav1.GetOptions{})
+		sec, err := s.kube.CoreV1().Secrets(from).Get(ctx, sel.Name, metav1.GetOptions{})
 		if err != nil {
-			return "", refusal{fmt.Sprintf("SecretStore %s/%s: %s: Secret %q: %v", ns, name, field, sel.Name, apiReason(err))}
+			return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s: %v", what, field, from, sel.Name, apiReason(err))}
 		}
 		val, ok := sec.Data[sel.Key]
 		if !ok {
-			return "", refusal{fmt.Sprintf("SecretStore %s/%s: %s: Secret %q has no key %q", ns, name, field, sel.Name, sel.Key)}
+			return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s has no key %q", what, field, from, sel.Name, sel.Key)}
 		}
 		return string(val), nil
 	}
 	a := v.Auth
 	switch {
 	case a == nil:
-		return nil, refusal{fmt.Sprintf("SecretStore %s/%s: vault.auth is required", ns, name)}
+		return nil, refusal{what + ": vault.auth is required"}
 	case a.TokenSecretRef != nil:
 		tok, err := secretValue(*a.TokenSecretRef, "auth.tokenSecretRef")
 		if err != nil {
@@ -405,10 +468,10 @@ func (s *Syncer) vaultStore(ctx context.Context, ns, name string, v *esv1.VaultP
 		}
 		set[vault.SettingSecretID] = sid
 	default:
-		return nil, refusal{fmt.Sprintf("SecretStore %s/%s: only tokenSecretRef and appRole auth are supported yet", ns, name)}
+		return nil, refusal{what + ": only tokenSecretRef and appRole auth are supported yet"}
 	}
 	if err := s.opts.Backends.Validate(map[string]providers.Settings{"vault": set}); err != nil {
-		return nil, refusal{fmt.Sprintf("SecretStore %s/%s: %v", ns, name, err)}
+		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}
 	}
 	return &storeConfig{backend: "vault", settings: set, mount: mount}, nil
 }

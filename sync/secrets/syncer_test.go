@@ -308,6 +308,46 @@ spec:
 		})
 	})
 
+	t.Run("a ClusterSecretStore serves the namespaces its conditions admit", func(t *testing.T) {
+		f.namespace(t, "vault-creds")
+		tokenSecret("vault-creds", "vault-token", token)
+		f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: shared}
+spec:
+  conditions:
+  - namespaces: [team-0]
+  - namespaceRegexes: ["^app-"]
+  provider:
+    vault:
+      server: %q
+      path: secret
+      version: v2
+      auth: {tokenSecretRef: {name: vault-token, key: token, namespace: vault-creds}}
+`, addr))
+		es := func(ns string) string {
+			return fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: from-cluster-store, namespace: %s}
+spec:
+  secretStoreRef: {name: shared, kind: ClusterSecretStore}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`, ns)
+		}
+		f.namespace(t, "app-x")
+		for _, ns := range []string{"team-0", "app-x", "shop"} {
+			f.apply(t, es(ns))
+		}
+		for _, ns := range []string{"team-0", "app-x"} {
+			poll(t, "the Secret in "+ns, func() bool { v, _ := f.secretValue(t, ns, "from-cluster-store", "password"); return v == syncCanary+"-pw" })
+		}
+		poll(t, "the refusal in shop", func() bool { st, r := f.ready(t, "shop", "from-cluster-store"); return st == "False" && r == "SecretSyncedError" })
+		if _, ok := f.secretValue(t, "shop", "from-cluster-store", "password"); ok {
+			t.Fatal("a namespace the conditions do not admit got the value")
+		}
+	})
+
 	t.Run("refusals are conditions and events, never values", func(t *testing.T) {
 		// A target the API server refuses is reported by field, without values.
 		f.apply(t, `apiVersion: external-secrets.io/v1
