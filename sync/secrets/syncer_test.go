@@ -340,9 +340,15 @@ spec:
 			f.apply(t, es(ns))
 		}
 		for _, ns := range []string{"team-0", "app-x"} {
-			poll(t, "the Secret in "+ns, func() bool { v, _ := f.secretValue(t, ns, "from-cluster-store", "password"); return v == syncCanary+"-pw" })
+			poll(t, "the Secret in "+ns, func() bool {
+				v, _ := f.secretValue(t, ns, "from-cluster-store", "password")
+				return v == syncCanary+"-pw"
+			})
 		}
-		poll(t, "the refusal in shop", func() bool { st, r := f.ready(t, "shop", "from-cluster-store"); return st == "False" && r == "SecretSyncedError" })
+		poll(t, "the refusal in shop", func() bool {
+			st, r := f.ready(t, "shop", "from-cluster-store")
+			return st == "False" && r == "SecretSyncedError"
+		})
 		if _, ok := f.secretValue(t, "shop", "from-cluster-store", "password"); ok {
 			t.Fatal("a namespace the conditions do not admit got the value")
 		}
