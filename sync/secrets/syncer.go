@@ -197,8 +197,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 				}
 				next, err := s.reconcile(ctx, key)
 				switch {
-				case apierrors.IsConflict(err):
-					s.queue.Retry(key)
+				case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
+					s.queue.Retry(key) // reported in status already
 				case err != nil:
 					s.log.Warn("sync failed; retrying", "externalsecret", key, "error", err)
 					s.queue.Retry(key)
@@ -269,7 +269,16 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	}
 	data, err := s.values(ctx, store, &es, notBefore)
 	if err != nil {
-		return refresh, s.fail(ctx, u, err.Error())
+		if ferr := s.fail(ctx, u, err.Error()); ferr != nil {
+			return 0, ferr
+		}
+		if errors.Is(err, providers.ErrUnavailable) {
+			// The backend is down: the last good Secret stays; try again with back-off
+			// (capped by the queue's limiter) rather than at the next refresh.
+			s.syncs.WithLabelValues("backend-unavailable").Inc()
+			return 0, errBackendDown
+		}
+		return refresh, nil
 	}
 	if err := s.writeTarget(ctx, u, &es, data); err != nil {
 		if apierrors.IsInvalid(err) {
@@ -308,7 +317,10 @@ type refusal struct{ msg string }
 
 func (r refusal) Error() string { return r.msg }
 
-var errNotOurs = errors.New("the store belongs to another controller class")
+var (
+	errNotOurs     = errors.New("the store belongs to another controller class")
+	errBackendDown = errors.New("backend unavailable")
+)
 
 // storeConfig is a store resolved to a backend and its settings.
 type storeConfig struct {

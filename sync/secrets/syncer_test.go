@@ -5,9 +5,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -352,6 +358,51 @@ spec:
 		if _, ok := f.secretValue(t, "shop", "from-cluster-store", "password"); ok {
 			t.Fatal("a namespace the conditions do not admit got the value")
 		}
+	})
+
+	t.Run("backend down: the last good Secret stays, the status says why, it recovers", func(t *testing.T) {
+		// The store reaches Vault through a proxy this test can take down.
+		target, _ := url.Parse(addr)
+		rp := httputil.NewSingleHostReverseProxy(target)
+		var down atomic.Bool
+		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				http.Error(w, "upstream gone", http.StatusBadGateway)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		defer proxy.Close()
+		f.namespace(t, "outage")
+		tokenSecret("outage", "vault-token", token)
+		f.apply(t, storeManifest("outage", "vault-backend", proxy.URL, "vault-token"))
+		// Another address: another principal, so this store reads for itself.
+		f.apply(t, seedGuideES("outage"))
+		poll(t, "the first sync", func() bool {
+			v, _ := f.secretValue(t, "outage", "database-credentials", "password")
+			return v == syncCanary+"-pw"
+		})
+		down.Store(true)
+		es, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Get(ctx, "database-credentials", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().Unix() + 1)})
+		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "Ready=False while Vault is down", func() bool {
+			st, r := f.ready(t, "outage", "database-credentials")
+			return st == "False" && r == "SecretSyncedError"
+		})
+		if v, _ := f.secretValue(t, "outage", "database-credentials", "password"); v != syncCanary+"-pw" {
+			t.Fatalf("the outage emptied or changed the target: %q", v)
+		}
+		down.Store(false)
+		poll(t, "recovery once Vault is back", func() bool {
+			st, r := f.ready(t, "outage", "database-credentials")
+			return st == "True" && r == "SecretSynced"
+		})
 	})
 
 	t.Run("refusals are conditions and events, never values", func(t *testing.T) {
