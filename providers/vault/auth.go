@@ -68,16 +68,19 @@ func (c *Client) login(ctx context.Context) error {
 		if role == "" {
 			return fmt.Errorf("%s login: setting %q is required", c.opts.method, SettingRole)
 		}
-		file := c.opts.s[SettingJWTFile]
-		if file == "" && c.opts.method == "kubernetes" {
-			file = defaultKubernetesTokenPath
-		}
-		if file == "" {
-			return fmt.Errorf("jwt login: setting %q is required", SettingJWTFile)
-		}
-		jwt, err := readFile(SettingJWTFile, file)
-		if err != nil {
-			return err
+		jwt := c.opts.s[SettingJWT]
+		if jwt == "" {
+			file := c.opts.s[SettingJWTFile]
+			if file == "" && c.opts.method == "kubernetes" {
+				file = defaultKubernetesTokenPath
+			}
+			if file == "" {
+				return fmt.Errorf("jwt login: setting %q or %q is required", SettingJWTFile, SettingJWT)
+			}
+			var err error
+			if jwt, err = readFile(SettingJWTFile, file); err != nil {
+				return err
+			}
 		}
 		path, body = "auth/"+mount+"/login", map[string]any{"role": role, "jwt": jwt}
 	case "userpass":

@@ -24,6 +24,7 @@ const (
 	SettingSecretIDFile      = "secret-id-file"
 	SettingRole              = "role"     // kubernetes and jwt
 	SettingJWTFile           = "jwt-file" // kubernetes (service-account token) and jwt
+	SettingJWT               = "jwt"      // the token itself, for callers that request one (the syncer)
 	SettingUsername          = "username"
 	SettingPassword          = "password"
 	SettingPasswordFile      = "password-file"
@@ -45,7 +46,7 @@ const (
 var known = []string{
 	SettingAddress, SettingNamespace, SettingAllowedNamespaces, SettingAuthMethod, SettingAuthMount,
 	SettingToken, SettingTokenFile, SettingRoleID, SettingRoleIDFile, SettingSecretID, SettingSecretIDFile,
-	SettingRole, SettingJWTFile, SettingUsername, SettingPassword, SettingPasswordFile,
+	SettingRole, SettingJWTFile, SettingJWT, SettingUsername, SettingPassword, SettingPasswordFile,
 	SettingKVVersion, SettingKVVersions, SettingPathValidation,
 	SettingCACert, SettingCAPath, SettingClientCert, SettingClientKey, SettingTLSServerName, SettingSkipVerify,
 	SettingMaxInFlight, SettingRequestTimeout, SettingMaxRetries, SettingRenew,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/Masterminds/sprig/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +93,9 @@ type Syncer struct {
 	timers   map[string]*time.Timer // next refresh per ExternalSecret
 	forced   map[string]string      // the force-sync annotation value last acted on
 
+	tokensMu sync.Mutex
+	tokens   map[string]saToken // requested service-account tokens, by account and audiences
+
 	reads *prometheus.CounterVec
 	syncs *prometheus.CounterVec
 }
@@ -125,7 +129,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	if o.Backends == nil {
 		o.Backends = providers.NewRegistry(vault.Provider{})
 	}
-	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, forced: map[string]string{},
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, forced: map[string]string{}, tokens: map[string]saToken{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
@@ -479,8 +483,27 @@ func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultP
 			return nil, err
 		}
 		set[vault.SettingSecretID] = sid
+	case a.Kubernetes != nil:
+		k := a.Kubernetes
+		set[vault.SettingAuthMethod], set[vault.SettingAuthMount], set[vault.SettingRole] = "kubernetes", k.Path, k.Role
+		switch {
+		case k.SecretRef != nil:
+			jwt, err := secretValue(*k.SecretRef, "auth.kubernetes.secretRef")
+			if err != nil {
+				return nil, err
+			}
+			set[vault.SettingJWT] = jwt
+		case k.ServiceAccountRef != nil:
+			jwt, err := s.serviceAccountToken(ctx, what, ns, *k.ServiceAccountRef)
+			if err != nil {
+				return nil, err
+			}
+			set[vault.SettingJWT] = jwt
+		default:
+			return nil, refusal{what + ": auth.kubernetes needs serviceAccountRef or secretRef"}
+		}
 	default:
-		return nil, refusal{what + ": only tokenSecretRef and appRole auth are supported yet"}
+		return nil, refusal{what + ": only tokenSecretRef, appRole and kubernetes auth are supported yet"}
 	}
 	if err := s.opts.Backends.Validate(map[string]providers.Settings{"vault": set}); err != nil {
 		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}
@@ -503,6 +526,40 @@ func invalidFields(err error) string {
 		return "invalid"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// serviceAccountToken returns a token for a service account, requested with the
+// TokenRequest API and reused until it is two thirds through its life, so the settings it
+// goes into — and so the backend login they key — stay the same meanwhile. A SecretStore's
+// account is in its own namespace; a ClusterSecretStore names the namespace.
+func (s *Syncer) serviceAccountToken(ctx context.Context, what, ns string, sa esv1.ServiceAccountSelector) (string, error) {
+	if ns == "" {
+		if sa.Namespace == nil || *sa.Namespace == "" {
+			return "", refusal{what + ": serviceAccountRef must name its namespace"}
+		}
+		ns = *sa.Namespace
+	} else if sa.Namespace != nil && *sa.Namespace != ns {
+		return "", refusal{fmt.Sprintf("%s: serviceAccountRef names namespace %q; a SecretStore uses service accounts of its own namespace only", what, *sa.Namespace)}
+	}
+	key := ns + "/" + sa.Name + "\x00" + strings.Join(sa.Audiences, ",")
+	s.tokensMu.Lock()
+	defer s.tokensMu.Unlock()
+	if t, ok := s.tokens[key]; ok && time.Now().Before(t.renewAt) {
+		return t.token, nil
+	}
+	exp := int64(3600)
+	tr, err := s.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{Audiences: sa.Audiences, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", refusal{fmt.Sprintf("%s: a token for service account %s/%s: %s", what, ns, sa.Name, apiReason(err))}
+	}
+	life := time.Until(tr.Status.ExpirationTimestamp.Time)
+	s.tokens[key] = saToken{token: tr.Status.Token, renewAt: time.Now().Add(life * 2 / 3)}
+	return tr.Status.Token, nil
+}
+
+type saToken struct {
+	token   string
+	renewAt time.Time
 }
 
 // apiReason is an API error without the object it quotes.

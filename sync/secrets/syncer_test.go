@@ -360,6 +360,49 @@ spec:
 		}
 	})
 
+	t.Run("Vault kubernetes auth with a requested service-account token", func(t *testing.T) {
+		f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: vault-k8s, namespace: default}
+spec:
+  provider:
+    vault:
+      server: %q
+      path: secret
+      version: v2
+      auth:
+        kubernetes:
+          mountPath: kubernetes
+          role: keyway
+          serviceAccountRef: {name: keyway}
+`, addr))
+		for _, name := range []string{"k8s-auth-1", "k8s-auth-2"} {
+			f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: %s, namespace: default}
+spec:
+  secretStoreRef: {name: vault-k8s}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`, name))
+		}
+		for _, name := range []string{"k8s-auth-1", "k8s-auth-2"} {
+			poll(t, "the Secret "+name, func() bool { v, _ := f.secretValue(t, "default", name, "password"); return v == syncCanary+"-pw" })
+		}
+		// Another namespace's service account is not the store's to use.
+		f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: vault-k8s, namespace: shop}
+spec:
+  provider:
+    vault:
+      server: %q
+      auth: {kubernetes: {mountPath: kubernetes, role: keyway, serviceAccountRef: {name: keyway, namespace: default}}}
+`, addr))
+		f.apply(t, strings.ReplaceAll(strings.ReplaceAll(seedGuideES("shop"), "name: vault-backend", "name: vault-k8s"), "name: database-credentials\n  namespace", "name: borrowed-sa\n  namespace"))
+		poll(t, "the borrowed service account refused", func() bool { st, r := f.ready(t, "shop", "borrowed-sa"); return st == "False" && r == "SecretSyncedError" })
+	})
+
 	t.Run("backend down: the last good Secret stays, the status says why, it recovers", func(t *testing.T) {
 		// The store reaches Vault through a proxy this test can take down.
 		target, _ := url.Parse(addr)
