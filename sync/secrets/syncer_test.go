@@ -400,7 +400,10 @@ spec:
       auth: {kubernetes: {mountPath: kubernetes, role: keyway, serviceAccountRef: {name: keyway, namespace: default}}}
 `, addr))
 		f.apply(t, strings.ReplaceAll(strings.ReplaceAll(seedGuideES("shop"), "name: vault-backend", "name: vault-k8s"), "name: database-credentials\n  namespace", "name: borrowed-sa\n  namespace"))
-		poll(t, "the borrowed service account refused", func() bool { st, r := f.ready(t, "shop", "borrowed-sa"); return st == "False" && r == "SecretSyncedError" })
+		poll(t, "the borrowed service account refused", func() bool {
+			st, r := f.ready(t, "shop", "borrowed-sa")
+			return st == "False" && r == "SecretSyncedError"
+		})
 	})
 
 	t.Run("backend down: the last good Secret stays, the status says why, it recovers", func(t *testing.T) {
