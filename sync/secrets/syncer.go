@@ -40,6 +40,7 @@ import (
 
 	ctl "github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/awssm"
 	"github.com/keyway-dev/keyway/providers/vault"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
@@ -64,8 +65,11 @@ type SyncerOptions struct {
 	Workers         int
 	Logger          *slog.Logger
 	Registry        *prometheus.Registry
-	// Registry of backends; nil means Vault only.
+	// Registry of backends; nil means Vault, Secrets Manager and Parameter Store.
 	Backends *providers.Registry
+	// AWSEndpoint overrides the AWS endpoint for every store (VPC endpoints, tests): an
+	// operator's setting, never a store's.
+	AWSEndpoint string
 }
 
 // Syncer is the ExternalSecret controller: it reads values through SecretStores and keeps
@@ -127,7 +131,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	if o.Backends == nil {
-		o.Backends = providers.NewRegistry(vault.Provider{})
+		o.Backends = providers.NewRegistry(vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{})
 	}
 	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, forced: map[string]string{}, tokens: map[string]saToken{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
@@ -384,8 +388,10 @@ func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConf
 		return &storeConfig{backend: "fake", fake: fake}, nil
 	case p.Vault != nil:
 		return s.vaultStore(ctx, what, st.Namespace, p.Vault)
+	case p.AWS != nil:
+		return s.awsStore(ctx, what, st.Namespace, p.AWS)
 	}
-	return nil, refusal{what + ": only the vault and fake providers are supported yet"}
+	return nil, refusal{what + ": only the vault, aws and fake providers are supported yet"}
 }
 
 // admitted applies a ClusterSecretStore's conditions: with none, every namespace may use
@@ -425,6 +431,75 @@ func (s *Syncer) admitted(ctx context.Context, st *esv1.SecretStore, ns string) 
 	return refusal{fmt.Sprintf("ClusterSecretStore %s does not admit namespace %q: no condition (namespaces, namespaceRegexes, namespaceSelector) matches it", st.Name, ns)}
 }
 
+// secretValue reads one key of a credentials Secret: in the store's namespace for a
+// SecretStore (ns), in the namespace the selector names for a ClusterSecretStore (ns "").
+func (s *Syncer) secretValue(ctx context.Context, what, ns string, sel esv1.SecretKeySelector, field string) (string, error) {
+	from := ns
+	switch {
+	case ns == "" && (sel.Namespace == nil || *sel.Namespace == ""):
+		return "", refusal{fmt.Sprintf("%s: %s must name the Secret's namespace", what, field)}
+	case ns == "":
+		from = *sel.Namespace
+	case sel.Namespace != nil && *sel.Namespace != ns:
+		return "", refusal{fmt.Sprintf("%s: %s names namespace %q; a SecretStore reads credentials from its own namespace only", what, field, *sel.Namespace)}
+	}
+	sec, err := s.kube.CoreV1().Secrets(from).Get(ctx, sel.Name, metav1.GetOptions{})
+	if err != nil {
+		return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s: %v", what, field, from, sel.Name, apiReason(err))}
+	}
+	val, ok := sec.Data[sel.Key]
+	if !ok {
+		return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s has no key %q", what, field, from, sel.Name, sel.Key)}
+	}
+	return string(val), nil
+}
+
+// awsStore maps an aws provider onto Secrets Manager or Parameter Store settings: static
+// keys from a Secret, or the SDK's default chain (IRSA) when none are given; role and
+// externalID assume a role on top.
+func (s *Syncer) awsStore(ctx context.Context, what, ns string, a *esv1.AWSProvider) (*storeConfig, error) {
+	backend := "awssm"
+	switch a.Service {
+	case "SecretsManager":
+	case "ParameterStore":
+		backend = "awsssm"
+	default:
+		return nil, refusal{fmt.Sprintf("%s: aws.service %q is not SecretsManager or ParameterStore", what, a.Service)}
+	}
+	set := providers.Settings{awssm.SettingRegion: a.Region}
+	if a.Role != "" {
+		set[awssm.SettingRoleARN] = a.Role
+	}
+	if a.ExternalID != "" {
+		set[awssm.SettingExternalID] = a.ExternalID
+	}
+	if s.opts.AWSEndpoint != "" {
+		set[awssm.SettingEndpoint] = s.opts.AWSEndpoint
+	}
+	if ref := a.Auth.SecretRef; ref != nil {
+		id, err := s.secretValue(ctx, what, ns, ref.AccessKeyID, "auth.secretRef.accessKeyIDSecretRef")
+		if err != nil {
+			return nil, err
+		}
+		key, err := s.secretValue(ctx, what, ns, ref.SecretAccessKey, "auth.secretRef.secretAccessKeySecretRef")
+		if err != nil {
+			return nil, err
+		}
+		set[awssm.SettingAccessKeyID], set[awssm.SettingSecretAccessKey] = id, key
+		if ref.SessionToken != nil {
+			tok, err := s.secretValue(ctx, what, ns, *ref.SessionToken, "auth.secretRef.sessionTokenSecretRef")
+			if err != nil {
+				return nil, err
+			}
+			set[awssm.SettingSessionToken] = tok
+		}
+	}
+	if err := s.opts.Backends.Validate(map[string]providers.Settings{backend: set}); err != nil {
+		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}
+	}
+	return &storeConfig{backend: backend, settings: set}, nil
+}
+
 func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultProvider) (*storeConfig, error) {
 	mount := "secret"
 	if v.Path != nil && *v.Path != "" {
@@ -439,25 +514,9 @@ func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultP
 		set[vault.SettingNamespace] = *v.Namespace
 	}
 	secretValue := func(sel esv1.SecretKeySelector, field string) (string, error) {
-		from := ns
-		switch {
-		case ns == "" && (sel.Namespace == nil || *sel.Namespace == ""):
-			return "", refusal{fmt.Sprintf("%s: %s must name the Secret's namespace", what, field)}
-		case ns == "":
-			from = *sel.Namespace // a ClusterSecretStore names where its credentials are
-		case sel.Namespace != nil && *sel.Namespace != ns:
-			return "", refusal{fmt.Sprintf("%s: %s names namespace %q; a SecretStore reads credentials from its own namespace only", what, field, *sel.Namespace)}
-		}
-		sec, err := s.kube.CoreV1().Secrets(from).Get(ctx, sel.Name, metav1.GetOptions{})
-		if err != nil {
-			return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s: %v", what, field, from, sel.Name, apiReason(err))}
-		}
-		val, ok := sec.Data[sel.Key]
-		if !ok {
-			return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s has no key %q", what, field, from, sel.Name, sel.Key)}
-		}
-		return string(val), nil
+		return s.secretValue(ctx, what, ns, sel, field)
 	}
+
 	a := v.Auth
 	switch {
 	case a == nil:

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyway-dev/keyway/providers/providertest/awsfake"
 	"github.com/keyway-dev/keyway/sync/api/crds"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
@@ -76,7 +77,10 @@ func newSyncerFixture(t *testing.T) (*syncerFixture, string, string) {
 		t.Fatal(err)
 	}
 	f := &syncerFixture{kube: kubernetes.NewForConfigOrDie(env.Config), dyn: dynamic.NewForConfigOrDie(env.Config), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
-	s, err := secrets.NewSyncer(env.Config, secrets.SyncerOptions{Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	aws := awsfake.New()
+	t.Cleanup(aws.Close)
+	aws.Put("prod/db", `{"password": "`+syncCanary+`-aws"}`)
+	s, err := secrets.NewSyncer(env.Config, secrets.SyncerOptions{AWSEndpoint: aws.URL, Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,6 +408,37 @@ spec:
 			st, r := f.ready(t, "shop", "borrowed-sa")
 			return st == "False" && r == "SecretSyncedError"
 		})
+	})
+
+	t.Run("AWS Secrets Manager through the wire-level fake (SigV4 checked)", func(t *testing.T) {
+		f.namespace(t, "aws")
+		if _, err := f.kube.CoreV1().Secrets("aws").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "awssm-secret"},
+			StringData: map[string]string{"access-key": awsfake.AccessKeyID, "secret-access-key": awsfake.SecretAccessKey}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {name: aws, namespace: aws}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: `+awsfake.Region+`
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {name: awssm-secret, key: access-key}
+          secretAccessKeySecretRef: {name: awssm-secret, key: secret-access-key}
+`)
+		f.apply(t, `apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {name: db, namespace: aws}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: aws, kind: SecretStore}
+  data:
+  - {secretKey: password, remoteRef: {key: prod/db, property: password}}
+`)
+		poll(t, "the Secret from Secrets Manager", func() bool { v, _ := f.secretValue(t, "aws", "db", "password"); return v == syncCanary+"-aws" })
 	})
 
 	t.Run("backend down: the last good Secret stays, the status says why, it recovers", func(t *testing.T) {
