@@ -275,7 +275,10 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		}
 		s.timersMu.Unlock()
 	}
-	data, err := s.values(ctx, store, &es, notBefore)
+	data, gone, err := s.values(ctx, store, &es, notBefore)
+	if err == nil && gone > 0 && gone == len(es.Spec.Data)+len(es.Spec.DataFrom) && es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete {
+		return refresh, s.deleteTarget(ctx, u, &es)
+	}
 	if err != nil {
 		if ferr := s.fail(ctx, u, err.Error()); ferr != nil {
 			return 0, ferr
@@ -687,8 +690,12 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 
 // values reads everything the ExternalSecret asks for: data[] by key, dataFrom[].extract as
 // whole secrets, renamed by rewrite.
-func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, notBefore time.Time) (map[string][]byte, error) {
-	out := map[string][]byte{}
+//
+// With deletionPolicy Delete or Merge, a remote secret that no longer exists is not an
+// error: its keys are left out, and gone reports how many sources were missing.
+func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, notBefore time.Time) (out map[string][]byte, gone int, err error) {
+	out = map[string][]byte{}
+	tolerate := es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete || es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyMerge
 	ref := func(r esv1.ExternalSecretDataRemoteRef) providers.Ref {
 		path := r.Key
 		if st.backend == "vault" && !strings.HasPrefix(path, st.mount+"/") {
@@ -698,30 +705,38 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 	}
 	for i, d := range es.Spec.Data {
 		sec, err := s.fetch(ctx, st, ref(d.RemoteRef), notBefore)
+		if tolerate && errors.Is(err, providers.ErrNotFound) {
+			gone++
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+			return nil, 0, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
 		}
 		v, err := property(sec, d.RemoteRef.Property)
 		if err != nil {
-			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+			return nil, 0, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
 		}
 		if v, err = decode(v, d.RemoteRef.DecodingStrategy); err != nil {
-			return nil, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+			return nil, 0, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
 		}
 		out[d.SecretKey] = v
 	}
 	for i, df := range es.Spec.DataFrom {
 		if df.Extract == nil {
-			return nil, refusal{fmt.Sprintf("dataFrom[%d]: only extract is supported yet", i)}
+			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: only extract is supported yet", i)}
 		}
 		sec, err := s.fetch(ctx, st, ref(*df.Extract), notBefore)
+		if tolerate && errors.Is(err, providers.ErrNotFound) {
+			gone++
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("dataFrom[%d]: %w", i, err)
+			return nil, 0, fmt.Errorf("dataFrom[%d]: %w", i, err)
 		}
 		for k, raw := range sec.Data {
 			v, err := decode(stringify(raw), df.Extract.DecodingStrategy)
 			if err != nil {
-				return nil, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
+				return nil, 0, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
 			}
 			for _, rw := range df.Rewrite {
 				if rw.Regexp == nil {
@@ -729,14 +744,14 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 				}
 				re, err := regexp.Compile(rw.Regexp.Source)
 				if err != nil {
-					return nil, refusal{fmt.Sprintf("dataFrom[%d].rewrite: %v", i, err)}
+					return nil, 0, refusal{fmt.Sprintf("dataFrom[%d].rewrite: %v", i, err)}
 				}
 				k = re.ReplaceAllString(k, rw.Regexp.Target)
 			}
 			out[k] = v
 		}
 	}
-	return out, nil
+	return out, gone, nil
 }
 
 // property selects a value of a secret: the whole secret (as JSON when structured) without
@@ -910,6 +925,31 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 	}
 	_, err = api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: "keyway-syncer"})
 	return err
+}
+
+// deleteTarget applies deletionPolicy Delete once every remote secret is gone: the target
+// Secret is deleted (only if this ExternalSecret owns it) and Ready says so.
+func (s *Syncer) deleteTarget(ctx context.Context, u *unstructured.Unstructured, es *esv1.ExternalSecret) error {
+	name := es.Spec.Target.Name
+	if name == "" {
+		name = es.Name
+	}
+	sec, err := s.kube.CoreV1().Secrets(es.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return err
+	case metav1.IsControlledBy(sec, u):
+		if err := s.kube.CoreV1().Secrets(es.Namespace).Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &sec.UID}}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		s.rec.Eventf(u, corev1.EventTypeNormal, esv1.ReasonSecretDeleted, "every remote secret is gone: Secret %s deleted (deletionPolicy Delete)", name)
+	}
+	msg := "every remote secret is gone; the target Secret was deleted (deletionPolicy Delete)"
+	if readyIs(u, corev1.ConditionFalse, esv1.ReasonSecretDeleted, msg) {
+		return nil
+	}
+	return s.setReady(ctx, u, corev1.ConditionFalse, esv1.ReasonSecretDeleted, msg)
 }
 
 // fail records a failure: a Warning event and Ready=False when that is news. Messages name

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -109,6 +110,23 @@ func (f *syncerFixture) apply(t *testing.T, manifest string) {
 	if _, err := f.dyn.Resource(gv.WithResource(res)).Namespace(obj.GetNamespace()).Create(t.Context(), &obj, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("apply %s %s: %v", obj.GetKind(), obj.GetName(), err)
 	}
+}
+
+func (f *syncerFixture) syncs(result string) float64 {
+	mfs, _ := f.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "keyway_syncer_syncs_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func (f *syncerFixture) reads() float64 {
@@ -441,6 +459,36 @@ spec:
 		poll(t, "the Secret from Secrets Manager", func() bool { v, _ := f.secretValue(t, "aws", "db", "password"); return v == syncCanary+"-aws" })
 	})
 
+	t.Run("deletionPolicy Delete removes the target once the remote secret is gone", func(t *testing.T) {
+		root := vaultRoot(t, addr, token)
+		if _, err := root.Logical().WriteWithContext(ctx, "secret/data/ephemeral", map[string]any{"data": map[string]any{"k": "v1"}}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: ephemeral, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target: {deletionPolicy: Delete}
+  data:
+  - {secretKey: k, remoteRef: {key: ephemeral, property: k}}
+`)
+		poll(t, "the target", func() bool { v, _ := f.secretValue(t, "shop", "ephemeral", "k"); return v == "v1" })
+		if _, err := root.Logical().DeleteWithContext(ctx, "secret/metadata/ephemeral"); err != nil {
+			t.Fatal(err)
+		}
+		es, _ := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Get(ctx, "ephemeral", metav1.GetOptions{})
+		es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().Unix() + 1)})
+		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the target deleted", func() bool {
+			_, err := f.kube.CoreV1().Secrets("shop").Get(ctx, "ephemeral", metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+		poll(t, "Ready=False SecretDeleted", func() bool { st, r := f.ready(t, "shop", "ephemeral"); return st == "False" && r == "SecretDeleted" })
+	})
+
 	t.Run("backend down: the last good Secret stays, the status says why, it recovers", func(t *testing.T) {
 		// The store reaches Vault through a proxy this test can take down.
 		target, _ := url.Parse(addr)
@@ -479,7 +527,15 @@ spec:
 		if v, _ := f.secretValue(t, "outage", "database-credentials", "password"); v != syncCanary+"-pw" {
 			t.Fatalf("the outage emptied or changed the target: %q", v)
 		}
+		// Retried on its own (with back-off), not left until the next refresh in an hour.
+		poll(t, "a retry during the outage", func() bool { return f.syncs("backend-unavailable") >= 2 })
 		down.Store(false)
+		// Bring the next retry forward rather than wait out the back-off it has reached.
+		es, _ = f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Get(ctx, "database-credentials", metav1.GetOptions{})
+		es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().Unix() + 2)})
+		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		poll(t, "recovery once Vault is back", func() bool {
 			st, r := f.ready(t, "outage", "database-credentials")
 			return st == "True" && r == "SecretSynced"
@@ -543,4 +599,16 @@ spec:
 			t.Fatalf("the syncer logged a value or a token:\n%s", f.logs.String())
 		}
 	})
+}
+
+func vaultRoot(t *testing.T, addr, token string) *vaultapi.Client {
+	t.Helper()
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = addr
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(token)
+	return c
 }
