@@ -85,10 +85,11 @@ type Syncer struct {
 	queue *ctl.Queue
 	pool  *providers.Pool
 
-	esInf   cache.SharedIndexInformer
-	factory dynamicinformer.DynamicSharedInformerFactory
-	kinf    informers.SharedInformerFactory
-	secrets corelisters.SecretLister
+	esInf     cache.SharedIndexInformer
+	storeInfs []cache.SharedIndexInformer
+	factory   dynamicinformer.DynamicSharedInformerFactory
+	kinf      informers.SharedInformerFactory
+	secrets   corelisters.SecretLister
 
 	cacheMu sync.Mutex
 	fetched map[string]*fetchEntry // principal + ref → the last read
@@ -153,6 +154,25 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 			}
 		},
 	})
+	// Stores are validated when they appear or change: their Ready condition says whether
+	// their credentials work before any ExternalSecret depends on them.
+	for prefix, gvr := range map[string]schema.GroupVersionResource{storePrefix: SecretStoreGVR, clusterStorePrefix: ClusterSecretStoreGVR} {
+		inf := s.factory.ForResource(gvr).Informer()
+		s.storeInfs = append(s.storeInfs, inf)
+		enqueue := func(obj any) {
+			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+				s.queue.Add(prefix+key, ctl.High)
+			}
+		}
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: enqueue,
+			UpdateFunc: func(o, n any) {
+				if o.(metav1.Object).GetGeneration() != n.(metav1.Object).GetGeneration() {
+					enqueue(n)
+				}
+			},
+		})
+	}
 	s.kinf = informers.NewSharedInformerFactory(kube, 0)
 	sec := s.kinf.Core().V1().Secrets()
 	// Only targets are read from the cache: other Secrets keep their metadata only.
@@ -191,7 +211,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 	defer s.pool.Close()
 	s.factory.Start(ctx.Done())
 	s.kinf.Start(ctx.Done())
-	for _, synced := range []cache.InformerSynced{s.esInf.HasSynced, s.kinf.Core().V1().Secrets().Informer().HasSynced} {
+	synced := []cache.InformerSynced{s.esInf.HasSynced, s.kinf.Core().V1().Secrets().Informer().HasSynced}
+	for _, inf := range s.storeInfs {
+		synced = append(synced, inf.HasSynced)
+	}
+	for _, synced := range synced {
 		if !cache.WaitForCacheSync(ctx.Done(), synced) {
 			return errors.New("informer caches did not sync")
 		}
@@ -203,7 +227,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				next, err := s.reconcile(ctx, key)
+				var next time.Duration
+				var err error
+				switch {
+				case strings.HasPrefix(key, storePrefix):
+					err = s.validateStore(ctx, SecretStoreGVR, strings.TrimPrefix(key, storePrefix))
+				case strings.HasPrefix(key, clusterStorePrefix):
+					err = s.validateStore(ctx, ClusterSecretStoreGVR, strings.TrimPrefix(key, clusterStorePrefix))
+				default:
+					next, err = s.reconcile(ctx, key)
+				}
 				switch {
 				case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
 					s.queue.Retry(key) // reported in status already
@@ -328,6 +361,12 @@ type refusal struct{ msg string }
 
 func (r refusal) Error() string { return r.msg }
 
+// Queue keys of stores carry a prefix; ExternalSecrets' are plain namespace/name.
+const (
+	storePrefix        = "store:"
+	clusterStorePrefix = "clusterstore:"
+)
+
 var (
 	errNotOurs     = errors.New("the store belongs to another controller class")
 	errBackendDown = errors.New("backend unavailable")
@@ -379,6 +418,11 @@ func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConf
 			return nil, err
 		}
 	}
+	return s.resolve(ctx, what, &st)
+}
+
+// resolve turns a store's provider into a backend and its settings.
+func (s *Syncer) resolve(ctx context.Context, what string, st *esv1.SecretStore) (*storeConfig, error) {
 	p := st.Spec.Provider
 	switch {
 	case p == nil:
@@ -395,6 +439,58 @@ func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConf
 		return s.awsStore(ctx, what, st.Namespace, p.AWS)
 	}
 	return nil, refusal{what + ": only the vault, aws and fake providers are supported yet"}
+}
+
+// validateStore checks a store the way its ExternalSecrets will use it — credentials read,
+// settings valid, and a client opened (for Vault that is a login) — and records the result
+// as the store's Ready condition, writing only when it changes.
+func (s *Syncer) validateStore(ctx context.Context, gvr schema.GroupVersionResource, key string) error {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	api := s.dyn.Resource(gvr).Namespace(ns)
+	if ns == "" {
+		api = s.dyn.Resource(gvr)
+	}
+	u, err := api.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var st esv1.SecretStore
+	what := "SecretStore " + key
+	if ns == "" {
+		what = "ClusterSecretStore " + name
+	}
+	status, reason, msg := corev1.ConditionTrue, "Valid", "store validated"
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
+		status, reason, msg = corev1.ConditionFalse, "InvalidStoreConfig", fmt.Sprintf("%s is malformed: %v", what, err)
+	} else if st.Spec.Controller != s.opts.ControllerClass {
+		return nil
+	} else if cfg, err := s.resolve(ctx, what, &st); err != nil {
+		status, reason, msg = corev1.ConditionFalse, "InvalidProviderConfig", err.Error()
+	} else if cfg.backend != "fake" {
+		clients := s.pool.Clients(map[string]providers.Settings{cfg.backend: cfg.settings})
+		_, err := clients.Client(ctx, cfg.backend)
+		clients.Close()
+		if err != nil {
+			status, reason, msg = corev1.ConditionFalse, "InvalidProviderConfig", err.Error()
+		}
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, _ := c.(map[string]any); m["type"] == "Ready" && m["status"] == string(status) && m["reason"] == reason && m["message"] == msg {
+			return nil
+		}
+	}
+	if status == corev1.ConditionFalse {
+		s.rec.Event(u, corev1.EventTypeWarning, reason, msg)
+	}
+	cond := map[string]any{"type": "Ready", "status": string(status), "reason": reason, "message": msg, "lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
+	_ = unstructured.SetNestedSlice(u.Object, []any{cond}, "status", "conditions")
+	_ = unstructured.SetNestedField(u.Object, "ReadOnly", "status", "capabilities")
+	_, err = api.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	return err
 }
 
 // admitted applies a ClusterSecretStore's conditions: with none, every namespace may use

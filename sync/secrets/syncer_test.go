@@ -574,6 +574,9 @@ spec:
 			st, r := f.ready(t, "thief", "database-credentials")
 			return st == "False" && r == "SecretSyncedError"
 		})
+		// Stores say whether they work before an ExternalSecret finds out.
+		poll(t, "the thief's store marked invalid", func() bool { return f.storeReady(t, "thief", "vault-backend") == "False/InvalidProviderConfig" })
+		poll(t, "the shop's store marked valid", func() bool { return f.storeReady(t, "shop", "vault-backend") == "True/Valid" })
 		if _, ok := f.secretValue(t, "thief", "database-credentials", "password"); ok {
 			t.Fatal("a store read another namespace's credentials")
 		}
@@ -611,4 +614,23 @@ func vaultRoot(t *testing.T, addr, token string) *vaultapi.Client {
 	}
 	c.SetToken(token)
 	return c
+}
+
+// storeReady is a SecretStore's Ready condition as "status/reason".
+func (f *syncerFixture) storeReady(t *testing.T, ns, name string) string {
+	u, err := f.dyn.Resource(secrets.SecretStoreGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m := c.(map[string]any)
+		if msg, _ := m["message"].(string); strings.Contains(msg, syncCanary) {
+			t.Fatalf("store status leaks a value: %v", m)
+		}
+		if m["type"] == "Ready" {
+			return fmt.Sprintf("%s/%s", m["status"], m["reason"])
+		}
+	}
+	return ""
 }
