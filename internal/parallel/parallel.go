@@ -115,17 +115,16 @@ func Pipeline[T, R any](workers, window int, next func() (T, bool, error), fn fu
 			}
 			delete(pending, emitted)
 			emitted++
-			<-slots
-			if firstErr != nil {
-				continue
+			if firstErr == nil {
+				if p.err == nil {
+					p.err = out(p.r)
+				}
+				if p.err != nil {
+					firstErr = p.err
+					close(stop)
+				}
 			}
-			if p.err == nil {
-				p.err = out(p.r)
-			}
-			if p.err != nil {
-				firstErr = p.err
-				close(stop)
-			}
+			<-slots // only once out is done with it: at most window items are held at once
 		}
 	}
 	// results is closed, so the reader has returned: readErr is settled. Every item read
