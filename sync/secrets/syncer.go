@@ -37,6 +37,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/yaml"
 
 	ctl "github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/providers"
@@ -914,8 +915,14 @@ var templateFuncs = func() template.FuncMap {
 	return m
 }()
 
-// render builds the target's data (and type and metadata) from the values and the template.
-func render(es *esv1.ExternalSecret, values map[string][]byte) (map[string][]byte, corev1.SecretType, esv1.ExternalSecretTemplateMetadata, error) {
+// templateSource reads the data of a ConfigMap or Secret of the ExternalSecret's
+// namespace, for templateFrom.
+type templateSource func(kind, name string) (map[string]string, error)
+
+// render builds the target's data, type and metadata from the values and the template:
+// template.data entries, then templateFrom (ConfigMap or Secret items, or a literal),
+// each a Go template over the values.
+func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSource) (map[string][]byte, corev1.SecretType, esv1.ExternalSecretTemplateMetadata, error) {
 	t := es.Spec.Target.Template
 	if t == nil {
 		return values, corev1.SecretTypeOpaque, esv1.ExternalSecretTemplateMetadata{}, nil
@@ -924,9 +931,7 @@ func render(es *esv1.ExternalSecret, values map[string][]byte) (map[string][]byt
 	if typ == "" {
 		typ = corev1.SecretTypeOpaque
 	}
-	if len(t.TemplateFrom) > 0 {
-		return nil, "", t.Metadata, refusal{"target.template.templateFrom is not supported yet"}
-	}
+	meta := esv1.ExternalSecretTemplateMetadata{Labels: maps.Clone(t.Metadata.Labels), Annotations: maps.Clone(t.Metadata.Annotations)}
 	vals := map[string]string{}
 	for k, v := range values {
 		vals[k] = string(v)
@@ -935,25 +940,114 @@ func render(es *esv1.ExternalSecret, values map[string][]byte) (map[string][]byt
 	if t.MergePolicy == "Merge" {
 		maps.Copy(out, values)
 	}
-	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
-		tpl, err := template.New(k).Funcs(templateFuncs).Option("missingkey=error").Parse(t.Data[k])
+	exec := func(where, text string) (string, error) {
+		tpl, err := template.New(where).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
 		if err != nil {
-			return nil, "", t.Metadata, refusal{fmt.Sprintf("target.template.data %q: %v", k, err)}
+			return "", refusal{fmt.Sprintf("%s: %v", where, err)}
 		}
 		var b strings.Builder
 		if err := tpl.Execute(&b, vals); err != nil {
-			// The cause may quote a value: name the key only.
-			return nil, "", t.Metadata, refusal{fmt.Sprintf("target.template.data %q cannot be rendered (check the keys it uses)", k)}
+			// The cause may quote a value: name the place only.
+			return "", refusal{fmt.Sprintf("%s cannot be rendered (check the keys it uses)", where)}
 		}
-		out[k] = []byte(b.String())
+		return b.String(), nil
 	}
-	return out, typ, t.Metadata, nil
+	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
+		v, err := exec(fmt.Sprintf("target.template.data %q", k), t.Data[k])
+		if err != nil {
+			return nil, "", meta, err
+		}
+		out[k] = []byte(v)
+	}
+	put := func(target esv1.TemplateTarget, k, v string) {
+		switch target {
+		case "Annotations":
+			if meta.Annotations == nil {
+				meta.Annotations = map[string]string{}
+			}
+			meta.Annotations[k] = v
+		case "Labels":
+			if meta.Labels == nil {
+				meta.Labels = map[string]string{}
+			}
+			meta.Labels[k] = v
+		default:
+			out[k] = []byte(v)
+		}
+	}
+	for i, tf := range t.TemplateFrom {
+		where := fmt.Sprintf("target.template.templateFrom[%d]", i)
+		if tf.Literal != nil {
+			rendered, err := exec(where+".literal", *tf.Literal)
+			if err != nil {
+				return nil, "", meta, err
+			}
+			var m map[string]string
+			if err := yaml.Unmarshal([]byte(rendered), &m); err != nil {
+				return nil, "", meta, refusal{where + ".literal does not render to a mapping of strings"}
+			}
+			for k, v := range m {
+				put(tf.Target, k, v)
+			}
+			continue
+		}
+		kind, ref := "ConfigMap", tf.ConfigMap
+		if tf.Secret != nil {
+			kind, ref = "Secret", tf.Secret
+		}
+		if ref == nil {
+			return nil, "", meta, refusal{where + " needs configMap, secret or literal"}
+		}
+		src, err := source(kind, ref.Name)
+		if err != nil {
+			return nil, "", meta, refusal{fmt.Sprintf("%s: %s %q: %v", where, kind, ref.Name, err)}
+		}
+		for _, item := range ref.Items {
+			text, ok := src[item.Key]
+			if !ok {
+				return nil, "", meta, refusal{fmt.Sprintf("%s: %s %q has no key %q", where, kind, ref.Name, item.Key)}
+			}
+			rendered, err := exec(fmt.Sprintf("%s (%s %s, key %s)", where, kind, ref.Name, item.Key), text)
+			if err != nil {
+				return nil, "", meta, err
+			}
+			if item.TemplateAs == "KeysAndValues" {
+				var m map[string]string
+				if err := yaml.Unmarshal([]byte(rendered), &m); err != nil {
+					return nil, "", meta, refusal{fmt.Sprintf("%s: key %s does not render to a mapping of strings", where, item.Key)}
+				}
+				for k, v := range m {
+					put(tf.Target, k, v)
+				}
+				continue
+			}
+			put(tf.Target, item.Key, rendered)
+		}
+	}
+	return out, typ, meta, nil
 }
 
 // writeTarget creates or updates the target Secret as the creation policy says, writing
 // only when something differs.
 func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, es *esv1.ExternalSecret, values map[string][]byte) error {
-	data, typ, meta, err := render(es, values)
+	data, typ, meta, err := render(es, values, func(kind, name string) (map[string]string, error) {
+		if kind == "ConfigMap" {
+			cm, err := s.kube.CoreV1().ConfigMaps(es.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, errors.New(apiReason(err))
+			}
+			return cm.Data, nil
+		}
+		sec, err := s.kube.CoreV1().Secrets(es.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, errors.New(apiReason(err))
+		}
+		out := map[string]string{}
+		for k, v := range sec.Data {
+			out[k] = string(v)
+		}
+		return out, nil
+	})
 	if err != nil {
 		return err
 	}

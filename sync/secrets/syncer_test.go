@@ -336,6 +336,39 @@ spec:
 		})
 	})
 
+	t.Run("templateFrom: ConfigMap items, KeysAndValues and a literal", func(t *testing.T) {
+		if _, err := f.kube.CoreV1().ConfigMaps("shop").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "tpl"}, Data: map[string]string{
+			"config.yaml": "db:\n  user: {{ .user }}\n  password: {{ .password }}\n",
+			"env":         "DB_USER: '{{ .user }}'\nDB_PASS: '{{ .password }}'\n",
+		}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: from-templates, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target:
+    template:
+      templateFrom:
+      - configMap:
+          name: tpl
+          items:
+          - {key: config.yaml}
+          - {key: env, templateAs: KeysAndValues}
+      - target: Annotations
+        literal: "owner: '{{ .user }}'"
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+  - {secretKey: user, remoteRef: {key: database/credentials, property: user}}
+`)
+		poll(t, "the Secret from templateFrom", func() bool {
+			s, err := f.kube.CoreV1().Secrets("shop").Get(ctx, "from-templates", metav1.GetOptions{})
+			return err == nil && string(s.Data["config.yaml"]) == "db:\n  user: admin\n  password: "+syncCanary+"-pw\n" &&
+				string(s.Data["DB_USER"]) == "admin" && string(s.Data["DB_PASS"]) == syncCanary+"-pw" && s.Annotations["owner"] == "admin"
+		})
+	})
+
 	t.Run("a ClusterSecretStore serves the namespaces its conditions admit", func(t *testing.T) {
 		f.namespace(t, "vault-creds")
 		tokenSecret("vault-creds", "vault-token", token)
