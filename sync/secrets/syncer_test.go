@@ -113,20 +113,22 @@ func (f *syncerFixture) apply(t *testing.T, manifest string) {
 }
 
 func (f *syncerFixture) syncs(result string) float64 {
-	mfs, _ := f.reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "keyway_syncer_syncs_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
+	return metricValue(f.reg, "keyway_syncer_syncs_total", result)
+}
+
+// forceSync sets the force-sync annotation to a new value each time (a number: taken as a
+// time, one ahead of now counts as now), as `kubectl annotate es NAME force-sync=$(date +%s)
+// --overwrite` does.
+func (f *syncerFixture) forceSync(t *testing.T, ns, name string) {
+	t.Helper()
+	es, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return 0
+	es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().UnixNano())})
+	if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Update(t.Context(), es, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (f *syncerFixture) reads() float64 {
@@ -545,14 +547,7 @@ spec:
 			return v == syncCanary+"-pw"
 		})
 		down.Store(true)
-		es, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Get(ctx, "database-credentials", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().Unix() + 1)})
-		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		f.forceSync(t, "outage", "database-credentials")
 		poll(t, "Ready=False while Vault is down", func() bool {
 			st, r := f.ready(t, "outage", "database-credentials")
 			return st == "False" && r == "SecretSyncedError"
@@ -564,11 +559,7 @@ spec:
 		poll(t, "a retry during the outage", func() bool { return f.syncs("backend-unavailable") >= 2 })
 		down.Store(false)
 		// Bring the next retry forward rather than wait out the back-off it has reached.
-		es, _ = f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Get(ctx, "database-credentials", metav1.GetOptions{})
-		es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().Unix() + 2)})
-		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("outage").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		f.forceSync(t, "outage", "database-credentials")
 		poll(t, "recovery once Vault is back", func() bool {
 			st, r := f.ready(t, "outage", "database-credentials")
 			return st == "True" && r == "SecretSynced"

@@ -457,14 +457,15 @@ func TestResyncWritesNothing(t *testing.T) {
 	}
 }
 
-func counter(t testing.TB, reg *prometheus.Registry, result string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+func counter(_ testing.TB, reg *prometheus.Registry, result string) float64 {
+	return metricValue(reg, "keyway_unseal_requests_total", result)
+}
+
+// metricValue reads a counter's value for one "result" label.
+func metricValue(reg *prometheus.Registry, name, result string) float64 {
+	mfs, _ := reg.Gather()
 	for _, mf := range mfs {
-		if mf.GetName() != "keyway_unseal_requests_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
