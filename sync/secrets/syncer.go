@@ -102,8 +102,10 @@ type Syncer struct {
 	tokensMu sync.Mutex
 	tokens   map[string]saToken // requested service-account tokens, by account and audiences
 
-	reads *prometheus.CounterVec
-	syncs *prometheus.CounterVec
+	reads    *prometheus.CounterVec
+	syncs    *prometheus.CounterVec
+	hits     prometheus.Counter
+	duration prometheus.Histogram
 }
 
 type fetchEntry struct {
@@ -139,7 +141,9 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
-	o.Registry.MustRegister(s.reads, s.syncs)
+	s.hits = prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_syncer_cache_hits_total", Help: "Values served from a read shared with other ExternalSecrets instead of the backend."})
+	s.duration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keyway_syncer_reconcile_duration_seconds", Help: "Time to sync one ExternalSecret.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
+	o.Registry.MustRegister(s.reads, s.syncs, s.hits, s.duration)
 	s.bcast = record.NewBroadcaster()
 	s.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	s.rec = s.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-syncer"})
@@ -236,7 +240,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 				case strings.HasPrefix(key, clusterStorePrefix):
 					err = s.validateStore(ctx, ClusterSecretStoreGVR, strings.TrimPrefix(key, clusterStorePrefix))
 				default:
+					start := time.Now()
 					next, err = s.reconcile(ctx, key)
+					s.duration.Observe(time.Since(start).Seconds())
 				}
 				switch {
 				case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
@@ -777,6 +783,7 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		return e.secret, e.err
 	}
 	s.cacheMu.Unlock()
+	s.hits.Inc()
 	select {
 	case <-e.done:
 	case <-ctx.Done():

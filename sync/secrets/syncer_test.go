@@ -132,16 +132,7 @@ func (f *syncerFixture) forceSync(t *testing.T, ns, name string) {
 }
 
 func (f *syncerFixture) reads() float64 {
-	mfs, _ := f.reg.Gather()
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == "keyway_syncer_backend_reads_total" {
-			for _, m := range mf.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
+	return metricTotal(f.reg, "keyway_syncer_backend_reads_total")
 }
 
 // ready returns the ExternalSecret's Ready condition status and reason, checking it holds
@@ -261,6 +252,9 @@ func TestSyncer(t *testing.T) {
 		}
 		if n := f.reads() - before; n != 0 {
 			t.Fatalf("10 more ExternalSecrets over the same secret and credentials made %v backend reads, want 0 (read once already)", n)
+		}
+		if hits := metricTotal(f.reg, "keyway_syncer_cache_hits_total"); hits < 10 {
+			t.Fatalf("cache hits = %v, want at least the 10 shared reads", hits)
 		}
 	})
 
@@ -657,4 +651,18 @@ func (f *syncerFixture) storeReady(t *testing.T, ns, name string) string {
 		}
 	}
 	return ""
+}
+
+// metricTotal sums a metric's series.
+func metricTotal(reg *prometheus.Registry, name string) float64 {
+	mfs, _ := reg.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
 }
