@@ -87,7 +87,7 @@ type Syncer struct {
 	pool  *providers.Pool
 
 	esInf     cache.SharedIndexInformer
-	storeInfs []cache.SharedIndexInformer
+	storeInfs map[schema.GroupVersionResource]cache.SharedIndexInformer
 	factory   dynamicinformer.DynamicSharedInformerFactory
 	kinf      informers.SharedInformerFactory
 	secrets   corelisters.SecretLister
@@ -137,7 +137,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	if o.Backends == nil {
 		o.Backends = providers.NewRegistry(vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{})
 	}
-	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, forced: map[string]string{}, tokens: map[string]saToken{},
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
@@ -163,10 +163,24 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	// their credentials work before any ExternalSecret depends on them.
 	for prefix, gvr := range map[string]schema.GroupVersionResource{storePrefix: SecretStoreGVR, clusterStorePrefix: ClusterSecretStoreGVR} {
 		inf := s.factory.ForResource(gvr).Informer()
-		s.storeInfs = append(s.storeInfs, inf)
+		s.storeInfs[gvr] = inf
+		kind := map[string]string{storePrefix: "SecretStore", clusterStorePrefix: "ClusterSecretStore"}[prefix]
 		enqueue := func(obj any) {
 			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
 				s.queue.Add(prefix+key, ctl.High)
+			}
+			// ExternalSecrets waiting for this store need not wait for their next refresh.
+			m := obj.(metav1.Object)
+			for _, item := range s.esInf.GetStore().List() {
+				es := item.(*unstructured.Unstructured)
+				name, _, _ := unstructured.NestedString(es.Object, "spec", "secretStoreRef", "name")
+				k, _, _ := unstructured.NestedString(es.Object, "spec", "secretStoreRef", "kind")
+				if k == "" {
+					k = "SecretStore"
+				}
+				if name == m.GetName() && k == kind && (kind == "ClusterSecretStore" || es.GetNamespace() == m.GetNamespace()) {
+					s.enqueue(es)
+				}
 			}
 		}
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -307,11 +321,19 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	if refresh == 0 {
 		notBefore = time.Time{}
 	}
+	// A sync that is not a refresh (the echo of the syncer's own Secret write, a drift
+	// repair) leaves refreshTime alone: status is written when it says something new.
+	refreshedSince := time.Now().Add(-refresh * 8 / 10)
+	if refresh == 0 {
+		refreshedSince = time.Time{} // synced once: only a missing refreshTime is due
+	}
+	due := u.GetGeneration() != syncedGeneration(u) || refreshedBefore(u, refreshedSince)
 	if fs := es.Annotations["force-sync"]; fs != "" {
 		s.timersMu.Lock()
 		if s.forced[key] != fs {
 			s.forced[key] = fs
 			notBefore = forcedAt(fs)
+			due = true
 		}
 		s.timersMu.Unlock()
 	}
@@ -342,10 +364,30 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		return 0, err
 	}
 	s.syncs.WithLabelValues("synced").Inc()
+	if !due && readyIs(u, corev1.ConditionTrue, esv1.ReasonSecretSynced, "secret synced") {
+		return refresh, nil
+	}
 	if err := s.setReady(ctx, u, corev1.ConditionTrue, esv1.ReasonSecretSynced, "secret synced"); err != nil {
 		return 0, err
 	}
 	return refresh, nil
+}
+
+// syncedGeneration is the generation the status last reported on (-1 when none).
+func syncedGeneration(u *unstructured.Unstructured) int64 {
+	v, _, _ := unstructured.NestedString(u.Object, "status", "syncedResourceVersion")
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// refreshedBefore reports whether the status's refreshTime is missing or older than t.
+func refreshedBefore(u *unstructured.Unstructured, t time.Time) bool {
+	v, _, _ := unstructured.NestedString(u.Object, "status", "refreshTime")
+	at, err := time.Parse(time.RFC3339, v)
+	return err != nil || at.Before(t)
 }
 
 // forcedAt is when a force-sync was asked for: its value as a time (Unix seconds, as
@@ -392,27 +434,26 @@ type storeConfig struct {
 // ClusterSecretStore names theirs, and its conditions decide which namespaces may use it.
 func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConfig, error) {
 	ref := es.Spec.SecretStoreRef
-	var (
-		u    *unstructured.Unstructured
-		err  error
-		what string
-	)
+	// Stores come from the informers' caches (a store that appears later re-queues the
+	// ExternalSecrets that name it).
+	var gvr schema.GroupVersionResource
+	var key, what string
 	switch ref.Kind {
 	case "", "SecretStore":
-		what = fmt.Sprintf("SecretStore %s/%s", es.Namespace, ref.Name)
-		u, err = s.dyn.Resource(SecretStoreGVR).Namespace(es.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		gvr, key, what = SecretStoreGVR, es.Namespace+"/"+ref.Name, fmt.Sprintf("SecretStore %s/%s", es.Namespace, ref.Name)
 	case "ClusterSecretStore":
-		what = fmt.Sprintf("ClusterSecretStore %s", ref.Name)
-		u, err = s.dyn.Resource(ClusterSecretStoreGVR).Get(ctx, ref.Name, metav1.GetOptions{})
+		gvr, key, what = ClusterSecretStoreGVR, ref.Name, fmt.Sprintf("ClusterSecretStore %s", ref.Name)
 	default:
 		return nil, refusal{fmt.Sprintf("secretStoreRef.kind %q is not SecretStore or ClusterSecretStore", ref.Kind)}
 	}
-	if apierrors.IsNotFound(err) {
-		return nil, refusal{what + " does not exist"}
-	}
+	item, exists, err := s.storeInfs[gvr].GetStore().GetByKey(key)
 	if err != nil {
 		return nil, err
 	}
+	if !exists {
+		return nil, refusal{what + " does not exist"}
+	}
+	u := item.(*unstructured.Unstructured)
 	var st esv1.SecretStore
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
 		return nil, refusal{fmt.Sprintf("%s is malformed: %v", what, err)}

@@ -259,6 +259,7 @@ func TestSyncer(t *testing.T) {
 	})
 
 	t.Run("drift is repaired without a backend call", func(t *testing.T) {
+		since := time.Now()
 		before := f.reads()
 		s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
 		s.Data["password"] = []byte("hand-edited")
@@ -278,6 +279,16 @@ func TestSyncer(t *testing.T) {
 		})
 		if n := f.reads() - before; n != 0 {
 			t.Fatalf("drift repair made %v backend reads, want 0", n)
+		}
+		// Nor a status write: the ExternalSecret's refresh is not due.
+		reqs, err := env.Requests(since, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reqs {
+			if r.Resource == "externalsecrets/status" && r.Namespace == "shop" && r.Name == "database-credentials" {
+				t.Fatalf("drift repair rewrote the ExternalSecret's status: %+v", r)
+			}
 		}
 	})
 
