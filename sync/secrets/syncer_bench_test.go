@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -146,17 +147,8 @@ spec:
 	for n := range namespaces {
 		ns := fmt.Sprintf("%s-%d", run, n)
 		for i := range perNS {
-			u, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Get(ctx, fmt.Sprintf("es%d", i), metav1.GetOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ann := u.GetAnnotations()
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann["force-sync"] = quiet.Format(time.RFC3339Nano)
-			u.SetAnnotations(ann)
-			if _, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"force-sync":%q}}}`, quiet.Format(time.RFC3339Nano))
+			if _, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Patch(ctx, fmt.Sprintf("es%d", i), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -121,12 +122,10 @@ func (f *syncerFixture) syncs(result string) float64 {
 // --overwrite` does.
 func (f *syncerFixture) forceSync(t *testing.T, ns, name string) {
 	t.Helper()
-	es, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().UnixNano())})
-	if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Update(t.Context(), es, metav1.UpdateOptions{}); err != nil {
+	// A merge patch, as kubectl annotate sends: no resourceVersion, so the syncer's own
+	// status writes in the meantime cannot make it conflict.
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"force-sync":"%d"}}}`, time.Now().UnixNano())
+	if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -517,11 +516,7 @@ spec:
 		if _, err := root.Logical().DeleteWithContext(ctx, "secret/metadata/ephemeral"); err != nil {
 			t.Fatal(err)
 		}
-		es, _ := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Get(ctx, "ephemeral", metav1.GetOptions{})
-		es.SetAnnotations(map[string]string{"force-sync": fmt.Sprint(time.Now().Unix() + 1)})
-		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		f.forceSync(t, "shop", "ephemeral")
 		poll(t, "the target deleted", func() bool {
 			_, err := f.kube.CoreV1().Secrets("shop").Get(ctx, "ephemeral", metav1.GetOptions{})
 			return apierrors.IsNotFound(err)

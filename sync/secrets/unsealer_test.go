@@ -24,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -221,9 +222,8 @@ func TestUnsealer(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Touch the SealedSecret so it is reconciled again.
-		obj, _ := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Get(ctx, "taken", metav1.GetOptions{})
-		obj.SetLabels(map[string]string{"touched": "1"})
-		if _, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		touch := []byte(`{"metadata":{"labels":{"touched":"1"}}}`)
+		if _, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Patch(ctx, "taken", types.MergePatchType, touch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		poll(t, "the takeover", func() bool {
