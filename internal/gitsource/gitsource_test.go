@@ -1,0 +1,145 @@
+package gitsource_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+
+	"github.com/keyway-dev/keyway/internal/gitsource"
+)
+
+// gitRepo makes a repository with the git binary: main with two commits, a tag v1 on the
+// first (annotated) and a branch other. It returns the path and the two commits.
+func gitRepo(t *testing.T) (dir, first, second string) {
+	t.Helper()
+	dir = t.TempDir()
+	run := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("init", "-q", "-b", "main")
+	write(t, filepath.Join(dir, "apps/a.yaml"), "kind: ConfigMap\n")
+	run("add", ".")
+	run("commit", "-q", "-m", "one")
+	first = run("rev-parse", "HEAD")
+	run("tag", "-a", "v1", "-m", "v1")
+	write(t, filepath.Join(dir, "apps/b.yaml"), "kind: Secret\n")
+	if err := os.Symlink("../../../../etc/passwd", filepath.Join(dir, "apps/link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	run("add", ".")
+	run("commit", "-q", "-m", "two")
+	second = run("rev-parse", "HEAD")
+	run("branch", "other", first)
+	return dir, first, second
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFetchLocal(t *testing.T) {
+	repo, first, second := gitRepo(t)
+	c, err := gitsource.New(gitsource.Options{Dir: t.TempDir(), Rewrites: []gitsource.Rewrite{{From: "https://github.com/org/", To: "file://" + filepath.Dir(repo) + "/"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	url := c.Resolve("https://github.com/org/" + filepath.Base(repo))
+	if url != "file://"+repo {
+		t.Fatalf("rewrite: %s", url)
+	}
+	for rev, want := range map[string]string{"": second, "HEAD": second, "main": second, "v1": first, "other": first, first: first, second: second} {
+		co, err := c.Fetch(ctx, url, rev)
+		if err != nil {
+			t.Fatalf("%q: %v", rev, err)
+		}
+		if co.Revision != want {
+			t.Fatalf("%q resolved to %s, want %s", rev, co.Revision, want)
+		}
+		_, err = os.Stat(filepath.Join(co.Dir, "apps/b.yaml"))
+		if (want == second) != (err == nil) {
+			t.Fatalf("%q: apps/b.yaml present=%v at %s", rev, err == nil, want)
+		}
+	}
+	co, _ := c.Fetch(ctx, url, "main")
+	if target, err := os.Readlink(filepath.Join(co.Dir, "apps/link.yaml")); err != nil || target != "../../../../etc/passwd" {
+		t.Fatalf("symlink written as %q, %v", target, err)
+	}
+	for _, bad := range []string{"no-such-branch", "--upload-pack=touch /tmp/x", "main:x"} {
+		if _, err := c.Fetch(ctx, url, bad); err == nil {
+			t.Fatalf("revision %q accepted", bad)
+		}
+	}
+	for _, bad := range []string{"-uhello", "./relative", "file://relative", "ext::sh -c touch% /tmp/pwned"} {
+		if _, err := c.Fetch(ctx, bad, "main"); err == nil {
+			t.Fatalf("URL %q accepted", bad)
+		}
+	}
+	if err := c.Prune(url, second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(co.Dir, "apps/a.yaml")); err != nil {
+		t.Fatal("prune removed the kept tree")
+	}
+}
+
+// TestFetchHTTP serves the repository with git's own http-backend behind basic auth; the
+// client side is go-git's pure-Go http transport.
+func TestFetchHTTP(t *testing.T) {
+	repo, _, second := gitRepo(t)
+	backend := "/usr/lib/git-core/git-http-backend"
+	if _, err := os.Stat(backend); err != nil {
+		t.Skip("git-http-backend not installed")
+	}
+	h := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(repo), "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "s3cret-token" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "auth", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	url := srv.URL + "/" + filepath.Base(repo)
+
+	anon, _ := gitsource.New(gitsource.Options{Dir: t.TempDir()})
+	if _, err := anon.Fetch(context.Background(), url, "main"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("anonymous fetch: %v", err)
+	}
+	c, _ := gitsource.New(gitsource.Options{Dir: t.TempDir(), Auth: func(context.Context, string) (transport.AuthMethod, error) {
+		return &githttp.BasicAuth{Username: "ci", Password: "s3cret-token"}, nil
+	}})
+	co, err := c.Fetch(context.Background(), url, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if co.Revision != second {
+		t.Fatalf("revision %s, want %s", co.Revision, second)
+	}
+	if b, err := os.ReadFile(filepath.Join(co.Dir, "apps/b.yaml")); err != nil || string(b) != "kind: Secret\n" {
+		t.Fatalf("apps/b.yaml: %q %v", b, err)
+	}
+}
