@@ -140,6 +140,7 @@ Flags win over the environment, which wins over --config.`,
 	root.AddCommand(newSealCommand(a))
 	root.AddCommand(newUnsealCommand(a))
 	root.AddCommand(newControllerCommand(a))
+	root.AddCommand(newDaemonCommand(a))
 	root.AddCommand(newKeysCommand(a))
 	root.AddCommand(newCRDsCommand(a))
 	return root

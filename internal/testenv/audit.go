@@ -17,10 +17,14 @@ type Request struct {
 	Name      string
 	Code      int
 	Time      time.Time
+	DryRun    bool // ?dryRun=All: checked, never stored
 }
 
-// IsWrite reports whether the request could change something.
+// IsWrite reports whether the request could change something (a dry run cannot).
 func (r Request) IsWrite() bool {
+	if r.DryRun {
+		return false
+	}
 	switch r.Verb {
 	case "get", "list", "watch":
 		return false
@@ -43,6 +47,7 @@ func (e *Env) Requests(since time.Time, agent string) ([]Request, error) {
 		var ev struct {
 			Stage     string `json:"stage"`
 			Verb      string `json:"verb"`
+			URI       string `json:"requestURI"`
 			UserAgent string `json:"userAgent"`
 			ObjectRef struct {
 				Resource, Subresource, Namespace, Name string
@@ -59,7 +64,8 @@ func (e *Env) Requests(since time.Time, agent string) ([]Request, error) {
 		if ev.ObjectRef.Subresource != "" {
 			res += "/" + ev.ObjectRef.Subresource
 		}
-		out = append(out, Request{Verb: ev.Verb, UserAgent: ev.UserAgent, Resource: res, Namespace: ev.ObjectRef.Namespace, Name: ev.ObjectRef.Name, Code: ev.ResponseStatus.Code, Time: ev.StageTimestamp})
+		out = append(out, Request{Verb: ev.Verb, UserAgent: ev.UserAgent, Resource: res, Namespace: ev.ObjectRef.Namespace, Name: ev.ObjectRef.Name, Code: ev.ResponseStatus.Code, Time: ev.StageTimestamp,
+			DryRun: strings.Contains(ev.URI, "dryRun=All")})
 	}
 	return out, sc.Err()
 }

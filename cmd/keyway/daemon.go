@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/argocd"
+	"github.com/keyway-dev/keyway/plugins/render"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apps"
+)
+
+// daemonOptions are `keyway daemon`'s settings.
+type daemonOptions struct {
+	Kubeconfig, Context string
+	Apps                []string
+	Interval            time.Duration
+	Once                bool
+	Rewrites            []string
+	StateNamespace      string
+	StatusAddr          string
+	CacheDir            string
+	KnownHosts          string
+	AllowRepos          []string
+	MaxPrune            int
+	WaveTimeout         time.Duration
+	QPS                 float32
+	Burst               int
+	LeaderElect         bool
+	Lease               kube.LeaseOptions
+}
+
+// renderOnlyFlags are render's flags that make no sense for the daemon (Applications say
+// how to render).
+var renderOnlyFlags = map[string]bool{"output": true, "source": true, "release-name": true, "namespace": true, "values": true,
+	"set": true, "set-string": true, "skip-crds": true, "skip-tests": true, "kube-version": true, "api-versions": true, "seal-namespace": true}
+
+func newDaemonCommand(a *app) *cobra.Command {
+	var o daemonOptions
+	var ro renderOptions
+	var af argocdFlags
+	cmd := &cobra.Command{
+		Use:   "daemon --app PATH [--app PATH...] [flags]",
+		Short: "Render and apply Argo CD Applications from git: git → render → apply → prune → health",
+		Long: `daemon syncs Argo CD Application manifests (argoproj.io/v1alpha1) into the cluster of
+--kubeconfig without Argo CD: it fetches each application's git source, renders it with
+keyway's engine (plain directories, Helm charts, kustomizations; secret references resolved
+from the backend flags, as in 'keyway render'), and applies the result with server-side
+apply, wave by wave, waiting for health. Applications in a rendered output are child
+applications (App of Apps) and sync in their parent's wave.
+
+  --once    sync every application once, print one line per application, exit 0 when all
+            are Synced and Healthy, 1 otherwise
+  default   keep running: poll git every --interval, revert drift of self-healing
+            applications as soon as the watch sees it, serve --status-addr
+
+What a sync does, as Argo CD does unless said:
+  - every object is checked with a server-side dry run before any is written; a sync with
+    nothing to change writes nothing
+  - each object gets argocd.argoproj.io/tracking-id; what an application applied is kept in
+    a ConfigMap keyway-app-<name> in --state-namespace (references only)
+  - waves (argocd.argoproj.io/sync-wave), Argo CD's kind order, hooks (PreSync, Sync,
+    PostSync, SyncFail; hook-delete-policy), CreateNamespace=true, ignoreDifferences
+    (jsonPointers, jqPathExpressions, managedFieldsManagers), RespectIgnoreDifferences=true,
+    retry
+  - prune (syncPolicy.automated.prune) deletes only objects the inventory lists and that
+    still carry the application's tracking id; Prune=false and Prune=confirm are honoured.
+    Safer than Argo CD: a failed render never prunes, an empty render never prunes unless
+    allowEmpty, and a sync that would prune more than --max-prune percent of an application
+    is held until confirmed (the status names the kubectl command)
+
+Repositories: https/http (credentials from Argo CD repository Secrets in --state-namespace),
+ssh (keys from those Secrets, host keys from --git-known-hosts, always checked), git://, and
+local paths (file:// or absolute; go-git runs the git binary's upload-pack for these, so git
+must be installed for local repositories only). --git-rewrite FROM=TO maps URLs by prefix as
+git's insteadOf does. A child application may only name its roots' repositories (or
+--allow-repo prefixes), and never a local path of its own: a repository cannot make the
+daemon read another repository or the machine's files.`,
+		Example: `  # the guide's root-app.yaml, its repository mirrored locally
+  keyway daemon --once --app root-app.yaml \
+    --git-rewrite https://github.com/your-org/=file:///srv/git/ \
+    --secrets-file secrets.enc.yaml --age-identity key.txt
+
+  # in cluster (examples/daemon/), Vault with Kubernetes auth
+  keyway daemon --app /etc/keyway/apps --backend vault \
+    --vault-addr https://vault:8200 --vault-auth kubernetes --vault-role keyway`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd, a, &o, &ro, &af)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&o.Context, "context", "", "kubeconfig context")
+	fs.StringArrayVar(&o.Apps, "app", nil, "Argo CD Application manifest: a file or a directory of them (repeatable)")
+	fs.DurationVar(&o.Interval, "interval", 3*time.Minute, "how often git is polled (Argo CD's default is 3m)")
+	fs.BoolVar(&o.Once, "once", false, "sync every application once and exit: 0 when all are Synced and Healthy, 1 otherwise")
+	fs.StringArrayVar(&o.Rewrites, "git-rewrite", nil, "FROM=TO: repository URLs starting with FROM use TO instead, as git's url.TO.insteadOf=FROM (repeatable)")
+	fs.StringVar(&o.StateNamespace, "state-namespace", "keyway-system", "namespace of the inventories, repository Secrets and the leader Lease")
+	fs.StringVar(&o.StatusAddr, "status-addr", ":9090", "HTTP address for /healthz, /metrics and /apps (empty: none)")
+	fs.StringVar(&o.CacheDir, "cache-dir", "", "where git clones are kept (default: the user cache directory)")
+	fs.StringVar(&o.KnownHosts, "git-known-hosts", "", "ssh_known_hosts file for ssh repositories (ssh is refused without it)")
+	fs.StringArrayVar(&o.AllowRepos, "allow-repo", nil, "repository URL prefix child applications may use besides their roots' repositories (repeatable)")
+	fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
+	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
+	fs.Float32Var(&o.QPS, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit)")
+	fs.IntVar(&o.Burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once")
+	fs.DurationVar(&o.Lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
+	fs.DurationVar(&o.Lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it exits")
+	fs.DurationVar(&o.Lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
+	tmp := pflag.NewFlagSet("render", pflag.ContinueOnError)
+	ro.BindFlags(tmp)
+	tmp.VisitAll(func(f *pflag.Flag) {
+		if !renderOnlyFlags[f.Name] {
+			fs.AddFlag(f)
+		}
+	})
+	af.BindFlags(fs)
+	return cmd
+}
+
+func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) error {
+	if len(o.Apps) == 0 {
+		return usagef("--app is required: an Application manifest or a directory of them")
+	}
+	if o.Interval < time.Second || o.WaveTimeout <= 0 || o.QPS <= 0 || o.Burst < 1 {
+		return usagef("--interval (at least 1s), --wave-timeout, --kube-qps and --kube-burst must be positive")
+	}
+	if o.MaxPrune < 1 || o.MaxPrune > 100 {
+		return usagef("--max-prune %d: want 1 to 100", o.MaxPrune)
+	}
+	var rewrites []gitsource.Rewrite
+	for _, r := range o.Rewrites {
+		from, to, ok := strings.Cut(r, "=")
+		if !ok || from == "" || to == "" {
+			return usagef("--git-rewrite %q: want FROM=TO", r)
+		}
+		rewrites = append(rewrites, gitsource.Rewrite{From: from, To: to})
+	}
+	if err := applyEnv(cmd, a.env); err != nil {
+		return err
+	}
+	if err := ro.complete(cmd, a.env); err != nil {
+		return err
+	}
+	pol, err := af.policy()
+	if err != nil {
+		return err
+	}
+	roots, err := loadApplications(o.Apps)
+	if err != nil {
+		return usageError{err}
+	}
+	// Settings are checked now, not at the first render.
+	if _, err := ro.settings(cmd, a); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	var sealTo *rsa.PublicKey
+	if ro.SealTo != "" {
+		if sealTo, err = loadCert(ctx, ro.SealTo); err != nil {
+			return err
+		}
+	}
+	base, err := (&kubeFlags{Kubeconfig: o.Kubeconfig, Context: o.Context}).config()
+	if err != nil {
+		return err
+	}
+	cfg := kube.WithLimits(base, o.QPS, o.Burst, "keyway-daemon")
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cacheDir := o.CacheDir
+	if cacheDir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return usagef("--cache-dir: no user cache directory (%v); name one", err)
+		}
+		cacheDir = filepath.Join(d, "keyway", "git")
+	}
+	git, err := gitsource.New(gitsource.Options{Dir: cacheDir, Rewrites: rewrites, Auth: gitsource.SecretAuth(client, o.StateNamespace, o.KnownHosts)})
+	if err != nil {
+		return err
+	}
+	pool := providers.NewPool(registry(), a.log, 10*time.Minute)
+	defer func() {
+		if err := pool.Close(); err != nil {
+			a.log.Warn("closing backend clients", "error", err)
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
+		AllowRepos: o.AllowRepos, Logger: a.log, Registry: reg,
+		Render: daemonRenderer(cmd, a, ro, pol, pool, sealTo)})
+	if err != nil {
+		return err
+	}
+	if err := d.Add(roots...); err != nil {
+		return usageError{err}
+	}
+	if o.StatusAddr != "" && !o.Once {
+		l, err := net.Listen("tcp", o.StatusAddr)
+		if err != nil {
+			return fmt.Errorf("--status-addr %s: %w", o.StatusAddr, err)
+		}
+		srv := &http.Server{Handler: d.Handler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		defer srv.Close()
+		a.log.Info("daemon serving status", "address", l.Addr().String())
+	}
+	if o.Once {
+		statuses := d.SyncAll(ctx, apps.Explicit)
+		ok := len(statuses) > 0
+		for _, s := range statuses {
+			rev := s.Revision
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			if rev == "" {
+				rev = "-"
+			}
+			fmt.Fprintf(a.out, "%-24s %-12s %-9s %-11s applied=%d unchanged=%d pruned=%d", s.Name, rev, s.Sync, s.Health, s.Applied, s.Unchanged, s.Pruned)
+			if s.Message != "" && !s.OK() {
+				fmt.Fprintf(a.out, "  %s", oneLine(s.Message))
+			}
+			fmt.Fprintln(a.out)
+			ok = ok && s.OK()
+		}
+		if !ok {
+			return silentError{errors.New("not every application is Synced and Healthy")}
+		}
+		return nil
+	}
+	run := func(ctx context.Context) {
+		if err := d.Run(ctx, o.Interval); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("daemon stopped", "error", err)
+		}
+	}
+	if !o.LeaderElect {
+		run(ctx)
+		return nil
+	}
+	if o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline {
+		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
+	}
+	o.Lease.Namespace, o.Lease.Name, o.Lease.Logger = o.StateNamespace, "keyway-daemon", a.log
+	return kube.Lead(ctx, base, o.Lease, run)
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// daemonRenderer renders an application as `keyway argocd generate` would: the same
+// engine, backends, isolated builds and closed policy (plugin env entries that steer
+// keyway need --argocd-allow-env; --argocd-project-path applies to spec.project).
+func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) apps.Renderer {
+	return func(ctx context.Context, req apps.RenderRequest) ([]*manifest.Document, error) {
+		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
+		if err != nil {
+			return nil, err
+		}
+		settings, err := backendSettings(cmd.Flags(), &o.Vault, &o.Cloud, o.sections, overlay)
+		if err != nil {
+			return nil, err
+		}
+		served := *a
+		served.pool = pool
+		clients := served.clients(settings)
+		defer clients.Close()
+		engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
+			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
+		sess := engine.Start(ctx)
+		load := render.LoadOptions{Source: req.Source, Helm: req.Helm, Root: req.Root, Builder: builder(o.MaxBuildMem),
+			Limits: manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}}
+		docs, err := render.LoadWith(ctx, req.Paths, strings.NewReader(""), load, sess.Add)
+		if err != nil {
+			cancel()
+			_, _ = sess.Finish(nil)
+			return nil, err
+		}
+		if _, err := sess.Finish(docs); err != nil {
+			return nil, err
+		}
+		if sealTo != nil {
+			if err := sealing.SealRendered(docs, sealTo, req.App.Spec.Destination.Namespace); err != nil {
+				return nil, err
+			}
+		}
+		return docs, nil
+	}
+}
+
+// loadApplications reads Application manifests from files and directories (*.yaml, *.yml,
+// *.json, not recursive), refusing anything else in them.
+func loadApplications(paths []string) ([]*v1alpha1.Application, error) {
+	var out []*v1alpha1.Application
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("--app %s: %w", p, err)
+		}
+		files := []string{p}
+		if fi.IsDir() {
+			files = files[:0]
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return nil, fmt.Errorf("--app %s: %w", p, err)
+			}
+			for _, e := range entries {
+				switch strings.ToLower(filepath.Ext(e.Name())) {
+				case ".yaml", ".yml", ".json":
+					if !e.IsDir() {
+						files = append(files, filepath.Join(p, e.Name()))
+					}
+				}
+			}
+		}
+		for _, f := range files {
+			r, err := os.Open(f)
+			if err != nil {
+				return nil, fmt.Errorf("--app %s: %w", f, err)
+			}
+			docs, err := manifest.Read(r, f, manifest.Limits{})
+			r.Close()
+			if err != nil {
+				return nil, fmt.Errorf("--app %s: %w", f, err)
+			}
+			for _, d := range docs {
+				if d.Root == nil {
+					continue
+				}
+				var app v1alpha1.Application
+				if err := manifest.Decode(d, &app); err != nil {
+					return nil, fmt.Errorf("--app %s: %w", f, err)
+				}
+				if err := app.Validate(); err != nil {
+					return nil, fmt.Errorf("--app %s: document %d: %w", f, d.Index, err)
+				}
+				out = append(out, &app)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--app %s: no Application manifests found", strings.Join(paths, ", "))
+	}
+	return out, nil
+}

@@ -1,0 +1,587 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+)
+
+const daemonCanary = "canary-daemon-7f3e9b21"
+
+// guideRepo is the seed guide's App of Apps tree: root-app.yaml (kept outside the
+// repository, as the guide applies it by hand) and apps/ with child Applications for a
+// plain directory, a Helm chart and a kustomization.
+var guideRepo = map[string]string{
+	"apps/monitoring/prometheus.yaml": `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: prometheus
+  namespace: argocd
+  annotations: {argocd.argoproj.io/sync-wave: "-1"}
+spec:
+  project: default
+  source: {repoURL: https://github.com/your-org/infra-repo.git, targetRevision: main, path: services/prometheus}
+  destination: {server: https://kubernetes.default.svc, namespace: monitoring}
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true]
+`,
+	"apps/backend/api-server.yaml": `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: api-server
+  namespace: argocd
+spec:
+  project: default
+  source:
+    repoURL: https://github.com/your-org/infra-repo.git
+    targetRevision: main
+    path: charts/api-server
+    helm: {valueFiles: [values-prod.yaml], parameters: [{name: image.tag, value: "1.4.2"}]}
+  destination: {server: https://kubernetes.default.svc, namespace: backend}
+  ignoreDifferences:
+  - {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true, RespectIgnoreDifferences=true]
+`,
+	"apps/frontend/web-app.yaml": `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: web-app
+  namespace: argocd
+  annotations: {argocd.argoproj.io/sync-wave: "2"}
+spec:
+  project: default
+  source: {repoURL: https://github.com/your-org/infra-repo.git, targetRevision: main, path: frontend/overlays/prod}
+  destination: {server: https://kubernetes.default.svc, namespace: frontend}
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true]
+`,
+	"services/prometheus/config.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: prometheus-config}
+data: {scrape_interval: 30s}
+`,
+	"services/prometheus/rules.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: prometheus-rules}
+data: {rules: "[]"}
+`,
+	"services/prometheus/extra.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: prometheus-extra}
+data: {a: "1"}
+`,
+	"services/prometheus/migrate.yaml": `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations: {argocd.argoproj.io/hook: PreSync, argocd.argoproj.io/hook-delete-policy: HookSucceeded}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: busybox}]
+`,
+	"charts/api-server/Chart.yaml": "apiVersion: v2\nname: api-server\nversion: 0.1.0\n",
+	"charts/api-server/values.yaml": "replicas: 1\nimage: {tag: latest}\n",
+	"charts/api-server/values-prod.yaml": "replicas: 2\n",
+	"charts/api-server/templates/secret.yaml": `apiVersion: v1
+kind: Secret
+metadata:
+  name: api-secret
+  annotations: {avp.kubernetes.io/path: "secret/data/myapp"}
+type: Opaque
+stringData:
+  API_KEY: <api-key>
+`,
+	"charts/api-server/templates/db.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: db
+  annotations: {argocd.argoproj.io/sync-wave: "0"}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres}]}
+`,
+	"charts/api-server/templates/api.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  annotations: {argocd.argoproj.io/sync-wave: "1"}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: "api:{{ .Values.image.tag }}"}]}
+`,
+	"frontend/base/kustomization.yaml": "resources: [cm.yaml]\n",
+	"frontend/base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {theme: dark}\n",
+	"frontend/overlays/prod/kustomization.yaml": "resources: [../../base]\nnamePrefix: prod-\n",
+}
+
+const rootApp = `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: root-app
+  namespace: argocd
+spec:
+  project: default
+  source:
+    repoURL: https://github.com/your-org/infra-repo.git
+    targetRevision: main
+    path: apps/
+    directory:
+      recurse: true
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: argocd
+  syncPolicy:
+    automated:
+      prune: true
+      selfHeal: true
+    syncOptions:
+    - CreateNamespace=true
+`
+
+// gitWork is a local repository the test commits to.
+type gitWork struct {
+	t   *testing.T
+	dir string
+}
+
+func (g gitWork) git(args ...string) string {
+	g.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = g.dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t",
+		"GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+g.dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (g gitWork) commit(msg string, files map[string]string) string {
+	g.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(g.dir, name)
+		if content == "" {
+			if err := os.Remove(p); err != nil {
+				g.t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			g.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	g.git("add", "-A")
+	g.git("commit", "-q", "--allow-empty", "-m", msg)
+	return g.git("rev-parse", "HEAD")
+}
+
+// fakeKubelet stands in for the controllers a bare API server lacks: it marks Deployments
+// available and Jobs complete a moment after they appear, and records the order it saw
+// Deployments in, with whether the ones before were available by then.
+type fakeKubelet struct {
+	mu    sync.Mutex
+	order []string // namespace/name as first seen
+	ready map[string]time.Time
+	jobs  []string
+}
+
+func (k *fakeKubelet) run(ctx context.Context, kube kubernetes.Interface) {
+	k.ready = map[string]time.Time{}
+	for ctx.Err() == nil {
+		deps, err := kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, d := range deps.Items {
+				key := d.Namespace + "/" + d.Name
+				k.mu.Lock()
+				if !containsStr(k.order, key) {
+					k.order = append(k.order, key)
+				}
+				k.mu.Unlock()
+				want := int32(1)
+				if d.Spec.Replicas != nil {
+					want = *d.Spec.Replicas
+				}
+				if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == want {
+					continue
+				}
+				time.Sleep(300 * time.Millisecond) // long enough that a daemon not waiting would be seen
+				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: want, UpdatedReplicas: want, ReadyReplicas: want, AvailableReplicas: want}
+				if _, err := kube.AppsV1().Deployments(d.Namespace).UpdateStatus(ctx, &d, metav1.UpdateOptions{}); err == nil {
+					k.mu.Lock()
+					k.ready[key] = time.Now()
+					k.mu.Unlock()
+				}
+			}
+		}
+		jobs, err := kube.BatchV1().Jobs("").List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, j := range jobs.Items {
+				if len(j.Status.Conditions) > 0 {
+					continue
+				}
+				now := metav1.Now()
+				j.Status = batchv1.JobStatus{StartTime: &now, CompletionTime: &now, Succeeded: 1, Conditions: []batchv1.JobCondition{
+					{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+					{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now}}}
+				if _, err := kube.BatchV1().Jobs(j.Namespace).UpdateStatus(ctx, &j, metav1.UpdateOptions{}); err == nil {
+					k.mu.Lock()
+					k.jobs = append(k.jobs, j.Namespace+"/"+j.Name)
+					k.mu.Unlock()
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDaemon syncs the guide's App of Apps from a local repository into a real API server
+// with `keyway daemon`, then changes git and the cluster underneath it.
+func TestDaemon(t *testing.T) {
+	env, err := testenv.Start(t.Context(), testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	ctx := t.Context()
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kl := &fakeKubelet{}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go kl.run(kctx, kube)
+
+	work := t.TempDir()
+	repos := filepath.Join(work, "git")
+	g := gitWork{t, filepath.Join(repos, "infra-repo.git")}
+	if err := os.MkdirAll(g.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g.git("init", "-q", "-b", "main")
+	rev1 := g.commit("guide", guideRepo)
+	write := func(name, content string) string {
+		p := filepath.Join(work, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	appFile := write("root-app.yaml", rootApp)
+	secrets := write("secrets.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"\n")
+	base := []string{"daemon", "--kubeconfig", env.Kubeconfig, "--app", appFile, "--git-rewrite", "https://github.com/your-org/=file://" + repos + "/",
+		"--secrets-file", secrets, "--cache-dir", filepath.Join(work, "cache"), "--wave-timeout", "60s"}
+	once := func(extra ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "keyway", append(append(append([]string{}, base...), "--once"), extra...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String()+errb.String(), daemonCanary) {
+			t.Fatalf("the canary reached the daemon's output:\n%s\n%s", out.String(), errb.String())
+		}
+		return out.String(), errb.String(), code
+	}
+	line := func(out, app string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, app+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no line for %s in:\n%s", app, out)
+		return ""
+	}
+
+	t.Run("the guide's App of Apps syncs with --once", func(t *testing.T) {
+		out, errs, code := once()
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		for _, app := range []string{"root-app", "prometheus", "api-server", "web-app"} {
+			l := line(out, app)
+			if !strings.Contains(l, rev1[:12]) || !strings.Contains(l, "Synced") || !strings.Contains(l, "Healthy") {
+				t.Fatalf("%s: %q", app, l)
+			}
+		}
+		if l := line(out, "api-server"); !strings.Contains(l, "applied=3") {
+			t.Fatalf("api-server: %q", l)
+		}
+		s, err := kube.CoreV1().Secrets("backend").Get(ctx, "api-secret", metav1.GetOptions{})
+		if err != nil || string(s.Data["API_KEY"]) != daemonCanary {
+			t.Fatalf("api-secret: %v %q", err, s.Data["API_KEY"])
+		}
+		if id := s.Annotations["argocd.argoproj.io/tracking-id"]; id != "api-server:/Secret:backend/api-secret" {
+			t.Fatalf("tracking id %q", id)
+		}
+		api, _ := kube.AppsV1().Deployments("backend").Get(ctx, "api", metav1.GetOptions{})
+		if *api.Spec.Replicas != 2 || api.Spec.Template.Spec.Containers[0].Image != "api:1.4.2" {
+			t.Fatalf("api: replicas %d image %s", *api.Spec.Replicas, api.Spec.Template.Spec.Containers[0].Image)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("frontend").Get(ctx, "prod-web", metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Waves: db (wave 0) was available before api (wave 1) was created.
+		kl.mu.Lock()
+		order, dbReady := kl.order, kl.ready["backend/db"]
+		jobs := kl.jobs
+		kl.mu.Unlock()
+		if len(order) < 2 || order[0] != "backend/db" || order[1] != "backend/api" || dbReady.IsZero() {
+			t.Fatalf("deployments seen in order %v", order)
+		}
+		api, _ = kube.AppsV1().Deployments("backend").Get(ctx, "api", metav1.GetOptions{})
+		if !api.CreationTimestamp.Time.Add(time.Second).After(dbReady) {
+			t.Fatalf("api created at %s, db available at %s", api.CreationTimestamp, dbReady)
+		}
+		// The PreSync hook ran and, having succeeded, was deleted.
+		if !containsStr(jobs, "monitoring/migrate") {
+			t.Fatalf("the PreSync job did not run: %v", jobs)
+		}
+		if _, err := kube.BatchV1().Jobs("monitoring").Get(ctx, "migrate", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("the HookSucceeded job is still there: %v", err)
+		}
+		// Inventories hold references, never values.
+		cms, _ := kube.CoreV1().ConfigMaps("keyway-system").List(ctx, metav1.ListOptions{LabelSelector: "keyway.dev/inventory"})
+		if len(cms.Items) != 4 {
+			t.Fatalf("%d inventories", len(cms.Items))
+		}
+		for _, cm := range cms.Items {
+			b, _ := json.Marshal(cm)
+			if strings.Contains(string(b), daemonCanary) {
+				t.Fatalf("the canary is in inventory %s", cm.Name)
+			}
+		}
+	})
+
+	t.Run("a second sync with nothing to change writes nothing", func(t *testing.T) {
+		since := time.Now()
+		out, errs, code := once()
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		time.Sleep(time.Second)
+		reqs, err := env.Requests(since, "keyway-daemon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes := 0
+		for _, r := range reqs {
+			if r.IsWrite() && r.Resource != "leases" {
+				writes++
+				t.Errorf("write: %s %s %s/%s", r.Verb, r.Resource, r.Namespace, r.Name)
+			}
+		}
+		if len(reqs) == 0 || writes != 0 {
+			t.Fatalf("%d requests, %d writes", len(reqs), writes)
+		}
+		if l := line(out, "api-server"); !strings.Contains(l, "applied=0 unchanged=3") {
+			t.Fatalf("api-server: %q", l)
+		}
+	})
+
+	t.Run("a file removed from git is pruned", func(t *testing.T) {
+		g.commit("drop rules", map[string]string{"services/prometheus/rules.yaml": ""})
+		out, errs, code := once()
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		if l := line(out, "prometheus"); !strings.Contains(l, "pruned=1") {
+			t.Fatalf("prometheus: %q", l)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-rules", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("prometheus-rules: %v", err)
+		}
+	})
+
+	t.Run("a render failure leaves the cluster untouched", func(t *testing.T) {
+		g.commit("bad ref", map[string]string{
+			"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 10s}\n",
+			"services/prometheus/extra.yaml":  "apiVersion: v1\nkind: Secret\nmetadata: {name: prometheus-extra}\nstringData: {k: <path:secret/data/missing#k>}\n",
+		})
+		out, _, code := once()
+		if code != 1 || !strings.Contains(line(out, "prometheus"), "render failed, nothing applied or pruned") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		cm, _ := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-config", metav1.GetOptions{})
+		if cm.Data["scrape_interval"] != "30s" {
+			t.Fatal("a failed render changed the cluster")
+		}
+		if _, err := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-extra", metav1.GetOptions{}); err != nil {
+			t.Fatal("a failed render pruned")
+		}
+	})
+
+	t.Run("an empty render and a mass prune are held", func(t *testing.T) {
+		g.commit("empty", map[string]string{"services/prometheus/config.yaml": "", "services/prometheus/extra.yaml": "", "services/prometheus/migrate.yaml": "",
+			"services/prometheus/README.md": "moved\n"})
+		out, _, code := once()
+		if code != 1 || !strings.Contains(line(out, "prometheus"), "the render produced no resources") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		// One of the two objects goes: 50%, over a --max-prune of 40.
+		rev := g.commit("one of two goes", map[string]string{"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 30s}\n"})
+		for range 2 {
+			out, _, code = once("--max-prune", "40")
+			l := line(out, "prometheus")
+			if code != 1 || !strings.Contains(l, "would prune 1 of the application's 2 objects, more than --max-prune 40%") {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+			if _, err := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-extra", metav1.GetOptions{}); err != nil {
+				t.Fatal("a held sync pruned")
+			}
+		}
+		// The operator confirms this revision.
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"keyway.dev/confirm-prune":%q}}}`, rev)
+		if _, err := kube.CoreV1().ConfigMaps("keyway-system").Patch(ctx, "keyway-app-prometheus", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, errs, code := once("--max-prune", "40")
+		if code != 0 || !strings.Contains(line(out, "prometheus"), "pruned=1") {
+			t.Fatalf("exit %d:\n%s\n%s", code, out, errs)
+		}
+	})
+
+	t.Run("a child application may not name a local path or another repository", func(t *testing.T) {
+		g.commit("hostile", map[string]string{"apps/evil.yaml": strings.NewReplacer("name: web-app", "name: evil", "https://github.com/your-org/infra-repo.git", "file:///etc").Replace(guideRepo["apps/frontend/web-app.yaml"])})
+		out, _, code := once()
+		if code != 1 || !strings.Contains(line(out, "evil"), "may use only its root applications' repositories") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		g.commit("hostile 2", map[string]string{"apps/evil.yaml": strings.NewReplacer("name: web-app", "name: evil", "https://github.com/your-org/infra-repo.git", "https://github.com/your-org/other.git").Replace(guideRepo["apps/frontend/web-app.yaml"])})
+		out, _, code = once()
+		if code != 1 || !strings.Contains(line(out, "evil"), "may use only its root applications' repositories") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		g.commit("peace", map[string]string{"apps/evil.yaml": ""})
+	})
+
+	t.Run("the running daemon reverts drift and keeps an HPA's replicas", func(t *testing.T) {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := l.Addr().String()
+		l.Close()
+		dctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		cmd := exec.CommandContext(dctx, "keyway", append(append([]string{}, base...), "--interval", "1h", "--leader-elect=false", "--status-addr", addr)...)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); _ = cmd.Wait() }()
+		var apps []map[string]any
+		waitFor(t, 60*time.Second, "the first sync", func() bool {
+			resp, err := http.Get("http://" + addr + "/apps")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			apps = nil
+			return json.NewDecoder(resp.Body).Decode(&apps) == nil && len(apps) == 4
+		})
+		// An HPA's scale (a replica count other than git's) stays; a changed image goes back.
+		api, _ := kube.AppsV1().Deployments("backend").Get(ctx, "api", metav1.GetOptions{})
+		five := int32(5)
+		api.Spec.Replicas = &five
+		api.Spec.Template.Spec.Containers[0].Image = "attacker:latest"
+		if _, err := kube.AppsV1().Deployments("backend").Update(ctx, api, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(t, 20*time.Second, "the image reverted", func() bool {
+			d, err := kube.AppsV1().Deployments("backend").Get(ctx, "api", metav1.GetOptions{})
+			return err == nil && d.Spec.Template.Spec.Containers[0].Image == "api:1.4.2"
+		})
+		t.Logf("drift reverted in %s", time.Since(start).Round(10*time.Millisecond))
+		d, _ := kube.AppsV1().Deployments("backend").Get(ctx, "api", metav1.GetOptions{})
+		if *d.Spec.Replicas != 5 {
+			t.Fatalf("replicas %d: ignoreDifferences /spec/replicas was not respected", *d.Spec.Replicas)
+		}
+		// A deleted object comes back.
+		if err := kube.CoreV1().ConfigMaps("frontend").Delete(ctx, "prod-web", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "prod-web recreated", func() bool {
+			_, err := kube.CoreV1().ConfigMaps("frontend").Get(ctx, "prod-web", metav1.GetOptions{})
+			return err == nil
+		})
+		for _, path := range []string{"/apps", "/metrics"} {
+			resp, err := http.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(b.String(), daemonCanary) || resp.StatusCode != 200 {
+				t.Fatalf("%s: status %d, canary present %v", path, resp.StatusCode, strings.Contains(b.String(), daemonCanary))
+			}
+			if path == "/metrics" && !strings.Contains(b.String(), "keyway_daemon_syncs_total") {
+				t.Fatalf("/metrics lacks keyway_daemon_syncs_total")
+			}
+		}
+		if strings.Contains(logs.String(), daemonCanary) {
+			t.Fatal("the canary reached the logs")
+		}
+	})
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,222 @@
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/helm"
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+const fieldManager = "keyway"
+
+// Renderer renders one application's source. It is the caller's, so the daemon renders
+// with exactly the engine, backends and policy the Argo CD plugin uses.
+type Renderer func(ctx context.Context, r RenderRequest) ([]*manifest.Document, error)
+
+// RenderRequest is what to render for an application.
+type RenderRequest struct {
+	App  *v1alpha1.Application
+	Root string // the repository checkout; nothing outside it may be read
+	// Paths are the files (a plain directory source, after recurse/include/exclude) or the
+	// one directory (Helm chart, kustomization) to render.
+	Paths  []string
+	Source string // auto, plain, helm or kustomize
+	Helm   helm.Options
+	Env    map[string]string // spec.source.plugin.env, for the caller's closed policy
+}
+
+// Options configure a Daemon.
+type Options struct {
+	Config *rest.Config
+	Git    *gitsource.Cache
+	Render Renderer
+	// StateNamespace holds the inventories (one ConfigMap per application) and the
+	// repository Secrets.
+	StateNamespace string
+	// MaxPrune is the share of an application's inventory, in percent, one sync may prune
+	// without confirmation (default 50).
+	MaxPrune int
+	// WaveTimeout ends a wave that does not become healthy (default 5m).
+	WaveTimeout time.Duration
+	// PollInterval is how often health is checked while waiting (default 1s).
+	PollInterval time.Duration
+	// AllowRepos are repository URL prefixes child applications may name besides the
+	// repositories of the applications given to the daemon.
+	AllowRepos []string
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
+}
+
+// Daemon syncs applications.
+type Daemon struct {
+	o      Options
+	kube   kubernetes.Interface
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+	log    *slog.Logger
+	m      *metrics
+
+	mu      sync.Mutex
+	status  map[string]*Status
+	apps    map[string]*appEntry // every application known, roots and children
+	allowed []string             // repository URLs (normalised) applications may use
+	written map[string]bool      // resourceVersions this daemon wrote (self-heal ignores their echo)
+}
+
+// appEntry is an application and where it came from.
+type appEntry struct {
+	app    *v1alpha1.Application
+	parent string // "" for a root (an --app manifest)
+	root   bool
+}
+
+// New returns a daemon for the cluster of o.Config.
+func New(o Options) (*Daemon, error) {
+	if o.Config == nil || o.Git == nil || o.Render == nil {
+		return nil, errors.New("apps: Config, Git and Render are required")
+	}
+	if o.StateNamespace == "" {
+		o.StateNamespace = "keyway-system"
+	}
+	if o.MaxPrune <= 0 || o.MaxPrune > 100 {
+		o.MaxPrune = 50
+	}
+	if o.WaveTimeout <= 0 {
+		o.WaveTimeout = 5 * time.Minute
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	kube, err := kubernetes.NewForConfig(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{o: o, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
+		log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{}}
+	d.m = newMetrics(o.Registry)
+	for _, r := range o.AllowRepos {
+		d.allowed = append(d.allowed, strings.ToLower(r))
+	}
+	return d, nil
+}
+
+// mapping finds the resource of a kind, re-reading discovery once when the kind is new
+// (a CRD applied in an earlier wave).
+func (d *Daemon) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	m, err := d.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		d.mapper.Reset()
+		m, err = d.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	return m, err
+}
+
+// resource is the dynamic client for a mapping in namespace.
+func (d *Daemon) resource(m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return d.dyn.Resource(m.Resource).Namespace(namespace)
+	}
+	return d.dyn.Resource(m.Resource)
+}
+
+// Add registers root applications (the operator's --app manifests). Their repositories
+// are the ones child applications may use without AllowRepos.
+func (d *Daemon) Add(apps ...*v1alpha1.Application) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range apps {
+		if err := a.Validate(); err != nil {
+			return err
+		}
+		if e, ok := d.apps[a.Name]; ok && e.root {
+			return fmt.Errorf("two applications named %s", a.Name)
+		}
+		d.apps[a.Name] = &appEntry{app: a, root: true}
+		d.allowed = append(d.allowed, gitsource.NormalizeURL(a.Spec.Source.RepoURL))
+	}
+	return nil
+}
+
+// Roots returns the root applications' names in the order added.
+func (d *Daemon) roots() []*v1alpha1.Application {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []*v1alpha1.Application
+	for _, e := range d.apps {
+		if e.root {
+			out = append(out, e.app)
+		}
+	}
+	sortApps(out)
+	return out
+}
+
+// repoAllowed reports whether an application may use repoURL: a root may use any (the
+// operator wrote it), a child only its roots' repositories and AllowRepos prefixes.
+func (d *Daemon) repoAllowed(url string, root bool) bool {
+	if root {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := gitsource.NormalizeURL(url)
+	for _, a := range d.allowed {
+		if n == a || (strings.HasSuffix(a, "/") && strings.HasPrefix(n, a)) || strings.HasPrefix(n, a+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// source resolves an application's repository and checks it may be used: a local path
+// only from the operator (a root's own URL or a --git-rewrite target), never from a
+// repository.
+func (d *Daemon) source(ctx context.Context, a *v1alpha1.Application, root bool) (gitsource.Checkout, string, error) {
+	src := a.Spec.Source
+	if !d.repoAllowed(src.RepoURL, root) {
+		return gitsource.Checkout{}, "", fmt.Errorf("repository %s: a child application may use only its root applications' repositories (or --allow-repo)", gitsource.Redact(src.RepoURL))
+	}
+	url := d.o.Git.Resolve(src.RepoURL)
+	if gitsource.IsLocal(url) && !root && !d.o.Git.Rewritten(src.RepoURL) {
+		return gitsource.Checkout{}, "", fmt.Errorf("repository %s: a local path is allowed only in the daemon's own --app manifests or through --git-rewrite", src.RepoURL)
+	}
+	co, err := d.o.Git.Fetch(ctx, url, src.TargetRevision)
+	if err != nil {
+		return gitsource.Checkout{}, "", err
+	}
+	path := filepath.Clean(filepath.FromSlash(strings.TrimPrefix(src.Path, "/")))
+	if path == ".." || strings.HasPrefix(path, ".."+string(filepath.Separator)) {
+		return gitsource.Checkout{}, "", fmt.Errorf("spec.source.path %q leaves the repository", src.Path)
+	}
+	return co, filepath.Join(co.Dir, path), nil
+}

@@ -1,0 +1,154 @@
+package apps
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// objKey names an object: group, kind, namespace, name.
+type objKey struct{ Group, Kind, Namespace, Name string }
+
+func keyOf(u *unstructured.Unstructured) objKey {
+	gk := u.GroupVersionKind().GroupKind()
+	return objKey{gk.Group, gk.Kind, u.GetNamespace(), u.GetName()}
+}
+
+// String is the key as the inventory and Argo CD's tracking id write it:
+// group/kind/namespace/name.
+func (k objKey) String() string { return k.Group + "/" + k.Kind + "/" + k.Namespace + "/" + k.Name }
+
+func (k objKey) GroupKind() schema.GroupKind { return schema.GroupKind{Group: k.Group, Kind: k.Kind} }
+
+// trackingID is Argo CD's annotation tracking value: <app>:<group>/<kind>:<namespace>/<name>.
+func trackingID(app string, k objKey) string {
+	return app + ":" + k.Group + "/" + k.Kind + ":" + k.Namespace + "/" + k.Name
+}
+
+func parseKey(s string) (objKey, error) {
+	p := strings.Split(s, "/")
+	if len(p) != 4 || p[1] == "" || p[3] == "" {
+		return objKey{}, fmt.Errorf("inventory entry %q: want group/kind/namespace/name", s)
+	}
+	return objKey{p[0], p[1], p[2], p[3]}, nil
+}
+
+// Inventory ConfigMap keys and annotations.
+const (
+	inventoryPrefix   = "keyway-app-"
+	dataEntries       = "entries"
+	dataChildren      = "children"
+	dataRevision      = "revision"
+	dataFinalizer     = "resources-finalizer"
+	labelInventory    = "keyway.dev/inventory"
+	AnnotationConfirm = "keyway.dev/confirm-prune"
+)
+
+// inventory is what an application applied last: object references only, never content.
+type inventory struct {
+	Entries   []objKey
+	Children  []string
+	Revision  string
+	Finalizer bool // the application carried resources-finalizer.argocd.argoproj.io
+	Confirm   string
+	exists    bool
+	data      map[string]string // as read, to write only on change
+}
+
+func inventoryName(app string) string { return inventoryPrefix + app }
+
+func (d *Daemon) readInventory(ctx context.Context, app string) (*inventory, error) {
+	cm, err := d.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return &inventory{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the inventory of %s: %w", app, err)
+	}
+	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Finalizer: cm.Data[dataFinalizer] == "true",
+		Confirm: cm.Annotations[AnnotationConfirm]}
+	for _, line := range strings.Split(cm.Data[dataEntries], "\n") {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		k, err := parseKey(line)
+		if err != nil {
+			return nil, fmt.Errorf("ConfigMap %s/%s: %w", d.o.StateNamespace, cm.Name, err)
+		}
+		inv.Entries = append(inv.Entries, k)
+	}
+	for _, c := range strings.Split(cm.Data[dataChildren], "\n") {
+		if c = strings.TrimSpace(c); c != "" {
+			inv.Children = append(inv.Children, c)
+		}
+	}
+	return inv, nil
+}
+
+// writeInventory stores inv, writing nothing when it is unchanged.
+func (d *Daemon) writeInventory(ctx context.Context, app string, inv *inventory) error {
+	lines := make([]string, 0, len(inv.Entries))
+	for _, k := range inv.Entries {
+		lines = append(lines, k.String())
+	}
+	slices.Sort(lines)
+	lines = slices.Compact(lines)
+	children := slices.Clone(inv.Children)
+	slices.Sort(children)
+	data := map[string]string{dataEntries: strings.Join(lines, "\n"), dataRevision: inv.Revision}
+	if len(children) > 0 {
+		data[dataChildren] = strings.Join(children, "\n")
+	}
+	if inv.Finalizer {
+		data[dataFinalizer] = "true"
+	}
+	if inv.exists && mapsEqual(inv.data, data) {
+		return nil
+	}
+	cms := d.kube.CoreV1().ConfigMaps(d.o.StateNamespace)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inventoryName(app), Namespace: d.o.StateNamespace,
+		Labels: map[string]string{labelInventory: "true", "app.kubernetes.io/managed-by": "keyway"}}, Data: data}
+	var err error
+	if inv.exists {
+		cur, gerr := cms.Get(ctx, cm.Name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("writing the inventory of %s: %w", app, gerr)
+		}
+		cur.Data = data
+		_, err = cms.Update(ctx, cur, metav1.UpdateOptions{FieldManager: fieldManager})
+	} else {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{FieldManager: fieldManager})
+	}
+	if err != nil {
+		return fmt.Errorf("writing the inventory of %s: %w", app, err)
+	}
+	inv.exists, inv.data = true, data
+	return nil
+}
+
+func (d *Daemon) deleteInventory(ctx context.Context, app string) error {
+	err := d.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Delete(ctx, inventoryName(app), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}

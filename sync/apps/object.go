@@ -1,0 +1,83 @@
+package apps
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+// rendered is a render's output sorted into objects and child applications.
+type rendered struct {
+	items    []*item
+	children []*v1alpha1.Application
+}
+
+// classify decodes documents into objects (v1 List items expanded) and child Applications.
+func classify(docs []*manifest.Document) (rendered, error) {
+	var out rendered
+	for _, d := range docs {
+		if d.Root == nil {
+			continue
+		}
+		v, err := manifest.ToJSON(d.Root)
+		if err != nil {
+			return out, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+		}
+		if v == nil {
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return out, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+		}
+		where := fmt.Sprintf("%s: document %d", d.Source, d.Index)
+		var u unstructured.Unstructured
+		if err := u.UnmarshalJSON(raw); err != nil {
+			return out, fmt.Errorf("%s: not a Kubernetes object (apiVersion and kind are required)", where)
+		}
+		objs := []*unstructured.Unstructured{&u}
+		if u.IsList() {
+			list, err := u.ToList()
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", where, err)
+			}
+			objs = objs[:0]
+			for i := range list.Items {
+				objs = append(objs, &list.Items[i])
+			}
+		}
+		for _, o := range objs {
+			if o.GetName() == "" && o.GetGenerateName() == "" {
+				return out, fmt.Errorf("%s: %s without metadata.name", where, o.GetKind())
+			}
+			if o.GetAPIVersion() == v1alpha1.APIVersion && o.GetKind() == v1alpha1.Kind {
+				var app v1alpha1.Application
+				b, _ := o.MarshalJSON()
+				if err := json.Unmarshal(b, &app); err != nil {
+					return out, fmt.Errorf("%s: Application %s: %w", where, o.GetName(), err)
+				}
+				if err := app.Validate(); err != nil {
+					return out, fmt.Errorf("%s: %w", where, err)
+				}
+				out.children = append(out.children, &app)
+				continue
+			}
+			it, err := newItem(o, where)
+			if err != nil {
+				return out, err
+			}
+			if it.skipped() {
+				continue
+			}
+			if o.GetName() == "" && !it.isHook() {
+				return out, fmt.Errorf("%s: %s with generateName only: only hooks may be created by generateName", where, o.GetKind())
+			}
+			out.items = append(out.items, it)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,109 @@
+package apps
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+// prune deletes the objects that left git: only those whose tracking annotation still
+// names this application, not those marked Prune=false, and those marked Prune=confirm
+// only when the operator confirmed this revision. It returns how many it deleted and the
+// keys it left in place on purpose (kept in the inventory).
+func (d *Daemon) prune(ctx context.Context, a *v1alpha1.Application, keys []objKey, on, confirmed bool) (int, []objKey, error) {
+	if !on || len(keys) == 0 {
+		return 0, nil, nil
+	}
+	// Background by default: the object goes at once and the garbage collector removes
+	// its dependents. (Argo CD's default, foreground, keeps a pruned object until every
+	// dependent is gone; PrunePropagationPolicy=foreground asks for that.)
+	policy := metav1.DeletePropagationBackground
+	switch strings.ToLower(a.Options().Value("PrunePropagationPolicy")) {
+	case "foreground":
+		policy = metav1.DeletePropagationForeground
+	case "orphan":
+		policy = metav1.DeletePropagationOrphan
+	}
+	pruned := 0
+	var kept []objKey
+	for _, k := range keys {
+		n, keep, err := d.pruneOne(ctx, a.Name, k, policy, confirmed)
+		if err != nil {
+			return pruned, kept, err
+		}
+		pruned += n
+		if keep {
+			kept = append(kept, k)
+		}
+	}
+	return pruned, kept, nil
+}
+
+func (d *Daemon) pruneOne(ctx context.Context, app string, k objKey, policy metav1.DeletionPropagation, confirmed bool) (int, bool, error) {
+	m, err := d.mapper.RESTMapping(schema.GroupKind{Group: k.Group, Kind: k.Kind})
+	if err != nil {
+		return 0, false, nil // the kind is gone, and with it the object
+	}
+	res := d.resource(m, k.Namespace)
+	live, err := res.Get(ctx, k.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, true, fmt.Errorf("prune: reading %s: %s", k, reason(err))
+	}
+	if live.GetAnnotations()[AnnotationTracking] != trackingID(app, k) {
+		d.log.Info("not pruning an object another owner took over", "app", app, "object", k.String())
+		return 0, false, nil
+	}
+	if resourceOption(live, "Prune=false") {
+		return 0, true, nil
+	}
+	if resourceOption(live, "Prune=confirm") && !confirmed {
+		return 0, true, nil
+	}
+	uid := live.GetUID()
+	err = res.Delete(ctx, k.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return 0, true, fmt.Errorf("prune: deleting %s: %s", k, reason(err))
+	}
+	d.m.writes.WithLabelValues("delete").Inc()
+	return 1, false, nil
+}
+
+// removeChild handles a child application that left its parent's render: with
+// resources-finalizer.argocd.argoproj.io its objects (and its children's) are deleted,
+// otherwise they stay, orphaned, as in Argo CD. Its inventory goes either way.
+func (d *Daemon) removeChild(ctx context.Context, name string) error {
+	inv, err := d.readInventory(ctx, name)
+	if err != nil {
+		return err
+	}
+	if inv.Finalizer {
+		for _, c := range inv.Children {
+			if err := d.removeChild(ctx, c); err != nil {
+				return err
+			}
+		}
+		for _, k := range inv.Entries {
+			if _, _, err := d.pruneOne(ctx, name, k, metav1.DeletePropagationBackground, true); err != nil {
+				return err
+			}
+		}
+	}
+	if err := d.deleteInventory(ctx, name); err != nil {
+		return fmt.Errorf("deleting the inventory of %s: %s", name, reason(err))
+	}
+	d.mu.Lock()
+	delete(d.apps, name)
+	delete(d.status, name)
+	d.mu.Unlock()
+	d.log.Info("child application removed", "app", name, "resources-deleted", inv.Finalizer)
+	return nil
+}

@@ -1,0 +1,183 @@
+package apps
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/helm"
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+// renderApp renders the application at dir inside the checkout root.
+func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, dir string) ([]*manifest.Document, error) {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("spec.source.path %q: no such directory in the repository", a.Spec.Source.Path)
+	}
+	req, err := renderRequest(a, root, dir)
+	if err != nil {
+		return nil, err
+	}
+	return d.o.Render(ctx, req)
+}
+
+// renderRequest translates the Application's source settings, as Argo CD reads them.
+func renderRequest(a *v1alpha1.Application, root, dir string) (RenderRequest, error) {
+	src := a.Spec.Source
+	req := RenderRequest{App: a, Root: root, Paths: []string{dir}, Source: "auto"}
+	if src.Plugin != nil {
+		req.Env = map[string]string{}
+		for _, e := range src.Plugin.Env {
+			req.Env[e.Name] = e.Value
+		}
+	}
+	kind := "plain"
+	switch {
+	case src.Helm != nil:
+		kind = "helm"
+	case src.Kustomize != nil:
+		kind = "kustomize"
+	case src.Directory != nil:
+		kind = "plain"
+	case helm.IsChart(dir):
+		kind = "helm"
+	case isKustomization(dir):
+		kind = "kustomize"
+	}
+	req.Source = kind
+	switch kind {
+	case "helm":
+		h := src.Helm
+		if h == nil {
+			h = &v1alpha1.ApplicationSourceHelm{}
+		}
+		req.Helm = helm.Options{ReleaseName: a.Name, Namespace: a.Spec.Destination.Namespace, ValuesFiles: h.ValueFiles,
+			Values: h.Values, SkipCRDs: h.SkipCrds, KubeVersion: strings.TrimPrefix(h.KubeVersion, "v"), APIVersions: h.APIVersions, Root: root}
+		if h.ReleaseName != "" {
+			req.Helm.ReleaseName = h.ReleaseName
+		}
+		if h.Namespace != "" {
+			req.Helm.Namespace = h.Namespace
+		}
+		if h.ValuesObject != nil {
+			y, err := yaml.JSONToYAML(*h.ValuesObject)
+			if err != nil {
+				return req, fmt.Errorf("spec.source.helm.valuesObject: %w", err)
+			}
+			req.Helm.Values = string(y) // Argo CD: valuesObject wins over values
+		}
+		for _, f := range h.ValueFiles {
+			if filepath.IsAbs(f) || strings.Contains(f, "://") {
+				return req, fmt.Errorf("spec.source.helm.valueFiles %q: must be a path inside the repository, relative to the chart", f)
+			}
+		}
+		for _, p := range h.Parameters {
+			if p.Name == "" || strings.Contains(p.Name, "=") {
+				return req, fmt.Errorf("spec.source.helm.parameters: name %q is empty or holds '='", p.Name)
+			}
+			if p.ForceString {
+				req.Helm.SetString = append(req.Helm.SetString, p.Name+"="+p.Value)
+			} else {
+				req.Helm.Set = append(req.Helm.Set, p.Name+"="+p.Value)
+			}
+		}
+	case "plain":
+		var dirOpts v1alpha1.ApplicationSourceDirectory
+		if src.Directory != nil {
+			dirOpts = *src.Directory
+		}
+		files, err := selectFiles(dir, dirOpts)
+		if err != nil {
+			return req, err
+		}
+		req.Paths = files
+	}
+	return req, nil
+}
+
+func isKustomization(dir string) bool {
+	for _, n := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+// selectFiles lists a directory source's manifests as Argo CD picks them: .yaml, .yml and
+// .json files, subdirectories only with recurse, include and exclude as glob patterns
+// (with {a,b} alternatives) against the path relative to the source directory.
+func selectFiles(dir string, o v1alpha1.ApplicationSourceDirectory) ([]string, error) {
+	include, exclude := splitGlobs(o.Include), splitGlobs(o.Exclude)
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if e.IsDir() {
+			if p != dir && (!o.Recurse || strings.HasPrefix(e.Name(), ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if e.Type()&fs.ModeSymlink != 0 {
+			return nil // a link may point anywhere; the renderer would refuse it anyway
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+		default:
+			return nil
+		}
+		if len(include) > 0 && !matchAny(include, rel) {
+			return nil
+		}
+		if matchAny(exclude, rel) {
+			return nil
+		}
+		files = append(files, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the directory source: %w", err)
+	}
+	return files, nil
+}
+
+// splitGlobs expands "{a.yaml,b/*.yaml}" into its alternatives.
+func splitGlobs(s string) []string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+		var out []string
+		for _, p := range strings.Split(s[1:len(s)-1], ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	return []string{s}
+}
+
+func matchAny(globs []string, rel string) bool {
+	rel = filepath.ToSlash(rel)
+	for _, g := range globs {
+		if ok, _ := filepath.Match(g, rel); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(g, filepath.Base(rel)); ok && !strings.Contains(g, "/") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,134 @@
+package apps
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+// Sync states, as Argo CD names them.
+const (
+	Synced    = "Synced"
+	OutOfSync = "OutOfSync"
+	Unknown   = "Unknown"
+)
+
+// Status is what the daemon knows of an application after its last sync. It holds names,
+// states and messages — never an object's content.
+type Status struct {
+	Name      string            `json:"name"`
+	Parent    string            `json:"parent,omitempty"`
+	Revision  string            `json:"revision,omitempty"`
+	Sync      string            `json:"sync"`
+	Health    kube.HealthStatus `json:"health"`
+	Message   string            `json:"message,omitempty"`
+	Applied   int               `json:"applied"`
+	Unchanged int               `json:"unchanged"`
+	Pruned    int               `json:"pruned"`
+	Held      string            `json:"held,omitempty"` // why a prune waits for confirmation
+	Children  []string          `json:"children,omitempty"`
+	Resources []ResourceStatus  `json:"resources,omitempty"`
+	SyncedAt  time.Time         `json:"syncedAt"`
+	Duration  string            `json:"duration"`
+}
+
+// ResourceStatus is one object of an application.
+type ResourceStatus struct {
+	Group     string            `json:"group,omitempty"`
+	Kind      string            `json:"kind"`
+	Namespace string            `json:"namespace,omitempty"`
+	Name      string            `json:"name"`
+	Status    string            `json:"status"` // Synced, OutOfSync, Pruned, PruneSkipped
+	Health    kube.HealthStatus `json:"health,omitempty"`
+	Message   string            `json:"message,omitempty"`
+}
+
+// OK reports whether the application is Synced and Healthy.
+func (s *Status) OK() bool { return s.Sync == Synced && s.Health == kube.Healthy }
+
+// Statuses returns every application's status, sorted by name.
+func (d *Daemon) Statuses() []Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Status, 0, len(d.status))
+	for _, s := range d.status {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (d *Daemon) setStatus(s *Status) {
+	d.mu.Lock()
+	d.status[s.Name] = s
+	d.mu.Unlock()
+	d.m.health.WithLabelValues(s.Name).Set(float64(rank(s.Health)))
+	synced := 0.0
+	if s.Sync == Synced {
+		synced = 1
+	}
+	d.m.synced.WithLabelValues(s.Name).Set(synced)
+}
+
+func rank(h kube.HealthStatus) int {
+	for i, s := range []kube.HealthStatus{kube.Healthy, kube.Suspended, kube.Progressing, kube.Missing, kube.Degraded, kube.Unknown} {
+		if s == h {
+			return i
+		}
+	}
+	return 5
+}
+
+// Handler serves /healthz, /apps (JSON statuses) and /metrics (when gatherer is set).
+func (d *Daemon) Handler(gatherer http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /apps", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d.Statuses())
+	})
+	if gatherer != nil {
+		mux.Handle("GET /metrics", gatherer)
+	}
+	return mux
+}
+
+type metrics struct {
+	syncs    *prometheus.CounterVec
+	writes   *prometheus.CounterVec
+	duration prometheus.Histogram
+	health   *prometheus.GaugeVec
+	synced   *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_syncs_total",
+			Help: "Application syncs by result: noop (nothing to write), synced, failed, held, outofsync (drift left for a manual or non-self-healing app)."}, []string{"result"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_writes_total",
+			Help: "Write requests the daemon made to the cluster, by kind of write: apply, create, delete, inventory."}, []string{"op"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keyway_daemon_sync_duration_seconds",
+			Help: "Time one application's sync took, waits for health included.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
+		health: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyway_daemon_app_health",
+			Help: "Application health: 0 Healthy, 1 Suspended, 2 Progressing, 3 Missing, 4 Degraded, 5 Unknown."}, []string{"app"}),
+		synced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyway_daemon_app_synced",
+			Help: "1 when the application is Synced."}, []string{"app"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced)
+	}
+	return m
+}
+
+func sortApps(apps []*v1alpha1.Application) {
+	slices.SortFunc(apps, func(a, b *v1alpha1.Application) int { return strings.Compare(a.Name, b.Name) })
+}
