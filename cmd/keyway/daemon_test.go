@@ -105,8 +105,8 @@ spec:
       restartPolicy: Never
       containers: [{name: m, image: busybox}]
 `,
-	"charts/api-server/Chart.yaml": "apiVersion: v2\nname: api-server\nversion: 0.1.0\n",
-	"charts/api-server/values.yaml": "replicas: 1\nimage: {tag: latest}\n",
+	"charts/api-server/Chart.yaml":       "apiVersion: v2\nname: api-server\nversion: 0.1.0\n",
+	"charts/api-server/values.yaml":      "replicas: 1\nimage: {tag: latest}\n",
 	"charts/api-server/values-prod.yaml": "replicas: 2\n",
 	"charts/api-server/templates/secret.yaml": `apiVersion: v1
 kind: Secret
@@ -141,8 +141,8 @@ spec:
     metadata: {labels: {app: api}}
     spec: {containers: [{name: api, image: "api:{{ .Values.image.tag }}"}]}
 `,
-	"frontend/base/kustomization.yaml": "resources: [cm.yaml]\n",
-	"frontend/base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {theme: dark}\n",
+	"frontend/base/kustomization.yaml":          "resources: [cm.yaml]\n",
+	"frontend/base/cm.yaml":                     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {theme: dark}\n",
 	"frontend/overlays/prod/kustomization.yaml": "resources: [../../base]\nnamePrefix: prod-\n",
 }
 
