@@ -80,6 +80,10 @@ type Daemon struct {
 	apps    map[string]*appEntry // every application known, roots and children
 	allowed []string             // repository URLs (normalised) applications may use
 	written map[string]bool      // resourceVersions this daemon wrote (self-heal ignores their echo)
+	retries map[string]retryState
+	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
+	// it is in and stops before the next.
+	stopping context.Context
 }
 
 // appEntry is an application and where it came from.
@@ -122,7 +126,8 @@ func New(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{o: o, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
-		log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{}}
+		log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
+		retries: map[string]retryState{}, stopping: context.Background()}
 	d.m = newMetrics(o.Registry)
 	for _, r := range o.AllowRepos {
 		d.allowed = append(d.allowed, strings.ToLower(r))

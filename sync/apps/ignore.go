@@ -221,7 +221,7 @@ func managerPaths(live *unstructured.Unstructured, manager string) [][]any {
 			continue
 		}
 		var fields map[string]any
-		if err := json.Unmarshal(mf.FieldsV1.Raw, &fields); err != nil {
+		if err := json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields); err != nil {
 			continue
 		}
 		walkFields(fields, nil, live.Object, &out)

@@ -162,10 +162,8 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 			return fmt.Errorf("%s: %s belongs to application %s; an object is managed by one application", p.source, k, other)
 		}
 	}
-	desired := p.obj
-	if live != nil && len(rules) > 0 && respectIgnores(p) {
-		desired = withLiveValues(rules, k, p.obj, live)
-		p.obj = desired
+	if live != nil && len(rules) > 0 && p.respect {
+		p.obj = withLiveValues(rules, k, p.obj, live)
 	}
 	dry, err := d.applyRequest(ctx, p, true)
 	if err != nil {
@@ -186,9 +184,6 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 	}
 	return nil
 }
-
-// respectIgnores is set per application from RespectIgnoreDifferences=true.
-func respectIgnores(p *planned) bool { return p.respect }
 
 // applyRequest sends p's object as a server-side apply (a dry run when dry).
 func (d *Daemon) applyRequest(ctx context.Context, p *planned, dry bool) (*unstructured.Unstructured, error) {

@@ -37,6 +37,9 @@ type Status struct {
 	Resources []ResourceStatus  `json:"resources,omitempty"`
 	SyncedAt  time.Time         `json:"syncedAt"`
 	Duration  string            `json:"duration"`
+
+	failed bool // the sync failed
+	final  bool // …in a way only the operator can change (held, empty render)
 }
 
 // ResourceStatus is one object of an application.

@@ -32,7 +32,7 @@ const (
 // statuses of all.
 func (d *Daemon) SyncAll(ctx context.Context, t Trigger) []Status {
 	for _, a := range d.roots() {
-		d.syncApp(ctx, a, "", true, t, map[string]bool{})
+		d.syncRetrying(ctx, a, "", true, t, map[string]bool{})
 	}
 	return d.Statuses()
 }
@@ -45,7 +45,7 @@ func (d *Daemon) SyncOne(ctx context.Context, name string, t Trigger) (*Status, 
 	if !ok {
 		return nil, false
 	}
-	return d.syncApp(ctx, e.app, e.parent, e.root, t, map[string]bool{}), true
+	return d.syncRetrying(ctx, e.app, e.parent, e.root, t, map[string]bool{}), true
 }
 
 // syncApp runs one sync of a and returns its status. seen holds the applications above
@@ -59,12 +59,16 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		d.m.syncs.WithLabelValues(result).Inc()
 		d.m.duration.Observe(time.Since(start).Seconds())
 		d.setStatus(st)
+		if t == Poll {
+			d.scheduleRetry(a, st)
+		}
 		d.log.Info("sync", "app", a.Name, "revision", st.Revision, "sync", st.Sync, "health", st.Health,
 			"applied", st.Applied, "unchanged", st.Unchanged, "pruned", st.Pruned, "result", result, "message", st.Message)
 		return st
 	}
 	fail := func(err error) *Status {
 		st.Message = err.Error()
+		st.failed = true
 		if st.Health == kube.Unknown || st.Health == kube.Healthy {
 			st.Health = kube.Degraded
 		}
@@ -153,7 +157,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 
 	// Guards, before anything is written.
 	if len(resources) == 0 && len(r.children) == 0 && len(inv.Entries) > 0 && (automated == nil || !automated.AllowEmpty) {
-		st.Sync = OutOfSync
+		st.Sync, st.final = OutOfSync, true
 		return fail(fmt.Errorf("the render produced no resources; refusing to prune all %d objects of the application (set syncPolicy.automated.allowEmpty: true if that is meant)", len(inv.Entries)))
 	}
 	confirm := fmt.Sprintf("kubectl -n %s annotate configmap %s %s=%s --overwrite", d.o.StateNamespace, inventoryName(a.Name), AnnotationConfirm, co.Revision)
@@ -162,6 +166,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 			st.Sync, st.Health = OutOfSync, kube.Unknown
 			st.Held = fmt.Sprintf("this sync would prune %d of the application's %d objects, more than --max-prune %d%%; nothing was applied. To go ahead: %s", len(prune), len(inv.Entries), d.o.MaxPrune, confirm)
 			st.Message = st.Held
+			st.failed, st.final = true, true
 			return finish("held")
 		}
 	}
@@ -357,11 +362,14 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 		}
 	}
 	defer func() { st.Health = health }()
-	for _, wave := range waves(all) {
+	for i, wave := range waves(all) {
+		if apply && i > 0 && d.stopping.Err() != nil {
+			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].wave)
+		}
 		var waitFor []*planned
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
-				cs := d.syncApp(ctx, c, a.Name, false, t, seen)
+				cs := d.syncRetrying(ctx, c, a.Name, false, t, seen)
 				worst(kube.Health{Status: cs.Health, Message: cs.Message}, "application "+c.Name)
 				if apply && cs.Health != kube.Healthy && cs.Health != kube.Suspended {
 					return fmt.Errorf("wave %d: application %s is %s: %s", it.wave, c.Name, cs.Health, cs.Message)

@@ -28,9 +28,12 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 	w := &watcher{d: d, factory: factory, watched: map[schema.GroupVersionResource]bool{}, heal: make(chan string, 1)}
 	w.pending = map[string]bool{}
 
-	work := context.WithoutCancel(ctx) // a sync that started runs to its end
+	work := context.WithoutCancel(ctx) // a sync that started finishes its wave
+	d.stopping = ctx
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	d.SyncAll(work, Poll)
 	w.ensure(ctx)
 	for {
@@ -41,6 +44,11 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 		case <-tick.C:
 			d.SyncAll(work, Poll)
 			w.ensure(ctx)
+		case <-retry.C:
+			for _, app := range d.dueRetries() {
+				d.log.Info("retrying a failed sync", "app", app)
+				d.SyncOne(work, app, Poll)
+			}
 		case <-w.heal:
 			for _, app := range w.take() {
 				d.log.Info("drift seen: syncing", "app", app)

@@ -1,0 +1,152 @@
+package apps
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+func obj(t *testing.T, y string) *unstructured.Unstructured {
+	t.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(j); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestOrder(t *testing.T) {
+	var items []*item
+	for _, y := range []string{
+		"{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop}}",
+		"{apiVersion: v1, kind: ConfigMap, metadata: {name: cfg, namespace: shop, annotations: {argocd.argoproj.io/sync-wave: '2'}}}",
+		"{apiVersion: example.com/v1, kind: Widget, metadata: {name: w, namespace: shop, annotations: {argocd.argoproj.io/sync-wave: '-1'}}}",
+		"{apiVersion: apiextensions.k8s.io/v1, kind: CustomResourceDefinition, metadata: {name: widgets.example.com}, spec: {group: example.com, names: {kind: Widget}}}",
+		"{apiVersion: v1, kind: Namespace, metadata: {name: shop, annotations: {argocd.argoproj.io/sync-wave: '5'}}}",
+		"{apiVersion: v1, kind: Service, metadata: {name: web, namespace: shop}}",
+	} {
+		it, err := newItem(obj(t, y), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, it)
+	}
+	promote(items)
+	sortItems(items)
+	var got []string
+	for _, it := range items {
+		got = append(got, it.obj.GetKind())
+	}
+	// The Namespace and the CRD move to wave -1 with the Widget; then kind order.
+	want := []string{"Namespace", "CustomResourceDefinition", "Widget", "Service", "Deployment", "ConfigMap"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	if n := len(waves(items)); n != 3 {
+		t.Fatalf("%d waves", n)
+	}
+	if _, err := newItem(obj(t, "{kind: ConfigMap, metadata: {annotations: {argocd.argoproj.io/sync-wave: soon}}}"), "f.yaml: document 0"); err == nil {
+		t.Fatal("a non-numeric wave was accepted")
+	}
+	h, _ := newItem(obj(t, "{kind: Job, metadata: {annotations: {argocd.argoproj.io/hook: PreSync}}}"), "")
+	if !h.hookIn(PhasePreSync) || !h.deletePolicy("BeforeHookCreation") || h.deletePolicy("HookSucceeded") {
+		t.Fatal("hook defaults")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	f := int64(3)
+	a := &v1alpha1.Application{Spec: v1alpha1.ApplicationSpec{SyncPolicy: &v1alpha1.SyncPolicy{Retry: &v1alpha1.RetryStrategy{Limit: 4,
+		Backoff: &v1alpha1.Backoff{Duration: "10s", Factor: &f, MaxDuration: "1m"}}}}}
+	var got []time.Duration
+	for n := 1; ; n++ {
+		d, ok := backoff(a, n)
+		if !ok {
+			break
+		}
+		got = append(got, d)
+	}
+	if want := []time.Duration{10 * time.Second, 30 * time.Second, time.Minute, time.Minute}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("back-off %v, want %v", got, want)
+	}
+	a.Spec.SyncPolicy.Retry = &v1alpha1.RetryStrategy{Limit: 2}
+	if d, ok := backoff(a, 2); !ok || d != 10*time.Second {
+		t.Fatalf("defaults: %v %v", d, ok)
+	}
+	if _, ok := backoff(&v1alpha1.Application{}, 1); ok {
+		t.Fatal("no retry policy retried")
+	}
+}
+
+func TestSelectFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"a.yaml", "b.yml", "c.json", "README.md", "sub/d.yaml", ".hidden/e.yaml", "sub/skip.yaml"} {
+		p := filepath.Join(dir, f)
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		_ = os.WriteFile(p, []byte("{}"), 0o644)
+	}
+	rel := func(files []string) []string {
+		var out []string
+		for _, f := range files {
+			r, _ := filepath.Rel(dir, f)
+			out = append(out, filepath.ToSlash(r))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		o    v1alpha1.ApplicationSourceDirectory
+		want []string
+	}{
+		{v1alpha1.ApplicationSourceDirectory{}, []string{"a.yaml", "b.yml", "c.json"}},
+		{v1alpha1.ApplicationSourceDirectory{Recurse: true}, []string{"a.yaml", "b.yml", "c.json", "sub/d.yaml", "sub/skip.yaml"}},
+		{v1alpha1.ApplicationSourceDirectory{Recurse: true, Exclude: "{sub/skip.yaml,c.json}"}, []string{"a.yaml", "b.yml", "sub/d.yaml"}},
+		{v1alpha1.ApplicationSourceDirectory{Recurse: true, Include: "*.yaml"}, []string{"a.yaml", "sub/d.yaml", "sub/skip.yaml"}},
+	} {
+		got, err := selectFiles(dir, c.o)
+		if err != nil || !reflect.DeepEqual(rel(got), c.want) {
+			t.Fatalf("%+v: %v %v, want %v", c.o, rel(got), err, c.want)
+		}
+	}
+}
+
+func TestIgnoreDifferences(t *testing.T) {
+	rules, err := compileIgnores([]v1alpha1.ResourceIgnoreDiffs{
+		{Group: "apps", Kind: "Deployment", JSONPointers: []string{"/spec/replicas"}},
+		{Group: "apps", Kind: "Deployment", JQPathExpressions: []string{`.spec.template.spec.containers[] | select(.name == "sidecar") | .image`}},
+		{Group: "apps", Kind: "Deployment", ManagedFieldsManagers: []string{"hpa"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, managedFields: [{manager: hpa, operation: Update, fieldsType: FieldsV1, fieldsV1: {"f:spec": {"f:minReadySeconds": {}}}}]},
+  spec: {replicas: 5, minReadySeconds: 9, template: {spec: {containers: [{name: app, image: a:1}, {name: sidecar, image: s:2}]}}}}`)
+	dry := obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {replicas: 2, minReadySeconds: 0, template: {spec: {containers: [{name: app, image: a:1}, {name: sidecar, image: s:1}]}}}}`)
+	k := keyOf(live)
+	if drifted(rules, k, live, dry) {
+		t.Fatal("ignored fields counted as drift")
+	}
+	unstructured.SetNestedField(dry.Object, "a:2", "spec", "template", "spec", "containers") // replaces the list: drift
+	if !drifted(rules, k, live, dry) {
+		t.Fatal("a real change was ignored")
+	}
+	if _, err := compileIgnores([]v1alpha1.ResourceIgnoreDiffs{{Kind: "X", JQPathExpressions: []string{".a[ | "}}}); err == nil {
+		t.Fatal("a bad jq expression compiled")
+	}
+	// RespectIgnoreDifferences: the desired object takes the live replica count.
+	desired := obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {replicas: 2}}`)
+	got := withLiveValues(rules[:1], k, desired, live)
+	if r, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas"); r != 5 {
+		t.Fatalf("replicas %d, want the live 5", r)
+	}
+}
