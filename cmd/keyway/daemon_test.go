@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -333,7 +335,8 @@ func TestDaemon(t *testing.T) {
 		}
 		return out.String(), errb.String(), code
 	}
-	line := func(out, app string) string {
+	line := func(t *testing.T, out, app string) string {
+		t.Helper()
 		for _, l := range strings.Split(out, "\n") {
 			if strings.HasPrefix(l, app+" ") {
 				return l
@@ -349,12 +352,12 @@ func TestDaemon(t *testing.T) {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 		}
 		for _, app := range []string{"root-app", "prometheus", "api-server", "web-app"} {
-			l := line(out, app)
+			l := line(t, out, app)
 			if !strings.Contains(l, rev1[:12]) || !strings.Contains(l, "Synced") || !strings.Contains(l, "Healthy") {
 				t.Fatalf("%s: %q", app, l)
 			}
 		}
-		if l := line(out, "api-server"); !strings.Contains(l, "applied=3") {
+		if l := line(t, out, "api-server"); !strings.Contains(l, "applied=3") {
 			t.Fatalf("api-server: %q", l)
 		}
 		s, err := kube.CoreV1().Secrets("backend").Get(ctx, "api-secret", metav1.GetOptions{})
@@ -424,7 +427,7 @@ func TestDaemon(t *testing.T) {
 		if len(reqs) == 0 || writes != 0 {
 			t.Fatalf("%d requests, %d writes", len(reqs), writes)
 		}
-		if l := line(out, "api-server"); !strings.Contains(l, "applied=0 unchanged=3") {
+		if l := line(t, out, "api-server"); !strings.Contains(l, "applied=0 unchanged=3") {
 			t.Fatalf("api-server: %q", l)
 		}
 	})
@@ -435,7 +438,7 @@ func TestDaemon(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 		}
-		if l := line(out, "prometheus"); !strings.Contains(l, "pruned=1") {
+		if l := line(t, out, "prometheus"); !strings.Contains(l, "pruned=1") {
 			t.Fatalf("prometheus: %q", l)
 		}
 		if _, err := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-rules", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
@@ -449,7 +452,7 @@ func TestDaemon(t *testing.T) {
 			"services/prometheus/extra.yaml":  "apiVersion: v1\nkind: Secret\nmetadata: {name: prometheus-extra}\nstringData: {k: <path:secret/data/missing#k>}\n",
 		})
 		out, _, code := once()
-		if code != 1 || !strings.Contains(line(out, "prometheus"), "render failed, nothing applied or pruned") {
+		if code != 1 || !strings.Contains(line(t, out, "prometheus"), "render failed, nothing applied or pruned") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 		cm, _ := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-config", metav1.GetOptions{})
@@ -465,14 +468,14 @@ func TestDaemon(t *testing.T) {
 		g.commit("empty", map[string]string{"services/prometheus/config.yaml": "", "services/prometheus/extra.yaml": "", "services/prometheus/migrate.yaml": "",
 			"services/prometheus/README.md": "moved\n"})
 		out, _, code := once()
-		if code != 1 || !strings.Contains(line(out, "prometheus"), "the render produced no resources") {
+		if code != 1 || !strings.Contains(line(t, out, "prometheus"), "the render produced no resources") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 		// One of the two objects goes: 50%, over a --max-prune of 40.
 		rev := g.commit("one of two goes", map[string]string{"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 30s}\n"})
 		for range 2 {
 			out, _, code = once("--max-prune", "40")
-			l := line(out, "prometheus")
+			l := line(t, out, "prometheus")
 			if code != 1 || !strings.Contains(l, "would prune 1 of the application's 2 objects, more than --max-prune 40%") {
 				t.Fatalf("exit %d:\n%s", code, out)
 			}
@@ -486,7 +489,7 @@ func TestDaemon(t *testing.T) {
 			t.Fatal(err)
 		}
 		out, errs, code := once("--max-prune", "40")
-		if code != 0 || !strings.Contains(line(out, "prometheus"), "pruned=1") {
+		if code != 0 || !strings.Contains(line(t, out, "prometheus"), "pruned=1") {
 			t.Fatalf("exit %d:\n%s\n%s", code, out, errs)
 		}
 	})
@@ -494,15 +497,85 @@ func TestDaemon(t *testing.T) {
 	t.Run("a child application may not name a local path or another repository", func(t *testing.T) {
 		g.commit("hostile", map[string]string{"apps/evil.yaml": strings.NewReplacer("name: web-app", "name: evil", "https://github.com/your-org/infra-repo.git", "file:///etc").Replace(guideRepo["apps/frontend/web-app.yaml"])})
 		out, _, code := once()
-		if code != 1 || !strings.Contains(line(out, "evil"), "may use only its root applications' repositories") {
+		if code != 1 || !strings.Contains(line(t, out, "evil"), "may use only its root applications' repositories") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 		g.commit("hostile 2", map[string]string{"apps/evil.yaml": strings.NewReplacer("name: web-app", "name: evil", "https://github.com/your-org/infra-repo.git", "https://github.com/your-org/other.git").Replace(guideRepo["apps/frontend/web-app.yaml"])})
 		out, _, code = once()
-		if code != 1 || !strings.Contains(line(out, "evil"), "may use only its root applications' repositories") {
+		if code != 1 || !strings.Contains(line(t, out, "evil"), "may use only its root applications' repositories") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
-		g.commit("peace", map[string]string{"apps/evil.yaml": ""})
+		// A kustomization that would run a command through git, a path out of the
+		// repository, and a values file on the machine: each refused, nothing run.
+		marker := filepath.Join(work, "pwned")
+		evil := func(path, helm string) string {
+			return `apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: evil, namespace: argocd}
+spec:
+  project: default
+  source:
+    repoURL: https://github.com/your-org/infra-repo.git
+    targetRevision: main
+    path: ` + path + "\n" + helm + `  destination: {server: https://kubernetes.default.svc, namespace: evil}
+  syncPolicy: {automated: {prune: true}}
+`
+		}
+		for _, c := range []struct {
+			files map[string]string
+			want  string
+		}{
+			{map[string]string{"evil/kustomization.yaml": "resources: ['file:///x?ref=--upload-pack=touch " + marker + "']\n", "apps/evil.yaml": evil("evil", "")}, "evil"},
+			{map[string]string{"apps/evil.yaml": evil("../..", "")}, "leaves the repository"},
+			{map[string]string{"apps/evil.yaml": evil("charts/api-server", "    helm: {valueFiles: [/etc/passwd]}\n")}, "must be a path inside the repository"},
+		} {
+			c.files["evil/README.md"] = "x\n"
+			g.commit("hostile", c.files)
+			out, _, code := once()
+			if l := line(t, out, "evil"); code != 1 || !strings.Contains(l, "Degraded") || !strings.Contains(l, c.want) {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("a kustomization ran a command")
+			}
+		}
+		g.commit("peace", map[string]string{"apps/evil.yaml": "", "evil/kustomization.yaml": "", "evil/README.md": ""})
+		if out, _, code := once(); code != 0 {
+			t.Fatalf("after the hostile applications left: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("https with credentials from an Argo CD repository Secret", func(t *testing.T) {
+		h := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Env: []string{"GIT_PROJECT_ROOT=" + repos, "GIT_HTTP_EXPORT_ALL=1"}}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "repo-token-1" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "auth", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		url := srv.URL + "/infra-repo.git"
+		app := write("remote-app.yaml", strings.NewReplacer("name: root-app", "name: remote", "https://github.com/your-org/infra-repo.git", url,
+			"path: apps/", "path: frontend/base", "namespace: argocd", "namespace: remote", "    directory:\n      recurse: true\n", "").Replace(rootApp))
+		args := []string{"daemon", "--once", "--kubeconfig", env.Kubeconfig, "--app", app, "--cache-dir", filepath.Join(work, "cache")}
+		out, err := exec.CommandContext(ctx, "keyway", args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "refused the credentials") {
+			t.Fatalf("without credentials: %v\n%s", err, out)
+		}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "infra-repo", Namespace: "keyway-system", Labels: map[string]string{"argocd.argoproj.io/secret-type": "repository"}},
+			StringData: map[string]string{"url": url, "username": "ci", "password": "repo-token-1"}}
+		if _, err := kube.CoreV1().Secrets("keyway-system").Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out, err = exec.CommandContext(ctx, "keyway", args...).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "repo-token-1") {
+			t.Fatalf("with the repository Secret: %v\n%s", err, out)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("remote").Get(ctx, "web", metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("the running daemon reverts drift and keeps an HPA's replicas", func(t *testing.T) {
