@@ -23,9 +23,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sync/secrets"
 )
 
 const daemonCanary = "canary-daemon-7f3e9b21"
@@ -315,9 +317,9 @@ func TestDaemon(t *testing.T) {
 		return p
 	}
 	appFile := write("root-app.yaml", rootApp)
-	secrets := write("secrets.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"\n")
+	secretsFile := write("secrets.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"\n")
 	base := []string{"daemon", "--kubeconfig", env.Kubeconfig, "--app", appFile, "--git-rewrite", "https://github.com/your-org/=file://" + repos + "/",
-		"--secrets-file", secrets, "--cache-dir", filepath.Join(work, "cache"), "--wave-timeout", "60s"}
+		"--secrets-file", secretsFile, "--cache-dir", filepath.Join(work, "cache"), "--wave-timeout", "60s"}
 	once := func(extra ...string) (string, string, int) {
 		t.Helper()
 		cmd := exec.CommandContext(ctx, "keyway", append(append(append([]string{}, base...), "--once"), extra...)...)
@@ -576,6 +578,59 @@ spec:
 		if _, err := kube.CoreV1().ConfigMaps("remote").Get(ctx, "web", metav1.GetOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	})
+
+	t.Run("a Secret rendered with --seal-to arrives as a SealedSecret and is unsealed", func(t *testing.T) {
+		crds, _ := os.ReadFile("../../examples/install/crds.yaml")
+		if err := env.InstallCRDs(ctx, crds); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := l.Addr().String()
+		l.Close()
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ctl := exec.CommandContext(cctx, "keyway", "controller", "--kubeconfig", env.Kubeconfig, "-n", "keyway-system", "--listen", addr,
+			"--key-bits", "2048", "--syncer=false", "--leader-elect=false")
+		var logs bytes.Buffer
+		ctl.Stderr = &logs
+		if err := ctl.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); _ = ctl.Wait() }()
+		cert := filepath.Join(work, "cert.pem")
+		waitFor(t, 60*time.Second, "the certificate", func() bool {
+			resp, err := http.Get("http://" + addr + "/v1/cert.pem")
+			if err != nil || resp.StatusCode != 200 {
+				return false
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			return os.WriteFile(cert, b.Bytes(), 0o644) == nil
+		})
+		g.commit("sealed", map[string]string{"sealed/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/myapp#api-key>}\n"})
+		app := write("sealed-app.yaml", strings.NewReplacer("name: root-app", "name: sealed", "path: apps/", "path: sealed", "namespace: argocd", "namespace: sealed").Replace(rootApp))
+		cmd := exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", env.Kubeconfig, "--app", app, "--cache-dir", filepath.Join(work, "cache"),
+			"--git-rewrite", "https://github.com/your-org/=file://"+repos+"/", "--secrets-file", secretsFile, "--seal-to", cert)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Contains(string(out), daemonCanary) {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		ss, err := dynamic.NewForConfigOrDie(env.Config).Resource(secrets.SealedSecretGVR).Namespace("sealed").Get(ctx, "db", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := json.Marshal(ss.Object); strings.Contains(string(b), daemonCanary) {
+			t.Fatal("the SealedSecret holds the plaintext")
+		}
+		if _, err := kube.CoreV1().Secrets("sealed").Get(ctx, "db", metav1.GetOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the unsealed Secret", func() bool {
+			s, err := kube.CoreV1().Secrets("sealed").Get(ctx, "db", metav1.GetOptions{})
+			return err == nil && string(s.Data["password"]) == daemonCanary
+		})
 	})
 
 	t.Run("the running daemon reverts drift and keeps an HPA's replicas", func(t *testing.T) {
