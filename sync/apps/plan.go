@@ -2,6 +2,8 @@ package apps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,6 +36,7 @@ type planned struct {
 	live     *unstructured.Unstructured
 	action   action
 	deferred bool // not checked by the dry run: its namespace or CRD comes earlier in this sync
+	listed   bool // live came from a List (nil: the object does not exist)
 	health   kube.Health
 }
 
@@ -102,12 +105,19 @@ func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*ite
 		}
 		ann[AnnotationTracking] = trackingID(a.Name, k)
 		it.obj.SetAnnotations(ann)
+		if !it.isHook() {
+			setAppliedHash(it.obj)
+		}
 		if namespaced && creates["ns/"+it.obj.GetNamespace()] {
 			p.deferred = p.deferred || !d.namespaceExists(ctx, it.obj.GetNamespace())
 		}
 	}
 
-	// Live state and dry runs, concurrently.
+	// Live state: one List per kind and namespace where an application has several
+	// objects, instead of a GET each.
+	d.listLive(ctx, out)
+
+	// Dry runs, concurrently, where the live object may differ.
 	var mu sync.Mutex
 	var problems []string
 	sem := make(chan struct{}, 16)
@@ -135,6 +145,88 @@ func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*ite
 	return out, nil
 }
 
+// listLive fills in the live objects of planned items by listing each kind and namespace
+// that holds several of them; items it could not list are read one by one in check.
+func (d *Daemon) listLive(ctx context.Context, ps []*planned) {
+	type group struct {
+		m  *meta.RESTMapping
+		ns string
+	}
+	groups := map[group][]*planned{}
+	for _, p := range ps {
+		if p.isHook() || p.deferred || p.mapping == nil || p.obj.GetName() == "" {
+			continue
+		}
+		g := group{p.mapping, p.obj.GetNamespace()}
+		groups[g] = append(groups[g], p)
+	}
+	for g, members := range groups {
+		if len(members) < 8 {
+			continue
+		}
+		list, err := d.resource(g.m, g.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue // read one by one instead
+		}
+		byName := make(map[string]*unstructured.Unstructured, len(list.Items))
+		for i := range list.Items {
+			byName[list.Items[i].GetName()] = &list.Items[i]
+		}
+		for _, p := range members {
+			p.live, p.listed = byName[p.obj.GetName()], true
+		}
+	}
+}
+
+// AnnotationApplied holds a hash of what keyway last applied to an object.
+const AnnotationApplied = "keyway.dev/applied"
+
+// setAppliedHash records the object's hash in its annotation and returns it.
+func setAppliedHash(u *unstructured.Unstructured) string {
+	h := appliedHash(u)
+	ann := u.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnotationApplied] = h
+	u.SetAnnotations(ann)
+	return h
+}
+
+// appliedHash hashes the object keyway is about to apply (without the hash annotation).
+func appliedHash(u *unstructured.Unstructured) string {
+	c := u.DeepCopy()
+	ann := c.GetAnnotations()
+	delete(ann, AnnotationApplied)
+	c.SetAnnotations(ann)
+	b, _ := c.MarshalJSON() // map keys are sorted: the same object hashes the same
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// touchedByOthers reports whether a field manager other than keyway wrote the object (not
+// its status) at or after keyway's last apply: then it may have changed what keyway owns.
+func touchedByOthers(live *unstructured.Unstructured) bool {
+	var ours *metav1.Time
+	for _, mf := range live.GetManagedFields() {
+		if mf.Manager == fieldManager && mf.Operation == metav1.ManagedFieldsOperationApply && mf.Subresource == "" {
+			ours = mf.Time
+		}
+	}
+	if ours == nil {
+		return true
+	}
+	for _, mf := range live.GetManagedFields() {
+		if mf.Manager == fieldManager || mf.Subresource == "status" {
+			continue
+		}
+		if mf.Time == nil || !mf.Time.Before(ours) {
+			return true
+		}
+	}
+	return false
+}
+
 func (d *Daemon) namespaceExists(ctx context.Context, ns string) bool {
 	_, err := d.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	return err == nil
@@ -147,15 +239,18 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 		p.action = create
 		return nil
 	}
-	res := d.resource(p.mapping, p.obj.GetNamespace())
-	live, err := res.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		live = nil
-	case err != nil:
-		return fmt.Errorf("%s: reading %s: %v", p.source, k, reason(err))
+	live := p.live
+	if !p.listed {
+		var err error
+		live, err = d.resource(p.mapping, p.obj.GetNamespace()).Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return fmt.Errorf("%s: reading %s: %v", p.source, k, reason(err))
+		}
+		p.live = live
 	}
-	p.live = live
 	if live != nil {
 		if owner := live.GetAnnotations()[AnnotationTracking]; owner != "" && !strings.HasPrefix(owner, app+":") {
 			other, _, _ := strings.Cut(owner, ":")
@@ -164,6 +259,15 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 	}
 	if live != nil && len(rules) > 0 && p.respect {
 		p.obj = withLiveValues(rules, k, p.obj, live)
+	}
+	// What keyway last applied is recorded on the object as a hash: when it matches and no
+	// other field manager has written the object since, nothing can differ and the dry
+	// run is skipped (a no-op resync then costs one List per kind).
+	hash := setAppliedHash(p.obj)
+	if live != nil && live.GetAnnotations()[AnnotationApplied] == hash && !touchedByOthers(live) {
+		p.action = unchanged
+		p.health = kube.HealthOf(live)
+		return nil
 	}
 	dry, err := d.applyRequest(ctx, p, true)
 	if err != nil {

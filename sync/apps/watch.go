@@ -101,9 +101,13 @@ func (w *watcher) changed(old, cur any) {
 	if !ok1 || !ok2 {
 		return
 	}
-	// Status updates change neither generation, labels nor annotations.
-	if o.Generation == n.Generation && maps.Equal(o.Labels, n.Labels) && maps.Equal(o.Annotations, n.Annotations) {
+	// Status updates change neither generation, labels nor annotations. Kinds without a
+	// generation (ConfigMap, Secret) have no status: any new version is a change.
+	if n.Generation != 0 && o.Generation == n.Generation && maps.Equal(o.Labels, n.Labels) && maps.Equal(o.Annotations, n.Annotations) {
 		return
+	}
+	if o.ResourceVersion == n.ResourceVersion {
+		return // a resync
 	}
 	w.d.mu.Lock()
 	ours := w.d.written[string(n.UID)+"/"+n.ResourceVersion]
