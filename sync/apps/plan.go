@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keyway-dev/keyway/internal/kube"
@@ -149,22 +150,24 @@ func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*ite
 // that holds several of them; items it could not list are read one by one in check.
 func (d *Daemon) listLive(ctx context.Context, ps []*planned) {
 	type group struct {
-		m  *meta.RESTMapping
-		ns string
+		gvr schema.GroupVersionResource
+		ns  string
 	}
 	groups := map[group][]*planned{}
+	mappings := map[group]*meta.RESTMapping{}
 	for _, p := range ps {
 		if p.isHook() || p.deferred || p.mapping == nil || p.obj.GetName() == "" {
 			continue
 		}
-		g := group{p.mapping, p.obj.GetNamespace()}
+		g := group{p.mapping.Resource, p.obj.GetNamespace()}
 		groups[g] = append(groups[g], p)
+		mappings[g] = p.mapping
 	}
 	for g, members := range groups {
 		if len(members) < 8 {
 			continue
 		}
-		list, err := d.resource(g.m, g.ns).List(ctx, metav1.ListOptions{})
+		list, err := d.resource(mappings[g], g.ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			continue // read one by one instead
 		}
