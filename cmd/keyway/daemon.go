@@ -102,7 +102,7 @@ daemon read another repository or the machine's files.`,
 
   # in cluster (examples/daemon/), Vault with Kubernetes auth
   keyway daemon --app /etc/keyway/apps --backend vault \
-    --vault-addr https://vault:8200 --vault-auth kubernetes --vault-role keyway`,
+    --vault-address https://vault:8200 --vault-auth-method kubernetes --vault-role keyway`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDaemon(cmd, a, &o, &ro, &af)

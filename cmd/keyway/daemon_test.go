@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sync/secrets"
@@ -711,5 +712,33 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDaemonExample checks examples/daemon: its Application loads, and the Deployment's
+// arguments are flags the daemon accepts with values it takes.
+func TestDaemonExample(t *testing.T) {
+	apps, err := loadApplications([]string{"../../examples/daemon/root-app.yaml"})
+	if err != nil || len(apps) != 1 || apps[0].Name != "root-app" || !apps[0].Automated().SelfHeal {
+		t.Fatalf("%v %+v", err, apps)
+	}
+	raw, err := os.ReadFile("../../examples/daemon/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep appsv1.Deployment
+	if err := sigsyaml.Unmarshal(raw, &dep); err != nil {
+		t.Fatal(err)
+	}
+	args := dep.Spec.Template.Spec.Containers[0].Args
+	if args[0] != "daemon" {
+		t.Fatalf("args %v", args)
+	}
+	cmd := newDaemonCommand(&app{})
+	if err := cmd.ParseFlags(args[1:]); err != nil {
+		t.Fatalf("the example's flags: %v", err)
+	}
+	if v, _ := cmd.Flags().GetString("state-namespace"); v != "keyway-system" {
+		t.Fatalf("state-namespace %q", v)
 	}
 }
