@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -151,7 +150,7 @@ spec:
 		dctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		cmd := exec.CommandContext(dctx, self, append(args, "--interval", "1h", "--leader-elect=false", "--status-addr", addr)...)
-		var logs bytes.Buffer
+		var logs syncBuffer
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)

@@ -593,7 +593,7 @@ spec:
 		defer cancel()
 		ctl := exec.CommandContext(cctx, "keyway", "controller", "--kubeconfig", env.Kubeconfig, "-n", "keyway-system", "--listen", addr,
 			"--key-bits", "2048", "--syncer=false", "--leader-elect=false")
-		var logs bytes.Buffer
+		var logs syncBuffer
 		ctl.Stderr = &logs
 		if err := ctl.Start(); err != nil {
 			t.Fatal(err)
@@ -641,7 +641,7 @@ spec:
 		dctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		cmd := exec.CommandContext(dctx, "keyway", append(append([]string{}, base...), "--interval", "1h", "--leader-elect=false", "--status-addr", addr)...)
-		var logs bytes.Buffer
+		var logs syncBuffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -701,6 +701,46 @@ spec:
 		if strings.Contains(logs.String(), daemonCanary) {
 			t.Fatal("the canary reached the logs")
 		}
+	})
+
+	t.Run("a child application that leaves git: orphaned, or deleted with the resources finalizer", func(t *testing.T) {
+		g.commit("web-app goes", map[string]string{"apps/frontend/web-app.yaml": ""})
+		if out, errs, code := once(); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("frontend").Get(ctx, "prod-web", metav1.GetOptions{}); err != nil {
+			t.Fatalf("without the finalizer the resources stay: %v", err)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("keyway-system").Get(ctx, "keyway-app-web-app", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("the inventory of the removed child: %v", err)
+		}
+		child := strings.NewReplacer("name: web-app\n", "name: web-tmp\n  finalizers: [resources-finalizer.argocd.argoproj.io]\n", "namespace: frontend", "namespace: web-tmp").Replace(guideRepo["apps/frontend/web-app.yaml"])
+		g.commit("web-tmp", map[string]string{"apps/frontend/web-tmp.yaml": child})
+		if out, errs, code := once(); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("web-tmp").Get(ctx, "prod-web", metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		g.commit("web-tmp goes", map[string]string{"apps/frontend/web-tmp.yaml": ""})
+		if out, errs, code := once(); code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		if _, err := kube.CoreV1().ConfigMaps("web-tmp").Get(ctx, "prod-web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("with the finalizer the resources go: %v", err)
+		}
+	})
+
+	t.Run("a wave that never gets healthy ends in Degraded with the reason", func(t *testing.T) {
+		stuck := strings.NewReplacer("name: web-app", "name: stuck", "path: frontend/overlays/prod", "path: stuck", "namespace: frontend", "namespace: stuck").Replace(guideRepo["apps/frontend/web-app.yaml"])
+		g.commit("stuck", map[string]string{"apps/stuck.yaml": stuck,
+			"stuck/pvc.yaml": "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"})
+		out, _, code := once("--wave-timeout", "2s")
+		l := line(t, out, "stuck")
+		if code != 1 || !strings.Contains(l, "Degraded") || !strings.Contains(l, "did not become healthy within 2s: PersistentVolumeClaim data is") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		g.commit("unstuck", map[string]string{"apps/stuck.yaml": "", "stuck/pvc.yaml": ""})
 	})
 }
 

@@ -2,6 +2,10 @@
 // keyway's daemon reads, with Argo CD's field names, so the Application manifests a team
 // already keeps in git drive the daemon unchanged. Fields keyway does not act on are left
 // out; manifests that set them still decode (unknown fields are ignored, as by kubectl).
+// keyway reads these objects from files and renders; it serves no CRD for them, so
+// controller-gen skips the package.
+//
+// +kubebuilder:skip
 package v1alpha1
 
 import (
