@@ -742,6 +742,34 @@ spec:
 		}
 		g.commit("unstuck", map[string]string{"apps/stuck.yaml": "", "stuck/pvc.yaml": ""})
 	})
+
+	t.Run("two daemons: one leads, the other takes over when it dies", func(t *testing.T) {
+		start := func() (*exec.Cmd, *syncBuffer) {
+			l, _ := net.Listen("tcp", "127.0.0.1:0")
+			addr := l.Addr().String()
+			l.Close()
+			cmd := exec.Command("keyway", append(append([]string{}, base...), "--interval", "1h", "--status-addr", addr,
+				"--leader-election-lease-duration", "3s", "--leader-election-renew-deadline", "2s", "--leader-election-retry-period", "500ms")...)
+			logs := &syncBuffer{}
+			cmd.Stdout, cmd.Stderr = logs, logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			return cmd, logs
+		}
+		a, alogs := start()
+		waitFor(t, 60*time.Second, "the first daemon's sync", func() bool { return strings.Contains(alogs.String(), "msg=sync app=root-app") })
+		_, blogs := start()
+		time.Sleep(4 * time.Second)
+		if strings.Contains(blogs.String(), "msg=sync") {
+			t.Fatalf("the standby synced while the leader lives:\n%s", blogs.String())
+		}
+		killed := time.Now()
+		_ = a.Process.Kill() // no release: the standby waits out the lease
+		waitFor(t, 30*time.Second, "the standby's takeover", func() bool { return strings.Contains(blogs.String(), "msg=sync app=root-app") })
+		t.Logf("takeover %s after the leader was killed (lease 3s)", time.Since(killed).Round(100*time.Millisecond))
+	})
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
