@@ -167,7 +167,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	if err != nil {
 		return err
 	}
-	roots, err := loadApplications(o.Apps)
+	roots, projects, err := loadApplications(o.Apps)
 	if err != nil {
 		return usageError{err}
 	}
@@ -217,6 +217,9 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 		return err
 	}
 	if err := d.Add(roots...); err != nil {
+		return usageError{err}
+	}
+	if err := d.AddProjects(projects...); err != nil {
 		return usageError{err}
 	}
 	if o.StatusAddr != "" && !o.Once {
@@ -318,21 +321,23 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 	}
 }
 
-// loadApplications reads Application manifests from files and directories (*.yaml, *.yml,
-// *.json, not recursive), refusing anything else in them.
-func loadApplications(paths []string) ([]*v1alpha1.Application, error) {
+// loadApplications reads Application and AppProject manifests from files and directories
+// (*.yaml, *.yml, *.json, not recursive), refusing anything else in them. These are the
+// operator's: only projects given here count.
+func loadApplications(paths []string) ([]*v1alpha1.Application, []*v1alpha1.AppProject, error) {
 	var out []*v1alpha1.Application
+	var projects []*v1alpha1.AppProject
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("--app %s: %w", p, err)
+			return nil, nil, fmt.Errorf("--app %s: %w", p, err)
 		}
 		files := []string{p}
 		if fi.IsDir() {
 			files = files[:0]
 			entries, err := os.ReadDir(p)
 			if err != nil {
-				return nil, fmt.Errorf("--app %s: %w", p, err)
+				return nil, nil, fmt.Errorf("--app %s: %w", p, err)
 			}
 			for _, e := range entries {
 				switch strings.ToLower(filepath.Ext(e.Name())) {
@@ -346,30 +351,40 @@ func loadApplications(paths []string) ([]*v1alpha1.Application, error) {
 		for _, f := range files {
 			r, err := os.Open(f)
 			if err != nil {
-				return nil, fmt.Errorf("--app %s: %w", f, err)
+				return nil, nil, fmt.Errorf("--app %s: %w", f, err)
 			}
 			docs, err := manifest.Read(r, f, manifest.Limits{})
 			r.Close()
 			if err != nil {
-				return nil, fmt.Errorf("--app %s: %w", f, err)
+				return nil, nil, fmt.Errorf("--app %s: %w", f, err)
 			}
 			for _, d := range docs {
 				if d.Root == nil {
 					continue
 				}
+				if kind := manifest.String(d.Root, "kind"); kind == v1alpha1.ProjectKind {
+					var p v1alpha1.AppProject
+					if err := manifest.Decode(d, &p); err != nil {
+						return nil, nil, fmt.Errorf("--app %s: %w", f, err)
+					}
+					projects = append(projects, &p)
+					continue
+				} else if kind != v1alpha1.Kind {
+					return nil, nil, fmt.Errorf("--app %s: document %d: kind %q: want Application or AppProject", f, d.Index, kind)
+				}
 				var app v1alpha1.Application
 				if err := manifest.Decode(d, &app); err != nil {
-					return nil, fmt.Errorf("--app %s: %w", f, err)
+					return nil, nil, fmt.Errorf("--app %s: %w", f, err)
 				}
 				if err := app.Validate(); err != nil {
-					return nil, fmt.Errorf("--app %s: document %d: %w", f, d.Index, err)
+					return nil, nil, fmt.Errorf("--app %s: document %d: %w", f, d.Index, err)
 				}
 				out = append(out, &app)
 			}
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("--app %s: no Application manifests found", strings.Join(paths, ", "))
+		return nil, nil, fmt.Errorf("--app %s: no Application manifests found", strings.Join(paths, ", "))
 	}
-	return out, nil
+	return out, projects, nil
 }

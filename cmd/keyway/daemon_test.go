@@ -743,6 +743,60 @@ spec:
 		g.commit("unstuck", map[string]string{"apps/stuck.yaml": "", "stuck/pvc.yaml": ""})
 	})
 
+	t.Run("an AppProject bounds repositories, destinations and kinds", func(t *testing.T) {
+		project := `apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: team-a, namespace: argocd}
+spec:
+  sourceRepos: ['https://github.com/your-org/*']
+  destinations: [{server: https://kubernetes.default.svc, namespace: 'team-a*'}]
+  namespaceResourceWhitelist: [{group: '', kind: ConfigMap}]
+---
+`
+		app := func(ns, repo string) string {
+			return project + strings.NewReplacer("name: root-app", "name: team-a", "project: default", "project: team-a", "path: apps/", "path: team-a",
+				"namespace: argocd\nspec", "namespace: argocd\nspec", "    namespace: argocd", "    namespace: "+ns,
+				"https://github.com/your-org/infra-repo.git", repo).Replace(rootApp)
+		}
+		run := func(appYAML string) (string, int) {
+			f := write("team-a.yaml", appYAML)
+			cmd := exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", env.Kubeconfig, "--app", f, "--cache-dir", filepath.Join(work, "cache"),
+				"--git-rewrite", "https://github.com/your-org/=file://"+repos+"/", "--git-rewrite", "https://elsewhere.example/=file://"+repos+"/")
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			return string(out), code
+		}
+		cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: \"%d\"}\n"
+		g.commit("team-a", map[string]string{"team-a/cm.yaml": fmt.Sprintf(cm, 1)})
+		if out, code := run(app("team-a", "https://github.com/your-org/infra-repo.git")); code != 0 {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+		g.commit("team-a grabs more", map[string]string{"team-a/cm.yaml": fmt.Sprintf(cm, 2),
+			"team-a/role.yaml":   "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: team-a-admin}\nrules: [{apiGroups: ['*'], resources: ['*'], verbs: ['*']}]\n",
+			"team-a/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n"})
+		out, code := run(app("team-a", "https://github.com/your-org/infra-repo.git"))
+		if code != 1 || !strings.Contains(out, "the project refuses 2 object(s), nothing was applied") ||
+			!strings.Contains(out, "cluster-scoped ClusterRole.rbac.authorization.k8s.io is not allowed") || !strings.Contains(out, "Secret is not allowed") {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+		if c, _ := kube.CoreV1().ConfigMaps("team-a").Get(ctx, "settings", metav1.GetOptions{}); c.Data["level"] != "1" {
+			t.Fatal("a refused sync applied the rest")
+		}
+		for _, c := range []struct{ yaml, want string }{
+			{app("kube-system", "https://github.com/your-org/infra-repo.git"), `destination https://kubernetes.default.svc namespace "kube-system" is not in destinations`},
+			{app("team-a", "https://elsewhere.example/infra-repo.git"), "repository https://elsewhere.example/infra-repo.git is not in sourceRepos"},
+			{strings.Replace(app("team-a", "https://github.com/your-org/infra-repo.git"), "project: team-a", "project: team-b", 1), "AppProject team-b: no such project"},
+		} {
+			if out, code := run(c.yaml); code != 1 || !strings.Contains(out, c.want) {
+				t.Fatalf("exit %d, want %q:\n%s", code, c.want, out)
+			}
+		}
+		g.commit("team-a back", map[string]string{"team-a/role.yaml": "", "team-a/secret.yaml": ""})
+	})
+
 	t.Run("two daemons: one leads, the other takes over when it dies", func(t *testing.T) {
 		start := func() (*exec.Cmd, *syncBuffer) {
 			l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -786,7 +840,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // TestDaemonExample checks examples/daemon: its Application loads, and the Deployment's
 // arguments are flags the daemon accepts with values it takes.
 func TestDaemonExample(t *testing.T) {
-	apps, err := loadApplications([]string{"../../examples/daemon/root-app.yaml"})
+	apps, _, err := loadApplications([]string{"../../examples/daemon/root-app.yaml"})
 	if err != nil || len(apps) != 1 || apps[0].Name != "root-app" || !apps[0].Automated().SelfHeal {
 		t.Fatalf("%v %+v", err, apps)
 	}

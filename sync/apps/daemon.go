@@ -81,6 +81,7 @@ type Daemon struct {
 	allowed []string             // repository URLs (normalised) applications may use
 	written map[string]bool      // resourceVersions this daemon wrote (self-heal ignores their echo)
 	retries map[string]retryState
+	projects map[string]*v1alpha1.AppProject
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
 	stopping context.Context
@@ -127,7 +128,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	d := &Daemon{o: o, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
 		log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
-		retries: map[string]retryState{}, stopping: context.Background()}
+		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}}
 	d.m = newMetrics(o.Registry)
 	for _, r := range o.AllowRepos {
 		d.allowed = append(d.allowed, strings.ToLower(r))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +77,13 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	}
 	seen = with(seen, a.Name)
 
+	proj, err := d.project(a.Spec.Project)
+	if err != nil {
+		return fail(err)
+	}
+	if err := permitSource(proj, a); err != nil {
+		return fail(fmt.Errorf("%w; nothing was fetched or applied", err))
+	}
 	co, dir, err := d.source(ctx, a, root)
 	if err != nil {
 		return fail(err)
@@ -103,6 +111,9 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		it.respect = respect
 	}
 	for _, c := range r.children {
+		if c.Spec.Project != a.Spec.Project && !(c.Spec.Project == "" && a.Spec.Project == "default") && !(a.Spec.Project == "" && c.Spec.Project == "default") {
+			return fail(fmt.Errorf("child application %s names project %q: a child application stays in its parent's project (%q)", c.Name, c.Spec.Project, a.Spec.Project))
+		}
 		if seen[c.Name] {
 			return fail(fmt.Errorf("child application %s is already in this tree above it (a cycle)", c.Name))
 		}
@@ -120,6 +131,17 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	plan, err := d.plan(ctx, a, r.items, rules)
 	if err != nil {
 		return fail(err)
+	}
+	var refused []string
+	for _, p := range plan {
+		namespaced := p.obj.GetNamespace() != ""
+		if err := permitKind(proj, a.Spec.Project, a.Spec.Destination, p.key().Group, p.key().Kind, p.obj.GetNamespace(), namespaced); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %s: %v", p.source, p.key(), err))
+		}
+	}
+	if len(refused) > 0 {
+		sortStrings(refused)
+		return fail(fmt.Errorf("the project refuses %d object(s), nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  ")))
 	}
 
 	var resources, hooks []*planned

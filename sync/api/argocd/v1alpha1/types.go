@@ -221,3 +221,30 @@ func (a *Application) Validate() error {
 	}
 	return nil
 }
+
+// ProjectKind is the kind of an Argo CD AppProject.
+const ProjectKind = "AppProject"
+
+// AppProject says which repositories an application may use, where it may deploy and
+// which kinds it may create.
+type AppProject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              AppProjectSpec `json:"spec"`
+}
+
+// AppProjectSpec is Argo CD's project policy, the fields keyway enforces.
+type AppProjectSpec struct {
+	SourceRepos                []string                 `json:"sourceRepos,omitempty"`
+	Destinations               []ApplicationDestination `json:"destinations,omitempty"`
+	ClusterResourceWhitelist   []GroupKind              `json:"clusterResourceWhitelist,omitempty"`
+	ClusterResourceBlacklist   []GroupKind              `json:"clusterResourceBlacklist,omitempty"`
+	NamespaceResourceWhitelist []GroupKind              `json:"namespaceResourceWhitelist,omitempty"`
+	NamespaceResourceBlacklist []GroupKind              `json:"namespaceResourceBlacklist,omitempty"`
+}
+
+// GroupKind names kinds by glob: group "" is the core group, "*" any.
+type GroupKind struct {
+	Group string `json:"group"`
+	Kind  string `json:"kind"`
+}
