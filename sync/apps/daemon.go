@@ -66,22 +66,32 @@ type Options struct {
 	Registry   prometheus.Registerer
 }
 
-// Daemon syncs applications.
+// Daemon syncs applications. A Daemon value is the hub (the cluster of Options.Config,
+// which keeps the inventories) or a view of it onto a destination cluster: the views share
+// the hub's state and differ in the clients objects are applied with.
 type Daemon struct {
-	o      Options
-	kube   kubernetes.Interface
-	dyn    dynamic.Interface
-	mapper *restmapper.DeferredDiscoveryRESTMapper
-	log    *slog.Logger
-	m      *metrics
+	*state
+	cluster string // "" for the daemon's own cluster, else the destination server
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	mapper  *restmapper.DeferredDiscoveryRESTMapper
+}
 
-	mu      sync.Mutex
-	status  map[string]*Status
-	apps    map[string]*appEntry // every application known, roots and children
-	allowed []string             // repository URLs (normalised) applications may use
-	written map[string]bool      // resourceVersions this daemon wrote (self-heal ignores their echo)
-	retries map[string]retryState
+// state is what every view of the daemon shares.
+type state struct {
+	o   Options
+	hub *Daemon // the daemon's own cluster: inventories, repository and cluster Secrets
+	log *slog.Logger
+	m   *metrics
+
+	mu       sync.Mutex
+	status   map[string]*Status
+	apps     map[string]*appEntry // every application known, roots and children
+	allowed  []string             // repository URLs (normalised) applications may use
+	written  map[string]bool      // resourceVersions this daemon wrote (self-heal ignores their echo)
+	retries  map[string]retryState
 	projects map[string]*v1alpha1.AppProject
+	clusters map[string]*clusterView // destination clusters by server, from cluster Secrets
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
 	stopping context.Context
@@ -126,9 +136,11 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{o: o, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)),
-		log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
-		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}}
+	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
+		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{},
+		clusters: map[string]*clusterView{}}
+	d := &Daemon{state: st, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+	st.hub = d
 	d.m = newMetrics(o.Registry)
 	for _, r := range o.AllowRepos {
 		d.allowed = append(d.allowed, strings.ToLower(r))

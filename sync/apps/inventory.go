@@ -47,6 +47,7 @@ const (
 	dataChildren      = "children"
 	dataRevision      = "revision"
 	dataFinalizer     = "resources-finalizer"
+	dataCluster       = "cluster"
 	labelInventory    = "keyway.dev/inventory"
 	AnnotationConfirm = "keyway.dev/confirm-prune"
 )
@@ -56,7 +57,8 @@ type inventory struct {
 	Entries   []objKey
 	Children  []string
 	Revision  string
-	Finalizer bool // the application carried resources-finalizer.argocd.argoproj.io
+	Finalizer bool   // the application carried resources-finalizer.argocd.argoproj.io
+	Cluster   string // the destination server ("" for the daemon's own cluster)
 	Confirm   string
 	exists    bool
 	data      map[string]string // as read, to write only on change
@@ -65,14 +67,14 @@ type inventory struct {
 func inventoryName(app string) string { return inventoryPrefix + app }
 
 func (d *Daemon) readInventory(ctx context.Context, app string) (*inventory, error) {
-	cm, err := d.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
+	cm, err := d.hub.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return &inventory{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the inventory of %s: %w", app, err)
 	}
-	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Finalizer: cm.Data[dataFinalizer] == "true",
+	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Finalizer: cm.Data[dataFinalizer] == "true", Cluster: cm.Data[dataCluster],
 		Confirm: cm.Annotations[AnnotationConfirm]}
 	for _, line := range strings.Split(cm.Data[dataEntries], "\n") {
 		if line = strings.TrimSpace(line); line == "" {
@@ -109,10 +111,13 @@ func (d *Daemon) writeInventory(ctx context.Context, app string, inv *inventory)
 	if inv.Finalizer {
 		data[dataFinalizer] = "true"
 	}
+	if inv.Cluster != "" {
+		data[dataCluster] = inv.Cluster
+	}
 	if inv.exists && mapsEqual(inv.data, data) {
 		return nil
 	}
-	cms := d.kube.CoreV1().ConfigMaps(d.o.StateNamespace)
+	cms := d.hub.kube.CoreV1().ConfigMaps(d.o.StateNamespace)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inventoryName(app), Namespace: d.o.StateNamespace,
 		Labels: map[string]string{labelInventory: "true", "app.kubernetes.io/managed-by": "keyway"}}, Data: data}
 	var err error
@@ -134,7 +139,7 @@ func (d *Daemon) writeInventory(ctx context.Context, app string, inv *inventory)
 }
 
 func (d *Daemon) deleteInventory(ctx context.Context, app string) error {
-	err := d.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Delete(ctx, inventoryName(app), metav1.DeleteOptions{})
+	err := d.hub.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Delete(ctx, inventoryName(app), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}

@@ -91,8 +91,12 @@ func (d *Daemon) removeChild(ctx context.Context, name string) error {
 				return err
 			}
 		}
+		tgt, err := d.byServer(ctx, inv.Cluster)
+		if err != nil {
+			return fmt.Errorf("removing application %s: %w", name, err)
+		}
 		for _, k := range inv.Entries {
-			if _, _, err := d.pruneOne(ctx, name, k, metav1.DeletePropagationBackground, true); err != nil {
+			if _, _, err := tgt.pruneOne(ctx, name, k, metav1.DeletePropagationBackground, true); err != nil {
 				return err
 			}
 		}

@@ -25,6 +25,7 @@ const (
 type Status struct {
 	Name      string            `json:"name"`
 	Parent    string            `json:"parent,omitempty"`
+	Cluster   string            `json:"cluster,omitempty"`
 	Revision  string            `json:"revision,omitempty"`
 	Sync      string            `json:"sync"`
 	Health    kube.HealthStatus `json:"health"`

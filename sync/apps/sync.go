@@ -3,7 +3,10 @@ package apps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -52,8 +55,13 @@ func (d *Daemon) SyncOne(ctx context.Context, name string, t Trigger) (*Status, 
 // syncApp runs one sync of a and returns its status. seen holds the applications above
 // it in the tree (the cycle guard).
 func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent string, root bool, t Trigger, seen map[string]bool) *Status {
+	// Objects go to the destination's cluster: continue on that view of the daemon.
+	tgt, terr := d.hub.target(ctx, a.Spec.Destination)
+	if terr == nil && tgt != d {
+		return tgt.syncApp(ctx, a, parent, root, t, seen)
+	}
 	start := time.Now()
-	st := &Status{Name: a.Name, Parent: parent, Sync: Unknown, Health: kube.Unknown}
+	st := &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: kube.Unknown}
 	finish := func(result string) *Status {
 		st.SyncedAt = time.Now().UTC().Truncate(time.Second)
 		st.Duration = time.Since(start).Round(time.Millisecond).String()
@@ -67,15 +75,27 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 			"applied", st.Applied, "unchanged", st.Unchanged, "pruned", st.Pruned, "result", result, "message", st.Message)
 		return st
 	}
+	checkout := "" // trimmed from messages: file names are the repository's
 	fail := func(err error) *Status {
 		st.Message = err.Error()
+		if checkout != "" {
+			st.Message = strings.ReplaceAll(st.Message, checkout+string(filepath.Separator), "")
+		}
 		st.failed = true
-		if st.Health == kube.Unknown || st.Health == kube.Healthy {
+		var uerr *url.Error
+		switch {
+		case errors.As(err, &uerr):
+			st.Health = kube.Unknown // the cluster could not be reached: nothing is known
+		case st.Health == kube.Unknown || st.Health == kube.Healthy:
 			st.Health = kube.Degraded
 		}
 		return finish("failed")
 	}
 	seen = with(seen, a.Name)
+	if terr != nil {
+		st.Health = kube.Unknown
+		return fail(terr)
+	}
 
 	proj, err := d.project(a.Spec.Project)
 	if err != nil {
@@ -88,7 +108,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	if err != nil {
 		return fail(err)
 	}
-	st.Revision = co.Revision
+	st.Revision, checkout = co.Revision, co.Dir
 	docs, err := d.renderApp(ctx, a, co.Dir, dir)
 	if err != nil {
 		return fail(fmt.Errorf("render failed, nothing applied or pruned: %w", err))
@@ -96,11 +116,6 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	r, err := classify(docs)
 	if err != nil {
 		return fail(fmt.Errorf("render output, nothing applied or pruned: %w", err))
-	}
-	if a.Spec.Destination.Server != "" && a.Spec.Destination.Server != v1alpha1.InCluster ||
-		a.Spec.Destination.Name != "" && a.Spec.Destination.Name != v1alpha1.InClusterName {
-		return fail(fmt.Errorf("destination %s%s: the daemon deploys to its own cluster only (%s, name %s)",
-			a.Spec.Destination.Server, a.Spec.Destination.Name, v1alpha1.InCluster, v1alpha1.InClusterName))
 	}
 	rules, err := compileIgnores(a.Spec.IgnoreDifferences)
 	if err != nil {
@@ -178,9 +193,9 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	}
 
 	// Guards, before anything is written.
-	if len(resources) == 0 && len(r.children) == 0 && len(inv.Entries) > 0 && (automated == nil || !automated.AllowEmpty) {
+	if len(resources) == 0 && len(r.children) == 0 && len(inv.Entries)+len(inv.Children) > 0 && (automated == nil || !automated.AllowEmpty) {
 		st.Sync, st.final = OutOfSync, true
-		return fail(fmt.Errorf("the render produced no resources; refusing to prune all %d objects of the application (set syncPolicy.automated.allowEmpty: true if that is meant)", len(inv.Entries)))
+		return fail(fmt.Errorf("the render produced no resources; refusing to prune all %d objects and %d child applications of the application (set syncPolicy.automated.allowEmpty: true if that is meant)", len(inv.Entries), len(inv.Children)))
 	}
 	confirm := fmt.Sprintf("kubectl -n %s annotate configmap %s %s=%s --overwrite", d.o.StateNamespace, inventoryName(a.Name), AnnotationConfirm, co.Revision)
 	if pruneOn && len(prune) > 0 && inv.Confirm != co.Revision {
@@ -303,6 +318,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 func (d *Daemon) writeInventoryAs(ctx context.Context, a *v1alpha1.Application, inv *inventory, entries []objKey, children []string) error {
 	inv.Entries, inv.Children = entries, children
 	inv.Finalizer = slices.Contains(a.Finalizers, v1alpha1.ResourcesFinalizer)
+	inv.Cluster = d.cluster
 	before := inv.exists && inv.data != nil
 	data := inv.data
 	err := d.writeInventory(ctx, a.Name, inv)
@@ -389,12 +405,15 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].wave)
 		}
 		var waitFor []*planned
+		var childFailed []string
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
 				cs := d.syncRetrying(ctx, c, a.Name, false, t, seen)
 				worst(kube.Health{Status: cs.Health, Message: cs.Message}, "application "+c.Name)
 				if apply && cs.Health != kube.Healthy && cs.Health != kube.Suspended {
-					return fmt.Errorf("wave %d: application %s is %s: %s", it.wave, c.Name, cs.Health, cs.Message)
+					// The wave's other applications still sync (one unreachable cluster
+					// must not hold back the rest); the next wave waits.
+					childFailed = append(childFailed, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
 				}
 				continue
 			}
@@ -410,6 +429,9 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 				st.Unchanged++
 			}
 			waitFor = append(waitFor, p)
+		}
+		if len(childFailed) > 0 {
+			return fmt.Errorf("wave %d: %s", wave[0].wave, strings.Join(childFailed, "; "))
 		}
 		if apply {
 			if err := d.waitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].wave)); err != nil {

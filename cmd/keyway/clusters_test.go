@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+)
+
+// TestDaemonClusters runs the daemon on a hub API server deploying to a spoke API server
+// reached through an Argo CD cluster Secret with a service-account bearer token, beside a
+// destination that cannot be reached.
+func TestDaemonClusters(t *testing.T) {
+	ctx := t.Context()
+	start := func() (*testenv.Env, kubernetes.Interface) {
+		env, err := testenv.Start(ctx, testenv.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { env.Stop() })
+		return env, kubernetes.NewForConfigOrDie(env.Config)
+	}
+	hubEnv, hub := start()
+	spokeEnv, spoke := start()
+	if _, err := hub.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The spoke's service account for the hub, as `argocd cluster add` makes one.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "keyway-manager", Namespace: "kube-system"}}
+	if _, err := spoke.CoreV1().ServiceAccounts("kube-system").Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "keyway-manager"}, RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "keyway-manager", Namespace: "kube-system"}}}
+	if _, err := spoke.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := spoke.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "keyway-manager", &authv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterSecret := func(name, server string, cfg map[string]any) {
+		raw, _ := json.Marshal(cfg)
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + name, Namespace: "keyway-system", Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"}},
+			StringData: map[string]string{"name": name, "server": server, "config": string(raw)}}
+		if _, err := hub.CoreV1().Secrets("keyway-system").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clusterSecret("spoke", spokeEnv.Config.Host, map[string]any{"bearerToken": tr.Status.Token, "tlsClientConfig": map[string]any{"caData": spokeEnv.Config.CAData}})
+	clusterSecret("gone", "https://127.0.0.1:1", map[string]any{"bearerToken": "x", "tlsClientConfig": map[string]any{"insecure": true}})
+
+	work := t.TempDir()
+	repos := filepath.Join(work, "git")
+	g := gitWork{t, filepath.Join(repos, "fleet.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	child := func(name, dest string, finalizer bool) string {
+		fin := ""
+		if finalizer {
+			fin = "  finalizers: [resources-finalizer.argocd.argoproj.io]\n"
+		}
+		return "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: " + name + "\n  namespace: argocd\n" + fin +
+			"spec:\n  project: default\n  source: {repoURL: https://git.example/fleet.git, targetRevision: main, path: workload}\n" +
+			"  destination: {name: " + dest + ", namespace: shop}\n  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}\n"
+	}
+	g.commit("fleet", map[string]string{
+		"apps/to-spoke.yaml": child("to-spoke", "spoke", true),
+		"apps/to-gone.yaml":  child("to-gone", "gone", false),
+		"workload/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {region: eu}\n",
+	})
+	root := filepath.Join(work, "root.yaml")
+	_ = os.WriteFile(root, []byte(strings.NewReplacer("https://github.com/your-org/infra-repo.git", "https://git.example/fleet.git", "    directory:\n      recurse: true\n", "").Replace(rootApp)), 0o644)
+	once := func() (string, int) {
+		cmd := exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", hubEnv.Kubeconfig, "--app", root, "--cache-dir", filepath.Join(work, "cache"),
+			"--git-rewrite", "https://git.example/=file://"+repos+"/", "--wave-timeout", "30s")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if strings.Contains(string(out), tr.Status.Token) {
+			t.Fatal("the cluster token reached the output")
+		}
+		return string(out), code
+	}
+	lineOf := func(out, app string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, app+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no line for %s:\n%s", app, out)
+		return ""
+	}
+
+	out, code := once()
+	if code != 1 {
+		t.Fatalf("exit %d (the unreachable destination must fail):\n%s", code, out)
+	}
+	if l := lineOf(out, "to-spoke"); !strings.Contains(l, "Synced") || !strings.Contains(l, "Healthy") || !strings.Contains(l, "applied=1") {
+		t.Fatalf("to-spoke: %q", l)
+	}
+	if l := lineOf(out, "to-gone"); !strings.Contains(l, "Unknown   Unknown") || !strings.Contains(l, "127.0.0.1:1") {
+		t.Fatalf("to-gone: %q", l)
+	}
+	cm, err := spoke.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{})
+	if err != nil || cm.Annotations["argocd.argoproj.io/tracking-id"] != "to-spoke:/ConfigMap:shop/settings" {
+		t.Fatalf("spoke ConfigMap: %v %v", err, cm.Annotations)
+	}
+	if _, err := hub.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the hub got the spoke's ConfigMap: %v", err)
+	}
+	inv, err := hub.CoreV1().ConfigMaps("keyway-system").Get(ctx, "keyway-app-to-spoke", metav1.GetOptions{})
+	if err != nil || inv.Data["cluster"] != spokeEnv.Config.Host {
+		t.Fatalf("the inventory stays on the hub and names the cluster: %v %v", err, inv.Data)
+	}
+
+	// The child goes, with the resources finalizer: its objects go from the spoke.
+	g.commit("spoke out", map[string]string{"apps/to-spoke.yaml": "", "apps/to-gone.yaml": "", "apps/local.yaml": child("local", "in-cluster", false)})
+	if out, code := once(); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if _, err := spoke.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the spoke's ConfigMap after its application left: %v", err)
+	}
+}
