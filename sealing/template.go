@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/Masterminds/sprig/v3"
+	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 )
 
 // maxTemplateOutput bounds what a SealedSecret's spec.template.data may render in total:
@@ -16,23 +16,8 @@ import (
 const maxTemplateOutput = 1 << 20
 
 // templateFuncs are Sprig's generic functions, as upstream Sealed Secrets offers them, less
-// those that would let a SealedSecret's author learn about the controller's host (env,
-// expandenv, getHostByName), spend its memory or CPU without bound (until, untilStep, seq,
-// repeat, the key and certificate generators, derivePassword) or write an attacker-chosen
-// string into an error that ends up in events (fail).
-var templateFuncs = func() template.FuncMap {
-	m := sprig.GenericFuncMap()
-	for _, name := range []string{
-		"env", "expandenv", "getHostByName",
-		"until", "untilStep", "seq", "repeat",
-		"genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey",
-		"genSignedCert", "genSignedCertWithKey", "buildCustomCert", "derivePassword",
-		"fail",
-	} {
-		delete(m, name)
-	}
-	return m
-}()
+// those that reach the host or run without bound (internal/tmplfuncs).
+var templateFuncs = tmplfuncs.Safe()
 
 // renderTemplateData applies spec.template.data to the unsealed values, with upstream's
 // meaning: each entry is a Go text/template executed over the unsealed values (a map from

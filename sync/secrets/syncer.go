@@ -17,7 +17,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/Masterminds/sprig/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	ctl "github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/awssm"
 	"github.com/keyway-dev/keyway/providers/vault"
@@ -955,13 +955,7 @@ func decode(v []byte, strategy esv1.ExternalSecretDecodingStrategy) ([]byte, err
 }
 
 // templateFuncs are sprig's generic functions less those that reach the host.
-var templateFuncs = func() template.FuncMap {
-	m := sprig.GenericFuncMap()
-	for _, n := range []string{"env", "expandenv", "getHostByName", "until", "untilStep", "seq", "repeat", "genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey", "genSignedCert", "genSignedCertWithKey", "buildCustomCert", "derivePassword", "fail"} {
-		delete(m, n)
-	}
-	return m
-}()
+var templateFuncs = tmplfuncs.Safe()
 
 // templateSource reads the data of a ConfigMap or Secret of the ExternalSecret's
 // namespace, for templateFrom.
