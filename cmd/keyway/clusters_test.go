@@ -127,6 +127,118 @@ func TestDaemonClusters(t *testing.T) {
 		t.Fatalf("the inventory stays on the hub and names the cluster: %v %v", err, inv.Data)
 	}
 
+	// The guide's ApplicationSet, unchanged but for the repository: every production
+	// cluster gets the chart. Labelling the spoke production deploys to it; unlabelling
+	// removes the generated application (its objects stay: the template has no finalizer).
+	set := filepath.Join(work, "appset.yaml")
+	_ = os.WriteFile(set, []byte(`apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: api-server
+spec:
+  generators:
+    - clusters:
+        selector:
+          matchLabels:
+            environment: production
+  template:
+    spec:
+      source:
+        repoURL: https://git.example/fleet.git
+        path: workload
+        targetRevision: main
+      destination:
+        server: '{{ server }}'
+        namespace: api
+      syncPolicy:
+        automated:
+          prune: true
+        syncOptions: [CreateNamespace=true]
+`), 0o644)
+	runSet := func() (string, int) {
+		cmd := exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", hubEnv.Kubeconfig, "--app", set, "--cache-dir", filepath.Join(work, "cache"),
+			"--git-rewrite", "https://git.example/=file://"+repos+"/")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	label := func(v string) {
+		s, _ := hub.CoreV1().Secrets("keyway-system").Get(ctx, "cluster-spoke", metav1.GetOptions{})
+		if v == "" {
+			delete(s.Labels, "environment")
+		} else {
+			s.Labels["environment"] = v
+		}
+		if _, err := hub.CoreV1().Secrets("keyway-system").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasLine := func(out, app string) bool {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, app+" ") {
+				return true
+			}
+		}
+		return false
+	}
+	if out, code := runSet(); code != 0 || hasLine(out, "api-server-spoke") {
+		t.Fatalf("before any cluster is production: exit %d\n%s", code, out)
+	}
+	label("production")
+	out, code = runSet()
+	if l := lineOf(out, "api-server-spoke"); code != 0 || !strings.Contains(l, "Synced") || !strings.Contains(l, "Healthy") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if _, err := spoke.CoreV1().ConfigMaps("api").Get(ctx, "settings", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the generated application did not deploy to the spoke: %v", err)
+	}
+	label("")
+	if out, _ := runSet(); hasLine(out, "api-server-spoke") {
+		t.Fatalf("still generated after the label went:\n%s", out)
+	}
+	if _, err := hub.CoreV1().ConfigMaps("keyway-system").Get(ctx, "keyway-app-api-server-spoke", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the removed application's inventory: %v", err)
+	}
+	if _, err := spoke.CoreV1().ConfigMaps("api").Get(ctx, "settings", metav1.GetOptions{}); err != nil {
+		t.Fatalf("without the finalizer the resources stay: %v", err)
+	}
+
+	// The git directories generator, with goTemplate: one application per directory.
+	g.commit("envs", map[string]string{
+		"envs/dev/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: env}\ndata: {tier: dev}\n",
+		"envs/test/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: env}\ndata: {tier: test}\n",
+		"envs/prod/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: env}\ndata: {tier: prod}\n",
+	})
+	_ = os.WriteFile(set, []byte(`apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata: {name: envs}
+spec:
+  goTemplate: true
+  goTemplateOptions: ["missingkey=error"]
+  generators:
+  - git:
+      repoURL: https://git.example/fleet.git
+      revision: main
+      directories: [{path: 'envs/*'}, {path: envs/prod, exclude: true}]
+  template:
+    metadata: {name: 'env-{{.path.basename}}'}
+    spec:
+      project: default
+      source: {repoURL: https://git.example/fleet.git, targetRevision: main, path: '{{.path.path}}'}
+      destination: {server: https://kubernetes.default.svc, namespace: '{{.path.basename | upper | lower}}'}
+      syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
+`), 0o644)
+	out, code = runSet()
+	if code != 0 || !hasLine(out, "env-dev") || !hasLine(out, "env-test") || hasLine(out, "env-prod") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if cm, err := hub.CoreV1().ConfigMaps("test").Get(ctx, "env", metav1.GetOptions{}); err != nil || cm.Data["tier"] != "test" {
+		t.Fatalf("env-test: %v", err)
+	}
+
 	// The child goes, with the resources finalizer: its objects go from the spoke.
 	g.commit("spoke out", map[string]string{"apps/to-spoke.yaml": "", "apps/to-gone.yaml": "", "apps/local.yaml": child("local", "in-cluster", false)})
 	if out, code := once(); code != 0 {

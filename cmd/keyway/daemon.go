@@ -167,7 +167,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	if err != nil {
 		return err
 	}
-	roots, projects, err := loadApplications(o.Apps)
+	roots, projects, sets, err := loadApplications(o.Apps)
 	if err != nil {
 		return usageError{err}
 	}
@@ -222,6 +222,9 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	if err := d.AddProjects(projects...); err != nil {
 		return usageError{err}
 	}
+	if err := d.AddSets(sets...); err != nil {
+		return usageError{err}
+	}
 	if o.StatusAddr != "" && !o.Once {
 		l, err := net.Listen("tcp", o.StatusAddr)
 		if err != nil {
@@ -234,7 +237,10 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	}
 	if o.Once {
 		statuses := d.SyncAll(ctx, apps.Explicit)
-		ok := len(statuses) > 0
+		ok := true
+		if len(statuses) == 0 {
+			fmt.Fprintln(a.out, "no applications: the ApplicationSets generated none")
+		}
 		for _, s := range statuses {
 			rev := s.Revision
 			if len(rev) > 12 {
@@ -321,23 +327,24 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 	}
 }
 
-// loadApplications reads Application and AppProject manifests from files and directories
+// loadApplications reads Application, AppProject and ApplicationSet manifests from files and directories
 // (*.yaml, *.yml, *.json, not recursive), refusing anything else in them. These are the
 // operator's: only projects given here count.
-func loadApplications(paths []string) ([]*v1alpha1.Application, []*v1alpha1.AppProject, error) {
+func loadApplications(paths []string) ([]*v1alpha1.Application, []*v1alpha1.AppProject, []*v1alpha1.ApplicationSet, error) {
 	var out []*v1alpha1.Application
 	var projects []*v1alpha1.AppProject
+	var sets []*v1alpha1.ApplicationSet
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--app %s: %w", p, err)
+			return nil, nil, nil, fmt.Errorf("--app %s: %w", p, err)
 		}
 		files := []string{p}
 		if fi.IsDir() {
 			files = files[:0]
 			entries, err := os.ReadDir(p)
 			if err != nil {
-				return nil, nil, fmt.Errorf("--app %s: %w", p, err)
+				return nil, nil, nil, fmt.Errorf("--app %s: %w", p, err)
 			}
 			for _, e := range entries {
 				switch strings.ToLower(filepath.Ext(e.Name())) {
@@ -351,12 +358,12 @@ func loadApplications(paths []string) ([]*v1alpha1.Application, []*v1alpha1.AppP
 		for _, f := range files {
 			r, err := os.Open(f)
 			if err != nil {
-				return nil, nil, fmt.Errorf("--app %s: %w", f, err)
+				return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
 			}
 			docs, err := manifest.Read(r, f, manifest.Limits{})
 			r.Close()
 			if err != nil {
-				return nil, nil, fmt.Errorf("--app %s: %w", f, err)
+				return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
 			}
 			for _, d := range docs {
 				if d.Root == nil {
@@ -365,26 +372,33 @@ func loadApplications(paths []string) ([]*v1alpha1.Application, []*v1alpha1.AppP
 				if kind := manifest.String(d.Root, "kind"); kind == v1alpha1.ProjectKind {
 					var p v1alpha1.AppProject
 					if err := manifest.Decode(d, &p); err != nil {
-						return nil, nil, fmt.Errorf("--app %s: %w", f, err)
+						return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
 					}
 					projects = append(projects, &p)
 					continue
+				} else if kind == v1alpha1.SetKind {
+					var set v1alpha1.ApplicationSet
+					if err := manifest.Decode(d, &set); err != nil {
+						return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
+					}
+					sets = append(sets, &set)
+					continue
 				} else if kind != v1alpha1.Kind {
-					return nil, nil, fmt.Errorf("--app %s: document %d: kind %q: want Application or AppProject", f, d.Index, kind)
+					return nil, nil, nil, fmt.Errorf("--app %s: document %d: kind %q: want Application, AppProject or ApplicationSet", f, d.Index, kind)
 				}
 				var app v1alpha1.Application
 				if err := manifest.Decode(d, &app); err != nil {
-					return nil, nil, fmt.Errorf("--app %s: %w", f, err)
+					return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
 				}
 				if err := app.Validate(); err != nil {
-					return nil, nil, fmt.Errorf("--app %s: document %d: %w", f, d.Index, err)
+					return nil, nil, nil, fmt.Errorf("--app %s: document %d: %w", f, d.Index, err)
 				}
 				out = append(out, &app)
 			}
 		}
 	}
-	if len(out) == 0 {
-		return nil, nil, fmt.Errorf("--app %s: no Application manifests found", strings.Join(paths, ", "))
+	if len(out) == 0 && len(sets) == 0 {
+		return nil, nil, nil, fmt.Errorf("--app %s: no Application or ApplicationSet manifests found", strings.Join(paths, ", "))
 	}
-	return out, projects, nil
+	return out, projects, sets, nil
 }

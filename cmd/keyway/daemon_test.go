@@ -840,7 +840,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // TestDaemonExample checks examples/daemon: its Application loads, and the Deployment's
 // arguments are flags the daemon accepts with values it takes.
 func TestDaemonExample(t *testing.T) {
-	apps, _, err := loadApplications([]string{"../../examples/daemon/root-app.yaml"})
+	apps, _, _, err := loadApplications([]string{"../../examples/daemon/root-app.yaml"})
 	if err != nil || len(apps) != 1 || apps[0].Name != "root-app" || !apps[0].Automated().SelfHeal {
 		t.Fatalf("%v %+v", err, apps)
 	}

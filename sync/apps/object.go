@@ -14,6 +14,7 @@ import (
 type rendered struct {
 	items    []*item
 	children []*v1alpha1.Application
+	sets     []*v1alpha1.ApplicationSet
 }
 
 // classify decodes documents into objects (v1 List items expanded) and child Applications.
@@ -64,6 +65,15 @@ func classify(docs []*manifest.Document) (rendered, error) {
 					return out, fmt.Errorf("%s: %w", where, err)
 				}
 				out.children = append(out.children, &app)
+				continue
+			}
+			if o.GetAPIVersion() == v1alpha1.APIVersion && o.GetKind() == v1alpha1.SetKind {
+				var set v1alpha1.ApplicationSet
+				b, _ := o.MarshalJSON()
+				if err := json.Unmarshal(b, &set); err != nil {
+					return out, fmt.Errorf("%s: ApplicationSet %s: %w", where, o.GetName(), err)
+				}
+				out.sets = append(out.sets, &set)
 				continue
 			}
 			it, err := newItem(o, where)

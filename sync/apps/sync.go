@@ -38,6 +38,16 @@ func (d *Daemon) SyncAll(ctx context.Context, t Trigger) []Status {
 	for _, a := range d.roots() {
 		d.syncRetrying(ctx, a, "", true, t, map[string]bool{})
 	}
+	d.mu.Lock()
+	sets := make([]*v1alpha1.ApplicationSet, 0, len(d.sets))
+	for _, s := range d.sets {
+		sets = append(sets, s)
+	}
+	d.mu.Unlock()
+	slices.SortFunc(sets, func(a, b *v1alpha1.ApplicationSet) int { return strings.Compare(a.Name, b.Name) })
+	for _, s := range sets {
+		d.syncSet(ctx, s, t)
+	}
 	return d.Statuses()
 }
 
@@ -116,6 +126,13 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	r, err := classify(docs)
 	if err != nil {
 		return fail(fmt.Errorf("render output, nothing applied or pruned: %w", err))
+	}
+	for _, set := range r.sets {
+		generated, err := d.generate(ctx, set, false)
+		if err != nil {
+			return fail(fmt.Errorf("nothing applied or pruned: %w", err))
+		}
+		r.children = append(r.children, generated...)
 	}
 	rules, err := compileIgnores(a.Spec.IgnoreDifferences)
 	if err != nil {
@@ -285,7 +302,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	}
 	if pruneOn {
 		for _, c := range goneChildren {
-			if err := d.removeChild(ctx, c); err != nil {
+			if err := d.removeChild(ctx, c, false); err != nil {
 				return syncFail(err)
 			}
 		}

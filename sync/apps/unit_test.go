@@ -1,7 +1,9 @@
 package apps
 
 import (
+	"encoding/json"
 	"os"
+	"strings"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -148,5 +150,44 @@ func TestIgnoreDifferences(t *testing.T) {
 	got := withLiveValues(rules[:1], k, desired, live)
 	if r, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas"); r != 5 {
 		t.Fatalf("replicas %d, want the live 5", r)
+	}
+}
+
+func TestApplicationSetList(t *testing.T) {
+	d := &Daemon{state: &state{}}
+	set := &v1alpha1.ApplicationSet{}
+	set.Name = "guestbook"
+	raw := `{"goTemplate": false, "generators": [{"list": {"elements": [
+	    {"cluster": "engineering-dev", "url": "https://1.2.3.4", "labels": {"tier": "dev"}},
+	    {"cluster": "Engineering Prod", "url": "https://2.4.6.8", "labels": {"tier": "prod"}}]}}],
+	  "template": {"metadata": {"name": "{{ cluster }}-guestbook"}, "spec": {"project": "default",
+	    "source": {"repoURL": "https://github.com/argoproj/argocd-example-apps.git", "path": "guestbook/{{labels.tier}}", "targetRevision": "HEAD"},
+	    "destination": {"server": "{{url}}", "namespace": "{{missing}}"}}}}`
+	if err := json.Unmarshal([]byte(raw), &set.Spec); err != nil {
+		t.Fatal(err)
+	}
+	set.Spec.Generators[0].List.Elements = set.Spec.Generators[0].List.Elements[:1]
+	apps, err := d.generate(t.Context(), set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := apps[0]
+	if a.Name != "engineering-dev-guestbook" || a.Spec.Source.Path != "guestbook/dev" || a.Spec.Destination.Server != "https://1.2.3.4" ||
+		a.Spec.Destination.Namespace != "{{missing}}" {
+		t.Fatalf("%+v %+v", a.ObjectMeta, a.Spec)
+	}
+	// Go templates: Sprig less the host functions; missingkey=error refuses an unknown key.
+	set.Spec.GoTemplate = true
+	set.Spec.GoTemplateOptions = []string{"missingkey=error"}
+	set.Spec.Template = json.RawMessage(`{"metadata": {"name": "{{ .cluster | lower }}"}, "spec": {"source": {"repoURL": "r", "path": "{{ .labels.tier }}"}, "destination": {"server": "{{ .url }}", "namespace": "{{ .nope }}"}}}`)
+	if _, err := d.generate(t.Context(), set, true); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("missingkey=error: %v", err)
+	}
+	set.Spec.Template = json.RawMessage(`{"metadata": {"name": "{{ env \"HOME\" }}"}, "spec": {"source": {"repoURL": "r"}, "destination": {"server": "s"}}}`)
+	if _, err := d.generate(t.Context(), set, true); err == nil || !strings.Contains(err.Error(), "env") {
+		t.Fatalf("env reached a template: %v", err)
+	}
+	if got := normalize("Engineering Prod_1"); got != "engineering-prod-1" {
+		t.Fatalf("normalize: %q", got)
 	}
 }

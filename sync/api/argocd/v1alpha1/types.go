@@ -248,3 +248,62 @@ type GroupKind struct {
 	Group string `json:"group"`
 	Kind  string `json:"kind"`
 }
+
+// SetKind is the kind of an Argo CD ApplicationSet.
+const SetKind = "ApplicationSet"
+
+// ApplicationSet generates Applications from a template and generators.
+type ApplicationSet struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ApplicationSetSpec `json:"spec"`
+}
+
+// ApplicationSetSpec holds the generators and the template, as Argo CD names them.
+type ApplicationSetSpec struct {
+	GoTemplate        bool                  `json:"goTemplate,omitempty"`
+	GoTemplateOptions []string              `json:"goTemplateOptions,omitempty"`
+	Generators        []SetGenerator        `json:"generators"`
+	Template          json.RawMessage       `json:"template"`
+	SyncPolicy        *ApplicationSetPolicy `json:"syncPolicy,omitempty"`
+}
+
+// ApplicationSetPolicy says what happens to generated Applications that are no longer
+// generated.
+type ApplicationSetPolicy struct {
+	PreserveResourcesOnDeletion bool `json:"preserveResourcesOnDeletion,omitempty"`
+}
+
+// SetGenerator is one generator; exactly one field is set.
+type SetGenerator struct {
+	List     *ListGenerator    `json:"list,omitempty"`
+	Clusters *ClusterGenerator `json:"clusters,omitempty"`
+	Git      *GitGenerator     `json:"git,omitempty"`
+	Matrix   *json.RawMessage  `json:"matrix,omitempty"`
+	Merge    *json.RawMessage  `json:"merge,omitempty"`
+}
+
+// ListGenerator yields one parameter set per element.
+type ListGenerator struct {
+	Elements []map[string]any `json:"elements"`
+}
+
+// ClusterGenerator yields one parameter set per cluster Secret its selector matches.
+type ClusterGenerator struct {
+	Selector metav1.LabelSelector `json:"selector,omitempty"`
+	Values   map[string]string    `json:"values,omitempty"`
+}
+
+// GitGenerator yields one parameter set per directory of a repository.
+type GitGenerator struct {
+	RepoURL     string                  `json:"repoURL"`
+	Revision    string                  `json:"revision,omitempty"`
+	Directories []GitDirectoryGenerator `json:"directories,omitempty"`
+	Files       []json.RawMessage       `json:"files,omitempty"`
+}
+
+// GitDirectoryGenerator is a path glob; Exclude drops matches.
+type GitDirectoryGenerator struct {
+	Path    string `json:"path"`
+	Exclude bool   `json:"exclude,omitempty"`
+}
