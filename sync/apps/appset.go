@@ -109,9 +109,7 @@ func (d *Daemon) generate(ctx context.Context, set *v1alpha1.ApplicationSet, ope
 		var err error
 		switch {
 		case g.List != nil:
-			for _, el := range g.List.Elements {
-				ps = append(ps, el)
-			}
+			ps = append(ps, g.List.Elements...)
 		case g.Clusters != nil:
 			ps, err = d.clusterParams(ctx, g.Clusters)
 		case g.Git != nil:

@@ -3,9 +3,9 @@ package apps
 import (
 	"encoding/json"
 	"os"
-	"strings"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
