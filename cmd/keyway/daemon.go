@@ -108,26 +108,37 @@ daemon read another repository or the machine's files.`,
 			return runDaemon(cmd, a, &o, &ro, &af)
 		},
 	}
-	fs := cmd.Flags()
+	bindDaemonFlags(cmd.Flags(), &o, &ro, &af, true)
+	return cmd
+}
+
+// bindDaemonFlags binds the daemon's flags; run adds those of a running daemon (`keyway
+// diff` takes the rest).
+func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af *argocdFlags, run bool) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)")
 	fs.StringVar(&o.Context, "context", "", "kubeconfig context")
 	fs.StringArrayVar(&o.Apps, "app", nil, "Argo CD Application manifest: a file or a directory of them (repeatable)")
-	fs.DurationVar(&o.Interval, "interval", 3*time.Minute, "how often git is polled (Argo CD's default is 3m)")
-	fs.BoolVar(&o.Once, "once", false, "sync every application once and exit: 0 when all are Synced and Healthy, 1 otherwise")
 	fs.StringArrayVar(&o.Rewrites, "git-rewrite", nil, "FROM=TO: repository URLs starting with FROM use TO instead, as git's url.TO.insteadOf=FROM (repeatable)")
 	fs.StringVar(&o.StateNamespace, "state-namespace", "keyway-system", "namespace of the inventories, repository Secrets and the leader Lease")
-	fs.StringVar(&o.StatusAddr, "status-addr", ":9090", "HTTP address for /healthz, /metrics and /apps (empty: none)")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "where git clones are kept (default: the user cache directory)")
 	fs.StringVar(&o.KnownHosts, "git-known-hosts", "", "ssh_known_hosts file for ssh repositories (ssh is refused without it)")
 	fs.StringArrayVar(&o.AllowRepos, "allow-repo", nil, "repository URL prefix child applications may use besides their roots' repositories (repeatable)")
-	fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
-	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
 	fs.Float32Var(&o.QPS, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit)")
 	fs.IntVar(&o.Burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once")
-	fs.DurationVar(&o.Lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
-	fs.DurationVar(&o.Lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it exits")
-	fs.DurationVar(&o.Lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
+	if run {
+		fs.DurationVar(&o.Interval, "interval", 3*time.Minute, "how often git is polled (Argo CD's default is 3m)")
+		fs.BoolVar(&o.Once, "once", false, "sync every application once and exit: 0 when all are Synced and Healthy, 1 otherwise")
+		fs.StringVar(&o.StatusAddr, "status-addr", ":9090", "HTTP address for /healthz, /metrics and /apps (empty: none)")
+		fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
+		fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
+		fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once")
+		fs.DurationVar(&o.Lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
+		fs.DurationVar(&o.Lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it exits")
+		fs.DurationVar(&o.Lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
+	} else {
+		// diff still needs the values it validates.
+		o.Interval, o.MaxPrune, o.WaveTimeout = 3*time.Minute, 100, 5*time.Minute
+	}
 	tmp := pflag.NewFlagSet("render", pflag.ContinueOnError)
 	ro.BindFlags(tmp)
 	tmp.VisitAll(func(f *pflag.Flag) {
@@ -136,95 +147,18 @@ daemon read another repository or the machine's files.`,
 		}
 	})
 	af.BindFlags(fs)
-	return cmd
 }
 
 func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) error {
-	if len(o.Apps) == 0 {
-		return usagef("--app is required: an Application manifest or a directory of them")
+	if !o.Once && o.LeaderElect && (o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline) {
+		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
 	}
-	if o.Interval < time.Second || o.WaveTimeout <= 0 || o.QPS <= 0 || o.Burst < 1 {
-		return usagef("--interval (at least 1s), --wave-timeout, --kube-qps and --kube-burst must be positive")
-	}
-	if o.MaxPrune < 1 || o.MaxPrune > 100 {
-		return usagef("--max-prune %d: want 1 to 100", o.MaxPrune)
-	}
-	var rewrites []gitsource.Rewrite
-	for _, r := range o.Rewrites {
-		from, to, ok := strings.Cut(r, "=")
-		if !ok || from == "" || to == "" {
-			return usagef("--git-rewrite %q: want FROM=TO", r)
-		}
-		rewrites = append(rewrites, gitsource.Rewrite{From: from, To: to})
-	}
-	if err := applyEnv(cmd, a.env); err != nil {
-		return err
-	}
-	if err := ro.complete(cmd, a.env); err != nil {
-		return err
-	}
-	pol, err := af.policy()
+	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af)
 	if err != nil {
 		return err
 	}
-	roots, projects, sets, err := loadApplications(o.Apps)
-	if err != nil {
-		return usageError{err}
-	}
-	// Settings are checked now, not at the first render.
-	if _, err := ro.settings(cmd, a); err != nil {
-		return err
-	}
+	defer closeAll()
 	ctx := cmd.Context()
-	var sealTo *rsa.PublicKey
-	if ro.SealTo != "" {
-		if sealTo, err = loadCert(ctx, ro.SealTo); err != nil {
-			return err
-		}
-	}
-	base, err := (&kubeFlags{Kubeconfig: o.Kubeconfig, Context: o.Context}).config()
-	if err != nil {
-		return err
-	}
-	cfg := kube.WithLimits(base, o.QPS, o.Burst, "keyway-daemon")
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	cacheDir := o.CacheDir
-	if cacheDir == "" {
-		d, err := os.UserCacheDir()
-		if err != nil {
-			return usagef("--cache-dir: no user cache directory (%v); name one", err)
-		}
-		cacheDir = filepath.Join(d, "keyway", "git")
-	}
-	git, err := gitsource.New(gitsource.Options{Dir: cacheDir, Rewrites: rewrites, Auth: gitsource.SecretAuth(client, o.StateNamespace, o.KnownHosts)})
-	if err != nil {
-		return err
-	}
-	pool := providers.NewPool(registry(), a.log, 10*time.Minute)
-	defer func() {
-		if err := pool.Close(); err != nil {
-			a.log.Warn("closing backend clients", "error", err)
-		}
-	}()
-	reg := prometheus.NewRegistry()
-	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
-		AllowRepos: o.AllowRepos, Logger: a.log, Registry: reg,
-		Render: daemonRenderer(cmd, a, ro, pol, pool, sealTo)})
-	if err != nil {
-		return err
-	}
-	if err := d.Add(roots...); err != nil {
-		return usageError{err}
-	}
-	if err := d.AddProjects(projects...); err != nil {
-		return usageError{err}
-	}
-	if err := d.AddSets(sets...); err != nil {
-		return usageError{err}
-	}
 	if o.StatusAddr != "" && !o.Once {
 		l, err := net.Listen("tcp", o.StatusAddr)
 		if err != nil {
@@ -270,11 +204,103 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 		run(ctx)
 		return nil
 	}
-	if o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline {
-		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
+	base, err := (&kubeFlags{Kubeconfig: o.Kubeconfig, Context: o.Context}).config()
+	if err != nil {
+		return err
 	}
 	o.Lease.Namespace, o.Lease.Name, o.Lease.Logger = o.StateNamespace, "keyway-daemon", a.log
 	return kube.Lead(ctx, base, o.Lease, run)
+}
+
+// setupDaemon checks the flags and builds the daemon with its applications, projects and
+// sets; closeAll releases the backend clients (revoking Vault tokens).
+func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) (*apps.Daemon, *prometheus.Registry, func(), error) {
+	if len(o.Apps) == 0 {
+		return nil, nil, nil, usagef("--app is required: an Application manifest or a directory of them")
+	}
+	if o.Interval < time.Second || o.WaveTimeout <= 0 || o.QPS <= 0 || o.Burst < 1 {
+		return nil, nil, nil, usagef("--interval (at least 1s), --wave-timeout, --kube-qps and --kube-burst must be positive")
+	}
+	if o.MaxPrune < 1 || o.MaxPrune > 100 {
+		return nil, nil, nil, usagef("--max-prune %d: want 1 to 100", o.MaxPrune)
+	}
+	var rewrites []gitsource.Rewrite
+	for _, r := range o.Rewrites {
+		from, to, ok := strings.Cut(r, "=")
+		if !ok || from == "" || to == "" {
+			return nil, nil, nil, usagef("--git-rewrite %q: want FROM=TO", r)
+		}
+		rewrites = append(rewrites, gitsource.Rewrite{From: from, To: to})
+	}
+	if err := applyEnv(cmd, a.env); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := ro.complete(cmd, a.env); err != nil {
+		return nil, nil, nil, err
+	}
+	pol, err := af.policy()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	roots, projects, sets, err := loadApplications(o.Apps)
+	if err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	// Settings are checked now, not at the first render.
+	if _, err := ro.settings(cmd, a); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx := cmd.Context()
+	var sealTo *rsa.PublicKey
+	if ro.SealTo != "" {
+		if sealTo, err = loadCert(ctx, ro.SealTo); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	base, err := (&kubeFlags{Kubeconfig: o.Kubeconfig, Context: o.Context}).config()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg := kube.WithLimits(base, o.QPS, o.Burst, "keyway-daemon")
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cacheDir := o.CacheDir
+	if cacheDir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return nil, nil, nil, usagef("--cache-dir: no user cache directory (%v); name one", err)
+		}
+		cacheDir = filepath.Join(d, "keyway", "git")
+	}
+	git, err := gitsource.New(gitsource.Options{Dir: cacheDir, Rewrites: rewrites, Auth: gitsource.SecretAuth(client, o.StateNamespace, o.KnownHosts)})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool := providers.NewPool(registry(), a.log, 10*time.Minute)
+	closeAll := func() {
+		if err := pool.Close(); err != nil {
+			a.log.Warn("closing backend clients", "error", err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
+		AllowRepos: o.AllowRepos, Logger: a.log, Registry: reg,
+		Render: daemonRenderer(cmd, a, ro, pol, pool, sealTo)})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := d.Add(roots...); err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	if err := d.AddProjects(projects...); err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	if err := d.AddSets(sets...); err != nil {
+		return nil, nil, nil, usageError{err}
+	}
+	return d, reg, closeAll, nil
 }
 
 func oneLine(s string) string {

@@ -435,6 +435,46 @@ func TestDaemon(t *testing.T) {
 		}
 	})
 
+	t.Run("keyway diff shows what would change, masks Secrets and writes nothing", func(t *testing.T) {
+		diff := func(secrets string) (string, string, int) {
+			cmd := exec.CommandContext(ctx, "keyway", "diff", "--kubeconfig", env.Kubeconfig, "--app", appFile, "--git-rewrite", "https://github.com/your-org/=file://"+repos+"/",
+				"--secrets-file", secrets, "--cache-dir", filepath.Join(work, "cache"))
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if strings.Contains(out.String()+errb.String(), daemonCanary) {
+				t.Fatalf("a secret value reached the diff:\n%s\n%s", out.String(), errb.String())
+			}
+			return out.String(), errb.String(), code
+		}
+		since := time.Now()
+		if out, errs, code := diff(secretsFile); code != 0 || out != "" {
+			t.Fatalf("no change: exit %d\n%s\n%s", code, out, errs)
+		}
+		defer g.commit("back", map[string]string{"services/prometheus/config.yaml": guideRepo["services/prometheus/config.yaml"]})
+		g.commit("slower scrape", map[string]string{"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 45s}\n"})
+		rotated := write("rotated.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"-rotated\n")
+		out, errs, code := diff(rotated)
+		if code != 1 || !strings.Contains(out, "-  scrape_interval: 30s") || !strings.Contains(out, "+  scrape_interval: 45s") ||
+			!strings.Contains(out, "# api-server: update /Secret/backend/api-secret") || !strings.Contains(out, "+  API_KEY: (new value)") {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+		}
+		if _, _, code := diff(filepath.Join(work, "no-such-secrets.yaml")); code != 2 {
+			t.Fatalf("a failing render: exit %d, want 2", code)
+		}
+		time.Sleep(time.Second)
+		reqs, _ := env.Requests(since, "keyway-daemon")
+		for _, r := range reqs {
+			if r.IsWrite() {
+				t.Fatalf("diff wrote: %s %s %s/%s", r.Verb, r.Resource, r.Namespace, r.Name)
+			}
+		}
+	})
+
 	t.Run("a file removed from git is pruned", func(t *testing.T) {
 		g.commit("drop rules", map[string]string{"services/prometheus/rules.yaml": ""})
 		out, errs, code := once()
@@ -458,9 +498,9 @@ func TestDaemon(t *testing.T) {
 		if code != 1 || !strings.Contains(line(t, out, "prometheus"), "render failed, nothing applied or pruned") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
-		cm, _ := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-config", metav1.GetOptions{})
-		if cm.Data["scrape_interval"] != "30s" {
-			t.Fatal("a failed render changed the cluster")
+		cm, err := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-config", metav1.GetOptions{})
+		if err != nil || cm.Data["scrape_interval"] != "30s" {
+			t.Fatalf("a failed render changed the cluster: %v %v", err, cm.Data)
 		}
 		if _, err := kube.CoreV1().ConfigMaps("monitoring").Get(ctx, "prometheus-extra", metav1.GetOptions{}); err != nil {
 			t.Fatal("a failed render pruned")

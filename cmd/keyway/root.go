@@ -141,6 +141,7 @@ Flags win over the environment, which wins over --config.`,
 	root.AddCommand(newUnsealCommand(a))
 	root.AddCommand(newControllerCommand(a))
 	root.AddCommand(newDaemonCommand(a))
+	root.AddCommand(newDiffCommand(a))
 	root.AddCommand(newKeysCommand(a))
 	root.AddCommand(newCRDsCommand(a))
 	return root
@@ -167,6 +168,10 @@ func runApp(ctx context.Context, a *app, args []string) int {
 	var silent silentError
 	if !errors.As(err, &silent) {
 		fmt.Fprintf(s.err, "%s: %v\n", rootCmdName, err)
+	}
+	var coded codedError
+	if errors.As(err, &coded) {
+		return coded.code
 	}
 	var usage usageError
 	if errors.As(err, &usage) || isCobraUsage(err) {

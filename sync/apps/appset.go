@@ -84,6 +84,9 @@ func (d *Daemon) syncSet(ctx context.Context, set *v1alpha1.ApplicationSet, t Tr
 		d.mu.Unlock()
 		d.syncRetrying(ctx, a, "ApplicationSet/"+set.Name, true, t, map[string]bool{key: true})
 	}
+	if t == DiffOnly {
+		return
+	}
 	for _, c := range inv.Children {
 		if slices.Contains(names, c) {
 			continue

@@ -36,8 +36,9 @@ type planned struct {
 	mapping  *meta.RESTMapping // nil until the kind exists (its CRD is in the same sync)
 	live     *unstructured.Unstructured
 	action   action
-	deferred bool // not checked by the dry run: its namespace or CRD comes earlier in this sync
-	listed   bool // live came from a List (nil: the object does not exist)
+	deferred bool                       // not checked by the dry run: its namespace or CRD comes earlier in this sync
+	listed   bool                       // live came from a List (nil: the object does not exist)
+	dry      *unstructured.Unstructured // the dry run's result, when one was made
 	health   kube.Health
 }
 
@@ -273,6 +274,7 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 		return nil
 	}
 	dry, err := d.applyRequest(ctx, p, true)
+	p.dry = dry
 	if err != nil {
 		if live == nil && apierrors.IsNotFound(err) {
 			p.action, p.deferred = create, true // its namespace arrives with this sync

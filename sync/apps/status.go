@@ -39,6 +39,8 @@ type Status struct {
 	SyncedAt  time.Time         `json:"syncedAt"`
 	Duration  string            `json:"duration"`
 
+	Diffs []ObjectDiff `json:"-"` // DiffOnly: what a sync would change
+
 	failed bool // the sync failed
 	final  bool // …in a way only the operator can change (held, empty render)
 }
@@ -53,6 +55,9 @@ type ResourceStatus struct {
 	Health    kube.HealthStatus `json:"health,omitempty"`
 	Message   string            `json:"message,omitempty"`
 }
+
+// Failed reports whether the sync (or diff) failed: a render, a refusal, a cluster.
+func (s *Status) Failed() bool { return s.failed }
 
 // OK reports whether the application is Synced and Healthy.
 func (s *Status) OK() bool { return s.Sync == Synced && s.Health == kube.Healthy }

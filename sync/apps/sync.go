@@ -27,6 +27,9 @@ type Trigger int
 const (
 	// Explicit syncs whatever differs, automated or not (`keyway daemon --once`).
 	Explicit Trigger = iota
+	// DiffOnly writes nothing: it reports what an explicit sync would change (`keyway
+	// diff`), dry runs and reads only.
+	DiffOnly
 	// Poll syncs automated applications whose revision moved, and self-healing ones that
 	// drifted; it reports drift of the others.
 	Poll
@@ -240,6 +243,26 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	nsMissing := a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.namespaceExists(ctx, a.Spec.Destination.Namespace)
 	needed := changed > 0 || (pruneOn && (len(prune) > 0 || len(goneChildren) > 0)) || nsMissing
 	allowed := t == Explicit || (automated != nil && (inv.Revision != co.Revision || automated.SelfHeal || !inv.exists))
+
+	if t == DiffOnly {
+		st.Diffs = diffs(plan, prune)
+		if !pruneOn {
+			st.Diffs = diffs(plan, nil)
+		}
+		st.Sync = Synced
+		if len(st.Diffs) > 0 || nsMissing {
+			st.Sync = OutOfSync
+		}
+		d.mu.Lock()
+		for _, c := range r.children {
+			d.apps[c.Name] = &appEntry{app: c, parent: a.Name}
+		}
+		d.mu.Unlock()
+		if err := d.walkWaves(ctx, a, resources, r.children, false, t, seen, st); err != nil {
+			return fail(err)
+		}
+		return finish("diff")
+	}
 
 	// Child applications are registered before the sync so they can be synced in their wave.
 	d.mu.Lock()
