@@ -38,6 +38,7 @@ type daemonOptions struct {
 	Rewrites            []string
 	StateNamespace      string
 	StatusAddr          string
+	WebhookSecretFile   string
 	CacheDir            string
 	KnownHosts          string
 	AllowRepos          []string
@@ -129,6 +130,7 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 		fs.DurationVar(&o.Interval, "interval", 3*time.Minute, "how often git is polled (Argo CD's default is 3m)")
 		fs.BoolVar(&o.Once, "once", false, "sync every application once and exit: 0 when all are Synced and Healthy, 1 otherwise")
 		fs.StringVar(&o.StatusAddr, "status-addr", ":9090", "HTTP address for /healthz, /metrics and /apps (empty: none)")
+		fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of git push webhooks (GitHub/Bitbucket Server HMAC, GitLab token, Bitbucket Cloud hook UUID): serves POST /api/webhook on --status-addr; without it there is no webhook endpoint")
 		fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
 		fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
 		fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once")
@@ -164,7 +166,16 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 		if err != nil {
 			return fmt.Errorf("--status-addr %s: %w", o.StatusAddr, err)
 		}
-		srv := &http.Server{Handler: d.Handler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), ReadHeaderTimeout: 10 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/", d.Handler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+		if o.WebhookSecretFile != "" {
+			secret, err := os.ReadFile(o.WebhookSecretFile)
+			if err != nil || len(strings.TrimSpace(string(secret))) < 16 {
+				return usagef("--webhook-secret-file: want a readable file of at least 16 characters")
+			}
+			mux.Handle("/api/webhook", d.Webhook([]byte(strings.TrimSpace(string(secret)))))
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(l) }()
 		defer srv.Close()
 		a.log.Info("daemon serving status", "address", l.Addr().String())

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -680,7 +683,9 @@ spec:
 		l.Close()
 		dctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		cmd := exec.CommandContext(dctx, "keyway", append(append([]string{}, base...), "--interval", "1h", "--leader-elect=false", "--status-addr", addr)...)
+		hookSecret := write("webhook-secret", "a-long-shared-webhook-secret\n")
+		cmd := exec.CommandContext(dctx, "keyway", append(append([]string{}, base...), "--interval", "1h", "--leader-elect=false", "--status-addr", addr,
+			"--webhook-secret-file", hookSecret)...)
 		var logs syncBuffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
@@ -738,6 +743,48 @@ spec:
 				t.Fatalf("/metrics lacks keyway_daemon_syncs_total")
 			}
 		}
+		// A push webhook syncs at once (the poll interval is an hour); unsigned or
+		// wrongly signed pushes are refused.
+		g.commit("light theme", map[string]string{"frontend/base/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {theme: light}\n"})
+		defer g.commit("dark theme", map[string]string{"frontend/base/cm.yaml": guideRepo["frontend/base/cm.yaml"]})
+		payload := []byte(`{"ref":"refs/heads/main","repository":{"html_url":"https://github.com/your-org/infra-repo","clone_url":"https://github.com/your-org/infra-repo.git"}}`)
+		post := func(headers map[string]string) int {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/webhook", bytes.NewReader(payload))
+			req.Header.Set("X-GitHub-Event", "push")
+			for k, v := range headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		sign := func(key string) string {
+			m := hmac.New(sha256.New, []byte(key))
+			m.Write(payload)
+			return "sha256=" + hex.EncodeToString(m.Sum(nil))
+		}
+		if c := post(nil); c != http.StatusUnauthorized {
+			t.Fatalf("unsigned push: %d", c)
+		}
+		if c := post(map[string]string{"X-Hub-Signature-256": sign("guessed")}); c != http.StatusUnauthorized {
+			t.Fatalf("wrongly signed push: %d", c)
+		}
+		time.Sleep(time.Second)
+		if cm, _ := kube.CoreV1().ConfigMaps("frontend").Get(ctx, "prod-web", metav1.GetOptions{}); cm.Data["theme"] != "dark" {
+			t.Fatal("a refused webhook synced")
+		}
+		pushed := time.Now()
+		if c := post(map[string]string{"X-Hub-Signature-256": sign("a-long-shared-webhook-secret")}); c != http.StatusOK {
+			t.Fatalf("signed push: %d", c)
+		}
+		waitFor(t, 20*time.Second, "the pushed change", func() bool {
+			cm, err := kube.CoreV1().ConfigMaps("frontend").Get(ctx, "prod-web", metav1.GetOptions{})
+			return err == nil && cm.Data["theme"] == "light"
+		})
+		t.Logf("push to applied: %s", time.Since(pushed).Round(10*time.Millisecond))
 		if strings.Contains(logs.String(), daemonCanary) {
 			t.Fatal("the canary reached the logs")
 		}

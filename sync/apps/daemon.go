@@ -93,6 +93,7 @@ type state struct {
 	projects map[string]*v1alpha1.AppProject
 	sets     map[string]*v1alpha1.ApplicationSet // the operator's, from the --app files
 	clusters map[string]*clusterView             // destination clusters by server, from cluster Secrets
+	refresh  chan string                         // applications a webhook asked to sync now
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
 	stopping context.Context
@@ -140,7 +141,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
-		clusters: map[string]*clusterView{}}
+		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024)}
 	d := &Daemon{state: st, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 	st.hub = d
 	d.m = newMetrics(o.Registry)

@@ -117,6 +117,7 @@ type metrics struct {
 	duration prometheus.Histogram
 	health   *prometheus.GaugeVec
 	synced   *prometheus.GaugeVec
+	webhooks *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -131,9 +132,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Application health: 0 Healthy, 1 Suspended, 2 Progressing, 3 Missing, 4 Degraded, 5 Unknown."}, []string{"app"}),
 		synced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "keyway_daemon_app_synced",
 			Help: "1 when the application is Synced."}, []string{"app"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_webhooks_total",
+			Help: "Webhook requests by outcome: accepted, ignored (not a push), refused (signature or token)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced)
+		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced, m.webhooks)
 	}
 	return m
 }

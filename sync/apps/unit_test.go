@@ -1,7 +1,14 @@
 package apps
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"hash"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -190,4 +197,63 @@ func TestApplicationSetList(t *testing.T) {
 	if got := normalize("Engineering Prod_1"); got != "engineering-prod-1" {
 		t.Fatalf("normalize: %q", got)
 	}
+}
+
+func TestWebhookParsing(t *testing.T) {
+	secret := []byte("0123456789abcdef-secret")
+	req := func(headers map[string]string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/api/webhook", nil)
+		for k, v := range headers {
+			r.Header.Set(k, v)
+		}
+		return r
+	}
+	body := []byte(`{}`)
+	for name, c := range map[string]struct {
+		h  map[string]string
+		ok bool
+	}{
+		"gitlab token":          {map[string]string{"X-Gitlab-Token": string(secret)}, true},
+		"gitlab wrong token":    {map[string]string{"X-Gitlab-Token": "nope"}, false},
+		"bitbucket cloud uuid":  {map[string]string{"X-Hook-UUID": "{" + string(secret) + "}"}, true},
+		"nothing":               {nil, false},
+		"github sha1":           {map[string]string{"X-Hub-Signature": "sha1=" + hexMAC(sha1.New, secret, body)}, true},
+		"bitbucket server hmac": {map[string]string{"X-Hub-Signature": "sha256=" + hexMAC(sha256.New, secret, body), "X-Event-Key": "repo:refs_changed"}, true},
+	} {
+		if got := verified(req(c.h), body, secret); got != c.ok {
+			t.Errorf("%s: verified %v", name, got)
+		}
+	}
+	if verified(req(map[string]string{"X-Gitlab-Token": ""}), body, nil) {
+		t.Fatal("an empty secret verified")
+	}
+	gl := []byte(`{"ref":"refs/heads/release","project":{"git_http_url":"https://gitlab.example/Org/App.git","git_ssh_url":"git@gitlab.example:org/app.git"}}`)
+	p, ok := parsePush(req(map[string]string{"X-Gitlab-Event": "Push Hook"}), gl)
+	if !ok || len(p.refs) != 1 || p.refs[0] != "release" {
+		t.Fatalf("gitlab push: %+v %v", p, ok)
+	}
+	if _, ok := parsePush(req(map[string]string{"X-GitHub-Event": "ping"}), gl); ok {
+		t.Fatal("a ping was taken for a push")
+	}
+	bb := []byte(`{"repository":{"links":{"html":{"href":"https://bitbucket.org/org/app"}}},"push":{"changes":[{"new":{"name":"main"}}]}}`)
+	if p, ok := parsePush(req(map[string]string{"X-Event-Key": "repo:push"}), bb); !ok || p.refs[0] != "main" || p.urls[0] != "https://bitbucket.org/org/app" {
+		t.Fatalf("bitbucket push: %+v %v", p, ok)
+	}
+	for _, pair := range [][2]string{
+		{"https://github.com/Org/App", "git@github.com:org/app.git"},
+		{"ssh://git@github.com:22/org/app.git", "https://github.com/org/app/"},
+	} {
+		if !sameRepo(pair[0], pair[1]) {
+			t.Errorf("%s and %s should be the same repository", pair[0], pair[1])
+		}
+	}
+	if sameRepo("https://github.com/org/app", "https://github.com/org/app-2") {
+		t.Error("different repositories matched")
+	}
+}
+
+func hexMAC(h func() hash.Hash, key, body []byte) string {
+	m := hmac.New(h, key)
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -44,6 +44,10 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 		case <-tick.C:
 			d.SyncAll(work, Poll)
 			w.ensure(ctx)
+		case app := <-d.refresh:
+			d.log.Info("webhook: syncing", "app", app)
+			d.SyncOne(work, app, Poll)
+			w.ensure(ctx)
 		case <-retry.C:
 			for _, app := range d.dueRetries() {
 				d.log.Info("retrying a failed sync", "app", app)
