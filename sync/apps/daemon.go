@@ -94,6 +94,7 @@ type state struct {
 	sets     map[string]*v1alpha1.ApplicationSet // the operator's, from the --app files
 	clusters map[string]*clusterView             // destination clusters by server, from cluster Secrets
 	refresh  chan string                         // applications a webhook asked to sync now
+	ckey     []byte                              // the secret checksum key
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
 	stopping context.Context

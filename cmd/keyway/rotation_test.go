@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+)
+
+// TestDaemonRotation: a value rotated in a real Vault reaches the rendered Secret and rolls
+// the Deployment that consumes it (a new keyway.dev/secret-checksum on its pod template)
+// within one poll interval, with nobody refreshing or restarting anything.
+func TestDaemonRotation(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	v, err := env.StartVault(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kctx, stopKubelet := context.WithCancel(ctx)
+	defer stopKubelet()
+	go (&fakeKubelet{}).run(kctx, kube)
+	const canary = "canary-rotation-5d1c"
+	setPassword := func(p string) {
+		if _, err := v.Root.Logical().WriteWithContext(ctx, "secret/data/rotate", map[string]any{"data": map[string]any{"password": p}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPassword(canary + "-v1")
+
+	work := t.TempDir()
+	g := gitWork{t, filepath.Join(work, "git", "app.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	deploy := func(name, env string) string {
+		return "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: " + name + "}\nspec:\n  selector: {matchLabels: {app: " + name + "}}\n  template:\n" +
+			"    metadata: {labels: {app: " + name + "}}\n    spec:\n      containers:\n      - name: c\n        image: app\n" + env
+	}
+	g.commit("app", map[string]string{
+		"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/rotate#password>}\n",
+		"app/web.yaml":    deploy("web", "        env: [{name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]\n"),
+		"app/other.yaml":  deploy("other", ""),
+	})
+	appFile := filepath.Join(work, "app.yaml")
+	_ = os.WriteFile(appFile, []byte(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: rotating}
+spec:
+  project: default
+  source: {repoURL: `+g.dir+`, targetRevision: main, path: app}
+  destination: {server: https://kubernetes.default.svc, namespace: shop}
+  syncPolicy: {automated: {prune: true, selfHeal: true}, syncOptions: [CreateNamespace=true]}
+`), 0o644)
+	tokenFile := filepath.Join(work, "token")
+	_ = os.WriteFile(tokenFile, []byte(v.RootToken), 0o600)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(dctx, "keyway", "daemon", "--kubeconfig", env.Kubeconfig, "--app", appFile, "--cache-dir", filepath.Join(work, "cache"),
+		"--backend", "vault", "--vault-address", v.Addr, "--vault-token-file", tokenFile, "--interval", "2s", "--leader-elect=false",
+		"--status-addr", addr, "--wave-timeout", "20s")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+
+	checksum := func(name string) string {
+		d, err := kube.AppsV1().Deployments("shop").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return d.Spec.Template.Annotations["keyway.dev/secret-checksum"]
+	}
+	var first string
+	waitFor(t, 60*time.Second, "the first sync", func() bool { first = checksum("web"); return first != "" })
+	if checksum("other") != "" {
+		t.Fatal("a Deployment that consumes no Secret got a checksum")
+	}
+	if strings.Contains(first, canary) {
+		t.Fatal("the checksum holds the value")
+	}
+	rotated := time.Now()
+	setPassword(canary + "-v2")
+	waitFor(t, 30*time.Second, "the rotated checksum", func() bool { c := checksum("web"); return c != "" && c != first })
+	took := time.Since(rotated)
+	s, _ := kube.CoreV1().Secrets("shop").Get(ctx, "db", metav1.GetOptions{})
+	if string(s.Data["password"]) != canary+"-v2" {
+		t.Fatalf("the Secret was not rotated: %q", s.Data["password"])
+	}
+	t.Logf("rotation: Vault write → new pod-template checksum in %s (interval 2s)", took.Round(10*time.Millisecond))
+	if took > 2*time.Second+5*time.Second {
+		t.Errorf("rotation took %s, more than one interval plus 5s", took)
+	}
+	// Opting out leaves the pod template alone.
+	g.commit("opt out", map[string]string{"app/web.yaml": strings.Replace(deploy("web", "        env: [{name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]\n"),
+		"metadata: {name: web}", "metadata: {name: web, annotations: {keyway.dev/roll-on-secret-change: \"false\"}}", 1)})
+	waitFor(t, 30*time.Second, "the opt-out", func() bool { return checksum("web") == "" })
+	if strings.Contains(logs.String(), canary) {
+		t.Fatal("a secret value reached the logs")
+	}
+}
