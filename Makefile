@@ -40,10 +40,12 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./plugins/argocd/cmp
 	$(GO) test -run '^$$' -fuzz '^FuzzUnpackLinks$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./plugins/argocd/cmp
 
-generate: ## regenerate sync/api's deepcopy code and CRDs (controller-gen) and examples/install/crds.yaml
+generate: ## regenerate sync/api's deepcopy code and CRDs (controller-gen), examples/install/crds.yaml and the chart's copies
 	$(GO) tool controller-gen object crd:crdVersions=v1 paths=./sync/api/... output:crd:dir=./sync/api/crds
 	cp examples/sealedsecret/crd.yaml sync/api/crds/bitnami.com_sealedsecrets.yaml
 	$(GO) run ./cmd/keyway crds > examples/install/crds.yaml
+	cp examples/install/crds.yaml examples/chart/keyway/crds/crds.yaml
+	cp examples/argocd/plugin.yaml examples/chart/keyway/files/plugin.yaml
 
 lint: ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
