@@ -110,6 +110,7 @@ daemon read another repository or the machine's files.`,
 		},
 	}
 	bindDaemonFlags(cmd.Flags(), &o, &ro, &af, true)
+	cmd.AddCommand(newDaemonExportCommand(a), newDaemonImportCommand(a))
 	return cmd
 }
 
