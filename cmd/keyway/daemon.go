@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -47,6 +48,7 @@ type daemonOptions struct {
 	QPS                 float32
 	Burst               int
 	LeaderElect         bool
+	Shard               bool
 	Lease               kube.LeaseOptions
 }
 
@@ -134,7 +136,8 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 		fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of git push webhooks (GitHub/Bitbucket Server HMAC, GitLab token, Bitbucket Cloud hook UUID): serves POST /api/webhook on --status-addr; without it there is no webhook endpoint")
 		fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
 		fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
-		fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once")
+		fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once and --shard")
+		fs.BoolVar(&o.Shard, "shard", false, "spread the applications over every replica started with --shard (each announces itself with a Lease in --state-namespace; a dead replica's applications move to the others within the lease duration)")
 		fs.DurationVar(&o.Lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
 		fs.DurationVar(&o.Lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it exits")
 		fs.DurationVar(&o.Lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
@@ -153,7 +156,7 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 }
 
 func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) error {
-	if !o.Once && o.LeaderElect && (o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline) {
+	if !o.Once && (o.LeaderElect || o.Shard) && (o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline) {
 		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
 	}
 	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af)
@@ -211,6 +214,14 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 		if err := d.Run(ctx, o.Interval); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("daemon stopped", "error", err)
 		}
+	}
+	if o.Shard {
+		host, _ := os.Hostname()
+		id := strings.Trim(regexp.MustCompile(`[^a-z0-9-]+`).ReplaceAllString(strings.ToLower(fmt.Sprintf("%s-%d", host, os.Getpid())), "-"), "-")
+		d.SetSharding(&apps.Sharding{Identity: id, LeaseDuration: o.Lease.LeaseDuration, RenewPeriod: o.Lease.RetryPeriod})
+		a.log.Info("sharding", "identity", id)
+		run(ctx)
+		return nil
 	}
 	if !o.LeaderElect {
 		run(ctx)

@@ -82,6 +82,9 @@ func (d *Daemon) syncSet(ctx context.Context, set *v1alpha1.ApplicationSet, t Tr
 		}
 		d.apps[a.Name] = &appEntry{app: a, parent: key, root: true, generated: true}
 		d.mu.Unlock()
+		if d.shard != nil && !d.shard.owns(a.Name) {
+			continue
+		}
 		d.syncRetrying(ctx, a, "ApplicationSet/"+set.Name, true, t, map[string]bool{key: true})
 	}
 	if t == DiffOnly {

@@ -64,6 +64,8 @@ type Options struct {
 	AllowRepos []string
 	Logger     *slog.Logger
 	Registry   prometheus.Registerer
+	// Sharding, when set, spreads root applications over the replicas (Run only).
+	Sharding *Sharding
 }
 
 // Daemon syncs applications. A Daemon value is the hub (the cluster of Options.Config,
@@ -95,6 +97,7 @@ type state struct {
 	clusters map[string]*clusterView             // destination clusters by server, from cluster Secrets
 	refresh  chan string                         // applications a webhook asked to sync now
 	ckey     []byte                              // the secret checksum key
+	shard    *sharder                            // nil: this daemon syncs every application
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
 	stopping context.Context

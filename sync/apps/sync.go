@@ -39,6 +39,9 @@ const (
 // statuses of all.
 func (d *Daemon) SyncAll(ctx context.Context, t Trigger) []Status {
 	for _, a := range d.roots() {
+		if d.shard != nil && !d.shard.owns(a.Name) {
+			continue
+		}
 		d.syncRetrying(ctx, a, "", true, t, map[string]bool{})
 	}
 	d.mu.Lock()
@@ -61,6 +64,9 @@ func (d *Daemon) SyncOne(ctx context.Context, name string, t Trigger) (*Status, 
 	d.mu.Unlock()
 	if !ok {
 		return nil, false
+	}
+	if d.shard != nil && !d.shard.owns(d.topOf(name)) {
+		return nil, false // another replica's
 	}
 	return d.syncRetrying(ctx, e.app, e.parent, e.root, t, map[string]bool{}), true
 }
@@ -294,8 +300,17 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		return finish("outofsync")
 	}
 
-	// The operation. The inventory first takes in everything about to be applied, so an
-	// interrupted sync still knows what it created.
+	// The operation: with replicas, under the application's lock.
+	if d.shard != nil {
+		release, err := d.shard.lock(ctx, a.Name)
+		if err != nil {
+			st.Message = err.Error()
+			return finish("skipped")
+		}
+		defer release()
+	}
+	// The inventory first takes in everything about to be applied, so an interrupted sync
+	// still knows what it created.
 	grown := *inv
 	grown.Entries = append(slices.Clone(inv.Entries), keys(resources)...)
 	grown.Children = append(slices.Clone(inv.Children), childNames...)
@@ -355,6 +370,20 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		st.Message = fmt.Sprintf("%d object(s) left git but are not pruned (syncPolicy.automated.prune is off, or Prune=false/confirm)", len(prune))
 	}
 	return finish("synced")
+}
+
+// topOf is the root application (or ApplicationSet) a known application descends from.
+func (d *Daemon) topOf(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for range 100 {
+		e, ok := d.apps[name]
+		if !ok || e.root || e.parent == "" {
+			return name
+		}
+		name = e.parent
+	}
+	return name
 }
 
 // writeInventoryAs stores the inventory with entries and children, and the revision.

@@ -30,6 +30,17 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 
 	work := context.WithoutCancel(ctx) // a sync that started finishes its wave
 	d.stopping = ctx
+	if o := d.o.Sharding; o != nil {
+		if o.LeaseDuration <= 0 {
+			o.LeaseDuration = 15 * time.Second
+		}
+		if o.RenewPeriod <= 0 {
+			o.RenewPeriod = 2 * time.Second
+		}
+		d.shard = &sharder{o: *o, kube: d.hub.kube, ns: d.o.StateNamespace}
+		d.shard.tick(ctx)
+		go d.shard.run(ctx)
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	retry := time.NewTicker(time.Second)
