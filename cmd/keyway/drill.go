@@ -68,7 +68,7 @@ with mode 0600. 'keyway daemon import' restores it into a new cluster.`,
 			secrets, err := kube.CoreV1().Secrets(stateNS).List(ctx, metav1.ListOptions{
 				LabelSelector: gitsource.SecretTypeLabel + " in (repository,repo-creds,cluster)"})
 			if err != nil {
-				return fmt.Errorf("Secrets of %s: %w", stateNS, err)
+				return fmt.Errorf("reading the Secrets of %s: %w", stateNS, err)
 			}
 			for i := range secrets.Items {
 				objs = append(objs, cleanSecret(&secrets.Items[i]))
@@ -217,7 +217,7 @@ DIR'. Start the controller after importing the sealing keys, then the daemon.`,
 
 func restoreSecret(ctx context.Context, kube kubernetes.Interface, s *corev1.Secret) error {
 	if s.Namespace == "" {
-		return fmt.Errorf("Secret %s: no namespace in the export", s.Name)
+		return fmt.Errorf("the export has Secret %s without a namespace", s.Name)
 	}
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("namespace %s: %w", s.Namespace, err)
@@ -233,7 +233,7 @@ func restoreSecret(ctx context.Context, kube kubernetes.Interface, s *corev1.Sec
 		_, err = secrets.Update(ctx, s, metav1.UpdateOptions{FieldManager: "keyway-import"})
 	}
 	if err != nil {
-		return fmt.Errorf("Secret %s/%s: %w", s.Namespace, s.Name, err)
+		return fmt.Errorf("restoring Secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return nil
 }

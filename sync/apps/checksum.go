@@ -200,7 +200,7 @@ func (d *Daemon) checksumKey(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("the secret checksum key (Secret %s/%s): %s", d.o.StateNamespace, checksumKeySecret, reason(err))
 	}
 	if len(s.Data["key"]) < 16 {
-		return nil, fmt.Errorf("Secret %s/%s: key is missing or short", d.o.StateNamespace, checksumKeySecret)
+		return nil, fmt.Errorf("the checksum key in Secret %s/%s is missing or short", d.o.StateNamespace, checksumKeySecret)
 	}
 	d.mu.Lock()
 	d.ckey = s.Data["key"]
