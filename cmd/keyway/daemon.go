@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -308,9 +312,10 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		}
 	}
 	reg := prometheus.NewRegistry()
+	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
 		AllowRepos: o.AllowRepos, Logger: a.log, Registry: reg,
-		Render: daemonRenderer(cmd, a, ro, pol, pool, sealTo)})
+		Render: renderFn, Inputs: inputCheck})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -336,11 +341,10 @@ func oneLine(s string) string {
 
 // daemonRenderer renders an application as `keyway argocd generate` would: the same
 // engine, backends, isolated builds and closed policy (plugin env entries that steer
-// keyway need --argocd-allow-env; --argocd-project-path applies to spec.project).
-func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) apps.Renderer {
-	return func(ctx context.Context, req apps.RenderRequest) ([]*manifest.Document, error) {
-		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		defer cancel()
+// keyway need --argocd-allow-env; --argocd-project-path applies to spec.project). It
+// records each secret the render read, so a poll can tell whether any changed.
+func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) (apps.Renderer, apps.InputCheck) {
+	clientsFor := func(req apps.RenderRequest) (*providers.Clients, error) {
 		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
 		if err != nil {
 			return nil, err
@@ -351,9 +355,18 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 		}
 		served := *a
 		served.pool = pool
-		clients := served.clients(settings)
+		return served.clients(settings), nil
+	}
+	render := func(ctx context.Context, req apps.RenderRequest) ([]*manifest.Document, []apps.Input, error) {
+		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		clients, err := clientsFor(req)
+		if err != nil {
+			return nil, nil, err
+		}
 		defer clients.Close()
-		engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
+		rec := &recordingFetcher{Clients: clients, seen: map[string]apps.Input{}}
+		engine := render.New(rec, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
 			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
 		sess := engine.Start(ctx)
 		load := render.LoadOptions{Source: req.Source, Helm: req.Helm, Root: req.Root, Builder: builder(o.MaxBuildMem),
@@ -362,18 +375,90 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 		if err != nil {
 			cancel()
 			_, _ = sess.Finish(nil)
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := sess.Finish(docs); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if sealTo != nil {
 			if err := sealing.SealRendered(docs, sealTo, req.App.Spec.Destination.Namespace); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		return docs, nil
+		return docs, rec.inputs(), nil
 	}
+	check := func(ctx context.Context, req apps.RenderRequest, inputs []apps.Input) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		clients, err := clientsFor(req)
+		if err != nil {
+			return true, err
+		}
+		defer clients.Close()
+		for _, in := range inputs {
+			s, err := clients.Fetch(ctx, in.Ref)
+			if err != nil {
+				return true, err
+			}
+			if secretHash(s) != in.Hash {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	return render, check
+}
+
+// recordingFetcher is the render's fetcher, noting what each secret read returned.
+type recordingFetcher struct {
+	*providers.Clients
+	mu   sync.Mutex
+	seen map[string]apps.Input
+}
+
+func (r *recordingFetcher) note(ref providers.Ref, s providers.Secret) {
+	r.mu.Lock()
+	r.seen[ref.String()] = apps.Input{Ref: ref, Hash: secretHash(s)}
+	r.mu.Unlock()
+}
+
+func (r *recordingFetcher) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+	s, err := r.Clients.Fetch(ctx, ref)
+	if err == nil {
+		r.note(ref, s)
+	}
+	return s, err
+}
+
+func (r *recordingFetcher) FetchBatch(ctx context.Context, refs []providers.Ref) []providers.Result {
+	out := r.Clients.FetchBatch(ctx, refs)
+	for i, res := range out {
+		if res.Err == nil {
+			r.note(refs[i], res.Secret)
+		}
+	}
+	return out
+}
+
+func (r *recordingFetcher) inputs() []apps.Input {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]apps.Input, 0, len(r.seen))
+	for _, in := range r.seen {
+		out = append(out, in)
+	}
+	return out
+}
+
+// secretHash fingerprints what a read returned (in memory only).
+func secretHash(s providers.Secret) string {
+	b, _ := json.Marshal(struct {
+		D map[string]any
+		W any
+		V string
+	}{s.Data, s.Whole, s.Version})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // loadApplications reads Application, AppProject and ApplicationSet manifests from files and directories

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strconv"
 	"net"
 	"os"
 	"os/exec"
@@ -101,6 +104,24 @@ spec:
 	if strings.Contains(first, canary) {
 		t.Fatal("the checksum holds the value")
 	}
+	// Polls with nothing changed reuse the render: the secret is read again, nothing built.
+	metric := func(result string) float64 {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, `keyway_daemon_renders_total{result="`+result+`"} `); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return 0
+	}
+	waitFor(t, 30*time.Second, "polls reusing the render", func() bool { return metric("reused") >= 2 })
+	renderedBefore := metric("rendered")
 	rotated := time.Now()
 	setPassword(canary + "-v2")
 	waitFor(t, 30*time.Second, "the rotated checksum", func() bool { c := checksum("web"); return c != "" && c != first })
@@ -110,6 +131,9 @@ spec:
 		t.Fatalf("the Secret was not rotated: %q", s.Data["password"])
 	}
 	t.Logf("rotation: Vault write → new pod-template checksum in %s (interval 2s)", took.Round(10*time.Millisecond))
+	if metric("rendered") <= renderedBefore {
+		t.Fatal("the rotated secret did not make the application render again")
+	}
 	if took > 2*time.Second+5*time.Second {
 		t.Errorf("rotation took %s, more than one interval plus 5s", took)
 	}

@@ -23,14 +23,27 @@ import (
 	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
+	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
 const fieldManager = "keyway"
 
-// Renderer renders one application's source. It is the caller's, so the daemon renders
-// with exactly the engine, backends and policy the Argo CD plugin uses.
-type Renderer func(ctx context.Context, r RenderRequest) ([]*manifest.Document, error)
+// Renderer renders one application's source and lists the secrets the render read. It is
+// the caller's, so the daemon renders with exactly the engine, backends and policy the Argo
+// CD plugin uses.
+type Renderer func(ctx context.Context, r RenderRequest) ([]*manifest.Document, []Input, error)
+
+// Input is one secret a render read: its reference and a hash of what was read (held in
+// memory only).
+type Input struct {
+	Ref  providers.Ref
+	Hash string
+}
+
+// InputCheck reads the inputs of an earlier render again and reports whether any reads
+// differently now (a rotated secret).
+type InputCheck func(ctx context.Context, r RenderRequest, inputs []Input) (changed bool, err error)
 
 // RenderRequest is what to render for an application.
 type RenderRequest struct {
@@ -49,6 +62,10 @@ type Options struct {
 	Config *rest.Config
 	Git    *gitsource.Cache
 	Render Renderer
+	// Inputs, when set, lets a poll reuse an application's last render: when neither its
+	// revision, its Application nor any secret its render read has changed, nothing is
+	// rendered again (no Helm or kustomize build), and each distinct secret is read once.
+	Inputs InputCheck
 	// StateNamespace holds the inventories (one ConfigMap per application) and the
 	// repository Secrets.
 	StateNamespace string
@@ -97,6 +114,7 @@ type state struct {
 	clusters map[string]*clusterView             // destination clusters by server, from cluster Secrets
 	refresh  chan string                         // applications a webhook asked to sync now
 	ckey     []byte                              // the secret checksum key
+	renders  map[string]*renderCache             // the last render of each application, for polls
 	shard    *sharder                            // nil: this daemon syncs every application
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
@@ -145,7 +163,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
-		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024)}
+		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}}
 	d := &Daemon{state: st, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 	st.hub = d
 	d.m = newMetrics(o.Registry)

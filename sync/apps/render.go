@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,8 +16,16 @@ import (
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
-// renderApp renders the application at dir inside the checkout root.
-func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, dir string) ([]*manifest.Document, error) {
+// renderCache is an application's last successful render.
+type renderCache struct {
+	key    string // revision and Application spec
+	docs   []*manifest.Document
+	inputs []Input
+}
+
+// renderApp renders the application at dir inside the checkout root. A poll reuses the
+// last render when the revision, the Application and every secret it read are unchanged.
+func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, dir, revision string, t Trigger) ([]*manifest.Document, error) {
 	fi, err := os.Stat(dir)
 	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("spec.source.path %q: no such directory in the repository", a.Spec.Source.Path)
@@ -25,7 +34,30 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	if err != nil {
 		return nil, err
 	}
-	return d.o.Render(ctx, req)
+	spec, _ := json.Marshal(a.Spec)
+	key := revision + "\x00" + string(spec)
+	d.mu.Lock()
+	c := d.renders[a.Name]
+	d.mu.Unlock()
+	if t == Poll && d.o.Inputs != nil && c != nil && c.key == key {
+		changed, err := d.o.Inputs(ctx, req, c.inputs)
+		if err == nil && !changed {
+			d.m.renders.WithLabelValues("reused").Inc()
+			return c.docs, nil
+		}
+	}
+	docs, inputs, err := d.o.Render(ctx, req)
+	if err != nil {
+		d.mu.Lock()
+		delete(d.renders, a.Name)
+		d.mu.Unlock()
+		return nil, err
+	}
+	d.m.renders.WithLabelValues("rendered").Inc()
+	d.mu.Lock()
+	d.renders[a.Name] = &renderCache{key: key, docs: docs, inputs: inputs}
+	d.mu.Unlock()
+	return docs, nil
 }
 
 // renderRequest translates the Application's source settings, as Argo CD reads them.

@@ -118,6 +118,7 @@ type metrics struct {
 	health   *prometheus.GaugeVec
 	synced   *prometheus.GaugeVec
 	webhooks *prometheus.CounterVec
+	renders  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -134,9 +135,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 when the application is Synced."}, []string{"app"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_webhooks_total",
 			Help: "Webhook requests by outcome: accepted, ignored (not a push), refused (signature or token)."}, []string{"result"}),
+		renders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_renders_total",
+			Help: "Application renders by result: rendered, or reused (revision, Application and every secret read unchanged)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced, m.webhooks)
+		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced, m.webhooks, m.renders)
 	}
 	return m
 }

@@ -128,7 +128,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		return fail(err)
 	}
 	st.Revision, checkout = co.Revision, co.Dir
-	docs, err := d.renderApp(ctx, a, co.Dir, dir)
+	docs, err := d.renderApp(ctx, a, co.Dir, dir, co.Revision, t)
 	if err != nil {
 		return fail(fmt.Errorf("render failed, nothing applied or pruned: %w", err))
 	}
