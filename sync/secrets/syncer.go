@@ -708,8 +708,42 @@ func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultP
 		default:
 			return nil, refusal{what + ": auth.kubernetes needs serviceAccountRef or secretRef"}
 		}
+	case a.Jwt != nil:
+		j := a.Jwt
+		set[vault.SettingAuthMethod], set[vault.SettingAuthMount], set[vault.SettingRole] = "jwt", j.Path, j.Role
+		switch {
+		case j.SecretRef != nil:
+			jwt, err := secretValue(*j.SecretRef, "auth.jwt.secretRef")
+			if err != nil {
+				return nil, err
+			}
+			set[vault.SettingJWT] = jwt
+		case j.KubernetesServiceAccountToken != nil:
+			sa := j.KubernetesServiceAccountToken.ServiceAccountRef
+			if aud := j.KubernetesServiceAccountToken.Audiences; aud != nil {
+				sa.Audiences = append(sa.Audiences, *aud...)
+			}
+			jwt, err := s.serviceAccountToken(ctx, what, ns, sa)
+			if err != nil {
+				return nil, err
+			}
+			set[vault.SettingJWT] = jwt
+		default:
+			return nil, refusal{what + ": auth.jwt needs secretRef or kubernetesServiceAccountToken"}
+		}
+	case a.UserPass != nil:
+		u := a.UserPass
+		if u.Username == "" {
+			return nil, refusal{what + ": auth.userPass.username is required"}
+		}
+		pass, err := secretValue(u.SecretRef, "auth.userPass.secretRef")
+		if err != nil {
+			return nil, err
+		}
+		set[vault.SettingAuthMethod], set[vault.SettingAuthMount] = "userpass", u.Path
+		set[vault.SettingUsername], set[vault.SettingPassword] = u.Username, pass
 	default:
-		return nil, refusal{what + ": only tokenSecretRef, appRole and kubernetes auth are supported yet"}
+		return nil, refusal{what + ": vault.auth needs tokenSecretRef, appRole, kubernetes, jwt or userPass"}
 	}
 	if err := s.opts.Backends.Validate(map[string]providers.Settings{"vault": set}); err != nil {
 		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}

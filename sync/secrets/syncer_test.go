@@ -467,6 +467,33 @@ spec:
 		})
 	})
 
+	t.Run("Vault userPass auth, the password from a Secret", func(t *testing.T) {
+		if _, err := f.kube.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-userpass", Namespace: "default"},
+			StringData: map[string]string{"password": "userpass-password"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: vault-userpass, namespace: default}
+spec:
+  provider:
+    vault:
+      server: %q
+      auth:
+        userPass: {path: userpass, username: keyway, secretRef: {name: vault-userpass, key: password}}
+`, addr))
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: userpass-auth, namespace: default}
+spec:
+  secretStoreRef: {name: vault-userpass}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`)
+		poll(t, "the Secret through userpass", func() bool { v, _ := f.secretValue(t, "default", "userpass-auth", "password"); return v == syncCanary+"-pw" })
+		poll(t, "the store Ready", func() bool { return f.storeReady(t, "default", "vault-userpass") == "True/Valid" })
+	})
+
 	t.Run("AWS Secrets Manager through the wire-level fake (SigV4 checked)", func(t *testing.T) {
 		f.namespace(t, "aws")
 		if _, err := f.kube.CoreV1().Secrets("aws").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "awssm-secret"},
