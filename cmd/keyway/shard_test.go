@@ -59,7 +59,7 @@ spec:
 	var replicas []replica
 	for i := range 3 {
 		cmd := exec.Command("keyway", "daemon", "--shard", "--kubeconfig", env.Kubeconfig, "--app", appsDir, "--cache-dir", filepath.Join(work, fmt.Sprintf("cache%d", i)),
-			"--interval", "2s", "--status-addr", "", "--leader-election-lease-duration", "3s", "--leader-election-renew-deadline", "2s", "--leader-election-retry-period", "500ms")
+			"--interval", "2s", "--status-addr", "", "--leader-election-lease-duration", "6s", "--leader-election-renew-deadline", "4s", "--leader-election-retry-period", "500ms")
 		logs := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
@@ -80,8 +80,8 @@ spec:
 		}
 		return true
 	})
-	// Settle (every replica a member), then watch a window of polls.
-	time.Sleep(5 * time.Second)
+	// Settle (every replica a member: past the 6 s warm-up), then watch a window of polls.
+	time.Sleep(8 * time.Second)
 	marks := make([]int, len(replicas))
 	for r := range replicas {
 		marks[r] = len(replicas[r].logs.String())
@@ -133,5 +133,5 @@ spec:
 		}
 		return true
 	})
-	t.Logf("takeover: %d application(s) of the killed replica back %s after the kill (lease 3s, interval 2s)", len(orphaned), time.Since(killed).Round(100*time.Millisecond))
+	t.Logf("takeover: %d application(s) of the killed replica back %s after the kill (lease 6s, interval 2s)", len(orphaned), time.Since(killed).Round(100*time.Millisecond))
 }
