@@ -490,7 +490,10 @@ spec:
   data:
   - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
 `)
-		poll(t, "the Secret through userpass", func() bool { v, _ := f.secretValue(t, "default", "userpass-auth", "password"); return v == syncCanary+"-pw" })
+		poll(t, "the Secret through userpass", func() bool {
+			v, _ := f.secretValue(t, "default", "userpass-auth", "password")
+			return v == syncCanary+"-pw"
+		})
 		poll(t, "the store Ready", func() bool { return f.storeReady(t, "default", "vault-userpass") == "True/Valid" })
 	})
 
