@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,7 +164,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	if !o.Once && (o.LeaderElect || o.Shard) && (o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline) {
 		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
 	}
-	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af)
+	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af, nil)
 	if err != nil {
 		return err
 	}
@@ -241,7 +242,8 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 
 // setupDaemon checks the flags and builds the daemon with its applications, projects and
 // sets; closeAll releases the backend clients (revoking Vault tokens).
-func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) (*apps.Daemon, *prometheus.Registry, func(), error) {
+// values, when not nil, collects every secret value the renders read (for redaction).
+func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags, values *valueSet) (*apps.Daemon, *prometheus.Registry, func(), error) {
 	if len(o.Apps) == 0 {
 		return nil, nil, nil, usagef("--app is required: an Application manifest or a directory of them")
 	}
@@ -312,7 +314,7 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		}
 	}
 	reg := prometheus.NewRegistry()
-	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
+	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo, values)
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
 		AllowRepos: o.AllowRepos, Logger: a.log, Registry: reg,
 		Render: renderFn, Inputs: inputCheck})
@@ -343,7 +345,7 @@ func oneLine(s string) string {
 // engine, backends, isolated builds and closed policy (plugin env entries that steer
 // keyway need --argocd-allow-env; --argocd-project-path applies to spec.project). It
 // records each secret the render read, so a poll can tell whether any changed.
-func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) (apps.Renderer, apps.InputCheck) {
+func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey, values *valueSet) (apps.Renderer, apps.InputCheck) {
 	clientsFor := func(req apps.RenderRequest) (*providers.Clients, error) {
 		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
 		if err != nil {
@@ -365,7 +367,7 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 			return nil, nil, err
 		}
 		defer clients.Close()
-		rec := &recordingFetcher{Clients: clients, seen: map[string]apps.Input{}}
+		rec := &recordingFetcher{Clients: clients, seen: map[string]apps.Input{}, values: values}
 		engine := render.New(rec, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
 			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
 		sess := engine.Start(ctx)
@@ -412,14 +414,74 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 // recordingFetcher is the render's fetcher, noting what each secret read returned.
 type recordingFetcher struct {
 	*providers.Clients
-	mu   sync.Mutex
-	seen map[string]apps.Input
+	mu     sync.Mutex
+	seen   map[string]apps.Input
+	values *valueSet // nil: values are not collected
 }
 
 func (r *recordingFetcher) note(ref providers.Ref, s providers.Secret) {
 	r.mu.Lock()
 	r.seen[ref.String()] = apps.Input{Ref: ref, Hash: secretHash(s)}
 	r.mu.Unlock()
+	if r.values != nil {
+		r.values.addSecret(s)
+	}
+}
+
+// valueSet holds secret values read by renders, in memory only, to redact them from output
+// that shows rendered objects (keyway diff).
+type valueSet struct {
+	mu   sync.Mutex
+	vals map[string]bool
+}
+
+func (v *valueSet) addSecret(s providers.Secret) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.vals == nil {
+		v.vals = map[string]bool{}
+	}
+	var walk func(x any)
+	walk = func(x any) {
+		switch t := x.(type) {
+		case string:
+			if len(t) >= 4 {
+				v.vals[t] = true
+				for _, line := range strings.Split(t, "\n") { // a multi-line value shows line by line
+					if len(strings.TrimSpace(line)) >= 4 {
+						v.vals[strings.TrimSpace(line)] = true
+					}
+				}
+			}
+		case []byte:
+			walk(string(t))
+		case map[string]any:
+			for _, e := range t {
+				walk(e)
+			}
+		case []any:
+			for _, e := range t {
+				walk(e)
+			}
+		}
+	}
+	walk(s.Data)
+	walk(s.Whole)
+}
+
+// redact replaces every collected value in text, longest first.
+func (v *valueSet) redact(text string) string {
+	v.mu.Lock()
+	vals := make([]string, 0, len(v.vals))
+	for s := range v.vals {
+		vals = append(vals, s)
+	}
+	v.mu.Unlock()
+	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range vals {
+		text = strings.ReplaceAll(text, s, "(secret value)")
+	}
+	return text
 }
 
 func (r *recordingFetcher) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {

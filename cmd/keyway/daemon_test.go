@@ -458,12 +458,15 @@ func TestDaemon(t *testing.T) {
 		if out, errs, code := diff(secretsFile); code != 0 || out != "" {
 			t.Fatalf("no change: exit %d\n%s\n%s", code, out, errs)
 		}
-		defer g.commit("back", map[string]string{"services/prometheus/config.yaml": guideRepo["services/prometheus/config.yaml"]})
-		g.commit("slower scrape", map[string]string{"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 45s}\n"})
+		defer g.commit("back", map[string]string{"services/prometheus/config.yaml": guideRepo["services/prometheus/config.yaml"], "services/prometheus/leak.yaml": ""})
+		g.commit("slower scrape", map[string]string{"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 45s}\n",
+			// A secret reference in a ConfigMap: the diff must not print its value either.
+			"services/prometheus/leak.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-leak}\ndata: {key: <path:secret/data/myapp#api-key>}\n"})
 		rotated := write("rotated.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"-rotated\n")
 		out, errs, code := diff(rotated)
 		if code != 1 || !strings.Contains(out, "-  scrape_interval: 30s") || !strings.Contains(out, "+  scrape_interval: 45s") ||
-			!strings.Contains(out, "# api-server: update /Secret/backend/api-secret") || !strings.Contains(out, "+  API_KEY: (new value)") {
+			!strings.Contains(out, "# api-server: update /Secret/backend/api-secret") || !strings.Contains(out, "+  API_KEY: (new value)") ||
+			!strings.Contains(out, "+  key: (secret value)") {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 		}
 		if _, _, code := diff(filepath.Join(work, "no-such-secrets.yaml")); code != 2 {

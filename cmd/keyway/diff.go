@@ -20,7 +20,8 @@ func newDiffCommand(a *app) *cobra.Command {
 ApplicationSets included), checks every object with a server-side dry run against the
 cluster, and prints a unified diff per object that would be created, changed or pruned.
 It writes nothing to the cluster. A Secret's values never appear: each key shows as
-(unchanged), (old value) and (new value), (added) or (removed).
+(unchanged), (old value) and (new value), (added) or (removed); a secret value
+substituted anywhere else (a ConfigMap, an environment variable) shows as (secret value).
 
 Exit status: 0 no changes, 1 changes, 2 an error (a render, a refused object, an
 unreachable cluster) — for pull-request checks in CI.`,
@@ -28,7 +29,10 @@ unreachable cluster) — for pull-request checks in CI.`,
     --secrets-file secrets.enc.yaml --age-identity key.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af)
+			// Secret values are masked in Secrets by the diff itself; values substituted
+			// anywhere else (a ConfigMap, an env value) are redacted here.
+			values := &valueSet{}
+			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af, values)
 			if err != nil {
 				return err
 			}
@@ -43,7 +47,7 @@ unreachable cluster) — for pull-request checks in CI.`,
 				}
 				for _, od := range s.Diffs {
 					changes++
-					fmt.Fprintf(a.out, "# %s: %s %s\n%s", s.Name, od.Action, od.Key, od.Diff)
+					fmt.Fprintf(a.out, "# %s: %s %s\n%s", s.Name, od.Action, od.Key, values.redact(od.Diff))
 				}
 			}
 			switch {
