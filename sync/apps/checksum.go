@@ -35,7 +35,7 @@ var podTemplateKinds = map[string]bool{"apps/Deployment": true, "apps/StatefulSe
 // hashed from the render, others (synced by an ExternalSecret, unsealed from a
 // SealedSecret) from the cluster. The hash is an HMAC under a key kept in the state
 // namespace, so a checksum cannot be used to guess a low-entropy value.
-func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application, items []*item) error {
+func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application, items []*item, t Trigger) error {
 	dest := a.Spec.Destination.Namespace
 	if dest == "" {
 		dest = "default"
@@ -68,7 +68,7 @@ func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application,
 		}
 		if key == nil {
 			var err error
-			if key, err = d.checksumKey(ctx); err != nil {
+			if key, err = d.checksumKey(ctx, t != DiffOnly); err != nil {
 				return err
 			}
 		}
@@ -174,8 +174,9 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// checksumKey returns the checksum key, creating it in the state namespace on first use.
-func (d *Daemon) checksumKey(ctx context.Context) ([]byte, error) {
+// checksumKey returns the checksum key, creating it in the state namespace on first use —
+// or, when create is off (keyway diff writes nothing), using a key of this process only.
+func (d *Daemon) checksumKey(ctx context.Context, create bool) ([]byte, error) {
 	d.mu.Lock()
 	k := d.ckey
 	d.mu.Unlock()
@@ -188,6 +189,9 @@ func (d *Daemon) checksumKey(ctx context.Context) ([]byte, error) {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
+		}
+		if !create {
+			return key, nil
 		}
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: checksumKeySecret, Namespace: d.o.StateNamespace,
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "keyway"}}, Data: map[string][]byte{"key": key}}

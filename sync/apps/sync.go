@@ -169,7 +169,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	if err != nil {
 		return fail(err)
 	}
-	if err := d.annotateChecksums(ctx, a, r.items); err != nil {
+	if err := d.annotateChecksums(ctx, a, r.items, t); err != nil {
 		return fail(err)
 	}
 	plan, err := d.plan(ctx, a, r.items, rules)
