@@ -87,6 +87,14 @@ type Client interface {
 	Close() error
 }
 
+// Lister is a Client that can name the secrets under a path (Vault KV's LIST): the
+// syncer's dataFrom.find. Paths are returned in full (prefix included), sorted, folders
+// walked; at most limit are returned, and more is an error.
+type Lister interface {
+	Client
+	List(ctx context.Context, prefix string, limit int) ([]string, error)
+}
+
 // Settings configure one backend: flat keys (for example "secrets-file", "address") with string
 // values, so flags, environment variables and config files all map onto them the same way.
 // List values are comma-separated.
@@ -317,4 +325,17 @@ func Reason(msg string) string {
 		}
 	}
 	return msg
+}
+
+// List names the secrets under prefix in backend (see Lister), or says the backend cannot.
+func (c *Clients) List(ctx context.Context, backend, prefix string, limit int) ([]string, error) {
+	cl, err := c.Client(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
+	l, ok := cl.(Lister)
+	if !ok {
+		return nil, fmt.Errorf("backend %q cannot list secrets", backend)
+	}
+	return l.List(ctx, prefix, limit)
 }

@@ -901,22 +901,34 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		out[d.SecretKey] = v
 	}
 	for i, df := range es.Spec.DataFrom {
-		if df.Extract == nil {
-			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: only extract is supported yet", i)}
-		}
-		sec, err := s.fetch(ctx, st, ref(*df.Extract), notBefore)
-		if tolerate && errors.Is(err, providers.ErrNotFound) {
-			gone++
-			continue
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("dataFrom[%d]: %w", i, err)
-		}
-		for k, raw := range sec.Data {
-			v, err := decode(stringify(raw), df.Extract.DecodingStrategy)
+		var found map[string][]byte
+		switch {
+		case df.Find != nil:
+			found, err = s.find(ctx, st, df.Find, notBefore)
 			if err != nil {
-				return nil, 0, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
+				return nil, 0, fmt.Errorf("dataFrom[%d].find: %w", i, err)
 			}
+		case df.Extract != nil:
+			sec, err := s.fetch(ctx, st, ref(*df.Extract), notBefore)
+			if tolerate && errors.Is(err, providers.ErrNotFound) {
+				gone++
+				continue
+			}
+			if err != nil {
+				return nil, 0, fmt.Errorf("dataFrom[%d]: %w", i, err)
+			}
+			found = map[string][]byte{}
+			for k, raw := range sec.Data {
+				v, err := decode(stringify(raw), df.Extract.DecodingStrategy)
+				if err != nil {
+					return nil, 0, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
+				}
+				found[k] = v
+			}
+		default:
+			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: needs extract or find", i)}
+		}
+		for k, v := range found {
 			for _, rw := range df.Rewrite {
 				if rw.Regexp == nil {
 					continue
@@ -931,6 +943,60 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		}
 	}
 	return out, gone, nil
+}
+
+// maxFound bounds the secrets one dataFrom.find may select.
+const maxFound = 500
+
+// find is ESO's dataFrom.find for Vault: every secret under find.path (the store's mount by
+// default) whose path relative to the mount matches find.name.regexp, each as one key — its
+// path with '/' turned into '_' (ESO's Default conversion) — holding the secret's data as
+// JSON. Each secret is read through the shared read cache, like data[].
+func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecretFind, notBefore time.Time) (map[string][]byte, error) {
+	if st.backend != "vault" {
+		return nil, refusal{"find is supported for the vault provider only"}
+	}
+	if len(f.Tags) > 0 {
+		return nil, refusal{"find.tags is not supported yet (find.name and find.path are)"}
+	}
+	root := st.mount
+	if f.Path != nil && strings.Trim(*f.Path, "/") != "" {
+		root = st.mount + "/" + strings.Trim(*f.Path, "/")
+	}
+	var re *regexp.Regexp
+	if f.Name != nil && f.Name.RegExp != "" {
+		var err error
+		if re, err = regexp.Compile(f.Name.RegExp); err != nil {
+			return nil, refusal{fmt.Sprintf("find.name.regexp: %v", err)}
+		}
+	}
+	clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
+	paths, err := clients.List(ctx, st.backend, root, maxFound)
+	clients.Close()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, p := range paths {
+		rel := strings.TrimPrefix(p, st.mount+"/")
+		if re != nil && !re.MatchString(rel) {
+			continue
+		}
+		sec, err := s.fetch(ctx, st, providers.Ref{Backend: st.backend, Path: p}, notBefore)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := json.Marshal(sec.Data)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %v", rel, err)
+		}
+		v, err := decode(raw, f.DecodingStrategy)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", rel, err)
+		}
+		out[strings.ReplaceAll(rel, "/", "_")] = v
+	}
+	return out, nil
 }
 
 // property selects a value of a secret: the whole secret (as JSON when structured) without

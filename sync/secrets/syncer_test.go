@@ -342,6 +342,33 @@ spec:
 		})
 	})
 
+	t.Run("dataFrom.find lists Vault: every secret under a path whose name matches", func(t *testing.T) {
+		root := vaultRoot(t, addr, token)
+		for path, v := range map[string]string{"team/api": "a", "team/sub/worker": "w", "team/skip-me": "s", "other/db": "o"} {
+			if _, err := root.Logical().WriteWithContext(ctx, "secret/data/"+path, map[string]any{"data": map[string]any{"k": syncCanary + "-" + v}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: found, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  dataFrom:
+  - find: {path: team, name: {regexp: '^team/(api|sub/)'}}
+    rewrite: [{regexp: {source: '^team_', target: ''}}]
+`)
+		poll(t, "the found secrets", func() bool {
+			a, _ := f.secretValue(t, "shop", "found", "api")
+			w, _ := f.secretValue(t, "shop", "found", "sub_worker")
+			return a == `{"k":"`+syncCanary+`-a"}` && w == `{"k":"`+syncCanary+`-w"}`
+		})
+		s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "found", metav1.GetOptions{})
+		if len(s.Data) != 2 {
+			t.Fatalf("find selected %d keys, want 2 (skip-me and other/db excluded)", len(s.Data))
+		}
+	})
+
 	t.Run("templateFrom: ConfigMap items, KeysAndValues and a literal", func(t *testing.T) {
 		if _, err := f.kube.CoreV1().ConfigMaps("shop").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "tpl"}, Data: map[string]string{
 			"config.yaml": "db:\n  user: {{ .user }}\n  password: {{ .password }}\n",
