@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -17,6 +18,35 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/testenv"
 )
+
+// addSpoke registers spoke with the hub as `argocd cluster add` does: a service account with
+// cluster-admin on the spoke, and an Argo CD cluster Secret named name in the hub's
+// keyway-system holding its token and the spoke's CA. It returns the token.
+func addSpoke(tb testing.TB, hub kubernetes.Interface, spoke *testenv.Env, name string) string {
+	tb.Helper()
+	ctx := context.Background()
+	kube := kubernetes.NewForConfigOrDie(spoke.Config)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "keyway-manager", Namespace: "kube-system"}}
+	if _, err := kube.CoreV1().ServiceAccounts("kube-system").Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "keyway-manager"}, RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "keyway-manager", Namespace: "kube-system"}}}
+	if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	tr, err := kube.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "keyway-manager", &authv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	raw, _ := json.Marshal(map[string]any{"bearerToken": tr.Status.Token, "tlsClientConfig": map[string]any{"caData": spoke.Config.CAData}})
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + name, Namespace: "keyway-system", Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"}},
+		StringData: map[string]string{"name": name, "server": spoke.Config.Host, "config": string(raw)}}
+	if _, err := hub.CoreV1().Secrets("keyway-system").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		tb.Fatal(err)
+	}
+	return tr.Status.Token
+}
 
 // TestDaemonClusters runs the daemon on a hub API server deploying to a spoke API server
 // reached through an Argo CD cluster Secret with a service-account bearer token, beside a
@@ -36,20 +66,7 @@ func TestDaemonClusters(t *testing.T) {
 	if _, err := hub.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The spoke's service account for the hub, as `argocd cluster add` makes one.
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "keyway-manager", Namespace: "kube-system"}}
-	if _, err := spoke.CoreV1().ServiceAccounts("kube-system").Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "keyway-manager"}, RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "keyway-manager", Namespace: "kube-system"}}}
-	if _, err := spoke.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := spoke.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "keyway-manager", &authv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := addSpoke(t, hub, spokeEnv, "spoke")
 	clusterSecret := func(name, server string, cfg map[string]any) {
 		raw, _ := json.Marshal(cfg)
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + name, Namespace: "keyway-system", Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"}},
@@ -58,7 +75,6 @@ func TestDaemonClusters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	clusterSecret("spoke", spokeEnv.Config.Host, map[string]any{"bearerToken": tr.Status.Token, "tlsClientConfig": map[string]any{"caData": spokeEnv.Config.CAData}})
 	clusterSecret("gone", "https://127.0.0.1:1", map[string]any{"bearerToken": "x", "tlsClientConfig": map[string]any{"insecure": true}})
 
 	work := t.TempDir()
@@ -90,7 +106,7 @@ func TestDaemonClusters(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
 		}
-		if strings.Contains(string(out), tr.Status.Token) {
+		if strings.Contains(string(out), token) {
 			t.Fatal("the cluster token reached the output")
 		}
 		return string(out), code

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -33,18 +30,9 @@ func BenchmarkFleet(b *testing.B) {
 		return env, kubernetes.NewForConfigOrDie(env.Config)
 	}
 	hubEnv, hub := start()
-	spokeEnv, spoke := start()
+	spokeEnv, _ := start()
 	_, _ = hub.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{})
-	_, _ = spoke.CoreV1().ServiceAccounts("kube-system").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "hub"}}, metav1.CreateOptions{})
-	_, _ = spoke.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "hub"},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"}, Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "hub", Namespace: "kube-system"}}}, metav1.CreateOptions{})
-	tr, err := spoke.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, "hub", &authv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg, _ := json.Marshal(map[string]any{"bearerToken": tr.Status.Token, "tlsClientConfig": map[string]any{"caData": spokeEnv.Config.CAData}})
-	_, _ = hub.CoreV1().Secrets("keyway-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "spoke", Namespace: "keyway-system",
-		Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"}}, StringData: map[string]string{"name": "spoke", "server": spokeEnv.Config.Host, "config": string(cfg)}}, metav1.CreateOptions{})
+	addSpoke(b, hub, spokeEnv, "spoke")
 
 	dir := b.TempDir()
 	self, peakrss := buildRelease(b, dir), buildPeakRSS(b, dir)

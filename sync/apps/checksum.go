@@ -77,7 +77,9 @@ func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application,
 			ref := nsOf(it.obj) + "/" + n
 			data, ok := rendered[ref]
 			if !ok {
+				// Read from the cluster once per render, however many workloads use it.
 				data = d.liveSecretData(ctx, nsOf(it.obj), n)
+				rendered[ref] = data
 			}
 			fmt.Fprintf(m, "%s\x00", n)
 			for _, k := range sortedKeys(data) {

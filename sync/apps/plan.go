@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -141,7 +144,7 @@ func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*ite
 	}
 	wg.Wait()
 	if len(problems) > 0 {
-		sortStrings(problems)
+		slices.Sort(problems)
 		return nil, fmt.Errorf("the dry run refused %d object(s), nothing was applied:\n  %s", len(problems), strings.Join(problems, "\n  "))
 	}
 	return out, nil
@@ -356,12 +359,14 @@ func withLiveValues(rules []ignoreRule, k objKey, desired, live *unstructured.Un
 		}
 	}
 	u := &unstructured.Unstructured{}
-	b, _ := jsonMarshal(out)
+	b, _ := json.Marshal(out)
 	if err := u.UnmarshalJSON(b); err != nil {
 		return desired
 	}
 	return u
 }
+
+var quotedValue = regexp.MustCompile(`(?s)(got|Value:|value:|Invalid value:)\s.*`)
 
 // reason is an API error without the object or values it may quote: a validation error
 // by field and kind of error only (a rendered secret value can be what a field holds).
@@ -381,6 +386,11 @@ func reason(err error) string {
 		return fmt.Sprintf("invalid (%s)", strings.Join(parts, "; "))
 	}
 	msg := s.Message
+	if s.Reason == metav1.StatusReasonBadRequest {
+		// Server-side apply's type errors quote the value they could not take ("expected
+		// string, got &value.valueUnstructured{Value:…}"): it may be a rendered secret.
+		msg = quotedValue.ReplaceAllString(msg, "${1} (value left out)")
+	}
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}

@@ -2,7 +2,6 @@ package apps
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -184,7 +183,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		}
 	}
 	if len(refused) > 0 {
-		sortStrings(refused)
+		slices.Sort(refused)
 		return fail(fmt.Errorf("the project refuses %d object(s), nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  ")))
 	}
 
@@ -254,10 +253,11 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	allowed := t == Explicit || (automated != nil && (inv.Revision != co.Revision || automated.SelfHeal || !inv.exists))
 
 	if t == DiffOnly {
-		st.Diffs = diffs(plan, prune)
-		if !pruneOn {
-			st.Diffs = diffs(plan, nil)
+		var pruned []objKey
+		if pruneOn {
+			pruned = prune
 		}
+		st.Diffs = diffs(plan, pruned)
 		st.Sync = Synced
 		if len(st.Diffs) > 0 || nsMissing {
 			st.Sync = OutOfSync
@@ -641,7 +641,3 @@ func (d *Daemon) noteWrite(u *unstructured.Unstructured) {
 	d.written[string(u.GetUID())+"/"+u.GetResourceVersion()] = true
 	d.mu.Unlock()
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-func sortStrings(s []string) { slices.Sort(s) }

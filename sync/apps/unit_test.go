@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -256,4 +257,24 @@ func hexMAC(h func() hash.Hash, key, body []byte) string {
 	m := hmac.New(h, key)
 	m.Write(body)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+func TestReasonLeavesValuesOut(t *testing.T) {
+	err := apierrors.NewBadRequest(`failed to create typed patch object (/v1, Kind=ConfigMap) shop/cm: .data.k: expected string, got &value.valueUnstructured{Value:"s3cret-canary"}`)
+	if got := reason(err); strings.Contains(got, "s3cret-canary") || !strings.Contains(got, ".data.k: expected string") {
+		t.Fatalf("reason = %q", got)
+	}
+}
+
+func TestWebhookMatchingSyncsATreeOnce(t *testing.T) {
+	app := func(name, parent string) *appEntry {
+		return &appEntry{app: &v1alpha1.Application{Spec: v1alpha1.ApplicationSpec{Source: &v1alpha1.ApplicationSource{RepoURL: "https://git.example/org/infra.git", TargetRevision: "main"}}}, parent: parent, root: parent == ""}
+	}
+	d := &Daemon{state: &state{apps: map[string]*appEntry{"root": app("root", ""), "child": app("child", "root"), "grandchild": app("grandchild", "child")}}}
+	d.apps["other"] = app("other", "")
+	d.apps["other"].app.Spec.Source.RepoURL = "https://git.example/org/elsewhere.git"
+	got := d.matching(push{urls: []string{"https://git.example/org/infra"}, refs: []string{"main"}})
+	if len(got) != 1 || got[0] != "root" {
+		t.Fatalf("matching = %v, want only the root (its sync covers its children)", got)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
@@ -176,7 +177,28 @@ func (d *Daemon) matching(p push) []string {
 			out = append(out, name)
 		}
 	}
-	return out
+	// An application whose parent also matched syncs within its parent's sync: once.
+	matched := map[string]bool{}
+	for _, n := range out {
+		matched[n] = true
+	}
+	kept := out[:0]
+	for _, n := range out {
+		covered := false
+		for p, i := d.apps[n].parent, 0; p != "" && i < 100 && !covered; i++ {
+			covered = matched[p]
+			e, ok := d.apps[p]
+			if !ok {
+				break
+			}
+			p = e.parent
+		}
+		if !covered {
+			kept = append(kept, n)
+		}
+	}
+	slices.Sort(kept)
+	return kept
 }
 
 // sameRepo compares repository URLs across https and ssh forms: host and path, lower case,
