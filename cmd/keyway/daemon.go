@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,9 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,12 +21,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/kube"
-	"github.com/keyway-dev/keyway/internal/manifest"
-	"github.com/keyway-dev/keyway/plugins/argocd"
-	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
-	"github.com/keyway-dev/keyway/sealing"
-	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 	"github.com/keyway-dev/keyway/sync/apps"
 )
 
@@ -243,7 +233,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 // setupDaemon checks the flags and builds the daemon with its applications, projects and
 // sets; closeAll releases the backend clients (revoking Vault tokens).
 // values, when not nil, collects every secret value the renders read (for redaction).
-func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags, values *valueSet) (*apps.Daemon, *prometheus.Registry, func(), error) {
+func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags, values *apps.Redactor) (*apps.Daemon, *prometheus.Registry, func(), error) {
 	if len(o.Apps) == 0 {
 		return nil, nil, nil, usagef("--app is required: an Application manifest or a directory of them")
 	}
@@ -271,7 +261,7 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	roots, projects, sets, err := loadApplications(o.Apps)
+	m, err := apps.Load(o.Apps)
 	if err != nil {
 		return nil, nil, nil, usageError{err}
 	}
@@ -321,13 +311,13 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := d.Add(roots...); err != nil {
+	if err := d.Add(m.Apps...); err != nil {
 		return nil, nil, nil, usageError{err}
 	}
-	if err := d.AddProjects(projects...); err != nil {
+	if err := d.AddProjects(m.Projects...); err != nil {
 		return nil, nil, nil, usageError{err}
 	}
-	if err := d.AddSets(sets...); err != nil {
+	if err := d.AddSets(m.Sets...); err != nil {
 		return nil, nil, nil, usageError{err}
 	}
 	return d, reg, closeAll, nil
@@ -339,262 +329,4 @@ func oneLine(s string) string {
 		s = s[:300] + "…"
 	}
 	return s
-}
-
-// daemonRenderer renders an application as `keyway argocd generate` would: the same
-// engine, backends, isolated builds and closed policy (plugin env entries that steer
-// keyway need --argocd-allow-env; --argocd-project-path applies to spec.project). It
-// records each secret the render read, so a poll can tell whether any changed.
-func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey, values *valueSet) (apps.Renderer, apps.InputCheck) {
-	clientsFor := func(req apps.RenderRequest) (*providers.Clients, error) {
-		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
-		if err != nil {
-			return nil, err
-		}
-		settings, err := backendSettings(cmd.Flags(), &o.Vault, &o.Cloud, o.sections, overlay)
-		if err != nil {
-			return nil, err
-		}
-		served := *a
-		served.pool = pool
-		return served.clients(settings), nil
-	}
-	render := func(ctx context.Context, req apps.RenderRequest) ([]*manifest.Document, []apps.Input, error) {
-		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		defer cancel()
-		clients, err := clientsFor(req)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer clients.Close()
-		rec := &recordingFetcher{Clients: clients, seen: map[string]apps.Input{}, values: values}
-		engine := render.New(rec, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
-			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
-		sess := engine.Start(ctx)
-		load := render.LoadOptions{Source: req.Source, Helm: req.Helm, Root: req.Root, Builder: builder(o.MaxBuildMem),
-			Limits: manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}}
-		docs, err := render.LoadWith(ctx, req.Paths, strings.NewReader(""), load, sess.Add)
-		if err != nil {
-			cancel()
-			_, _ = sess.Finish(nil)
-			return nil, nil, err
-		}
-		if _, err := sess.Finish(docs); err != nil {
-			return nil, nil, err
-		}
-		if sealTo != nil {
-			if err := sealing.SealRendered(docs, sealTo, req.App.Spec.Destination.Namespace); err != nil {
-				return nil, nil, err
-			}
-		}
-		return docs, rec.inputs(), nil
-	}
-	check := func(ctx context.Context, req apps.RenderRequest, inputs []apps.Input) (bool, error) {
-		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		defer cancel()
-		clients, err := clientsFor(req)
-		if err != nil {
-			return true, err
-		}
-		defer clients.Close()
-		for _, in := range inputs {
-			s, err := clients.Fetch(ctx, in.Ref)
-			if err != nil {
-				return true, err
-			}
-			if secretHash(s) != in.Hash {
-				return true, nil
-			}
-		}
-		return false, nil
-	}
-	return render, check
-}
-
-// recordingFetcher is the render's fetcher, noting what each secret read returned.
-type recordingFetcher struct {
-	*providers.Clients
-	mu     sync.Mutex
-	seen   map[string]apps.Input
-	values *valueSet // nil: values are not collected
-}
-
-func (r *recordingFetcher) note(ref providers.Ref, s providers.Secret) {
-	r.mu.Lock()
-	r.seen[ref.String()] = apps.Input{Ref: ref, Hash: secretHash(s)}
-	r.mu.Unlock()
-	if r.values != nil {
-		r.values.addSecret(s)
-	}
-}
-
-// valueSet holds secret values read by renders, in memory only, to redact them from output
-// that shows rendered objects (keyway diff).
-type valueSet struct {
-	mu   sync.Mutex
-	vals map[string]bool
-}
-
-func (v *valueSet) addSecret(s providers.Secret) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.vals == nil {
-		v.vals = map[string]bool{}
-	}
-	var walk func(x any)
-	walk = func(x any) {
-		switch t := x.(type) {
-		case string:
-			if len(t) >= 4 {
-				v.vals[t] = true
-				for _, line := range strings.Split(t, "\n") { // a multi-line value shows line by line
-					if len(strings.TrimSpace(line)) >= 4 {
-						v.vals[strings.TrimSpace(line)] = true
-					}
-				}
-			}
-		case []byte:
-			walk(string(t))
-		case map[string]any:
-			for _, e := range t {
-				walk(e)
-			}
-		case []any:
-			for _, e := range t {
-				walk(e)
-			}
-		}
-	}
-	walk(s.Data)
-	walk(s.Whole)
-}
-
-// redact replaces every collected value in text, longest first.
-func (v *valueSet) redact(text string) string {
-	v.mu.Lock()
-	vals := make([]string, 0, len(v.vals))
-	for s := range v.vals {
-		vals = append(vals, s)
-	}
-	v.mu.Unlock()
-	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
-	for _, s := range vals {
-		text = strings.ReplaceAll(text, s, "(secret value)")
-	}
-	return text
-}
-
-func (r *recordingFetcher) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
-	s, err := r.Clients.Fetch(ctx, ref)
-	if err == nil {
-		r.note(ref, s)
-	}
-	return s, err
-}
-
-func (r *recordingFetcher) FetchBatch(ctx context.Context, refs []providers.Ref) []providers.Result {
-	out := r.Clients.FetchBatch(ctx, refs)
-	for i, res := range out {
-		if res.Err == nil {
-			r.note(refs[i], res.Secret)
-		}
-	}
-	return out
-}
-
-func (r *recordingFetcher) inputs() []apps.Input {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]apps.Input, 0, len(r.seen))
-	for _, in := range r.seen {
-		out = append(out, in)
-	}
-	return out
-}
-
-// secretHash fingerprints what a read returned (in memory only).
-func secretHash(s providers.Secret) string {
-	b, _ := json.Marshal(struct {
-		D map[string]any
-		W any
-		V string
-	}{s.Data, s.Whole, s.Version})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// loadApplications reads Application, AppProject and ApplicationSet manifests from files and directories
-// (*.yaml, *.yml, *.json, not recursive), refusing anything else in them. These are the
-// operator's: only projects given here count.
-func loadApplications(paths []string) ([]*v1alpha1.Application, []*v1alpha1.AppProject, []*v1alpha1.ApplicationSet, error) {
-	var out []*v1alpha1.Application
-	var projects []*v1alpha1.AppProject
-	var sets []*v1alpha1.ApplicationSet
-	for _, p := range paths {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("--app %s: %w", p, err)
-		}
-		files := []string{p}
-		if fi.IsDir() {
-			files = files[:0]
-			entries, err := os.ReadDir(p)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("--app %s: %w", p, err)
-			}
-			for _, e := range entries {
-				switch strings.ToLower(filepath.Ext(e.Name())) {
-				case ".yaml", ".yml", ".json":
-					if !e.IsDir() {
-						files = append(files, filepath.Join(p, e.Name()))
-					}
-				}
-			}
-		}
-		for _, f := range files {
-			r, err := os.Open(f)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
-			}
-			docs, err := manifest.Read(r, f, manifest.Limits{})
-			r.Close()
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
-			}
-			for _, d := range docs {
-				if d.Root == nil {
-					continue
-				}
-				if kind := manifest.String(d.Root, "kind"); kind == v1alpha1.ProjectKind {
-					var p v1alpha1.AppProject
-					if err := manifest.Decode(d, &p); err != nil {
-						return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
-					}
-					projects = append(projects, &p)
-					continue
-				} else if kind == v1alpha1.SetKind {
-					var set v1alpha1.ApplicationSet
-					if err := manifest.Decode(d, &set); err != nil {
-						return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
-					}
-					sets = append(sets, &set)
-					continue
-				} else if kind != v1alpha1.Kind {
-					return nil, nil, nil, fmt.Errorf("--app %s: document %d: kind %q: want Application, AppProject or ApplicationSet", f, d.Index, kind)
-				}
-				var app v1alpha1.Application
-				if err := manifest.Decode(d, &app); err != nil {
-					return nil, nil, nil, fmt.Errorf("--app %s: %w", f, err)
-				}
-				if err := app.Validate(); err != nil {
-					return nil, nil, nil, fmt.Errorf("--app %s: document %d: %w", f, d.Index, err)
-				}
-				out = append(out, &app)
-			}
-		}
-	}
-	if len(out) == 0 && len(sets) == 0 {
-		return nil, nil, nil, fmt.Errorf("--app %s: no Application or ApplicationSet manifests found", strings.Join(paths, ", "))
-	}
-	return out, projects, sets, nil
 }

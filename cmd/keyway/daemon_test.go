@@ -31,6 +31,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sync/apps"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
 
@@ -930,9 +931,9 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 // TestDaemonExample checks examples/daemon: its Application loads, and the Deployment's
 // arguments are flags the daemon accepts with values it takes.
 func TestDaemonExample(t *testing.T) {
-	apps, _, _, err := loadApplications([]string{"../../examples/daemon/root-app.yaml"})
-	if err != nil || len(apps) != 1 || apps[0].Name != "root-app" || !apps[0].Automated().SelfHeal {
-		t.Fatalf("%v %+v", err, apps)
+	m, err := apps.Load([]string{"../../examples/daemon/root-app.yaml"})
+	if err != nil || len(m.Apps) != 1 || m.Apps[0].Name != "root-app" || !m.Apps[0].Automated().SelfHeal {
+		t.Fatalf("%v %+v", err, m.Apps)
 	}
 	raw, err := os.ReadFile("../../examples/daemon/deployment.yaml")
 	if err != nil {

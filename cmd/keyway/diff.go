@@ -31,7 +31,7 @@ unreachable cluster) — for pull-request checks in CI.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Secret values are masked in Secrets by the diff itself; values substituted
 			// anywhere else (a ConfigMap, an env value) are redacted here.
-			values := &valueSet{}
+			values := &apps.Redactor{}
 			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af, values)
 			if err != nil {
 				return err
@@ -47,7 +47,7 @@ unreachable cluster) — for pull-request checks in CI.`,
 				}
 				for _, od := range s.Diffs {
 					changes++
-					fmt.Fprintf(a.out, "# %s: %s %s\n%s", s.Name, od.Action, od.Key, values.redact(od.Diff))
+					fmt.Fprintf(a.out, "# %s: %s %s\n%s", s.Name, od.Action, od.Key, values.Redact(od.Diff))
 				}
 			}
 			switch {

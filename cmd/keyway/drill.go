@@ -42,7 +42,7 @@ with mode 0600. 'keyway daemon import' restores it into a new cluster.`,
 			if len(appPaths) == 0 {
 				return usagef("--app is required")
 			}
-			roots, projects, sets, err := loadApplications(appPaths)
+			m, err := apps.Load(appPaths)
 			if err != nil {
 				return usageError{err}
 			}
@@ -56,13 +56,13 @@ with mode 0600. 'keyway daemon import' restores it into a new cluster.`,
 			}
 			ctx := cmd.Context()
 			var objs []any
-			for _, p := range projects {
+			for _, p := range m.Projects {
 				objs = append(objs, p)
 			}
-			for _, r := range roots {
+			for _, r := range m.Apps {
 				objs = append(objs, r)
 			}
-			for _, s := range sets {
+			for _, s := range m.Sets {
 				objs = append(objs, s)
 			}
 			secrets, err := kube.CoreV1().Secrets(stateNS).List(ctx, metav1.ListOptions{
@@ -104,7 +104,7 @@ with mode 0600. 'keyway daemon import' restores it into a new cluster.`,
 				}
 				fmt.Fprintf(w, "---\n%s", b)
 			}
-			fmt.Fprintf(a.err, "exported %d application manifest(s), %d state Secret(s)%s\n", len(projects)+len(roots)+len(sets), len(secrets.Items), what)
+			fmt.Fprintf(a.err, "exported %d application manifest(s), %d state Secret(s)%s\n", len(m.Projects)+len(m.Apps)+len(m.Sets), len(secrets.Items), what)
 			return nil
 		},
 	}

@@ -79,6 +79,9 @@ func installCRD(ctx context.Context, dyn dynamic.Interface, disc discovery.Disco
 		}
 		for _, v := range versions {
 			name, _, _ := unstructured.NestedString(v.(map[string]any), "name")
+			if served, _, _ := unstructured.NestedBool(v.(map[string]any), "served"); !served {
+				continue // a version kept in the schema but not served is never discovered
+			}
 			list, err := disc.ServerResourcesForGroupVersion(group + "/" + name)
 			if err != nil {
 				return false, nil

@@ -21,11 +21,11 @@ import (
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
 
-// esoCRDs fetches External Secrets Operator's own published CRDs (v0.16.2 serves v1 and
-// v1beta1) from its module, as the Go toolchain downloads it: not committed.
-func esoCRDs(t *testing.T) []byte {
+// esoCRDs fetches External Secrets Operator's own published CRDs at a version from its
+// module, as the Go toolchain downloads it: not committed.
+func esoCRDs(t *testing.T, version string) []byte {
 	t.Helper()
-	out, err := exec.Command("go", "mod", "download", "-json", "github.com/external-secrets/external-secrets@v0.16.2").Output()
+	out, err := exec.Command("go", "mod", "download", "-json", "github.com/external-secrets/external-secrets@"+version).Output()
 	if err != nil {
 		t.Fatalf("go mod download: %v", err)
 	}
@@ -45,15 +45,25 @@ func esoCRDs(t *testing.T) []byte {
 }
 
 // TestSyncerWithESOCRDs: where ESO's own CRDs are installed instead of keyway's, the guide's
-// v1beta1 ExternalSecret still syncs (here through ESO's fake provider).
+// manifests still sync (here through ESO's fake provider): as v1beta1 against v0.16.2, which
+// serves v1 and v1beta1, and as v1 against v1.3.2, which serves v1 only.
 func TestSyncerWithESOCRDs(t *testing.T) {
+	for _, tc := range []struct{ eso, apiVersion string }{
+		{"v0.16.2", "external-secrets.io/v1beta1"},
+		{"v1.3.2", "external-secrets.io/v1"},
+	} {
+		t.Run(tc.eso, func(t *testing.T) { syncWithESOCRDs(t, tc.eso, tc.apiVersion) })
+	}
+}
+
+func syncWithESOCRDs(t *testing.T, eso, apiVersion string) {
 	ctx := t.Context()
 	cluster, err := testenv.Start(ctx, testenv.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cluster.Stop() })
-	if err := cluster.InstallCRDs(ctx, esoCRDs(t)); err != nil {
+	if err := cluster.InstallCRDs(ctx, esoCRDs(t, eso)); err != nil {
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(cluster.Config)
@@ -61,7 +71,7 @@ func TestSyncerWithESOCRDs(t *testing.T) {
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, manifest := range []string{`apiVersion: external-secrets.io/v1beta1
+	store := `apiVersion: external-secrets.io/v1beta1
 kind: SecretStore
 metadata: {name: vault-backend, namespace: shop}
 spec:
@@ -70,14 +80,26 @@ spec:
       data:
       - key: database/credentials
         value: '{"password": "` + syncCanary + `-eso"}'
-`, seedGuideES("shop")} {
+`
+	for _, manifest := range []string{store, seedGuideES("shop")} {
+		manifest = strings.ReplaceAll(manifest, "apiVersion: external-secrets.io/v1beta1", "apiVersion: "+apiVersion)
 		var obj unstructured.Unstructured
 		if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
 			t.Fatal(err)
 		}
+		if obj.GetAPIVersion() != apiVersion {
+			t.Fatalf("manifest is %s, want %s", obj.GetAPIVersion(), apiVersion)
+		}
 		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
 		if _, err := dyn.Resource(gv.WithResource(strings.ToLower(obj.GetKind())+"s")).Namespace("shop").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("ESO's CRDs refuse %s: %v", obj.GetKind(), err)
+			t.Fatalf("ESO's %s CRDs refuse %s: %v", eso, obj.GetKind(), err)
+		}
+	}
+	if apiVersion == "external-secrets.io/v1" {
+		// These CRDs are the ones installed: v1beta1 is not served.
+		v1beta1 := schema.GroupVersionResource{Group: "external-secrets.io", Version: "v1beta1", Resource: "externalsecrets"}
+		if _, err := dyn.Resource(v1beta1).Namespace("shop").List(ctx, metav1.ListOptions{}); err == nil {
+			t.Fatalf("ESO %s's CRDs serve v1beta1; the test expected v1 only", eso)
 		}
 	}
 	s, err := secrets.NewSyncer(cluster.Config, secrets.SyncerOptions{})

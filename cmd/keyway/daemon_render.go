@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"crypto/rsa"
+	"strings"
+
+	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/plugins/argocd"
+	"github.com/keyway-dev/keyway/plugins/render"
+	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sync/apps"
+	"github.com/spf13/cobra"
+)
+
+// daemonRenderer renders an application as `keyway argocd generate` would: the same
+// engine, backends, isolated builds and closed policy (plugin env entries that steer
+// keyway need --argocd-allow-env; --argocd-project-path applies to spec.project). It
+// records each secret the render read, so a poll can tell whether any changed.
+func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey, values *apps.Redactor) (apps.Renderer, apps.InputCheck) {
+	clientsFor := func(req apps.RenderRequest) (*providers.Clients, error) {
+		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
+		if err != nil {
+			return nil, err
+		}
+		settings, err := backendSettings(cmd.Flags(), &o.Vault, &o.Cloud, o.sections, overlay)
+		if err != nil {
+			return nil, err
+		}
+		served := *a
+		served.pool = pool
+		return served.clients(settings), nil
+	}
+	render := func(ctx context.Context, req apps.RenderRequest) ([]*manifest.Document, []apps.Input, error) {
+		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		clients, err := clientsFor(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer clients.Close()
+		rec := &apps.Recorder{Clients: clients, Values: values}
+		engine := render.New(rec, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
+			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
+		sess := engine.Start(ctx)
+		load := render.LoadOptions{Source: req.Source, Helm: req.Helm, Root: req.Root, Builder: builder(o.MaxBuildMem),
+			Limits: manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}}
+		docs, err := render.LoadWith(ctx, req.Paths, strings.NewReader(""), load, sess.Add)
+		if err != nil {
+			cancel()
+			_, _ = sess.Finish(nil)
+			return nil, nil, err
+		}
+		if _, err := sess.Finish(docs); err != nil {
+			return nil, nil, err
+		}
+		if sealTo != nil {
+			if err := sealing.SealRendered(docs, sealTo, req.App.Spec.Destination.Namespace); err != nil {
+				return nil, nil, err
+			}
+		}
+		return docs, rec.Inputs(), nil
+	}
+	check := func(ctx context.Context, req apps.RenderRequest, inputs []apps.Input) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		clients, err := clientsFor(req)
+		if err != nil {
+			return true, err
+		}
+		defer clients.Close()
+		for _, in := range inputs {
+			s, err := clients.Fetch(ctx, in.Ref)
+			if err != nil {
+				return true, err
+			}
+			if apps.SecretHash(s) != in.Hash {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	return render, check
+}
