@@ -54,6 +54,7 @@ func newControllerCommand(a *app) *cobra.Command {
 	var qps float32
 	var leaderElect, runSyncer, runUnsealer bool
 	var controllerClass string
+	var so secrets.SyncerOptions
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the in-cluster unsealer: SealedSecrets become Secrets",
@@ -120,7 +121,11 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				runs = append(runs, u.Run)
 			}
 			if runSyncer {
-				syncer, err := newSyncer(base, qps, burst, controllerClass, reg, a)
+				so.ControllerClass, so.Logger, so.Registry = controllerClass, a.log, reg
+				if so.StoreQPS <= 0 || so.StoreBurst < 1 {
+					return usagef("--store-qps and --store-burst must be positive")
+				}
+				syncer, err := newSyncer(base, qps, burst, so, a)
 				if err != nil {
 					return err
 				}
@@ -161,6 +166,14 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 	cmd.Flags().BoolVar(&runUnsealer, "unsealer", true, "run the SealedSecret unsealer (and its HTTP API)")
 	cmd.Flags().BoolVar(&runSyncer, "syncer", true, "run the ExternalSecret syncer (off by itself when the external-secrets.io CRDs are not installed)")
 	cmd.Flags().StringVar(&controllerClass, "controller-class", "", "handle only stores whose spec.controller is this (External Secrets' controller class), to run beside ESO")
+	cmd.Flags().StringArrayVar(&so.VaultServers, "allow-vault-server", nil, "a Vault address (URL prefix) namespaced SecretStores may name (repeatable); by default only ClusterSecretStores name Vault servers")
+	cmd.Flags().BoolVar(&so.AmbientCredentials, "allow-ambient-credentials", false, "let namespaced SecretStores without credentials use the controller's own AWS or GCP identity (ClusterSecretStores always may)")
+	cmd.Flags().Float64Var(&so.StoreQPS, "store-qps", secrets.DefaultStoreQPS, "backend reads per second per store (a store's keyway.dev/qps annotation overrides it)")
+	cmd.Flags().IntVar(&so.StoreBurst, "store-burst", secrets.DefaultStoreBurst, "backend reads allowed in a burst per store (keyway.dev/burst overrides it)")
+	cmd.Flags().StringVar(&so.AWSEndpoint, "aws-endpoint", "", "AWS endpoint for every store (a VPC endpoint); stores cannot set one")
+	cmd.Flags().StringVar(&so.GCPEndpoint, "gcp-endpoint", "", "GCP Secret Manager endpoint (host:port) for every store; stores cannot set one")
+	cmd.Flags().StringVar(&so.GCPCAFile, "gcp-ca-file", "", "TLS roots for --gcp-endpoint and --gcp-token-url")
+	cmd.Flags().StringVar(&so.GCPTokenURL, "gcp-token-url", "", "where service-account keys are exchanged for tokens (default Google's); a key naming another address is refused")
 	cmd.Flags().DurationVar(&lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal: the longest a crashed leader's work waits")
 	cmd.Flags().DurationVar(&lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up and exits")
 	cmd.Flags().DurationVar(&lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
@@ -169,7 +182,7 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 
 // newSyncer builds the ExternalSecret syncer, or returns nil (with a log line) when the
 // cluster does not serve external-secrets.io/v1 ExternalSecrets.
-func newSyncer(base *rest.Config, qps float32, burst int, class string, reg *prometheus.Registry, a *app) (*secrets.Syncer, error) {
+func newSyncer(base *rest.Config, qps float32, burst int, o secrets.SyncerOptions, a *app) (*secrets.Syncer, error) {
 	cfg := kube.WithLimits(base, qps, burst, "keyway-syncer")
 	disc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -179,5 +192,5 @@ func newSyncer(base *rest.Config, qps float32, burst int, class string, reg *pro
 		a.log.Info("the ExternalSecret syncer is off: the cluster does not serve external-secrets.io/v1 (install the CRDs with: keyway crds | kubectl apply --server-side -f -)")
 		return nil, nil
 	}
-	return secrets.NewSyncer(cfg, secrets.SyncerOptions{ControllerClass: class, Logger: a.log, Registry: reg})
+	return secrets.NewSyncer(cfg, o)
 }

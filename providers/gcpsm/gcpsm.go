@@ -6,11 +6,14 @@ package gcpsm
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -20,6 +23,7 @@ import (
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/jwt"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -37,9 +41,21 @@ const (
 	SettingCAFile          = "ca-file"          // TLS roots for an overridden endpoint (tests)
 	SettingAccessToken     = "access-token"     // a static bearer token (tests, CI)
 	SettingMaxAttempts     = "max-attempts"
+	// SettingCredentialsJSON is a service-account key itself (the JSON Google issues), held
+	// in memory: what the syncer reads from a SecretStore's Secret.
+	SettingCredentialsJSON = "credentials-json"
+	// SettingTokenURL is where service-account keys are exchanged for access tokens
+	// (default Google's). A key whose token_uri names another address is refused, so a key
+	// cannot send keyway's requests elsewhere; only the operator moves it (tests, proxies).
+	SettingTokenURL = "token-url"
 )
 
-var known = []string{SettingEndpoint, SettingCredentialsFile, SettingCAFile, SettingAccessToken, SettingMaxAttempts}
+// googleTokenURL is Google's OAuth 2.0 token endpoint for service-account keys.
+const googleTokenURL = "https://oauth2.googleapis.com/token"
+
+const cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
+
+var known = []string{SettingEndpoint, SettingCredentialsFile, SettingCAFile, SettingAccessToken, SettingMaxAttempts, SettingCredentialsJSON, SettingTokenURL}
 
 // Provider builds Secret Manager clients.
 type Provider struct{}
@@ -54,8 +70,18 @@ func (Provider) Validate(s providers.Settings) error {
 	if err := s.Check(known...); err != nil {
 		return err
 	}
-	_, err := s.Int(SettingMaxAttempts, 5, 1)
-	return err
+	if _, err := s.Int(SettingMaxAttempts, 5, 1); err != nil {
+		return err
+	}
+	if s[SettingCredentialsJSON] != "" && (s[SettingCredentialsFile] != "" || s[SettingAccessToken] != "") {
+		return fmt.Errorf("setting %q: give one of %q, %q and %q", SettingCredentialsJSON, SettingCredentialsJSON, SettingCredentialsFile, SettingAccessToken)
+	}
+	if u := s[SettingTokenURL]; u != "" {
+		if pu, err := url.Parse(u); err != nil || pu.Scheme != "https" || pu.Host == "" {
+			return fmt.Errorf("setting %q: want an https URL", SettingTokenURL)
+		}
+	}
+	return nil
 }
 
 // Open implements providers.Provider. Connections are made per endpoint on first use.
@@ -76,6 +102,13 @@ func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Clien
 			return nil, fmt.Errorf("setting %q: %q holds no PEM certificate", SettingCAFile, f)
 		}
 	}
+	if key := s[SettingCredentialsJSON]; key != "" {
+		ts, err := keyTokenSource([]byte(key), s[SettingTokenURL], c.roots)
+		if err != nil {
+			return nil, err
+		}
+		c.tokens = ts
+	}
 	c.log = cfg.Logger
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -87,6 +120,7 @@ func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Clien
 type Client struct {
 	s        providers.Settings
 	roots    *x509.CertPool
+	tokens   oauth2.TokenSource // from SettingCredentialsJSON
 	attempts int
 	log      *slog.Logger
 
@@ -123,8 +157,11 @@ func (c *Client) client(ctx context.Context, location string) (*secretmanager.Cl
 		// An explicit connection: TLS with the given roots and a bearer token per call.
 		creds := credentials.NewClientTLSFromCert(c.roots, "")
 		dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-		if tok != "" {
+		switch {
+		case tok != "":
 			dial = append(dial, grpc.WithPerRPCCredentials(oauth.TokenSource{TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok})}))
+		case c.tokens != nil:
+			dial = append(dial, grpc.WithPerRPCCredentials(oauth.TokenSource{TokenSource: c.tokens}))
 		}
 		target := endpoint
 		if target == "" {
@@ -141,6 +178,9 @@ func (c *Client) client(ctx context.Context, location string) (*secretmanager.Cl
 		}
 		if f := c.s[SettingCredentialsFile]; f != "" {
 			opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, f))
+		}
+		if c.tokens != nil {
+			opts = append(opts, option.WithTokenSource(c.tokens))
 		}
 	}
 	cl, err := secretmanager.NewClient(ctx, opts...)
@@ -240,4 +280,37 @@ func classify(err error, what string) error {
 		return fmt.Errorf("%w: %s: %s: %s", providers.ErrUnavailable, what, st.Code(), msg)
 	}
 	return fmt.Errorf("%s: %s: %s", what, st.Code(), msg)
+}
+
+// keyTokenSource exchanges a service-account key for access tokens at tokenURL (Google's
+// by default), renewing them before they expire. Nothing of the key reaches an error.
+func keyTokenSource(key []byte, tokenURL string, roots *x509.CertPool) (oauth2.TokenSource, error) {
+	var k struct {
+		Type         string `json:"type"`
+		ClientEmail  string `json:"client_email"`
+		PrivateKey   string `json:"private_key"`
+		PrivateKeyID string `json:"private_key_id"`
+		TokenURI     string `json:"token_uri"`
+	}
+	if json.Unmarshal(key, &k) != nil {
+		return nil, fmt.Errorf("setting %q: not a service-account key (JSON)", SettingCredentialsJSON)
+	}
+	if k.Type != "service_account" || k.ClientEmail == "" || k.PrivateKey == "" {
+		return nil, fmt.Errorf("setting %q: want a service-account key (type service_account, client_email, private_key)", SettingCredentialsJSON)
+	}
+	if tokenURL == "" {
+		tokenURL = googleTokenURL
+	}
+	if k.TokenURI != "" && k.TokenURI != tokenURL {
+		return nil, fmt.Errorf("setting %q: the key of %s sends its token requests to %q, not to %q; only the operator's %q setting moves them",
+			SettingCredentialsJSON, k.ClientEmail, k.TokenURI, tokenURL, SettingTokenURL)
+	}
+	conf := &jwt.Config{Email: k.ClientEmail, PrivateKey: []byte(k.PrivateKey), PrivateKeyID: k.PrivateKeyID,
+		Scopes: []string{cloudPlatformScope}, TokenURL: tokenURL}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if roots != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	}
+	// The source outlives any one request: its context only carries the HTTP client.
+	return conf.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, hc)), nil
 }

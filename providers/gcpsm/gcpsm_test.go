@@ -168,3 +168,81 @@ func BenchmarkRenderGCP(b *testing.B) {
 	}
 	b.ReportMetric(float64(fake.Calls("AccessSecretVersion"))/float64(b.N), "calls/render")
 }
+
+// TestServiceAccountKey: a key given as a setting (as the syncer reads it from a Secret) is
+// exchanged once for a token at the fake's token endpoint — the JWT's signature, issuer,
+// audience and scope checked there — and the token serves every read; a key whose token_uri
+// names another address is refused before any request; an unknown account is denied. No part
+// of a key reaches an error.
+func TestServiceAccountKey(t *testing.T) {
+	fake := startFake(t)
+	fake.Add("projects/p/secrets/db", []byte(`{"password":"s3cret"}`))
+	key, err := fake.ServiceAccountKey("reader@keyway-test.iam.gserviceaccount.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(key []byte) providers.Settings {
+		return providers.Settings{gcpsm.SettingEndpoint: fake.Addr, gcpsm.SettingCAFile: fake.CAFile,
+			gcpsm.SettingCredentialsJSON: string(key), gcpsm.SettingTokenURL: fake.TokenURL}
+	}
+	c := openClient(t, set(key))
+	for range 3 {
+		sec, err := c.Fetch(t.Context(), providers.Ref{Backend: "gcpsm", Path: "projects/p/secrets/db"})
+		if err != nil || sec.Data["password"] != "s3cret" {
+			t.Fatalf("fetch with a key: %v %v", sec.Data, err)
+		}
+	}
+	if n := fake.Calls("token"); n != 1 {
+		t.Errorf("token exchanges = %d, want 1 (the token is reused)", n)
+	}
+
+	var k map[string]string
+	if err := json.Unmarshal(key, &k); err != nil {
+		t.Fatal(err)
+	}
+	noKey := func(t *testing.T, err error) {
+		t.Helper()
+		for _, part := range []string{k["private_key"][40:80], "BEGIN PRIVATE KEY"} {
+			if strings.Contains(err.Error(), part) {
+				t.Fatalf("error quotes the key: %v", err)
+			}
+		}
+	}
+	// A key pointing its token requests elsewhere.
+	k["token_uri"] = "https://metadata.internal/token"
+	moved, _ := json.Marshal(k)
+	_, err = gcpsm.Provider{}.Open(t.Context(), providers.Config{Settings: set(moved)})
+	if err == nil || !strings.Contains(err.Error(), "metadata.internal") || !strings.Contains(err.Error(), "token-url") {
+		t.Fatalf("a key with another token_uri: err = %v", err)
+	}
+	noKey(t, err)
+	// A key of an account the token endpoint does not know.
+	other, err := fake.ServiceAccountKey("other@keyway-test.iam.gserviceaccount.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok map[string]string
+	_ = json.Unmarshal(other, &ok)
+	k["token_uri"], k["client_email"] = fake.TokenURL, "ghost@keyway-test.iam.gserviceaccount.com"
+	k["private_key"] = ok["private_key"]
+	ghost, _ := json.Marshal(k)
+	_, err = openClient(t, set(ghost)).Fetch(t.Context(), providers.Ref{Backend: "gcpsm", Path: "projects/p/secrets/db"})
+	if err == nil || !errors.Is(err, providers.ErrPermissionDenied) && !errors.Is(err, providers.ErrUnavailable) {
+		t.Fatalf("unknown account: err = %v", err)
+	}
+	noKey(t, err)
+	if !strings.Contains(err.Error(), "invalid_grant") {
+		t.Errorf("unknown account: the token endpoint's reason is lost: %v", err)
+	}
+	// Not a key at all.
+	_, err = gcpsm.Provider{}.Open(t.Context(), providers.Config{Settings: set([]byte("-----BEGIN PRIVATE KEY-----\nAAAA"))})
+	if err == nil || !strings.Contains(err.Error(), "not a service-account key") {
+		t.Fatalf("not JSON: err = %v", err)
+	}
+	// One way of authenticating at a time.
+	both := set(key)
+	both[gcpsm.SettingAccessToken] = gcpfake.Token
+	if err := (gcpsm.Provider{}).Validate(both); err == nil {
+		t.Fatal("a key and an access token together were accepted")
+	}
+}

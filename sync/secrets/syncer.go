@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -42,6 +44,7 @@ import (
 	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/awssm"
+	"github.com/keyway-dev/keyway/providers/gcpsm"
 	"github.com/keyway-dev/keyway/providers/vault"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
@@ -71,7 +74,32 @@ type SyncerOptions struct {
 	// AWSEndpoint overrides the AWS endpoint for every store (VPC endpoints, tests): an
 	// operator's setting, never a store's.
 	AWSEndpoint string
+	// GCPEndpoint, GCPCAFile and GCPTokenURL override GCP Secret Manager's endpoint, the TLS
+	// roots for it and the token endpoint service-account keys may name (tests, private
+	// endpoints): the operator's settings, never a store's.
+	GCPEndpoint, GCPCAFile, GCPTokenURL string
+	// VaultServers are the Vault addresses (URL prefixes) a namespaced SecretStore may name.
+	// ClusterSecretStores are the operator's and may name any; a SecretStore is its
+	// namespace's, so by default it names none and an address not listed is refused.
+	VaultServers []string
+	// AmbientCredentials lets a namespaced SecretStore without credentials use the
+	// controller's own cloud identity (the AWS SDK's default chain, GCP's Application Default
+	// Credentials). Off by default: only ClusterSecretStores may.
+	AmbientCredentials bool
+	// StoreQPS and StoreBurst bound the backend reads each store makes (a read shared with
+	// other ExternalSecrets counts once); a store's keyway.dev/qps and keyway.dev/burst
+	// annotations override them for it. Zero means DefaultStoreQPS and DefaultStoreBurst.
+	StoreQPS   float64
+	StoreBurst int
 }
+
+// Per-store read limits by default, and the annotations that set a store's own.
+const (
+	DefaultStoreQPS      = 50
+	DefaultStoreBurst    = 100
+	AnnotationStoreQPS   = "keyway.dev/qps"
+	AnnotationStoreBurst = "keyway.dev/burst"
+)
 
 // Syncer is the ExternalSecret controller: it reads values through SecretStores and keeps
 // target Secrets up to date, with one backend read per distinct secret and principal per
@@ -94,6 +122,9 @@ type Syncer struct {
 
 	cacheMu sync.Mutex
 	fetched map[string]*fetchEntry // principal + ref → the last read
+
+	limitMu  sync.Mutex
+	limiters map[string]storeLimiter // store kind/namespace/name → its read limiter
 
 	timersMu sync.Mutex
 	timers   map[string]*time.Timer // next refresh per ExternalSecret
@@ -135,9 +166,9 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	if o.Backends == nil {
-		o.Backends = providers.NewRegistry(vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{})
+		o.Backends = providers.NewRegistry(vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{}, gcpsm.Provider{})
 	}
-	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{},
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{}, limiters: map[string]storeLimiter{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
@@ -426,7 +457,21 @@ type storeConfig struct {
 	backend  string
 	settings providers.Settings
 	mount    string // Vault KV mount keys are relative to
+	project  string // GCP project (and location) keys are names in
+	location string
 	fake     map[string]string
+	limiter  *rate.Limiter // the store's backend reads
+}
+
+// wait takes one read from the store's limit.
+func (st *storeConfig) wait(ctx context.Context) error {
+	if st.limiter == nil {
+		return nil
+	}
+	if err := st.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("%w: waiting for the store's read limit: %v", errBackendDown, err)
+	}
+	return nil
 }
 
 // store reads the ExternalSecret's SecretStore or ClusterSecretStore and turns it into
@@ -466,7 +511,55 @@ func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConf
 			return nil, err
 		}
 	}
-	return s.resolve(ctx, what, &st)
+	cfg, err := s.resolve(ctx, what, &st)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.limiter, err = s.limiter(gvr.Resource+"/"+key, what, st.Annotations); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+type storeLimiter struct {
+	qps     float64
+	burst   int
+	limiter *rate.Limiter
+}
+
+// limiter is the store's read limiter: the controller's limits, or the store's annotations.
+// It lives as long as the store's limits stay the same, so every ExternalSecret of the store
+// shares it.
+func (s *Syncer) limiter(id, what string, ann map[string]string) (*rate.Limiter, error) {
+	qps, burst := s.opts.StoreQPS, s.opts.StoreBurst
+	if qps <= 0 {
+		qps = DefaultStoreQPS
+	}
+	if burst <= 0 {
+		burst = DefaultStoreBurst
+	}
+	if v, ok := ann[AnnotationStoreQPS]; ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, refusal{fmt.Sprintf("%s: annotation %s %q: want a positive number of reads per second", what, AnnotationStoreQPS, v)}
+		}
+		qps = f
+	}
+	if v, ok := ann[AnnotationStoreBurst]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, refusal{fmt.Sprintf("%s: annotation %s %q: want a positive whole number", what, AnnotationStoreBurst, v)}
+		}
+		burst = n
+	}
+	s.limitMu.Lock()
+	defer s.limitMu.Unlock()
+	if l, ok := s.limiters[id]; ok && l.qps == qps && l.burst == burst {
+		return l.limiter, nil
+	}
+	l := storeLimiter{qps: qps, burst: burst, limiter: rate.NewLimiter(rate.Limit(qps), burst)}
+	s.limiters[id] = l
+	return l.limiter, nil
 }
 
 // resolve turns a store's provider into a backend and its settings.
@@ -485,8 +578,10 @@ func (s *Syncer) resolve(ctx context.Context, what string, st *esv1.SecretStore)
 		return s.vaultStore(ctx, what, st.Namespace, p.Vault)
 	case p.AWS != nil:
 		return s.awsStore(ctx, what, st.Namespace, p.AWS)
+	case p.GCPSM != nil:
+		return s.gcpStore(ctx, what, st.Namespace, p.GCPSM)
 	}
-	return nil, refusal{what + ": only the vault, aws and fake providers are supported yet"}
+	return nil, refusal{what + ": only the vault, aws, gcpsm and fake providers are supported"}
 }
 
 // validateStore checks a store the way its ExternalSecrets will use it — credentials read,
@@ -623,6 +718,11 @@ func (s *Syncer) awsStore(ctx context.Context, what, ns string, a *esv1.AWSProvi
 	if s.opts.AWSEndpoint != "" {
 		set[awssm.SettingEndpoint] = s.opts.AWSEndpoint
 	}
+	if a.Auth.SecretRef == nil && a.Auth.JWTAuth == nil {
+		if err := s.ambient(what, ns, "aws.auth"); err != nil {
+			return nil, err
+		}
+	}
 	if ref := a.Auth.SecretRef; ref != nil {
 		id, err := s.secretValue(ctx, what, ns, ref.AccessKeyID, "auth.secretRef.accessKeyIDSecretRef")
 		if err != nil {
@@ -647,7 +747,67 @@ func (s *Syncer) awsStore(ctx context.Context, what, ns string, a *esv1.AWSProvi
 	return &storeConfig{backend: backend, settings: set}, nil
 }
 
+// ambient refuses a namespaced SecretStore without credentials unless the operator lets
+// those use the controller's own identity: it would read with the controller's rights.
+func (s *Syncer) ambient(what, ns, field string) error {
+	if ns == "" || s.opts.AmbientCredentials {
+		return nil
+	}
+	return refusal{fmt.Sprintf("%s: %s names no credentials, and a SecretStore may not use the controller's own identity (a ClusterSecretStore may; the operator allows it for SecretStores with --allow-ambient-credentials)", what, field)}
+}
+
+// gcpStore maps a gcpsm provider onto Secret Manager settings: a service-account key from a
+// Secret, or the controller's Application Default Credentials when none is given. The
+// endpoint, its TLS roots and where keys are exchanged for tokens are the operator's.
+func (s *Syncer) gcpStore(ctx context.Context, what, ns string, g *esv1.GCPSMProvider) (*storeConfig, error) {
+	if g.ProjectID == "" {
+		return nil, refusal{what + ": gcpsm.projectID is required"}
+	}
+	if strings.ContainsAny(g.ProjectID+g.Location, "/ ") {
+		return nil, refusal{what + ": gcpsm.projectID and gcpsm.location are names, without '/'"}
+	}
+	set := providers.Settings{}
+	for k, v := range map[string]string{gcpsm.SettingEndpoint: s.opts.GCPEndpoint, gcpsm.SettingCAFile: s.opts.GCPCAFile, gcpsm.SettingTokenURL: s.opts.GCPTokenURL} {
+		if v != "" {
+			set[k] = v
+		}
+	}
+	switch a := g.Auth; {
+	case a.SecretRef != nil:
+		key, err := s.secretValue(ctx, what, ns, a.SecretRef.SecretAccessKey, "auth.secretRef.secretAccessKeySecretRef")
+		if err != nil {
+			return nil, err
+		}
+		set[gcpsm.SettingCredentialsJSON] = key
+	case a.WorkloadIdentity != nil:
+		return nil, refusal{what + ": gcpsm auth.workloadIdentity is not supported: use auth.secretRef, or a ClusterSecretStore without auth (the controller's own GKE identity)"}
+	default:
+		if err := s.ambient(what, ns, "gcpsm.auth"); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.opts.Backends.Validate(map[string]providers.Settings{"gcpsm": set}); err != nil {
+		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}
+	}
+	return &storeConfig{backend: "gcpsm", settings: set, project: g.ProjectID, location: g.Location}, nil
+}
+
+// serverAllowed reports whether a namespaced SecretStore may name this Vault address: it
+// must start with one of the operator's VaultServers, at a segment boundary.
+func (s *Syncer) serverAllowed(server string) bool {
+	for _, p := range s.opts.VaultServers {
+		p = strings.TrimRight(p, "/")
+		if server == p || strings.HasPrefix(server, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultProvider) (*storeConfig, error) {
+	if ns != "" && !s.serverAllowed(strings.TrimRight(v.Server, "/")) {
+		return nil, refusal{fmt.Sprintf("%s: vault.server %q is not one the operator allows SecretStores to use (--allow-vault-server); a ClusterSecretStore may name any", what, v.Server)}
+	}
 	mount := "secret"
 	if v.Path != nil && *v.Path != "" {
 		mount = strings.Trim(*v.Path, "/")
@@ -845,9 +1005,11 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		e = &fetchEntry{done: make(chan struct{})}
 		s.fetched[key] = e
 		s.cacheMu.Unlock()
-		clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
-		e.secret, e.err = clients.Fetch(ctx, ref)
-		clients.Close()
+		if e.err = st.wait(ctx); e.err == nil {
+			clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
+			e.secret, e.err = clients.Fetch(ctx, ref)
+			clients.Close()
+		}
 		e.at = time.Now()
 		outcome := "ok"
 		if e.err != nil {
@@ -879,6 +1041,13 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		path := r.Key
 		if st.backend == "vault" && !strings.HasPrefix(path, st.mount+"/") {
 			path = st.mount + "/" + strings.TrimPrefix(path, "/")
+		}
+		if st.backend == "gcpsm" && !strings.HasPrefix(path, "projects/") {
+			loc := ""
+			if st.location != "" {
+				loc = "/locations/" + st.location
+			}
+			path = "projects/" + st.project + loc + "/secrets/" + path
 		}
 		return providers.Ref{Backend: st.backend, Path: path, Version: r.Version}
 	}
@@ -969,6 +1138,9 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 		if re, err = regexp.Compile(f.Name.RegExp); err != nil {
 			return nil, refusal{fmt.Sprintf("find.name.regexp: %v", err)}
 		}
+	}
+	if err := st.wait(ctx); err != nil {
+		return nil, err
 	}
 	clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
 	paths, err := clients.List(ctx, st.backend, root, maxFound)

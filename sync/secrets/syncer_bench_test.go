@@ -103,7 +103,7 @@ spec:
 	}
 	const agent = "keyway-syncer-bench"
 	cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, agent)
-	s, err := secrets.NewSyncer(cfg, secrets.SyncerOptions{Registry: prometheus.NewRegistry()})
+	s, err := secrets.NewSyncer(cfg, secrets.SyncerOptions{Registry: prometheus.NewRegistry(), VaultServers: []string{proxy.URL}})
 	if err != nil {
 		b.Fatal(err)
 	}

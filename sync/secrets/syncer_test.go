@@ -3,12 +3,14 @@ package secrets_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/providers/providertest/awsfake"
+	"github.com/keyway-dev/keyway/providers/providertest/gcpfake"
 	"github.com/keyway-dev/keyway/sync/api/crds"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
@@ -37,10 +40,16 @@ const syncCanary = "CANARY-syncer"
 // syncerFixture: keyway's CRDs, a real Vault holding secret/data/database/credentials, a
 // running Syncer, and helpers to apply manifests.
 type syncerFixture struct {
-	kube kubernetes.Interface
-	dyn  dynamic.Interface
-	reg  *prometheus.Registry
-	logs *syncBuffer
+	gcp       *gcpfake.Server
+	proxy     *httptest.Server // to Vault, taken down by setting proxyDown
+	proxyDown atomic.Bool
+
+	limitedMu    sync.Mutex
+	limitedReads []time.Time // when the proxy forwarded reads of secret/limited/*
+	kube         kubernetes.Interface
+	dyn          dynamic.Interface
+	reg          *prometheus.Registry
+	logs         *syncBuffer
 }
 
 type syncBuffer struct {
@@ -82,7 +91,31 @@ func newSyncerFixture(t *testing.T) (*syncerFixture, string, string) {
 	aws := awsfake.New()
 	t.Cleanup(aws.Close)
 	aws.Put("prod/db", `{"password": "`+syncCanary+`-aws"}`)
-	s, err := secrets.NewSyncer(env.Config, secrets.SyncerOptions{AWSEndpoint: aws.URL, Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	gcp, err := gcpfake.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gcp.Close)
+	gcp.Add("projects/shop-prod/secrets/db", []byte(`{"password": "`+syncCanary+`-gcp"}`))
+	f.gcp = gcp
+	// A way to Vault that a test can take down (the outage test), allowed like Vault itself.
+	target, _ := url.Parse(v.Addr)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	f.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/secret/data/limited/") {
+			f.limitedMu.Lock()
+			f.limitedReads = append(f.limitedReads, time.Now())
+			f.limitedMu.Unlock()
+		}
+		if f.proxyDown.Load() {
+			http.Error(w, "upstream gone", http.StatusBadGateway)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.proxy.Close)
+	s, err := secrets.NewSyncer(env.Config, secrets.SyncerOptions{AWSEndpoint: aws.URL, GCPEndpoint: gcp.Addr, GCPCAFile: gcp.CAFile, GCPTokenURL: gcp.TokenURL,
+		VaultServers: []string{v.Addr, f.proxy.URL}, Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +171,16 @@ func (f *syncerFixture) reads() float64 {
 // no secret value.
 func (f *syncerFixture) ready(t *testing.T, ns, name string) (string, string) {
 	t.Helper()
+	status, reason, _ := f.condition(t, ns, name)
+	return status, reason
+}
+
+// condition is the Ready condition's status, reason and message.
+func (f *syncerFixture) condition(t *testing.T, ns, name string) (string, string, string) {
+	t.Helper()
 	u, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
-		return "", ""
+		return "", "", ""
 	}
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
@@ -149,10 +189,11 @@ func (f *syncerFixture) ready(t *testing.T, ns, name string) (string, string) {
 			t.Fatalf("status leaks a value: %v", m)
 		}
 		if m["type"] == "Ready" {
-			return m["status"].(string), m["reason"].(string)
+			msg, _ := m["message"].(string)
+			return m["status"].(string), m["reason"].(string), msg
 		}
 	}
-	return "", ""
+	return "", "", ""
 }
 
 func (f *syncerFixture) secretValue(t *testing.T, ns, name, key string) (string, bool) {
@@ -555,6 +596,152 @@ spec:
 		poll(t, "the Secret from Secrets Manager", func() bool { v, _ := f.secretValue(t, "aws", "db", "password"); return v == syncCanary+"-aws" })
 	})
 
+	t.Run("GCP Secret Manager with a service-account key (token exchange checked)", func(t *testing.T) {
+		f.namespace(t, "gcp")
+		key, err := f.gcp.ServiceAccountKey("shop@shop-prod.iam.gserviceaccount.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var moved map[string]string
+		_ = json.Unmarshal(key, &moved)
+		moved["token_uri"] = "https://169.254.169.254/token"
+		movedKey, _ := json.Marshal(moved)
+		if _, err := f.kube.CoreV1().Secrets("gcp").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "gcpsm-secret"},
+			Data: map[string][]byte{"key.json": key, "moved.json": movedKey}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []struct{ name, key string }{{"gcp", "key.json"}, {"gcp-moved", "moved.json"}} {
+			f.apply(t, `apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: `+st.name+`, namespace: gcp}
+spec:
+  provider:
+    gcpsm:
+      projectID: shop-prod
+      auth:
+        secretRef:
+          secretAccessKeySecretRef: {name: gcpsm-secret, key: `+st.key+`}
+`)
+			f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: `+st.name+`, namespace: gcp}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: `+st.name+`, kind: SecretStore}
+  data:
+  - {secretKey: password, remoteRef: {key: db, property: password}}
+`)
+		}
+		poll(t, "the Secret from Secret Manager", func() bool { v, _ := f.secretValue(t, "gcp", "gcp", "password"); return v == syncCanary+"-gcp" })
+		if n := f.gcp.Calls("token"); n != 1 {
+			t.Errorf("token exchanges = %d, want 1", n)
+		}
+		// A key that would send keyway's token request to another address is refused.
+		poll(t, "the moved key refused", func() bool {
+			status, reason, msg := f.condition(t, "gcp", "gcp-moved")
+			return status+"/"+reason == "False/SecretSyncedError" && strings.Contains(msg, "169.254.169.254") && strings.Contains(msg, "token-url")
+		})
+		if _, ok := f.secretValue(t, "gcp", "gcp-moved", "password"); ok {
+			t.Error("the moved key's ExternalSecret made a Secret")
+		}
+	})
+
+	t.Run("a store's read limit from its annotations", func(t *testing.T) {
+		root := vaultRoot(t, addr, token)
+		for i := range 5 {
+			if _, err := root.Logical().WriteWithContext(ctx, fmt.Sprintf("secret/data/limited/s%d", i), map[string]any{"data": map[string]any{"k": "v"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.namespace(t, "limited")
+		tokenSecret("limited", "vault-token", token)
+		store := storeManifest("limited", "slow", f.proxy.URL, "vault-token")
+		f.apply(t, strings.Replace(store, "  namespace: limited\n", "  namespace: limited\n  annotations: {keyway.dev/qps: \"2\", keyway.dev/burst: \"1\"}\n", 1))
+		f.apply(t, strings.Replace(strings.Replace(store, "name: slow", "name: bad-limit", 1), "  namespace: limited\n", "  namespace: limited\n  annotations: {keyway.dev/qps: \"fast\"}\n", 1))
+		for i := range 5 {
+			f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: s%d, namespace: limited}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: slow}
+  data:
+  - {secretKey: k, remoteRef: {key: limited/s%d, property: k}}
+`, i, i))
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: bad-limit, namespace: limited}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: bad-limit}
+  data:
+  - {secretKey: k, remoteRef: {key: limited/s0, property: k}}
+`)
+		for i := range 5 {
+			poll(t, fmt.Sprintf("s%d synced", i), func() bool { v, _ := f.secretValue(t, "limited", fmt.Sprintf("s%d", i), "k"); return v == "v" })
+		}
+		f.limitedMu.Lock()
+		reads := slices.Clone(f.limitedReads)
+		f.limitedMu.Unlock()
+		if len(reads) < 5 {
+			t.Fatalf("%d reads of limited/* reached Vault, want 5", len(reads))
+		}
+		slices.SortFunc(reads, func(a, b time.Time) int { return a.Compare(b) })
+		// Two a second with a burst of one: five reads span at least two seconds (a little
+		// slack for the clock); without the limit they arrive together.
+		if span := reads[len(reads)-1].Sub(reads[0]); span < 1900*time.Millisecond {
+			t.Errorf("5 reads at keyway.dev/qps 2 took %v, want about 2s or more", span)
+		}
+		poll(t, "a bad annotation refused by name", func() bool {
+			status, reason, msg := f.condition(t, "limited", "bad-limit")
+			return status+"/"+reason == "False/SecretSyncedError" && strings.Contains(msg, "keyway.dev/qps")
+		})
+	})
+
+	t.Run("closed defaults: a SecretStore names no Vault server and no ambient identity the operator did not allow", func(t *testing.T) {
+		f.namespace(t, "closed")
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: elsewhere, namespace: closed}
+spec:
+  provider:
+    vault:
+      server: http://127.0.0.1:1
+      path: secret
+      auth: {tokenSecretRef: {name: none, key: token}}
+`)
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: ambient, namespace: closed}
+spec:
+  provider:
+    aws: {service: SecretsManager, region: `+awsfake.Region+`}
+`)
+		for _, c := range []struct{ store, want string }{{"elsewhere", "--allow-vault-server"}, {"ambient", "--allow-ambient-credentials"}} {
+			f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: `+c.store+`, namespace: closed}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: `+c.store+`}
+  data:
+  - {secretKey: password, remoteRef: {key: prod/db, property: password}}
+`)
+			var last string
+			defer func() {
+				if t.Failed() {
+					t.Logf("%s: last Ready message: %s", c.store, last)
+				}
+			}()
+			poll(t, c.store+" refused naming "+c.want, func() bool {
+				status, reason, msg := f.condition(t, "closed", c.store)
+				last = status + "/" + reason + ": " + msg
+				return status+"/"+reason == "False/SecretSyncedError" && strings.Contains(msg, c.want)
+			})
+		}
+	})
+
 	t.Run("deletionPolicy Delete removes the target once the remote secret is gone", func(t *testing.T) {
 		root := vaultRoot(t, addr, token)
 		if _, err := root.Logical().WriteWithContext(ctx, "secret/data/ephemeral", map[string]any{"data": map[string]any{"k": "v1"}}); err != nil {
@@ -582,18 +769,8 @@ spec:
 	})
 
 	t.Run("backend down: the last good Secret stays, the status says why, it recovers", func(t *testing.T) {
-		// The store reaches Vault through a proxy this test can take down.
-		target, _ := url.Parse(addr)
-		rp := httputil.NewSingleHostReverseProxy(target)
-		var down atomic.Bool
-		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if down.Load() {
-				http.Error(w, "upstream gone", http.StatusBadGateway)
-				return
-			}
-			rp.ServeHTTP(w, r)
-		}))
-		defer proxy.Close()
+		// The store reaches Vault through the fixture's proxy, which this test takes down.
+		proxy, down := f.proxy, &f.proxyDown
 		f.namespace(t, "outage")
 		tokenSecret("outage", "vault-token", token)
 		f.apply(t, storeManifest("outage", "vault-backend", proxy.URL, "vault-token"))

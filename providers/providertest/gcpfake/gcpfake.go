@@ -2,21 +2,29 @@
 // gRPC server over TLS implementing the generated SecretManagerServiceServer
 // (AccessSecretVersion, GetSecret, ListSecrets, ListSecretVersions). It checks the bearer
 // token in the authorization metadata, returns the service's status codes, and can inject
-// latency and failures per secret while counting calls.
+// latency and failures per secret while counting calls. Beside it, an OAuth 2.0 token
+// endpoint (HTTPS, same certificate) exchanges JWTs signed by service-account keys it issued
+// for that token, checking signature, issuer, audience, scope and expiry as Google's does.
 package gcpfake
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,8 +57,12 @@ type Server struct {
 
 	// Addr is host:port; CAFile holds the PEM certificate clients must trust.
 	Addr, CAFile string
+	// TokenURL is the token endpoint service-account keys from ServiceAccountKey name.
+	TokenURL string
 
-	srv *grpc.Server
+	srv    *grpc.Server
+	tokens *http.Server
+	keys   map[string]*rsa.PublicKey // service-account email → public key
 
 	mu       sync.Mutex
 	versions map[string][][]byte // secret name → payloads, version n at index n-1
@@ -78,18 +90,101 @@ func New(dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
 	f := &Server{
-		Addr: l.Addr().String(), CAFile: caFile,
+		Addr: l.Addr().String(), CAFile: caFile, TokenURL: "https://" + tl.Addr().String() + "/token",
 		versions: map[string][][]byte{}, disabled: map[string]bool{}, faults: map[string]*Fault{}, calls: map[string]int{},
+		keys: map[string]*rsa.PublicKey{},
 	}
 	f.srv = grpc.NewServer(grpc.Creds(credentials.NewServerTLSFromCert(&cert)), grpc.UnaryInterceptor(f.intercept))
 	secretmanagerpb.RegisterSecretManagerServiceServer(f.srv, f)
 	go func() { _ = f.srv.Serve(l) }()
+	f.tokens = &http.Server{Handler: http.HandlerFunc(f.token), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = f.tokens.ServeTLS(tl, "", "") }()
 	return f, nil
 }
 
 // Close stops the server.
-func (f *Server) Close() { f.srv.Stop() }
+func (f *Server) Close() { f.srv.Stop(); f.tokens.Close() }
+
+// ServiceAccountKey issues a key for a service account, as the JSON file Google hands out,
+// naming the fake's token endpoint; JWTs it signs are exchanged for Token.
+func (f *Server) ServiceAccountKey(email string) ([]byte, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.keys[email] = &key.PublicKey
+	f.mu.Unlock()
+	return json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "keyway-test", "private_key_id": "k1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": email, "client_id": "1", "token_uri": f.TokenURL,
+	})
+}
+
+// token is the OAuth 2.0 JWT-bearer grant (RFC 7523) as Google's endpoint answers it.
+func (f *Server) token(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.calls["token"]++
+	f.mu.Unlock()
+	fail := func(code, desc string) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/token" {
+		http.NotFound(w, r)
+		return
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+		fail("unsupported_grant_type", "Invalid grant_type: "+r.PostForm.Get("grant_type"))
+		return
+	}
+	parts := strings.Split(r.PostForm.Get("assertion"), ".")
+	if len(parts) != 3 {
+		fail("invalid_request", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+		return
+	}
+	var claims struct {
+		Iss, Scope, Aud string
+		Exp, Iat        int64
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || json.Unmarshal(raw, &claims) != nil {
+		fail("invalid_request", "Invalid JWT.")
+		return
+	}
+	f.mu.Lock()
+	pub := f.keys[claims.Iss]
+	f.mu.Unlock()
+	if pub == nil {
+		fail("invalid_grant", "Invalid grant: account not found")
+		return
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err != nil || rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) != nil {
+		fail("invalid_grant", "Invalid JWT Signature.")
+		return
+	}
+	now := time.Now().Unix()
+	if claims.Aud != f.TokenURL || claims.Exp < now || claims.Iat > now+60 || !strings.Contains(claims.Scope, "https://www.googleapis.com/auth/cloud-platform") {
+		fail("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_ = json.NewEncoder(w).Encode(map[string]any{"access_token": Token, "expires_in": 3599, "token_type": "Bearer"})
+}
 
 // Add stores a new version of secret (projects/P/secrets/S) and returns its number.
 func (f *Server) Add(secret string, payload []byte) int {
