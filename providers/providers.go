@@ -95,6 +95,14 @@ type Lister interface {
 	List(ctx context.Context, prefix string, limit int) ([]string, error)
 }
 
+// Finder is a Client that can select secrets by name prefix and tags (Secrets Manager's
+// ListSecrets with filters): every tag given must be on a secret with that value. Names are
+// returned sorted; at most limit, and more is an error.
+type Finder interface {
+	Client
+	Find(ctx context.Context, prefix string, tags map[string]string, limit int) ([]string, error)
+}
+
 // Settings configure one backend: flat keys (for example "secrets-file", "address") with string
 // values, so flags, environment variables and config files all map onto them the same way.
 // List values are comma-separated.
@@ -338,4 +346,20 @@ func (c *Clients) List(ctx context.Context, backend, prefix string, limit int) (
 		return nil, fmt.Errorf("backend %q cannot list secrets", backend)
 	}
 	return l.List(ctx, prefix, limit)
+}
+
+// Find selects secrets in backend by name prefix and tags (see Finder); a backend that can
+// only list (Vault) serves a search without tags.
+func (c *Clients) Find(ctx context.Context, backend, prefix string, tags map[string]string, limit int) ([]string, error) {
+	cl, err := c.Client(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := cl.(Finder); ok {
+		return f.Find(ctx, prefix, tags, limit)
+	}
+	if len(tags) > 0 {
+		return nil, fmt.Errorf("backend %q cannot select secrets by tags", backend)
+	}
+	return c.List(ctx, backend, prefix, limit)
 }

@@ -35,9 +35,14 @@ const (
 	SettingSessionToken    = "session-token"
 	SettingMaxAttempts     = "max-attempts"
 	SettingBatch           = "batch" // "false" turns BatchGetSecretValue off
+	// SettingWebIdentityToken is a JWT (a Kubernetes service-account token) exchanged with
+	// STS AssumeRoleWithWebIdentity for SettingWebIdentityRoleARN's credentials, held in
+	// memory; SettingRoleARN, when set too, is assumed on top (role chaining).
+	SettingWebIdentityToken   = "web-identity-token"
+	SettingWebIdentityRoleARN = "web-identity-role-arn"
 )
 
-var known = []string{SettingRegion, SettingProfile, SettingRoleARN, SettingExternalID, SettingEndpoint,
+var known = []string{SettingRegion, SettingProfile, SettingRoleARN, SettingExternalID, SettingEndpoint, SettingWebIdentityToken, SettingWebIdentityRoleARN,
 	SettingAccessKeyID, SettingSecretAccessKey, SettingSessionToken, SettingMaxAttempts, SettingBatch}
 
 // MaxBatch is BatchGetSecretValue's limit on SecretIdList.
@@ -47,6 +52,7 @@ const MaxBatch = 20
 type API interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	BatchGetSecretValue(ctx context.Context, in *secretsmanager.BatchGetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error)
+	ListSecrets(ctx context.Context, in *secretsmanager.ListSecretsInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error)
 }
 
 // Provider builds Secrets Manager clients.
@@ -65,9 +71,22 @@ func (Provider) Validate(s providers.Settings) error {
 	if _, err := s.Int(SettingMaxAttempts, 5, 1); err != nil {
 		return err
 	}
-	_, err := s.Bool(SettingBatch, true)
-	return err
+	if _, err := s.Bool(SettingBatch, true); err != nil {
+		return err
+	}
+	if (s[SettingWebIdentityToken] == "") != (s[SettingWebIdentityRoleARN] == "") {
+		return fmt.Errorf("settings %q and %q go together", SettingWebIdentityToken, SettingWebIdentityRoleARN)
+	}
+	if s[SettingWebIdentityToken] != "" && s[SettingAccessKeyID] != "" {
+		return fmt.Errorf("setting %q: give static keys or a web identity, not both", SettingWebIdentityToken)
+	}
+	return nil
 }
+
+// staticToken hands stscreds the web identity token it was given.
+type staticToken string
+
+func (t staticToken) GetIdentityToken() ([]byte, error) { return []byte(t), nil }
 
 // Open implements providers.Provider. Credentials come from the SDK's default chain
 // (environment, shared config and profiles, web identity / IRSA, IMDS) unless static keys are
@@ -98,12 +117,18 @@ func (Provider) Open(ctx context.Context, cfg providers.Config) (providers.Clien
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration: %w", err)
 	}
+	stsOptions := func(o *sts.Options) {
+		if ep := s[SettingEndpoint]; ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		}
+	}
+	if tok := s[SettingWebIdentityToken]; tok != "" {
+		stsClient := sts.NewFromConfig(awsCfg, stsOptions)
+		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewWebIdentityRoleProvider(stsClient, s[SettingWebIdentityRoleARN], staticToken(tok),
+			func(o *stscreds.WebIdentityRoleOptions) { o.RoleSessionName = "keyway" }))
+	}
 	if role := s[SettingRoleARN]; role != "" {
-		stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
-			if ep := s[SettingEndpoint]; ep != "" {
-				o.BaseEndpoint = aws.String(ep)
-			}
-		})
+		stsClient := sts.NewFromConfig(awsCfg, stsOptions)
 		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, role, func(o *stscreds.AssumeRoleOptions) {
 			if ext := s[SettingExternalID]; ext != "" {
 				o.ExternalID = aws.String(ext)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +198,99 @@ func BenchmarkRenderAWS(b *testing.B) {
 	}
 	b.ReportMetric(float64(fake.Calls("BatchGetSecretValue"))/float64(b.N), "batch-calls/render")
 	b.ReportMetric(float64(fake.Calls("GetSecretValue"))/float64(b.N), "get-calls/render")
+}
+
+// TestAssumedRoles: role-arn assumes a role with STS AssumeRole (signed with the static
+// keys), a web identity token is exchanged with AssumeRoleWithWebIdentity, and role-arn on
+// top of it chains; each read is then signed by the session the fake issued. A token the
+// identity provider refuses and a role that does not trust the caller fail with STS's codes.
+func TestAssumedRoles(t *testing.T) {
+	fake := awsfake.New()
+	t.Cleanup(fake.Close)
+	fake.Put("prod/db", `{"password":"p"}`)
+	const reader, chained = "arn:aws:iam::123456789012:role/reader", "arn:aws:iam::123456789012:role/chained"
+	fake.Trust(reader, awsfake.AccessKeyID)
+	fake.Trust(reader, "system:serviceaccount:shop:app")
+	fake.Trust(chained, reader)
+	fake.SetWebIdentityVerifier(func(tok string) (string, error) {
+		if tok != "good-token" {
+			return "", errors.New("bad token")
+		}
+		return "system:serviceaccount:shop:app", nil
+	})
+	fetch := func(s providers.Settings) error {
+		c, err := awssm.Provider{}.Open(t.Context(), providers.Config{Settings: s})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		sec, err := c.Fetch(t.Context(), providers.Ref{Backend: "awssm", Path: "prod/db"})
+		if err == nil && sec.Data["password"] != "p" {
+			t.Fatalf("read %v", sec.Data)
+		}
+		return err
+	}
+	webIdentity := func(tok string) providers.Settings {
+		s := settings(fake)
+		delete(s, awssm.SettingAccessKeyID)
+		delete(s, awssm.SettingSecretAccessKey)
+		s[awssm.SettingWebIdentityToken], s[awssm.SettingWebIdentityRoleARN] = tok, reader
+		return s
+	}
+
+	s := settings(fake)
+	s[awssm.SettingRoleARN] = reader
+	if err := fetch(s); err != nil || fake.CallsBy(reader) != 1 || fake.Calls("AssumeRole") != 1 {
+		t.Fatalf("static keys + role: err %v, calls by the role %d, AssumeRole %d", err, fake.CallsBy(reader), fake.Calls("AssumeRole"))
+	}
+	if err := fetch(webIdentity("good-token")); err != nil || fake.CallsBy(reader) != 2 || fake.Calls("AssumeRoleWithWebIdentity") != 1 {
+		t.Fatalf("web identity: err %v, calls by the role %d", err, fake.CallsBy(reader))
+	}
+	s = webIdentity("good-token")
+	s[awssm.SettingRoleARN] = chained
+	if err := fetch(s); err != nil || fake.CallsBy(chained) != 1 {
+		t.Fatalf("web identity + chained role: err %v, calls by the chained role %d", err, fake.CallsBy(chained))
+	}
+	if err := fetch(webIdentity("forged")); err == nil || !strings.Contains(err.Error(), "InvalidIdentityToken") || strings.Contains(err.Error(), "forged") {
+		t.Fatalf("a refused token: err = %v", err)
+	}
+	s = settings(fake)
+	s[awssm.SettingRoleARN] = chained // the static keys are not trusted by it
+	if err := fetch(s); err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("an untrusted role: err = %v", err)
+	}
+	bad := settings(fake)
+	bad[awssm.SettingWebIdentityToken] = "x"
+	if err := (awssm.Provider{}).Validate(bad); err == nil {
+		t.Fatal("a web identity token without its role was accepted")
+	}
+}
+
+// TestFind: ListSecrets with a name prefix and tags, across pages; a tag must match key and
+// value together.
+func TestFind(t *testing.T) {
+	fake := awsfake.New()
+	t.Cleanup(fake.Close)
+	for i := range 130 {
+		fake.Put(fmt.Sprintf("team-a/s%03d", i), "v")
+	}
+	fake.Put("team-b/s000", "v")
+	fake.Tag("team-a/s001", "env", "prod")
+	fake.Tag("team-a/s002", "env", "dev")
+	fake.Tag("team-a/s002", "tier", "prod") // env and prod are both there, not as a pair
+	c := openClient(t, settings(fake), nil).(providers.Finder)
+	names, err := c.Find(t.Context(), "team-a/", nil, 500)
+	if err != nil || len(names) != 130 || names[0] != "team-a/s000" || names[129] != "team-a/s129" {
+		t.Fatalf("prefix: %d names, err %v", len(names), err)
+	}
+	if fake.Calls("ListSecrets") != 2 {
+		t.Errorf("ListSecrets calls = %d, want 2 pages", fake.Calls("ListSecrets"))
+	}
+	names, err = c.Find(t.Context(), "", map[string]string{"env": "prod"}, 500)
+	if err != nil || !slices.Equal(names, []string{"team-a/s001"}) {
+		t.Fatalf("tags: %v, err %v", names, err)
+	}
+	if _, err := c.Find(t.Context(), "team-a/", nil, 100); err == nil || !strings.Contains(err.Error(), "more than 100") {
+		t.Fatalf("over the limit: err = %v", err)
+	}
 }

@@ -723,6 +723,19 @@ func (s *Syncer) awsStore(ctx context.Context, what, ns string, a *esv1.AWSProvi
 			return nil, err
 		}
 	}
+	if j := a.Auth.JWTAuth; j != nil {
+		if a.Auth.SecretRef != nil {
+			return nil, refusal{what + ": aws.auth: give secretRef or jwt, not both"}
+		}
+		if j.ServiceAccountRef == nil {
+			return nil, refusal{what + ": aws.auth.jwt needs serviceAccountRef"}
+		}
+		role, tok, err := s.webIdentity(ctx, what, ns, *j.ServiceAccountRef)
+		if err != nil {
+			return nil, err
+		}
+		set[awssm.SettingWebIdentityRoleARN], set[awssm.SettingWebIdentityToken] = role, tok
+	}
 	if ref := a.Auth.SecretRef; ref != nil {
 		id, err := s.secretValue(ctx, what, ns, ref.AccessKeyID, "auth.secretRef.accessKeyIDSecretRef")
 		if err != nil {
@@ -745,6 +758,45 @@ func (s *Syncer) awsStore(ctx context.Context, what, ns string, a *esv1.AWSProvi
 		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}
 	}
 	return &storeConfig{backend: backend, settings: set}, nil
+}
+
+// IRSA's annotations on a service account: the role its tokens may assume, and the audience
+// those tokens are for.
+const (
+	annotationRoleARN  = "eks.amazonaws.com/role-arn"
+	annotationAudience = "eks.amazonaws.com/audience"
+)
+
+// webIdentity is ESO's aws jwt auth: the service account's IRSA role (its
+// eks.amazonaws.com/role-arn annotation) and a token requested for it, to be exchanged with
+// STS AssumeRoleWithWebIdentity. The account is the store's namespace's (a ClusterSecretStore
+// names one).
+func (s *Syncer) webIdentity(ctx context.Context, what, ns string, sa esv1.ServiceAccountSelector) (role, token string, err error) {
+	from := ns
+	switch {
+	case ns == "" && (sa.Namespace == nil || *sa.Namespace == ""):
+		return "", "", refusal{what + ": serviceAccountRef must name its namespace"}
+	case ns == "":
+		from = *sa.Namespace
+	case sa.Namespace != nil && *sa.Namespace != ns:
+		return "", "", refusal{fmt.Sprintf("%s: serviceAccountRef names namespace %q; a SecretStore uses service accounts of its own namespace only", what, *sa.Namespace)}
+	}
+	acct, err := s.kube.CoreV1().ServiceAccounts(from).Get(ctx, sa.Name, metav1.GetOptions{})
+	if err != nil {
+		return "", "", refusal{fmt.Sprintf("%s: service account %s/%s: %s", what, from, sa.Name, apiReason(err))}
+	}
+	if role = acct.Annotations[annotationRoleARN]; role == "" {
+		return "", "", refusal{fmt.Sprintf("%s: service account %s/%s has no %s annotation (the role its tokens assume)", what, from, sa.Name, annotationRoleARN)}
+	}
+	if len(sa.Audiences) == 0 {
+		aud := "sts.amazonaws.com"
+		if acct.Annotations[annotationAudience] != "" {
+			aud = acct.Annotations[annotationAudience]
+		}
+		sa.Audiences = []string{aud}
+	}
+	token, err = s.serviceAccountToken(ctx, what, ns, sa)
+	return role, token, err
 }
 
 // ambient refuses a namespaced SecretStore without credentials unless the operator lets
@@ -1117,20 +1169,29 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 // maxFound bounds the secrets one dataFrom.find may select.
 const maxFound = 500
 
-// find is ESO's dataFrom.find for Vault: every secret under find.path (the store's mount by
-// default) whose path relative to the mount matches find.name.regexp, each as one key — its
-// path with '/' turned into '_' (ESO's Default conversion) — holding the secret's data as
-// JSON. Each secret is read through the shared read cache, like data[].
+// find is ESO's dataFrom.find: every secret under find.path (for Vault, relative to the
+// store's mount; for Secrets Manager, a name prefix) whose name matches find.name.regexp and
+// which carries every find.tags pair (Secrets Manager), each as one key — its name with '/'
+// turned into '_' (ESO's Default conversion). A Vault secret's value is its data as JSON, a
+// Secrets Manager secret's its string. Each secret is read through the shared read cache,
+// like data[].
 func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecretFind, notBefore time.Time) (map[string][]byte, error) {
-	if st.backend != "vault" {
-		return nil, refusal{"find is supported for the vault provider only"}
-	}
-	if len(f.Tags) > 0 {
-		return nil, refusal{"find.tags is not supported yet (find.name and find.path are)"}
-	}
-	root := st.mount
-	if f.Path != nil && strings.Trim(*f.Path, "/") != "" {
-		root = st.mount + "/" + strings.Trim(*f.Path, "/")
+	var root, strip string
+	switch st.backend {
+	case "vault":
+		if len(f.Tags) > 0 {
+			return nil, refusal{"find.tags: Vault secrets are found by path and name only"}
+		}
+		root, strip = st.mount, st.mount+"/"
+		if f.Path != nil && strings.Trim(*f.Path, "/") != "" {
+			root = st.mount + "/" + strings.Trim(*f.Path, "/")
+		}
+	case "awssm":
+		if f.Path != nil {
+			root = *f.Path
+		}
+	default:
+		return nil, refusal{"find is supported for the vault provider and aws SecretsManager"}
 	}
 	var re *regexp.Regexp
 	if f.Name != nil && f.Name.RegExp != "" {
@@ -1143,14 +1204,14 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 		return nil, err
 	}
 	clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
-	paths, err := clients.List(ctx, st.backend, root, maxFound)
+	names, err := clients.Find(ctx, st.backend, root, f.Tags, maxFound)
 	clients.Close()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]byte{}
-	for _, p := range paths {
-		rel := strings.TrimPrefix(p, st.mount+"/")
+	for _, p := range names {
+		rel := strings.TrimPrefix(p, strip)
 		if re != nil && !re.MatchString(rel) {
 			continue
 		}
@@ -1158,7 +1219,10 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 		if err != nil {
 			return nil, err
 		}
-		raw, err := json.Marshal(sec.Data)
+		raw, err := property(sec, "")
+		if st.backend == "vault" {
+			raw, err = json.Marshal(sec.Data)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %v", rel, err)
 		}

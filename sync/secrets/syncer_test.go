@@ -19,6 +19,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/prometheus/client_golang/prometheus"
+	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +41,7 @@ const syncCanary = "CANARY-syncer"
 // syncerFixture: keyway's CRDs, a real Vault holding secret/data/database/credentials, a
 // running Syncer, and helpers to apply manifests.
 type syncerFixture struct {
+	aws       *awsfake.Server
 	gcp       *gcpfake.Server
 	proxy     *httptest.Server // to Vault, taken down by setting proxyDown
 	proxyDown atomic.Bool
@@ -91,6 +93,16 @@ func newSyncerFixture(t *testing.T) (*syncerFixture, string, string) {
 	aws := awsfake.New()
 	t.Cleanup(aws.Close)
 	aws.Put("prod/db", `{"password": "`+syncCanary+`-aws"}`)
+	f.aws = aws
+	// STS checks web identity tokens with the API server, as AWS checks them with the
+	// cluster's OIDC keys.
+	aws.SetWebIdentityVerifier(func(tok string) (string, error) {
+		tr, err := f.kube.AuthenticationV1().TokenReviews().Create(context.Background(), &authv1.TokenReview{Spec: authv1.TokenReviewSpec{Token: tok, Audiences: []string{"sts.amazonaws.com"}}}, metav1.CreateOptions{})
+		if err != nil || !tr.Status.Authenticated {
+			return "", fmt.Errorf("token refused")
+		}
+		return tr.Status.User.Username, nil
+	})
 	gcp, err := gcpfake.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -594,6 +606,71 @@ spec:
   - {secretKey: password, remoteRef: {key: prod/db, property: password}}
 `)
 		poll(t, "the Secret from Secrets Manager", func() bool { v, _ := f.secretValue(t, "aws", "db", "password"); return v == syncCanary+"-aws" })
+	})
+
+	t.Run("AWS web identity: a service account's token for its IRSA role, through STS", func(t *testing.T) {
+		const role = "arn:aws:iam::123456789012:role/irsa-reader"
+		f.namespace(t, "irsa")
+		f.aws.Trust(role, "system:serviceaccount:irsa:app")
+		for _, sa := range []string{"app", "stranger"} { // the role trusts app only
+			if _, err := f.kube.CoreV1().ServiceAccounts("irsa").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa,
+				Annotations: map[string]string{"eks.amazonaws.com/role-arn": role}}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			f.apply(t, `apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: `+sa+`, namespace: irsa}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: `+awsfake.Region+`
+      auth:
+        jwt:
+          serviceAccountRef: {name: `+sa+`}
+`)
+			f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: `+sa+`, namespace: irsa}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: `+sa+`}
+  data:
+  - {secretKey: password, remoteRef: {key: prod/db, property: password}}
+`)
+		}
+		// dataFrom.find through the same store: a name prefix, a name pattern and a tag.
+		for name, team := range map[string]string{"find/app-db": "shop", "find/app-cache": "other", "find/ops-db": "shop"} {
+			f.aws.Put(name, syncCanary+"-"+name)
+			f.aws.Tag(name, "team", team)
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: found, namespace: irsa}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: app}
+  dataFrom:
+  - find:
+      path: find/
+      name: {regexp: "^find/app-"}
+      tags: {team: shop}
+`)
+		poll(t, "the secrets found by path, name and tag", func() bool {
+			sec, err := f.kube.CoreV1().Secrets("irsa").Get(ctx, "found", metav1.GetOptions{})
+			return err == nil && len(sec.Data) == 1 && string(sec.Data["find_app-db"]) == syncCanary+"-find/app-db"
+		})
+		poll(t, "the Secret read as the IRSA role", func() bool { v, _ := f.secretValue(t, "irsa", "app", "password"); return v == syncCanary+"-aws" })
+		if n := f.aws.CallsBy(role); n < 1 {
+			t.Errorf("reads signed by %s = %d, want at least 1", role, n)
+		}
+		poll(t, "the untrusted account refused by STS", func() bool {
+			status, reason, msg := f.condition(t, "irsa", "stranger")
+			return status+"/"+reason == "False/SecretSyncedError" && strings.Contains(msg, "AccessDenied")
+		})
+		if _, ok := f.secretValue(t, "irsa", "stranger", "password"); ok {
+			t.Error("the untrusted account's ExternalSecret made a Secret")
+		}
 	})
 
 	t.Run("GCP Secret Manager with a service-account key (token exchange checked)", func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package awsfake is a wire-level fake of AWS Secrets Manager (and SSM Parameter Store's
-// GetParameters) for tests and local trials: an HTTP server speaking the services' JSON 1.1
-// protocol (X-Amz-Target) to the unmodified official SDK. It verifies SigV4 signatures against known credentials, keeps version stages,
+// GetParameters, and STS's AssumeRole and AssumeRoleWithWebIdentity) for tests and local
+// trials: an HTTP server speaking the services' JSON 1.1 protocol (X-Amz-Target) and STS's
+// query protocol to the unmodified official SDK. It verifies SigV4 signatures against known credentials, keeps version stages,
 // returns the service's real error shapes, and can inject latency, throttling and failures
 // per secret while counting calls.
 package awsfake
@@ -14,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +41,7 @@ type version struct {
 type secret struct {
 	name, arn string
 	versions  []*version
+	tags      map[string]string
 }
 
 // Fault changes how the fake answers for one secret.
@@ -60,11 +63,17 @@ type Server struct {
 	denyBatch bool
 	latency   time.Duration
 	seq       int
+
+	verifier    WebIdentityVerifier
+	trust       map[string]bool    // role ARN + "\x00" + principal
+	sessions    map[string]session // issued access key ID → session
+	byPrincipal map[string]int
 }
 
 // New starts a fake on a loopback port. Close it when done.
 func New() *Server {
-	f := &Server{secrets: map[string]*secret{}, params: map[string][]param{}, faults: map[string]*Fault{}, calls: map[string]int{}}
+	f := &Server{secrets: map[string]*secret{}, params: map[string][]param{}, faults: map[string]*Fault{}, calls: map[string]int{},
+		trust: map[string]bool{}, sessions: map[string]session{}, byPrincipal: map[string]int{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	return f
 }
@@ -143,6 +152,24 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := r.Header.Get("X-Amz-Target")
+	if target == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			stsError(w, 400, "MalformedInput", "malformed query")
+			return
+		}
+		principal := ""
+		if r.Header.Get("Authorization") != "" {
+			p, e := f.verifySigV4(r, body, "sts")
+			if e != nil {
+				stsError(w, e.status, e.code, e.msg)
+				return
+			}
+			principal = p
+		}
+		f.sts(w, form, principal)
+		return
+	}
 	service := "secretsmanager"
 	op, ok := strings.CutPrefix(target, "secretsmanager.")
 	if !ok {
@@ -157,10 +184,14 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	f.calls[op]++
 	latency := f.latency
 	f.mu.Unlock()
-	if e := verifySigV4(r, body, service); e != nil {
-		writeError(w, *e)
+	principal, authErr := f.verifySigV4(r, body, service)
+	if authErr != nil {
+		writeError(w, *authErr)
 		return
 	}
+	f.mu.Lock()
+	f.byPrincipal[principal]++
+	f.mu.Unlock()
 	if latency > 0 {
 		time.Sleep(latency)
 	}
@@ -179,7 +210,7 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case "DescribeSecret":
 		out, e = f.describe(in)
 	case "ListSecrets":
-		out, e = f.list()
+		out, e = f.list(in)
 	case "GetParameters":
 		out, e = f.getParameters(in)
 	default:
@@ -332,30 +363,111 @@ func (f *Server) describe(in map[string]any) (any, *apiError) {
 	return map[string]any{"ARN": s.arn, "Name": s.name, "VersionIdsToStages": stages}, nil
 }
 
-func (f *Server) list() (any, *apiError) {
+// Tag sets a tag on a secret (a Put must have made it).
+func (f *Server) Tag(name, key, value string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	s := f.secrets[name]
+	if s.tags == nil {
+		s.tags = map[string]string{}
+	}
+	s.tags[key] = value
+}
+
+// list is ListSecrets with the service's filters — name (a prefix), tag-key, tag-value
+// (each matched on its own, as the service does) — and pages of MaxResults (default 100)
+// chained by NextToken.
+func (f *Server) list(in map[string]any) (any, *apiError) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	type filter struct {
+		Key    string
+		Values []string
+	}
+	var req struct {
+		Filters    []filter
+		MaxResults int
+		NextToken  string
+	}
+	raw, _ := json.Marshal(in)
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return nil, &apiError{400, "InvalidParameterException", "malformed request"}
+	}
+	if req.MaxResults == 0 {
+		req.MaxResults = 100
+	}
+	if req.MaxResults < 1 || req.MaxResults > 100 {
+		return nil, &apiError{400, "InvalidParameterException", "MaxResults must be between 1 and 100"}
+	}
+	match := func(s *secret) bool {
+		for _, fl := range req.Filters {
+			ok := false
+			for _, v := range fl.Values {
+				switch fl.Key {
+				case "name":
+					ok = ok || strings.HasPrefix(s.name, v)
+				case "tag-key":
+					_, has := s.tags[v]
+					ok = ok || has
+				case "tag-value":
+					for _, tv := range s.tags {
+						ok = ok || tv == v
+					}
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	for _, fl := range req.Filters {
+		switch fl.Key {
+		case "name", "tag-key", "tag-value":
+		default:
+			return nil, &apiError{400, "InvalidParameterException", "Invalid filter key: " + fl.Key}
+		}
+	}
 	var names []string
 	for k, s := range f.secrets {
-		if k == s.name {
+		if k == s.name && match(s) {
 			names = append(names, k)
 		}
 	}
 	sort.Strings(names)
-	out := []any{}
-	for _, n := range names {
-		out = append(out, map[string]any{"ARN": f.secrets[n].arn, "Name": n})
+	start := 0
+	if req.NextToken != "" {
+		n, err := strconv.Atoi(req.NextToken)
+		if err != nil || n < 0 || n > len(names) {
+			return nil, &apiError{400, "InvalidNextTokenException", "The NextToken value is invalid."}
+		}
+		start = n
 	}
-	return map[string]any{"SecretList": out}, nil
+	out := []any{}
+	end := min(start+req.MaxResults, len(names))
+	for _, n := range names[start:end] {
+		s := f.secrets[n]
+		tags := []any{}
+		for k, v := range s.tags {
+			tags = append(tags, map[string]string{"Key": k, "Value": v})
+		}
+		out = append(out, map[string]any{"ARN": s.arn, "Name": n, "Tags": tags})
+	}
+	resp := map[string]any{"SecretList": out}
+	if end < len(names) {
+		resp["NextToken"] = strconv.Itoa(end)
+	}
+	return resp, nil
 }
 
 // verifySigV4 recomputes the request's AWS Signature Version 4 from the headers it says it
-// signed and compares it with the one sent.
-func verifySigV4(r *http.Request, body []byte, service string) *apiError {
+// signed and compares it with the one sent. It returns who signed: AccessKeyID, or the role
+// of a session the fake's STS issued (whose session token must come with it).
+func (f *Server) verifySigV4(r *http.Request, body []byte, service string) (string, *apiError) {
 	auth := r.Header.Get("Authorization")
 	rest, ok := strings.CutPrefix(auth, "AWS4-HMAC-SHA256 ")
 	if !ok {
-		return &apiError{400, "MissingAuthenticationTokenException", "Missing Authentication Token"}
+		return "", &apiError{400, "MissingAuthenticationTokenException", "Missing Authentication Token"}
 	}
 	fields := map[string]string{}
 	for part := range strings.SplitSeq(rest, ",") {
@@ -364,25 +476,32 @@ func verifySigV4(r *http.Request, body []byte, service string) *apiError {
 	}
 	cred := strings.Split(fields["Credential"], "/")
 	if len(cred) != 5 || cred[4] != "aws4_request" {
-		return &apiError{400, "IncompleteSignatureException", "malformed Credential"}
+		return "", &apiError{400, "IncompleteSignatureException", "malformed Credential"}
 	}
+	principal, secretKey := AccessKeyID, SecretAccessKey
 	if cred[0] != AccessKeyID {
-		return &apiError{400, "UnrecognizedClientException", "The security token included in the request is invalid."}
+		f.mu.Lock()
+		sess, ok := f.sessions[cred[0]]
+		f.mu.Unlock()
+		if !ok || r.Header.Get("X-Amz-Security-Token") != sess.token {
+			return "", &apiError{400, "UnrecognizedClientException", "The security token included in the request is invalid."}
+		}
+		principal, secretKey = sess.role, sess.secret
 	}
 	if cred[3] != service {
-		return &apiError{400, "InvalidSignatureException", "Credential should be scoped to correct service: '" + service + "'."}
+		return "", &apiError{400, "InvalidSignatureException", "Credential should be scoped to correct service: '" + service + "'."}
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	if !strings.HasPrefix(amzDate, cred[1]) {
-		return &apiError{400, "InvalidSignatureException", "date in Credential scope does not match X-Amz-Date"}
+		return "", &apiError{400, "InvalidSignatureException", "date in Credential scope does not match X-Amz-Date"}
 	}
 	if t, err := time.Parse("20060102T150405Z", amzDate); err != nil || time.Since(t).Abs() > 15*time.Minute {
-		return &apiError{400, "InvalidSignatureException", "Signature expired or X-Amz-Date malformed"}
+		return "", &apiError{400, "InvalidSignatureException", "Signature expired or X-Amz-Date malformed"}
 	}
 	payload := sha256.Sum256(body)
 	payloadHex := hex.EncodeToString(payload[:])
 	if h := r.Header.Get("X-Amz-Content-Sha256"); h != "" && h != payloadHex {
-		return &apiError{400, "InvalidSignatureException", "payload hash does not match X-Amz-Content-Sha256"}
+		return "", &apiError{400, "InvalidSignatureException", "payload hash does not match X-Amz-Content-Sha256"}
 	}
 	signed := strings.Split(fields["SignedHeaders"], ";")
 	var ch strings.Builder
@@ -406,15 +525,15 @@ func verifySigV4(r *http.Request, body []byte, service string) *apiError {
 	ch256 := sha256.Sum256([]byte(canonical))
 	scope := strings.Join(cred[1:], "/")
 	toSign := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(ch256[:])
-	key := hmacSHA256([]byte("AWS4"+SecretAccessKey), cred[1])
+	key := hmacSHA256([]byte("AWS4"+secretKey), cred[1])
 	key = hmacSHA256(key, cred[2])
 	key = hmacSHA256(key, cred[3])
 	key = hmacSHA256(key, "aws4_request")
 	want := hex.EncodeToString(hmacSHA256(key, toSign))
 	if !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
-		return &apiError{400, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."}
+		return "", &apiError{400, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided."}
 	}
-	return nil
+	return principal, nil
 }
 
 func hmacSHA256(key []byte, data string) []byte {
