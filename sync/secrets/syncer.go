@@ -135,6 +135,7 @@ type Syncer struct {
 
 	reads    *prometheus.CounterVec
 	syncs    *prometheus.CounterVec
+	errs     *prometheus.CounterVec
 	hits     prometheus.Counter
 	duration prometheus.Histogram
 }
@@ -170,11 +171,12 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	}
 	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{}, limiters: map[string]storeLimiter{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
-	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "outcome"})
+	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "operation", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
+	s.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_sync_errors_total", Help: "Failed ExternalSecret syncs by kind of problem (config, not-found, permission-denied, backend-unavailable, other)."}, []string{"reason"})
 	s.hits = prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_syncer_cache_hits_total", Help: "Values served from a read shared with other ExternalSecrets instead of the backend."})
 	s.duration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keyway_syncer_reconcile_duration_seconds", Help: "Time to sync one ExternalSecret.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
-	o.Registry.MustRegister(s.reads, s.syncs, s.hits, s.duration)
+	o.Registry.MustRegister(s.reads, s.syncs, s.errs, s.hits, s.duration, readyCollector{s})
 	s.bcast = record.NewBroadcaster()
 	s.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	s.rec = s.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-syncer"})
@@ -332,7 +334,7 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	u := item.(*unstructured.Unstructured)
 	var es esv1.ExternalSecret
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &es); err != nil {
-		return 0, s.fail(ctx, u, fmt.Sprintf("the ExternalSecret is malformed: %v", err))
+		return 0, s.fail(ctx, u, refusal{fmt.Sprintf("the ExternalSecret is malformed: %v", err)})
 	}
 	refresh := time.Hour
 	if es.Spec.RefreshInterval != nil {
@@ -343,7 +345,7 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		return 0, nil
 	}
 	if err != nil {
-		return refresh, s.fail(ctx, u, err.Error())
+		return refresh, s.fail(ctx, u, err)
 	}
 	// Values read within the refresh window serve (within 0.8 of it: a scheduled refresh
 	// comes at least 0.9 of it after the last, so it always reads afresh); a new force-sync
@@ -373,13 +375,12 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		return refresh, s.deleteTarget(ctx, u, &es)
 	}
 	if err != nil {
-		if ferr := s.fail(ctx, u, err.Error()); ferr != nil {
+		if ferr := s.fail(ctx, u, err); ferr != nil {
 			return 0, ferr
 		}
 		if errors.Is(err, providers.ErrUnavailable) {
 			// The backend is down: the last good Secret stays; try again with back-off
 			// (capped by the queue's limiter) rather than at the next refresh.
-			s.syncs.WithLabelValues("backend-unavailable").Inc()
 			return 0, errBackendDown
 		}
 		return refresh, nil
@@ -390,7 +391,7 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		}
 		var refused refusal
 		if errors.As(err, &refused) {
-			return refresh, s.fail(ctx, u, err.Error())
+			return refresh, s.fail(ctx, u, err)
 		}
 		return 0, err
 	}
@@ -1067,7 +1068,7 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		if e.err != nil {
 			outcome = "error"
 		}
-		s.reads.WithLabelValues(st.backend, outcome).Inc()
+		s.reads.WithLabelValues(st.backend, "get", outcome).Inc()
 		close(e.done)
 		return e.secret, e.err
 	}
@@ -1206,6 +1207,11 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 	clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
 	names, err := clients.Find(ctx, st.backend, root, f.Tags, maxFound)
 	clients.Close()
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	s.reads.WithLabelValues(st.backend, "list", outcome).Inc()
 	if err != nil {
 		return nil, err
 	}
@@ -1522,14 +1528,32 @@ func (s *Syncer) deleteTarget(ctx context.Context, u *unstructured.Unstructured,
 
 // fail records a failure: a Warning event and Ready=False when that is news. Messages name
 // objects, keys and reasons, never values.
-func (s *Syncer) fail(ctx context.Context, u *unstructured.Unstructured, msg string) error {
+func (s *Syncer) fail(ctx context.Context, u *unstructured.Unstructured, err error) error {
+	msg := err.Error()
 	s.syncs.WithLabelValues("error").Inc()
+	s.errs.WithLabelValues(errorReason(err)).Inc()
 	if readyIs(u, corev1.ConditionFalse, esv1.ReasonSecretSyncedError, msg) {
 		return nil
 	}
 	s.rec.Event(u, corev1.EventTypeWarning, esv1.ReasonSecretSyncedError, msg)
 	s.log.Warn("sync failed", "externalsecret", u.GetNamespace()+"/"+u.GetName(), "message", msg)
 	return s.setReady(ctx, u, corev1.ConditionFalse, esv1.ReasonSecretSyncedError, msg)
+}
+
+// errorReason is a failed sync's metric label: what kind of problem, never its text.
+func errorReason(err error) string {
+	var r refusal
+	switch {
+	case errors.As(err, &r):
+		return "config"
+	case errors.Is(err, providers.ErrNotFound):
+		return "not-found"
+	case errors.Is(err, providers.ErrPermissionDenied):
+		return "permission-denied"
+	case errors.Is(err, providers.ErrUnavailable), errors.Is(err, errBackendDown):
+		return "backend-unavailable"
+	}
+	return "other"
 }
 
 func readyIs(u *unstructured.Unstructured, status corev1.ConditionStatus, reason, msg string) bool {
@@ -1568,4 +1592,35 @@ func (s *Syncer) setReady(ctx context.Context, u *unstructured.Unstructured, sta
 	}
 	_, err := s.dyn.Resource(ExternalSecretGVR).Namespace(cur.GetNamespace()).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 	return err // a conflict is retried with the informer's newer copy
+}
+
+// readyCollector reports ExternalSecrets by their Ready condition's status, counted from the
+// informer's cache at each scrape.
+type readyCollector struct{ s *Syncer }
+
+var readyDesc = prometheus.NewDesc("keyway_syncer_externalsecrets", "ExternalSecrets by Ready status (True, False, Unknown: not synced yet).", []string{"ready"}, nil)
+
+func (c readyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- readyDesc }
+
+func (c readyCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]float64{"True": 0, "False": 0, "Unknown": 0}
+	var items []any
+	if c.s.esInf != nil {
+		items = c.s.esInf.GetStore().List()
+	}
+	for _, item := range items {
+		status := "Unknown"
+		conds, _, _ := unstructured.NestedSlice(item.(*unstructured.Unstructured).Object, "status", "conditions")
+		for _, cond := range conds {
+			if m, ok := cond.(map[string]any); ok && m["type"] == "Ready" {
+				if v, _ := m["status"].(string); v == "True" || v == "False" {
+					status = v
+				}
+			}
+		}
+		counts[status]++
+	}
+	for status, n := range counts {
+		ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, n, status)
+	}
 }

@@ -817,6 +817,16 @@ spec:
 				return status+"/"+reason == "False/SecretSyncedError" && strings.Contains(msg, c.want)
 			})
 		}
+		// The refusals show in the metrics by kind, and the ExternalSecrets by Ready status.
+		if n := metricValue(f.reg, "keyway_syncer_sync_errors_total", "config"); n < 2 {
+			t.Errorf("config errors = %v, want at least 2", n)
+		}
+		if n := metricValue(f.reg, "keyway_syncer_externalsecrets", "False"); n < 2 {
+			t.Errorf("ExternalSecrets Ready=False = %v, want at least 2", n)
+		}
+		if n := metricValue(f.reg, "keyway_syncer_externalsecrets", "True"); n < 1 {
+			t.Errorf("ExternalSecrets Ready=True = %v, want at least 1", n)
+		}
 	})
 
 	t.Run("deletionPolicy Delete removes the target once the remote secret is gone", func(t *testing.T) {
@@ -867,7 +877,7 @@ spec:
 			t.Fatalf("the outage emptied or changed the target: %q", v)
 		}
 		// Retried on its own (with back-off), not left until the next refresh in an hour.
-		poll(t, "a retry during the outage", func() bool { return f.syncs("backend-unavailable") >= 2 })
+		poll(t, "a retry during the outage", func() bool { return metricValue(f.reg, "keyway_syncer_sync_errors_total", "backend-unavailable") >= 2 })
 		down.Store(false)
 		// Bring the next retry forward rather than wait out the back-off it has reached.
 		f.forceSync(t, "outage", "database-credentials")

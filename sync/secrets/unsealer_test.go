@@ -470,7 +470,10 @@ func metricValue(reg *prometheus.Registry, name, result string) float64 {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
+				if (l.GetName() == "result" || l.GetName() == "reason" || l.GetName() == "ready") && l.GetValue() == result {
+					if m.GetGauge() != nil {
+						return m.GetGauge().GetValue()
+					}
 					return m.GetCounter().GetValue()
 				}
 			}
