@@ -7,8 +7,10 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,6 +142,16 @@ spec:
 	b.ReportMetric(elapsed.Seconds(), "s-to-all-ready")
 	b.ReportMetric(float64(reads.Load()), "vault-reads")
 	b.ReportMetric(float64(total), "externalsecrets")
+	// Memory: the syncer runs in this process, so its live heap (after a collection) and
+	// the process's peak RSS (the benchmark's own clients included) bound what it holds.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "MiB-live-heap")
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "MiB-peak-RSS")
+	}
 
 	// A forced refresh of everything where nothing changed writes no Secret.
 	quiet := time.Now()
