@@ -344,8 +344,21 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	if errors.Is(err, errNotOurs) {
 		return 0, nil
 	}
+	if err == nil {
+		err = checkSpec(&es)
+	}
 	if err != nil {
 		return refresh, s.fail(ctx, u, err)
+	}
+	switch es.Spec.RefreshPolicy {
+	case esv1.RefreshPolicyOnChange:
+		refresh = 0 // read again only when the spec changes (or on force-sync)
+	case esv1.RefreshPolicyCreatedOnce:
+		// Written once: while its target exists (and it has synced), nothing is read again.
+		if _, err := s.secrets.Secrets(es.Namespace).Get(targetName(&es)); err == nil && syncedGeneration(u) != 0 {
+			return 0, nil
+		}
+		refresh = 0
 	}
 	// Values read within the refresh window serve (within 0.8 of it: a scheduled refresh
 	// comes at least 0.9 of it after the last, so it always reads afresh); a new force-sync
@@ -360,7 +373,13 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	if refresh == 0 {
 		refreshedSince = time.Time{} // synced once: only a missing refreshTime is due
 	}
-	due := u.GetGeneration() != syncedGeneration(u) || refreshedBefore(u, refreshedSince)
+	changed := u.GetGeneration() != syncedGeneration(u)
+	due := changed || refreshedBefore(u, refreshedSince)
+	if changed && refresh == 0 {
+		// Without periodic refreshes, a new or changed spec reads afresh (reads of the last
+		// moments still serve: everything changed at once shares them).
+		notBefore = time.Now().Add(-changeWindow)
+	}
 	if fs := es.Annotations["force-sync"]; fs != "" {
 		s.timersMu.Lock()
 		if s.forced[key] != fs {
@@ -435,6 +454,49 @@ func forcedAt(v string) time.Time {
 		return now
 	}
 	return t
+}
+
+// changeWindow is how old a shared read may be to serve a new or changed ExternalSecret that
+// is not refreshed periodically.
+const changeWindow = 2 * time.Second
+
+// checkSpec refuses what keyway does not implement, by field, rather than ignoring it.
+func checkSpec(es *esv1.ExternalSecret) error {
+	switch es.Spec.RefreshPolicy {
+	case "", esv1.RefreshPolicyPeriodic, esv1.RefreshPolicyOnChange, esv1.RefreshPolicyCreatedOnce:
+	default:
+		return refusal{fmt.Sprintf("refreshPolicy %q: want Periodic, OnChange or CreatedOnce", es.Spec.RefreshPolicy)}
+	}
+	if t := es.Spec.Target.Template; t != nil && t.EngineVersion != "" && t.EngineVersion != "v2" {
+		return refusal{fmt.Sprintf("target.template.engineVersion %q: keyway implements v2 only", t.EngineVersion)}
+	}
+	for i, d := range es.Spec.Data {
+		if d.RemoteRef.MetadataPolicy == "Fetch" {
+			return refusal{fmt.Sprintf("data[%d].remoteRef.metadataPolicy Fetch is not supported", i)}
+		}
+	}
+	return nil
+}
+
+func targetName(es *esv1.ExternalSecret) string {
+	if es.Spec.Target.Name != "" {
+		return es.Spec.Target.Name
+	}
+	return es.Name
+}
+
+// unicodeEscape is ESO's Unicode conversion of key names: _UXXXX_ is the character U+XXXX.
+var unicodeEscape = regexp.MustCompile(`_U([0-9a-fA-F]{4})_`)
+
+// convertKey applies a conversion strategy to a key found by extract or find.
+func convertKey(k string, strategy esv1.ExternalSecretConversionStrategy) string {
+	if strategy != "Unicode" {
+		return k
+	}
+	return unicodeEscape.ReplaceAllStringFunc(k, func(m string) string {
+		n, _ := strconv.ParseUint(m[2:6], 16, 32)
+		return string(rune(n))
+	})
 }
 
 // refusal is a sync failure that is the ExternalSecret's to fix, reported in its status.
@@ -1145,7 +1207,7 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 				if err != nil {
 					return nil, 0, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
 				}
-				found[k] = v
+				found[convertKey(k, df.Extract.ConversionStrategy)] = v
 			}
 		default:
 			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: needs extract or find", i)}
@@ -1236,7 +1298,7 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %w", rel, err)
 		}
-		out[strings.ReplaceAll(rel, "/", "_")] = v
+		out[convertKey(strings.ReplaceAll(rel, "/", "_"), f.ConversionStrategy)] = v
 	}
 	return out, nil
 }
@@ -1321,7 +1383,9 @@ func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSo
 		vals[k] = string(v)
 	}
 	out := map[string][]byte{}
-	if t.MergePolicy == "Merge" {
+	if t.MergePolicy == "Merge" || len(t.Data) == 0 && len(t.TemplateFrom) == 0 {
+		// Merge keeps the values beside the template's keys; a template with neither data
+		// nor templateFrom (type or metadata only) keeps the values as they are, as in ESO.
 		maps.Copy(out, values)
 	}
 	exec := func(where, text string) (string, error) {
@@ -1435,10 +1499,7 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 	if err != nil {
 		return err
 	}
-	name := es.Spec.Target.Name
-	if name == "" {
-		name = es.Name
-	}
+	name := targetName(es)
 	policy := es.Spec.Target.CreationPolicy
 	if policy == "" {
 		policy = esv1.CreatePolicyOwner
@@ -1504,10 +1565,7 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 // deleteTarget applies deletionPolicy Delete once every remote secret is gone: the target
 // Secret is deleted (only if this ExternalSecret owns it) and Ready says so.
 func (s *Syncer) deleteTarget(ctx context.Context, u *unstructured.Unstructured, es *esv1.ExternalSecret) error {
-	name := es.Spec.Target.Name
-	if name == "" {
-		name = es.Name
-	}
+	name := targetName(es)
 	sec, err := s.kube.CoreV1().Secrets(es.Namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):

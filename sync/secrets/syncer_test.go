@@ -723,6 +723,63 @@ spec:
 		}
 	})
 
+	t.Run("refreshPolicy CreatedOnce and OnChange; Unicode key conversion", func(t *testing.T) {
+		root := vaultRoot(t, addr, token)
+		write := func(v string) {
+			if _, err := root.Logical().WriteWithContext(ctx, "secret/data/policy/db", map[string]any{"data": map[string]any{"pw": v, "db_U002E_host": "h"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("v1")
+		f.namespace(t, "policy")
+		tokenSecret("policy", "vault-token", token)
+		f.apply(t, storeManifest("policy", "vault-backend", addr, "vault-token"))
+		for _, p := range []string{"CreatedOnce", "OnChange", "Periodic"} {
+			f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: `+strings.ToLower(p)+`, namespace: policy}
+spec:
+  refreshPolicy: `+p+`
+  refreshInterval: 1s
+  secretStoreRef: {name: vault-backend}
+  dataFrom:
+  - extract: {key: policy/db, conversionStrategy: Unicode}
+`)
+		}
+		for _, name := range []string{"createdonce", "onchange", "periodic"} {
+			poll(t, name+" synced", func() bool {
+				v, _ := f.secretValue(t, "policy", name, "pw")
+				h, _ := f.secretValue(t, "policy", name, "db.host") // _U002E_ is '.'
+				return v == "v1" && h == "h"
+			})
+		}
+		write("v2")
+		poll(t, "Periodic reads v2 within its 1 s interval", func() bool { v, _ := f.secretValue(t, "policy", "periodic", "pw"); return v == "v2" })
+		f.forceSync(t, "policy", "createdonce")
+		time.Sleep(2 * time.Second) // two intervals, and the force-sync, for the others to (wrongly) read
+		if v, _ := f.secretValue(t, "policy", "createdonce", "pw"); v != "v1" {
+			t.Errorf("CreatedOnce wrote again: pw = %q", v)
+		}
+		if v, _ := f.secretValue(t, "policy", "onchange", "pw"); v != "v1" {
+			t.Errorf("OnChange read again without a change: pw = %q", v)
+		}
+		// A change to OnChange's spec reads again.
+		patch := []byte(`{"spec":{"target":{"template":{"metadata":{"labels":{"touched":"yes"}}}}}}`)
+		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("policy").Patch(ctx, "onchange", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// (A template with metadata only keeps the values, as in ESO.)
+		poll(t, "OnChange reads again after its spec changed", func() bool {
+			sec, err := f.kube.CoreV1().Secrets("policy").Get(ctx, "onchange", metav1.GetOptions{})
+			return err == nil && string(sec.Data["pw"]) == "v2" && sec.Labels["touched"] == "yes"
+		})
+		// CreatedOnce makes its Secret again when it is deleted.
+		if err := f.kube.CoreV1().Secrets("policy").Delete(ctx, "createdonce", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "CreatedOnce recreates a deleted target", func() bool { v, _ := f.secretValue(t, "policy", "createdonce", "pw"); return v == "v2" })
+	})
+
 	t.Run("a store's read limit from its annotations", func(t *testing.T) {
 		root := vaultRoot(t, addr, token)
 		for i := range 5 {
