@@ -145,6 +145,44 @@ type fetchEntry struct {
 	secret providers.Secret
 	err    error
 	at     time.Time
+	// Guarded by cacheMu: when the entry last served, and the oldest age any asker
+	// accepted (a read older than that serves nobody; 0 when an asker takes any age).
+	used   time.Time
+	window time.Duration
+}
+
+// Unused shared reads are dropped: one older than every asker's window at once, any after
+// idleRead without an asker (an ExternalSecret that is gone, or one read once).
+const (
+	pruneEvery = 5 * time.Minute
+	idleRead   = 24 * time.Hour
+)
+
+// note records that an asker accepting reads made at or after notBefore used e.
+func (e *fetchEntry) note(now, notBefore time.Time) {
+	e.used = now
+	w := now.Sub(notBefore)
+	if notBefore.IsZero() {
+		w = idleRead
+	}
+	e.window = max(e.window, w)
+}
+
+// prune drops shared reads no asker can use any more; it returns how many are left.
+func (s *Syncer) prune(now time.Time) int {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	for k, e := range s.fetched {
+		select {
+		case <-e.done:
+		default:
+			continue // in flight
+		}
+		if now.Sub(e.at) > e.window || now.Sub(e.used) > idleRead {
+			delete(s.fetched, k)
+		}
+	}
+	return len(s.fetched)
 }
 
 // NewSyncer builds a Syncer on the cluster of cfg.
@@ -305,8 +343,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	<-ctx.Done()
-	return nil
+	tick := time.NewTicker(pruneEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			s.prune(now)
+		}
+	}
 }
 
 // schedule queues key's next refresh after d, spread ±10 % so a restart or a shared
@@ -1119,6 +1165,9 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 	if !ok {
 		e = &fetchEntry{done: make(chan struct{})}
 		s.fetched[key] = e
+	}
+	e.note(time.Now(), notBefore)
+	if !ok {
 		s.cacheMu.Unlock()
 		if e.err = st.wait(ctx); e.err == nil {
 			clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
