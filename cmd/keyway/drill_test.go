@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sync/secrets"
 )
 
 // TestDisasterRecoveryDrill is the guide's drill: the App of Apps tree — a ConfigMap, a
@@ -183,8 +184,8 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 }
 
 // comparable is an object without what differs between clusters by nature: identity,
-// versions, timestamps, managed fields, owner UIDs, status timestamps and the kube-root-ca
-// ConfigMap's data.
+// versions, timestamps, managed fields, owner UIDs, status timestamps, the kube-root-ca
+// ConfigMap's data and the unsealer's proof (it binds the SealedSecret's UID).
 func comparable(u *unstructured.Unstructured) map[string]any {
 	c := u.DeepCopy()
 	for _, f := range []string{"uid", "resourceVersion", "creationTimestamp", "managedFields", "generation"} {
@@ -196,6 +197,10 @@ func comparable(u *unstructured.Unstructured) map[string]any {
 	}
 	c.SetOwnerReferences(refs)
 	unstructured.RemoveNestedField(c.Object, "status")
+	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", secrets.AnnotationUnsealedFrom)
+	if len(c.GetAnnotations()) == 0 {
+		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
+	}
 	if c.GetName() == "kube-root-ca.crt" {
 		unstructured.RemoveNestedField(c.Object, "data")
 	}

@@ -455,6 +455,52 @@ func TestResyncWritesNothing(t *testing.T) {
 	if len(w) != 0 {
 		t.Fatalf("%d write requests during resyncs with nothing changed, want 0: first %+v", len(w), w[0])
 	}
+
+	// A restart (a new leader): the new process has never seen these settled, and the
+	// Secrets' proofs spare it every decryption and every write.
+	cancel()
+	time.Sleep(500 * time.Millisecond)
+	// SealedSecrets other tests left behind are sealed for other rings: the new unsealer
+	// would try (and count) decryptions of them. They go first (tests run one at a time).
+	others, err := adminDyn.Resource(secrets.SealedSecretGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range others.Items {
+		if o.GetNamespace() != "resync" {
+			if err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	reg2 := prometheus.NewRegistry()
+	u2 := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
+		Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Hour, Registry: reg2})
+	run2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	restart := time.Now()
+	if err := u2.Start(run2); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u2.Run(run2) }()
+	poll(t, "the restarted unsealer's first pass", func() bool { return counter(t, reg2, "unchanged") >= n })
+	if d := metricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d != 0 {
+		t.Fatalf("the restarted unsealer decrypted %v values of settled SealedSecrets, want 0", d)
+	}
+	if w := writes(restart); len(w) != 0 {
+		t.Fatalf("the restarted unsealer wrote %d times over settled SealedSecrets: first %+v", len(w), w[0])
+	}
+	// A hand edit is still found (the proof no longer holds) and undone.
+	if _, err := admin.CoreV1().Secrets("resync").Patch(ctx, "s00", types.MergePatchType, []byte(`{"data":{"password":"aGFuZC1lZGl0"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "the hand edit undone after the restart", func() bool {
+		s, err := admin.CoreV1().Secrets("resync").Get(ctx, "s00", metav1.GetOptions{})
+		return err == nil && string(s.Data["password"]) == canary
+	})
+	if d := metricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d < 1 {
+		t.Fatalf("the hand edit was undone without a decryption (%v)", d)
+	}
 }
 
 func counter(_ testing.TB, reg *prometheus.Registry, result string) float64 {
