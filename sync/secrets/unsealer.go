@@ -127,7 +127,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 
 	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, o.ResyncPeriod)
 	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
-	_ = u.ssInf.SetTransform(trimSealedSecret)
+	_ = u.ssInf.SetTransform(u.trimSealedSecret)
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
 		DeleteFunc: func(obj any) {
@@ -158,16 +158,52 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 // never reads is dropped as objects arrive, so memory follows what it manages, not what
 // else the cluster stores (Helm's release Secrets, say).
 
-// trimSealedSecret drops managed fields and kubectl's last-applied copy of the object.
-func trimSealedSecret(obj any) (any, error) {
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		u.SetManagedFields(nil)
-		if ann := u.GetAnnotations(); ann[corev1.LastAppliedConfigAnnotation] != "" {
-			delete(ann, corev1.LastAppliedConfigAnnotation)
-			u.SetAnnotations(ann)
-		}
+// trimSealedSecret drops managed fields and kubectl's last-applied copy of the object, and
+// the sealed values of one whose Secret is proven to be what it unseals to (see
+// AnnotationUnsealedFrom): those are read again from the API server only if the Secret
+// has to be unsealed anew, so a settled SealedSecret costs the cache its metadata, not its
+// ciphertexts.
+func (u *Unsealer) trimSealedSecret(obj any) (any, error) {
+	o, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
 	}
-	return obj, nil
+	trimMeta(o)
+	if u.proven(o) {
+		unstructured.RemoveNestedField(o.Object, "spec", "encryptedData")
+		unstructured.RemoveNestedField(o.Object, "spec", "data") // the legacy single-blob form
+	}
+	return o, nil
+}
+
+// trimMeta drops what the unsealer never reads from an object's metadata.
+func trimMeta(o *unstructured.Unstructured) {
+	o.SetManagedFields(nil)
+	if ann := o.GetAnnotations(); ann[corev1.LastAppliedConfigAnnotation] != "" {
+		delete(ann, corev1.LastAppliedConfigAnnotation)
+		o.SetAnnotations(ann)
+	}
+}
+
+// proven reports whether obj's Secret carries a valid proof that it is what obj unseals to.
+func (u *Unsealer) proven(obj *unstructured.Unstructured) bool {
+	if u.keysLs == nil {
+		return false
+	}
+	existing, err := u.keysLs.Secrets(obj.GetNamespace()).Get(obj.GetName())
+	if err != nil || existing.Annotations[AnnotationUnsealedFrom] == "" {
+		return false
+	}
+	ring, err := u.Keys()
+	return err == nil && verifyProof(ring, obj, existing)
+}
+
+// sealed reports whether obj still holds its sealed values (the cache drops them from
+// proven objects).
+func sealed(obj *unstructured.Unstructured) bool {
+	_, enc, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "encryptedData")
+	_, blob, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "data")
+	return enc || blob
 }
 
 // trimSecret keeps whole only the Secrets the unsealer may write or read: those a
@@ -201,8 +237,13 @@ func (u *Unsealer) enqueue(obj any, p ctl.Priority) {
 // Start starts the informers and waits for their caches; call it on every replica (the
 // HTTP endpoints need the key ring).
 func (u *Unsealer) Start(ctx context.Context) error {
-	u.factory.Start(ctx.Done())
+	// Secrets first: SealedSecrets whose Secrets are proven arrive without their
+	// ciphertexts.
 	u.kinf.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), u.kinf.Core().V1().Secrets().Informer().HasSynced) {
+		return errors.New("informer caches did not sync")
+	}
+	u.factory.Start(ctx.Done())
 	for _, synced := range []cache.InformerSynced{u.ssInf.HasSynced, u.kinf.Core().V1().Secrets().Informer().HasSynced} {
 		if !cache.WaitForCacheSync(ctx.Done(), synced) {
 			return errors.New("informer caches did not sync")
@@ -365,6 +406,20 @@ func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (
 				return Unchanged, nil
 			}
 		}
+	}
+	if !sealed(obj) {
+		// The cache kept no ciphertexts (the Secret was proven when the object arrived);
+		// it must be unsealed again now, so read them.
+		full, err := u.dyn.Resource(SealedSecretGVR).Namespace(obj.GetNamespace()).Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return Unchanged, nil // deleted meanwhile
+		}
+		if err != nil {
+			return "", err
+		}
+		trimMeta(full) // as the cache holds it: the proof covers the same annotations
+		obj = full
+		mark = settledMark(obj)
 	}
 	outcome, rv, err := u.write(ctx, obj)
 	switch {
