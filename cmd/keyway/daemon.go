@@ -180,30 +180,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 		a.log.Info("daemon serving status", "address", l.Addr().String())
 	}
 	if o.Once {
-		statuses := d.SyncAll(ctx, apps.Explicit)
-		ok := true
-		if len(statuses) == 0 {
-			fmt.Fprintln(a.out, "no applications: the ApplicationSets generated none")
-		}
-		for _, s := range statuses {
-			rev := s.Revision
-			if len(rev) > 12 {
-				rev = rev[:12]
-			}
-			if rev == "" {
-				rev = "-"
-			}
-			fmt.Fprintf(a.out, "%-24s %-12s %-9s %-11s applied=%d unchanged=%d pruned=%d", s.Name, rev, s.Sync, s.Health, s.Applied, s.Unchanged, s.Pruned)
-			if s.Message != "" && !s.OK() {
-				fmt.Fprintf(a.out, "  %s", oneLine(s.Message))
-			}
-			fmt.Fprintln(a.out)
-			ok = ok && s.OK()
-		}
-		if !ok {
-			return silentError{errors.New("not every application is Synced and Healthy")}
-		}
-		return nil
+		return printOnce(a, d.SyncAll(ctx, apps.Explicit))
 	}
 	run := func(ctx context.Context) {
 		if err := d.Run(ctx, o.Interval); err != nil && !errors.Is(err, context.Canceled) {
@@ -321,12 +298,4 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		return nil, nil, nil, usageError{err}
 	}
 	return d, reg, closeAll, nil
-}
-
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }

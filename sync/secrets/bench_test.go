@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,8 @@ import (
 	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
+
+var heapProfile = flag.String("unseal-heap-profile", "", "BenchmarkUnsealAtScale: write the restarted unsealer's heap profile to this path (.N appended)")
 
 var unsealScale = flag.String("unseal-scale", "1000", "comma-separated SealedSecret counts for BenchmarkUnsealAtScale (10000 takes minutes)")
 
@@ -234,8 +237,26 @@ func unsealAtScale(b *testing.B, n int) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "restart-live-heap-MiB")
+	if *heapProfile != "" {
+		f, err := os.Create(fmt.Sprintf("%s.%d", *heapProfile, n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = pprof.WriteHeapProfile(f)
+		f.Close()
+	}
 	cancel2()
+	// The next size starts from an empty cluster: its unsealer must not spend decryptions on
+	// this run's SealedSecrets (sealed for another ring) while the namespace terminates.
+	// (The test environment runs no namespace controller: the objects go by hand.)
+	if err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		b.Fatal(err)
+	}
 	_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	waitFor(b, 10*time.Minute, func() bool {
+		list, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		return err == nil && len(list.Items) == 0
+	})
 }
 
 func waitFor(b *testing.B, timeout time.Duration, cond func() bool) {
