@@ -24,16 +24,7 @@ import (
 // shutting down revokes every token it logged in for.
 func TestServeLogsInOnce(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Stop() })
-	v, err := env.StartVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Stop() })
+	_, v := clusterWithVault(t)
 	if _, err := v.Root.Logical().WriteWithContext(ctx, "secret/data/app", map[string]any{"data": map[string]any{"pw": "CANARY-pool"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -113,16 +104,7 @@ func TestServeLogsInOnce(t *testing.T) {
 // reads with the first token; shutting down revokes both, and Vault no longer knows them.
 func TestServeKubernetesLogin(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Stop() })
-	v, err := env.StartVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Stop() })
+	_, v := clusterWithVault(t)
 	if _, err := v.Root.Logical().WriteWithContext(ctx, "secret/data/app", map[string]any{"data": map[string]any{"pw": "CANARY-k8s"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -220,4 +202,20 @@ func TestServeKubernetesLogin(t *testing.T) {
 	if strings.Contains(logs.String(), "CANARY") || strings.Contains(logs.String(), first) {
 		t.Fatalf("the sidecar logged a value or a token:\n%s", logs.String())
 	}
+}
+
+// clusterWithVault starts an API server and a Vault of the test's own, stopped when it ends.
+func clusterWithVault(t *testing.T) (*testenv.Env, *testenv.Vault) {
+	t.Helper()
+	env, err := testenv.Start(t.Context(), testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Stop() })
+	v, err := env.StartVault(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Stop() })
+	return env, v
 }

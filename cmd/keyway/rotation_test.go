@@ -16,8 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/keyway-dev/keyway/internal/testenv"
 )
 
 // TestDaemonRotation: a value rotated in a real Vault reaches the rendered Secret and rolls
@@ -25,15 +23,7 @@ import (
 // within one poll interval, with nobody refreshing or restarting anything.
 func TestDaemonRotation(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Stop() })
-	v, err := env.StartVault(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, v := clusterWithVault(t)
 	kube := kubernetes.NewForConfigOrDie(env.Config)
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
