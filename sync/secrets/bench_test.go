@@ -32,6 +32,8 @@ import (
 
 var heapProfile = flag.String("unseal-heap-profile", "", "BenchmarkUnsealAtScale: write the restarted unsealer's heap profile to this path (.N appended)")
 
+var unsealQPS = flag.Float64("unseal-qps", kube.DefaultQPS, "BenchmarkUnsealAtScale: the unsealer's --kube-qps (burst twice that)")
+
 var unsealScale = flag.String("unseal-scale", "1000", "comma-separated SealedSecret counts for BenchmarkUnsealAtScale (10000 takes minutes)")
 
 // BenchmarkUnsealAtScale: N SealedSecrets of 5 keys each, sealed for an RSA-4096 key, are
@@ -103,7 +105,7 @@ func unsealAtScale(b *testing.B, n int) {
 	}
 
 	const agent = "keyway-unsealer-bench"
-	cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, agent)
+	cfg := kube.WithLimits(env.Config, float32(*unsealQPS), int(2**unsealQPS), agent)
 	reg := prometheus.NewRegistry()
 	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
 		Namespace: keysNS, KeyRenewPeriod: -1, ResyncPeriod: 5 * time.Second, Registry: reg, Workers: 2 * runtime.GOMAXPROCS(0)})
