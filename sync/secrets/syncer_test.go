@@ -158,10 +158,6 @@ func (f *syncerFixture) apply(t *testing.T, manifest string) {
 	}
 }
 
-func (f *syncerFixture) syncs(result string) float64 {
-	return metricValue(f.reg, "keyway_syncer_syncs_total", result)
-}
-
 // forceSync sets the force-sync annotation to a new value each time (a number: taken as a
 // time, one ahead of now counts as now), as `kubectl annotate es NAME force-sync=$(date +%s)
 // --overwrite` does.
