@@ -69,12 +69,17 @@ func proof(k *sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) str
 	return proofVersion + ":" + k.Name + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// prove sets s's proof annotation for its content as it stands.
-func prove(k *sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) {
+// prove sets s's proof annotation for its content as it stands, with the newest key of the
+// ring. Without a key (a SealedSecret with no sealed values can be unsealed before the ring
+// exists) the Secret goes without a proof: a restart then checks it the long way.
+func prove(ring []*sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) {
+	if len(ring) == 0 {
+		return
+	}
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
-	s.Annotations[AnnotationUnsealedFrom] = proof(k, obj, s)
+	s.Annotations[AnnotationUnsealedFrom] = proof(ring[0], obj, s)
 }
 
 // verifyProof reports whether s carries a proof, made with a key of the ring, that it is

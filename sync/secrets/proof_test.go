@@ -31,9 +31,15 @@ func TestProof(t *testing.T) {
 			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"pw": []byte("v"), "user": []byte("u")}}
 	}
 	s := secret()
-	prove(key, obj, s)
+	prove(ring, obj, s)
 	if !verifyProof(ring, obj, s) {
 		t.Fatal("a fresh proof does not verify")
+	}
+	// No ring (nothing sealed needs one yet): no proof, and no crash.
+	bare := secret()
+	prove(nil, obj, bare)
+	if _, ok := bare.Annotations[AnnotationUnsealedFrom]; ok || verifyProof(ring, obj, bare) {
+		t.Fatal("a Secret proven without a key")
 	}
 	for name, tamper := range map[string]func(o *unstructured.Unstructured, s *corev1.Secret){
 		"data": func(_ *unstructured.Unstructured, s *corev1.Secret) { s.Data["pw"] = []byte("w") },
@@ -49,10 +55,10 @@ func TestProof(t *testing.T) {
 			o.SetAnnotations(map[string]string{"sealedsecrets.bitnami.com/cluster-wide": "true"})
 		},
 		"another key": func(_ *unstructured.Unstructured, s *corev1.Secret) {
-			prove(&sealing.Key{Name: "k1", Private: other}, obj, s)
+			prove([]*sealing.Key{{Name: "k1", Private: other}}, obj, s)
 		},
 		"unknown key": func(_ *unstructured.Unstructured, s *corev1.Secret) {
-			prove(&sealing.Key{Name: "k9", Private: priv}, obj, s)
+			prove([]*sealing.Key{{Name: "k9", Private: priv}}, obj, s)
 		},
 		"garbage proof": func(_ *unstructured.Unstructured, s *corev1.Secret) {
 			s.Annotations[AnnotationUnsealedFrom] = "v1:k1:AAAA"
@@ -60,7 +66,7 @@ func TestProof(t *testing.T) {
 	} {
 		o := obj.DeepCopy()
 		s := secret()
-		prove(key, o, s)
+		prove(ring, o, s)
 		tamper(o, s)
 		if verifyProof(ring, o, s) {
 			t.Errorf("%s: the proof still verifies", name)

@@ -480,7 +480,7 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 	existing, err := u.keysLs.Secrets(ns).Get(name)
 	switch {
 	case apierrors.IsNotFound(err):
-		prove(keys[0], obj, secret)
+		prove(keys, obj, secret)
 		created, err := api.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager})
 		if err == nil {
 			return Created, created.ResourceVersion, nil
@@ -502,7 +502,7 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 		upd.Labels = secret.Labels
 		upd.Annotations = mergeAnnotations(existing.Annotations, secret.Annotations)
 		upd.OwnerReferences = secret.OwnerReferences
-		prove(keys[0], obj, upd)
+		prove(keys, obj, upd)
 		if sameSecret(existing, upd) {
 			return Unchanged, existing.ResourceVersion, nil
 		}
