@@ -462,6 +462,11 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 	if err != nil {
 		return "", "", err
 	}
+	if len(keys) == 0 {
+		// Run makes the first key before reconciling, but the cache may not show it yet:
+		// retry (with the queue's back-off) rather than fail the SealedSecret.
+		return "", "", errors.New("no sealing key in the cache yet")
+	}
 	secret, tries, err := sealing.Unseal(rand.Reader, &ss, privateKeys(keys))
 	u.decrypts.Add(float64(tries))
 	if err != nil {
