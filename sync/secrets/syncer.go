@@ -782,17 +782,27 @@ func (s *Syncer) admitted(ctx context.Context, st *esv1.SecretStore, ns string) 
 	return refusal{fmt.Sprintf("ClusterSecretStore %s does not admit namespace %q: no condition (namespaces, namespaceRegexes, namespaceSelector) matches it", st.Name, ns)}
 }
 
+// refNamespace is the namespace a store's reference (field) points into: the store's own for
+// a SecretStore (storeNS), where naming another is refused; the one it names for a
+// ClusterSecretStore (storeNS ""), which must name one. what are the objects referred to.
+func refNamespace(store, storeNS string, named *string, field, what string) (string, error) {
+	switch {
+	case storeNS == "" && (named == nil || *named == ""):
+		return "", refusal{fmt.Sprintf("%s: %s must name its namespace", store, field)}
+	case storeNS == "":
+		return *named, nil
+	case named != nil && *named != storeNS:
+		return "", refusal{fmt.Sprintf("%s: %s names namespace %q; a SecretStore uses %s of its own namespace only", store, field, *named, what)}
+	}
+	return storeNS, nil
+}
+
 // secretValue reads one key of a credentials Secret: in the store's namespace for a
 // SecretStore (ns), in the namespace the selector names for a ClusterSecretStore (ns "").
 func (s *Syncer) secretValue(ctx context.Context, what, ns string, sel esv1.SecretKeySelector, field string) (string, error) {
-	from := ns
-	switch {
-	case ns == "" && (sel.Namespace == nil || *sel.Namespace == ""):
-		return "", refusal{fmt.Sprintf("%s: %s must name the Secret's namespace", what, field)}
-	case ns == "":
-		from = *sel.Namespace
-	case sel.Namespace != nil && *sel.Namespace != ns:
-		return "", refusal{fmt.Sprintf("%s: %s names namespace %q; a SecretStore reads credentials from its own namespace only", what, field, *sel.Namespace)}
+	from, err := refNamespace(what, ns, sel.Namespace, field, "credentials")
+	if err != nil {
+		return "", err
 	}
 	sec, err := s.kube.CoreV1().Secrets(from).Get(ctx, sel.Name, metav1.GetOptions{})
 	if err != nil {
@@ -881,14 +891,9 @@ const (
 // STS AssumeRoleWithWebIdentity. The account is the store's namespace's (a ClusterSecretStore
 // names one).
 func (s *Syncer) webIdentity(ctx context.Context, what, ns string, sa esv1.ServiceAccountSelector) (role, token string, err error) {
-	from := ns
-	switch {
-	case ns == "" && (sa.Namespace == nil || *sa.Namespace == ""):
-		return "", "", refusal{what + ": serviceAccountRef must name its namespace"}
-	case ns == "":
-		from = *sa.Namespace
-	case sa.Namespace != nil && *sa.Namespace != ns:
-		return "", "", refusal{fmt.Sprintf("%s: serviceAccountRef names namespace %q; a SecretStore uses service accounts of its own namespace only", what, *sa.Namespace)}
+	from, err := refNamespace(what, ns, sa.Namespace, "serviceAccountRef", "service accounts")
+	if err != nil {
+		return "", "", err
 	}
 	acct, err := s.kube.CoreV1().ServiceAccounts(from).Get(ctx, sa.Name, metav1.GetOptions{})
 	if err != nil {
@@ -1094,13 +1099,9 @@ func invalidFields(err error) string {
 // goes into — and so the backend login they key — stay the same meanwhile. A SecretStore's
 // account is in its own namespace; a ClusterSecretStore names the namespace.
 func (s *Syncer) serviceAccountToken(ctx context.Context, what, ns string, sa esv1.ServiceAccountSelector) (string, error) {
-	if ns == "" {
-		if sa.Namespace == nil || *sa.Namespace == "" {
-			return "", refusal{what + ": serviceAccountRef must name its namespace"}
-		}
-		ns = *sa.Namespace
-	} else if sa.Namespace != nil && *sa.Namespace != ns {
-		return "", refusal{fmt.Sprintf("%s: serviceAccountRef names namespace %q; a SecretStore uses service accounts of its own namespace only", what, *sa.Namespace)}
+	ns, err := refNamespace(what, ns, sa.Namespace, "serviceAccountRef", "service accounts")
+	if err != nil {
+		return "", err
 	}
 	key := ns + "/" + sa.Name + "\x00" + strings.Join(sa.Audiences, ",")
 	s.tokensMu.Lock()
@@ -1336,9 +1337,11 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 		if err != nil {
 			return nil, err
 		}
-		raw, err := property(sec, "")
+		var raw []byte
 		if st.backend == "vault" {
-			raw, err = json.Marshal(sec.Data)
+			raw, err = json.Marshal(sec.Data) // a path's key/value pairs, as ESO gives them
+		} else {
+			raw, err = property(sec, "") // the secret's string
 		}
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %v", rel, err)
