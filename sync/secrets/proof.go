@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/keyway-dev/keyway/sealing"
 )
@@ -27,7 +26,7 @@ import (
 // reveals nothing of the values (the key never leaves the controller).
 const AnnotationUnsealedFrom = "keyway.dev/unsealed-from"
 
-const proofVersion = "v1"
+const proofVersion = "v2" // v1 MACed the content itself: a v1 proof is not checked, its Secret is unsealed once more
 
 // proofKey derives the MAC key from a sealing key; it is fixed for the key's life, so every
 // replica holding the ring derives the same.
@@ -46,53 +45,64 @@ func proofKey(k *sealing.Key) []byte {
 // proofKeys caches derived MAC keys by private key (the ring parses each key once).
 var proofKeys sync.Map
 
-// proof is the annotation's value for obj and the Secret content s, with the sealing key k.
-func proof(k *sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) string {
-	m := hmac.New(sha256.New, proofKey(k))
-	field(m, settledMark(obj))
-	field(m, string(s.Type))
+// contentDigest sums everything of a Secret the proof covers — type, immutability, labels,
+// annotations (the proof's own aside), owners and data — so the cache can keep this in place
+// of the values and still check a proof.
+func contentDigest(s *corev1.Secret) [sha256.Size]byte {
+	h := sha256.New()
+	field(h, string(s.Type))
 	if s.Immutable != nil && *s.Immutable {
-		field(m, "immutable")
+		field(h, "immutable")
 	} else {
-		field(m, "")
+		field(h, "")
 	}
-	stringMap(m, s.Labels, "")
-	stringMap(m, s.Annotations, AnnotationUnsealedFrom)
+	stringMap(h, s.Labels, "")
+	stringMap(h, s.Annotations, AnnotationUnsealedFrom)
 	for _, ref := range s.OwnerReferences {
-		field(m, string(ref.UID))
+		field(h, string(ref.UID))
 	}
-	field(m, "data")
+	field(h, "data")
 	for _, k := range slices.Sorted(maps.Keys(s.Data)) {
-		field(m, k)
-		field(m, string(s.Data[k]))
+		field(h, k)
+		field(h, string(s.Data[k]))
 	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// proof is the annotation's value for a SealedSecret with the given settledMark and a Secret
+// content with the given digest, made with the sealing key k.
+func proof(k *sealing.Key, mark string, digest [sha256.Size]byte) string {
+	m := hmac.New(sha256.New, proofKey(k))
+	field(m, mark)
+	m.Write(digest[:])
 	return proofVersion + ":" + k.Name + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// prove sets s's proof annotation for its content as it stands, with the newest key of the
-// ring. Without a key (a SealedSecret with no sealed values can be unsealed before the ring
+// prove sets s's proof annotation for its content as it stands and the SealedSecret with
+// this settledMark, with the newest key of the ring. Without a key (a SealedSecret with no sealed values can be unsealed before the ring
 // exists) the Secret goes without a proof: a restart then checks it the long way.
-func prove(ring []*sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) {
+func prove(ring []*sealing.Key, mark string, s *corev1.Secret) {
 	if len(ring) == 0 {
 		return
 	}
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}
-	s.Annotations[AnnotationUnsealedFrom] = proof(ring[0], obj, s)
+	s.Annotations[AnnotationUnsealedFrom] = proof(ring[0], mark, contentDigest(s))
 }
 
-// verifyProof reports whether s carries a proof, made with a key of the ring, that it is
-// what obj unseals to.
-func verifyProof(ring []*sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) bool {
-	got := s.Annotations[AnnotationUnsealedFrom]
+// verifyProof reports whether got is a proof, made with a key of the ring, that a Secret
+// whose content has this digest is what the SealedSecret with this settledMark unseals to.
+func verifyProof(ring []*sealing.Key, mark, got string, digest [sha256.Size]byte) bool {
 	parts := strings.SplitN(got, ":", 3)
 	if len(parts) != 3 || parts[0] != proofVersion {
 		return false
 	}
 	for _, k := range ring {
 		if k.Name == parts[1] {
-			return hmac.Equal([]byte(proof(k, obj, s)), []byte(got))
+			return hmac.Equal([]byte(proof(k, mark, digest)), []byte(got))
 		}
 	}
 	return false

@@ -30,15 +30,18 @@ func TestProof(t *testing.T) {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"c": "d"}},
 			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"pw": []byte("v"), "user": []byte("u")}}
 	}
+	verify := func(ring []*sealing.Key, obj *unstructured.Unstructured, s *corev1.Secret) bool {
+		return verifyProof(ring, settledMark(obj), s.Annotations[AnnotationUnsealedFrom], contentDigest(s))
+	}
 	s := secret()
-	prove(ring, obj, s)
-	if !verifyProof(ring, obj, s) {
+	prove(ring, settledMark(obj), s)
+	if !verify(ring, obj, s) {
 		t.Fatal("a fresh proof does not verify")
 	}
 	// No ring (nothing sealed needs one yet): no proof, and no crash.
 	bare := secret()
-	prove(nil, obj, bare)
-	if _, ok := bare.Annotations[AnnotationUnsealedFrom]; ok || verifyProof(ring, obj, bare) {
+	prove(nil, settledMark(obj), bare)
+	if _, ok := bare.Annotations[AnnotationUnsealedFrom]; ok || verify(ring, obj, bare) {
 		t.Fatal("a Secret proven without a key")
 	}
 	for name, tamper := range map[string]func(o *unstructured.Unstructured, s *corev1.Secret){
@@ -55,10 +58,10 @@ func TestProof(t *testing.T) {
 			o.SetAnnotations(map[string]string{"sealedsecrets.bitnami.com/cluster-wide": "true"})
 		},
 		"another key": func(_ *unstructured.Unstructured, s *corev1.Secret) {
-			prove([]*sealing.Key{{Name: "k1", Private: other}}, obj, s)
+			prove([]*sealing.Key{{Name: "k1", Private: other}}, settledMark(obj), s)
 		},
 		"unknown key": func(_ *unstructured.Unstructured, s *corev1.Secret) {
-			prove([]*sealing.Key{{Name: "k9", Private: priv}}, obj, s)
+			prove([]*sealing.Key{{Name: "k9", Private: priv}}, settledMark(obj), s)
 		},
 		"garbage proof": func(_ *unstructured.Unstructured, s *corev1.Secret) {
 			s.Annotations[AnnotationUnsealedFrom] = "v1:k1:AAAA"
@@ -66,9 +69,9 @@ func TestProof(t *testing.T) {
 	} {
 		o := obj.DeepCopy()
 		s := secret()
-		prove(ring, o, s)
+		prove(ring, settledMark(o), s)
 		tamper(o, s)
-		if verifyProof(ring, o, s) {
+		if verify(ring, o, s) {
 			t.Errorf("%s: the proof still verifies", name)
 		}
 	}

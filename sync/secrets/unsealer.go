@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,7 +21,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -30,7 +31,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -78,7 +78,7 @@ type Unsealer struct {
 	ssInf   cache.SharedIndexInformer
 	factory dynamicinformer.DynamicSharedInformerFactory
 	kinf    informers.SharedInformerFactory
-	keysLs  corelisters.SecretLister
+	secrets cache.Indexer // secretEntry by namespace/name
 
 	requests *prometheus.CounterVec
 	errors   *prometheus.CounterVec
@@ -86,7 +86,6 @@ type Unsealer struct {
 
 	mu       sync.Mutex
 	keyCache map[string]*cachedKey // by key Secret name
-	settled  sync.Map              // SealedSecret key → settled
 }
 
 type cachedKey struct {
@@ -130,102 +129,23 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	_ = u.ssInf.SetTransform(u.trimSealedSecret)
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
-		DeleteFunc: func(obj any) {
-			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-				u.settled.Delete(key)
-			}
-		},
 		// A resync hands over the object unchanged: that check waits behind real work.
 		UpdateFunc: func(o, n any) {
 			p := ctl.High
-			if o.(*unstructured.Unstructured).GetResourceVersion() == n.(*unstructured.Unstructured).GetResourceVersion() {
+			if o.(metav1.Object).GetResourceVersion() == n.(metav1.Object).GetResourceVersion() {
 				p = ctl.Low
 			}
 			u.enqueue(n, p)
 		},
 	})
 	u.kinf = informers.NewSharedInformerFactory(kube, 0)
-	secrets := u.kinf.Core().V1().Secrets()
-	_ = secrets.Informer().SetTransform(u.trimSecret)
-	u.keysLs = secrets.Lister()
+	secrets := u.kinf.Core().V1().Secrets().Informer()
+	_ = secrets.SetTransform(u.trimSecret)
+	u.secrets = secrets.GetIndexer()
 	// A managed Secret that is deleted or edited by hand is put back at once, not at the
 	// next resync; the reconcile of one that still matches writes nothing.
-	ctl.WatchOwned(secrets.Informer(), sealing.APIVersion, sealing.Kind, func(key string) { u.queue.Add(key, ctl.High) })
+	ctl.WatchOwned(secrets, sealing.APIVersion, sealing.Kind, func(key string) { u.queue.Add(key, ctl.High) })
 	return u
-}
-
-// The caches hold every SealedSecret and every Secret of the cluster; what the unsealer
-// never reads is dropped as objects arrive, so memory follows what it manages, not what
-// else the cluster stores (Helm's release Secrets, say).
-
-// trimSealedSecret drops managed fields and kubectl's last-applied copy of the object, and
-// the sealed values of one whose Secret is proven to be what it unseals to (see
-// AnnotationUnsealedFrom): those are read again from the API server only if the Secret
-// has to be unsealed anew, so a settled SealedSecret costs the cache its metadata, not its
-// ciphertexts.
-func (u *Unsealer) trimSealedSecret(obj any) (any, error) {
-	o, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return obj, nil
-	}
-	trimMeta(o)
-	if u.proven(o) {
-		unstructured.RemoveNestedField(o.Object, "spec", "encryptedData")
-		unstructured.RemoveNestedField(o.Object, "spec", "data") // the legacy single-blob form
-	}
-	return o, nil
-}
-
-// trimMeta drops what the unsealer never reads from an object's metadata.
-func trimMeta(o *unstructured.Unstructured) {
-	o.SetManagedFields(nil)
-	if ann := o.GetAnnotations(); ann[corev1.LastAppliedConfigAnnotation] != "" {
-		delete(ann, corev1.LastAppliedConfigAnnotation)
-		o.SetAnnotations(ann)
-	}
-}
-
-// proven reports whether obj's Secret carries a valid proof that it is what obj unseals to.
-func (u *Unsealer) proven(obj *unstructured.Unstructured) bool {
-	if u.keysLs == nil {
-		return false
-	}
-	existing, err := u.keysLs.Secrets(obj.GetNamespace()).Get(obj.GetName())
-	if err != nil || existing.Annotations[AnnotationUnsealedFrom] == "" {
-		return false
-	}
-	ring, err := u.Keys()
-	return err == nil && verifyProof(ring, obj, existing)
-}
-
-// sealed reports whether obj still holds its sealed values (the cache drops them from
-// proven objects).
-func sealed(obj *unstructured.Unstructured) bool {
-	_, enc, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "encryptedData")
-	_, blob, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "data")
-	return enc || blob
-}
-
-// trimSecret keeps whole only the Secrets the unsealer may write or read: those a
-// SealedSecret controls, those annotated managed or patch, and the key ring's; of every
-// other Secret it keeps the metadata that says whether one is in the way.
-func (u *Unsealer) trimSecret(obj any) (any, error) {
-	s, ok := obj.(*corev1.Secret)
-	if !ok {
-		return obj, nil
-	}
-	if s.Annotations[AnnotationManaged] == "true" || s.Annotations[AnnotationPatch] == "true" ||
-		(s.Namespace == u.opts.Namespace && s.Labels[sealing.KeyLabel] != "") {
-		return obj, nil
-	}
-	for _, ref := range s.OwnerReferences {
-		if ref.Kind == sealing.Kind && ref.APIVersion == sealing.APIVersion {
-			return obj, nil
-		}
-	}
-	s.Data, s.StringData, s.ManagedFields = nil, nil, nil
-	delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
-	return s, nil
 }
 
 func (u *Unsealer) enqueue(obj any, p ctl.Priority) {
@@ -300,14 +220,18 @@ func (u *Unsealer) Keys() ([]*sealing.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := u.keysLs.Secrets(u.opts.Namespace).List(sel)
+	items, err := u.secrets.ByIndex(cache.NamespaceIndex, u.opts.Namespace)
 	if err != nil {
 		return nil, err
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var keys []*sealing.Key
-	for _, s := range list {
+	for _, item := range items {
+		s := item.(*secretEntry).whole
+		if s == nil || !sel.Matches(labels.Set(s.Labels)) {
+			continue
+		}
 		c, ok := u.keyCache[s.Name]
 		if !ok || c.rv != s.ResourceVersion {
 			parsed, err := sealing.KeysFromSecrets([]corev1.Secret{*s})
@@ -351,7 +275,6 @@ func privateKeys(keys []*sealing.Key) []*rsa.PrivateKey {
 	return out
 }
 
-// reconcile turns one SealedSecret into its Secret.
 // Outcome is what one reconcile did to a SealedSecret's Secret.
 type Outcome string
 
@@ -372,90 +295,69 @@ func (u *Unsealer) reconcile(ctx context.Context, key string) error {
 	if err != nil || !exists {
 		return nil
 	}
-	obj := item.(*unstructured.Unstructured)
-	outcome, err := u.unseal(ctx, obj)
+	e := item.(*sealedEntry)
+	outcome, e, err := u.unseal(ctx, e)
 	if err != nil {
 		return err
 	}
 	u.requests.WithLabelValues(string(outcome)).Inc()
 	switch outcome {
 	case Created, Updated:
-		u.rec.Event(obj, corev1.EventTypeNormal, "Unsealed", "SealedSecret unsealed successfully")
+		u.rec.Event(e, corev1.EventTypeNormal, "Unsealed", "SealedSecret unsealed successfully")
 		fallthrough
 	case Unchanged, Restored:
-		return u.setStatus(ctx, obj, metav1.ConditionTrue, "Unsealed", "")
+		return u.setStatus(ctx, e, metav1.ConditionTrue, "Unsealed", "")
 	}
 	return nil
 }
 
-// unseal brings obj's Secret up to date. A SealedSecret whose spec and annotations are
-// as they were when its Secret was last seen right, with that Secret unchanged since, is
-// Unchanged without a decryption: a resync of settled objects costs no RSA work either.
-func (u *Unsealer) unseal(ctx context.Context, obj *unstructured.Unstructured) (Outcome, error) {
-	key := obj.GetNamespace() + "/" + obj.GetName()
-	mark := settledMark(obj)
-	if existing, err := u.keysLs.Secrets(obj.GetNamespace()).Get(obj.GetName()); err == nil {
-		if prev, ok := u.settled.Load(key); ok && prev.(settled) == (settled{mark, existing.ResourceVersion}) {
-			return Unchanged, nil
+// unseal brings e's Secret up to date and returns the entry it went by (read anew from the
+// API server when the cache had dropped the ciphertexts). A SealedSecret whose spec and
+// annotations are as they were when its Secret was last seen right, with that Secret
+// unchanged since, is Unchanged without a decryption, and so is one whose Secret carries a
+// valid proof: a resync or a restart over settled objects costs no RSA work.
+func (u *Unsealer) unseal(ctx context.Context, e *sealedEntry) (Outcome, *sealedEntry, error) {
+	if existing, ok := u.secret(e.Namespace, e.Name); ok {
+		if e.settledRV != "" && e.settledRV == existing.ResourceVersion {
+			return Unchanged, e, nil
 		}
-		// Not seen settled by this process (it just started): the Secret's proof says
-		// whether it is what this generation unseals to, without decrypting.
-		if _, ok := existing.Annotations[AnnotationUnsealedFrom]; ok {
-			if ring, err := u.Keys(); err == nil && verifyProof(ring, obj, existing) {
-				u.settled.Store(key, settled{mark, existing.ResourceVersion})
-				return Unchanged, nil
+		// Not seen settled by this process (it just started, or the Secret changed): the
+		// Secret's proof says whether it is what this generation unseals to, without
+		// decrypting.
+		if existing.proof != "" {
+			if ring, err := u.Keys(); err == nil && verifyProof(ring, e.mark, existing.proof, existing.digest) {
+				e.settledRV, e.full = existing.ResourceVersion, nil
+				return Unchanged, e, nil
 			}
 		}
 	}
-	if !sealed(obj) {
+	if e.full == nil {
 		// The cache kept no ciphertexts (the Secret was proven when the object arrived);
 		// it must be unsealed again now, so read them.
-		full, err := u.dyn.Resource(SealedSecretGVR).Namespace(obj.GetNamespace()).Get(ctx, obj.GetName(), metav1.GetOptions{})
+		full, err := u.dyn.Resource(SealedSecretGVR).Namespace(e.Namespace).Get(ctx, e.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return Unchanged, nil // deleted meanwhile
+			return Unchanged, e, nil // deleted meanwhile
 		}
 		if err != nil {
-			return "", err
+			return "", e, err
 		}
-		trimMeta(full) // as the cache holds it: the proof covers the same annotations
-		obj = full
-		mark = settledMark(obj)
+		e = newSealedEntry(full, true)
 	}
-	outcome, rv, err := u.write(ctx, obj)
-	switch {
-	case err != nil, outcome == Failed, outcome == Refused:
-		u.settled.Delete(key)
-	default:
-		u.settled.Store(key, settled{mark, rv})
+	outcome, rv, err := u.write(ctx, e)
+	if err == nil && outcome != Failed && outcome != Refused {
+		e.settledRV, e.full = rv, nil // settled: the ciphertexts are read again if ever needed
 	}
-	return outcome, err
+	return outcome, e, err
 }
 
-// settled is the state in which a SealedSecret's Secret was last seen right.
-type settled struct {
-	sealed   string // settledMark of the SealedSecret
-	secretRV string // resourceVersion of the Secret then
-}
-
-// settledMark changes whenever anything that decides the Secret may have: the object's
-// identity, its spec (generation) and its annotations (the scope).
-func settledMark(obj *unstructured.Unstructured) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%d", obj.GetUID(), obj.GetGeneration())
-	ann := obj.GetAnnotations()
-	for _, k := range slices.Sorted(maps.Keys(ann)) {
-		fmt.Fprintf(&b, "\x00%s=%s", k, ann[k])
-	}
-	return b.String()
-}
-
-// write unseals obj and creates or updates its Secret, returning the Secret's
-// resourceVersion afterwards.
-func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (Outcome, string, error) {
-	ns, name := obj.GetNamespace(), obj.GetName()
+// write unseals e (which holds the whole object) and creates or updates its Secret,
+// returning the Secret's resourceVersion afterwards. The cache keeps no values, so an
+// existing Secret is read from the API server first: one read for each write.
+func (u *Unsealer) write(ctx context.Context, e *sealedEntry) (Outcome, string, error) {
+	ns, name := e.Namespace, e.Name
 	var ss sealing.SealedSecret
-	if err := fromUnstructured(obj, &ss); err != nil {
-		u.fail(ctx, obj, "ErrParse", "the SealedSecret is malformed: "+err.Error())
+	if err := fromUnstructured(e.full, &ss); err != nil {
+		u.fail(ctx, e, "ErrParse", "the SealedSecret is malformed: "+err.Error())
 		return Failed, "", nil
 	}
 	keys, err := u.Keys()
@@ -470,10 +372,10 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 	secret, tries, err := sealing.Unseal(rand.Reader, &ss, privateKeys(keys))
 	u.decrypts.Add(float64(tries))
 	if err != nil {
-		u.fail(ctx, obj, "ErrUnsealFailed", err.Error())
+		u.fail(ctx, e, "ErrUnsealFailed", err.Error())
 		return Failed, "", nil
 	}
-	if !metav1.IsControlledBy(secret, obj) {
+	if !metav1.IsControlledBy(secret, e) {
 		// The template asked to keep its own owners: the managed annotation is then what
 		// lets later reconciles update the Secret.
 		if secret.Annotations == nil {
@@ -482,10 +384,15 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 		secret.Annotations[AnnotationManaged] = "true"
 	}
 	api := u.kube.CoreV1().Secrets(ns)
-	existing, err := u.keysLs.Secrets(ns).Get(name)
+	var existing *corev1.Secret
+	if _, cached := u.secret(ns, name); cached {
+		existing, err = api.Get(ctx, name, metav1.GetOptions{})
+	} else {
+		err = apierrors.NewNotFound(corev1.Resource("secrets"), name)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
-		prove(keys, obj, secret)
+		prove(keys, e.mark, secret)
 		created, err := api.Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager})
 		if err == nil {
 			return Created, created.ResourceVersion, nil
@@ -501,25 +408,25 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 		return "", "", err
 	}
 	switch {
-	case metav1.IsControlledBy(existing, obj), existing.Annotations[AnnotationManaged] == "true":
+	case metav1.IsControlledBy(existing, e), existing.Annotations[AnnotationManaged] == "true":
 		upd := existing.DeepCopy()
 		upd.Data, upd.Type, upd.Immutable = secret.Data, secret.Type, secret.Immutable
 		upd.Labels = secret.Labels
 		upd.Annotations = mergeAnnotations(existing.Annotations, secret.Annotations)
 		upd.OwnerReferences = secret.OwnerReferences
-		prove(keys, obj, upd)
+		prove(keys, e.mark, upd)
 		if sameSecret(existing, upd) {
 			return Unchanged, existing.ResourceVersion, nil
 		}
 		// Settled before (Synced for this generation) and now different: someone changed
 		// the Secret, not the SealedSecret.
-		drifted := conditionIs(obj, metav1.ConditionTrue, "Unsealed", "")
+		drifted := e.is(metav1.ConditionTrue, "Unsealed", "")
 		updated, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager})
 		if err != nil {
 			return "", "", err
 		}
 		if drifted {
-			u.rec.Eventf(obj, corev1.EventTypeWarning, "SecretDrift", "Secret %s/%s was changed by %s; restored from the SealedSecret", ns, name, changedBy(existing))
+			u.rec.Eventf(e, corev1.EventTypeWarning, "SecretDrift", "Secret %s/%s was changed by %s; restored from the SealedSecret", ns, name, changedBy(existing))
 			return Restored, updated.ResourceVersion, nil
 		}
 		return Updated, updated.ResourceVersion, nil
@@ -538,7 +445,7 @@ func (u *Unsealer) write(ctx context.Context, obj *unstructured.Unstructured) (O
 		}
 		return Updated, updated.ResourceVersion, nil
 	}
-	u.fail(ctx, obj, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
+	u.fail(ctx, e, "ErrUnmanagedSecret", fmt.Sprintf("Secret %s/%s exists and is not managed by this SealedSecret; annotate it %s: \"true\" to let keyway take it over", ns, name, AnnotationManaged))
 	return Refused, "", nil
 }
 
@@ -598,52 +505,40 @@ func mergeAnnotations(existing, tmpl map[string]string) map[string]string {
 // fail records a failure as a metric and, when it is news (the Synced condition does not
 // already say it), a Warning event and the condition. Messages name objects and reasons,
 // never values.
-func (u *Unsealer) fail(ctx context.Context, obj *unstructured.Unstructured, reason, msg string) {
+func (u *Unsealer) fail(ctx context.Context, e *sealedEntry, reason, msg string) {
 	u.errors.WithLabelValues(reason).Inc()
-	if conditionIs(obj, metav1.ConditionFalse, reason, msg) {
+	if e.is(metav1.ConditionFalse, reason, msg) {
 		return
 	}
-	u.rec.Event(obj, corev1.EventTypeWarning, reason, msg)
-	u.log.Warn("unseal failed", "sealedsecret", obj.GetNamespace()+"/"+obj.GetName(), "reason", reason, "message", msg)
-	if err := u.setStatus(ctx, obj, metav1.ConditionFalse, reason, msg); err != nil {
-		u.log.Warn("status update failed", "sealedsecret", obj.GetNamespace()+"/"+obj.GetName(), "error", err)
+	u.rec.Event(e, corev1.EventTypeWarning, reason, msg)
+	u.log.Warn("unseal failed", "sealedsecret", e.Namespace+"/"+e.Name, "reason", reason, "message", msg)
+	if err := u.setStatus(ctx, e, metav1.ConditionFalse, reason, msg); err != nil {
+		u.log.Warn("status update failed", "sealedsecret", e.Namespace+"/"+e.Name, "error", err)
 	}
 }
 
-// conditionIs reports whether obj's status already records this Synced condition for its
-// current generation.
-func conditionIs(obj *unstructured.Unstructured, status metav1.ConditionStatus, reason, msg string) bool {
-	if gen, _, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration"); gen != obj.GetGeneration() {
-		return false
-	}
-	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-	if len(conds) == 0 {
-		return false
-	}
-	m, _ := conds[0].(map[string]any)
-	got, _ := m["message"].(string)
-	return m["type"] == "Synced" && m["status"] == string(status) && m["reason"] == reason && got == msg
-}
-
-func (u *Unsealer) setStatus(ctx context.Context, obj *unstructured.Unstructured, status metav1.ConditionStatus, reason, msg string) error {
-	if conditionIs(obj, status, reason, msg) {
+// setStatus writes the Synced condition, unless the status already says it, as a merge
+// patch of the status alone, conditional on the resourceVersion the entry was read at (a
+// newer object is reconciled again instead).
+func (u *Unsealer) setStatus(ctx context.Context, e *sealedEntry, status metav1.ConditionStatus, reason, msg string) error {
+	if e.is(status, reason, msg) {
 		return nil
 	}
-	cur := obj.DeepCopy()
 	now := metav1.Now().UTC().Format(time.RFC3339)
 	cond := map[string]any{"type": "Synced", "status": string(status), "reason": reason, "message": msg, "lastUpdateTime": now, "lastTransitionTime": now}
-	if old, ok, _ := unstructured.NestedSlice(cur.Object, "status", "conditions"); ok && len(old) > 0 {
-		if m, ok := old[0].(map[string]any); ok && m["status"] == string(status) {
-			if t, ok := m["lastTransitionTime"]; ok {
-				cond["lastTransitionTime"] = t
-			}
-		}
+	if e.synced.set && e.synced.status == status && e.synced.lastTransitionTime != "" {
+		cond["lastTransitionTime"] = e.synced.lastTransitionTime
 	}
-	_ = unstructured.SetNestedSlice(cur.Object, []any{cond}, "status", "conditions")
-	_ = unstructured.SetNestedField(cur.Object, cur.GetGeneration(), "status", "observedGeneration")
-	_, err := u.dyn.Resource(SealedSecretGVR).Namespace(cur.GetNamespace()).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": e.ResourceVersion},
+		"status":   map[string]any{"observedGeneration": e.Generation, "conditions": []any{cond}},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = u.dyn.Resource(SealedSecretGVR).Namespace(e.Namespace).Patch(ctx, e.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
 	if apierrors.IsConflict(err) {
-		u.queue.Add(cur.GetNamespace()+"/"+cur.GetName(), ctl.High)
+		u.queue.Add(e.Namespace+"/"+e.Name, ctl.High)
 		return nil
 	}
 	return err
