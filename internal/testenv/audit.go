@@ -11,6 +11,7 @@ import (
 // Request is one API request as the API server's audit log recorded it.
 type Request struct {
 	Verb      string
+	URI       string // the request's path and query
 	UserAgent string
 	Resource  string // resource[/subresource]
 	Namespace string
@@ -64,7 +65,7 @@ func (e *Env) Requests(since time.Time, agent string) ([]Request, error) {
 		if ev.ObjectRef.Subresource != "" {
 			res += "/" + ev.ObjectRef.Subresource
 		}
-		out = append(out, Request{Verb: ev.Verb, UserAgent: ev.UserAgent, Resource: res, Namespace: ev.ObjectRef.Namespace, Name: ev.ObjectRef.Name, Code: ev.ResponseStatus.Code, Time: ev.StageTimestamp,
+		out = append(out, Request{Verb: ev.Verb, URI: ev.URI, UserAgent: ev.UserAgent, Resource: res, Namespace: ev.ObjectRef.Namespace, Name: ev.ObjectRef.Name, Code: ev.ResponseStatus.Code, Time: ev.StageTimestamp,
 			DryRun: strings.Contains(ev.URI, "dryRun=All")})
 	}
 	return out, sc.Err()

@@ -1,7 +1,9 @@
 package secrets
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/keyway-dev/keyway/sealing"
 )
@@ -33,9 +37,9 @@ type sealedEntry struct {
 	synced syncedCondition
 	// Only the worker reconciling the entry's key touches these two (the queue hands a key
 	// to one worker at a time; a changed object arrives as a new entry):
-	// full is the object as read, without managed fields or last-applied copy; nil once
-	// its Secret is proven.
-	full *unstructured.Unstructured
+	// sealed is the object as read, as JSON (a third of its decoded size), without managed
+	// fields or last-applied copy; nil once its Secret is proven.
+	sealed []byte
 	// settledRV is the resourceVersion at which this process last saw the Secret hold what
 	// this entry unseals to: while it is still that, a check costs nothing at all.
 	settledRV string
@@ -53,9 +57,7 @@ type syncedCondition struct {
 
 func (e *sealedEntry) DeepCopyObject() runtime.Object {
 	c := &sealedEntry{TypeMeta: e.TypeMeta, ObjectMeta: *e.ObjectMeta.DeepCopy(), mark: e.mark, synced: e.synced, settledRV: e.settledRV}
-	if e.full != nil {
-		c.full = e.full.DeepCopy()
-	}
+	c.sealed = slices.Clone(e.sealed)
 	return c
 }
 
@@ -66,7 +68,8 @@ func (e *sealedEntry) is(status metav1.ConditionStatus, reason, msg string) bool
 	return c.set && c.observedGeneration == e.Generation && c.status == status && c.reason == reason && c.message == msg
 }
 
-// newSealedEntry makes the cache entry of obj, keeping the whole object when keepFull.
+// newSealedEntry makes the cache entry of obj, keeping the whole object (as JSON) when
+// keepFull.
 func newSealedEntry(obj *unstructured.Unstructured, keepFull bool) *sealedEntry {
 	e := &sealedEntry{TypeMeta: metav1.TypeMeta{APIVersion: sealing.APIVersion, Kind: sealing.Kind}}
 	e.Name, e.Namespace, e.UID = obj.GetName(), obj.GetNamespace(), obj.GetUID()
@@ -87,7 +90,7 @@ func newSealedEntry(obj *unstructured.Unstructured, keepFull bool) *sealedEntry 
 			delete(ann, corev1.LastAppliedConfigAnnotation)
 			obj.SetAnnotations(ann)
 		}
-		e.full = obj
+		e.sealed, _ = json.Marshal(obj.Object) // a map decoded from JSON encodes; if not, unsealing says the object is malformed
 	}
 	return e
 }
@@ -135,6 +138,7 @@ func (u *Unsealer) trimSecret(obj any) (any, error) {
 	e := &secretEntry{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}}
 	e.Name, e.Namespace, e.ResourceVersion = s.Name, s.Namespace, s.ResourceVersion
 	if s.Namespace == u.opts.Namespace && s.Labels[sealing.KeyLabel] != "" {
+		s = s.DeepCopy() // not a pointer into a page of the first list
 		s.ManagedFields = nil
 		e.Labels, e.whole = s.Labels, s
 		return e, nil
@@ -157,7 +161,7 @@ func (u *Unsealer) trimSealedSecret(obj any) (any, error) {
 	}
 	e := newSealedEntry(o, true)
 	if u.proven(e) {
-		e.full = nil
+		e.sealed = nil
 	}
 	return e, nil
 }
@@ -180,4 +184,97 @@ func (u *Unsealer) proven(e *sealedEntry) bool {
 	}
 	ring, err := u.Keys()
 	return err == nil && verifyProof(ring, e.mark, s.proof, s.digest)
+}
+
+// sealedListWatch lists and watches SealedSecrets for the informer. The API server streams
+// the first list item by item where it can (watch-list), each turned into its entry as it
+// comes; where it cannot (an etcd without watch progress requests) the informer lists, and
+// then this asks for pages and turns each page into entries before the next: a first list
+// of 10,000 SealedSecrets — or of every Secret of the cluster, Helm's releases included —
+// never holds more than one page of decoded objects.
+func (u *Unsealer) sealedListWatch() *cache.ListWatch {
+	res := u.dyn.Resource(SealedSecretGVR)
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			list, err := res.List(ctx, paged(opts))
+			if err != nil {
+				return nil, err
+			}
+			page := &sealedEntryList{ListMeta: metav1.ListMeta{ResourceVersion: list.GetResourceVersion(), Continue: list.GetContinue()}}
+			page.Items = make([]sealedEntry, len(list.Items))
+			for i := range list.Items {
+				e, _ := u.trimSealedSecret(&list.Items[i])
+				page.Items[i] = *e.(*sealedEntry)
+				list.Items[i] = unstructured.Unstructured{} // let the decoded object go now
+			}
+			return page, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return res.Watch(ctx, opts)
+		},
+	}
+}
+
+// sealedEntryList is one page of SealedSecrets as cache entries.
+type sealedEntryList struct {
+	metav1.TypeMeta
+	metav1.ListMeta
+	Items []sealedEntry
+}
+
+func (l *sealedEntryList) DeepCopyObject() runtime.Object {
+	c := &sealedEntryList{TypeMeta: l.TypeMeta, ListMeta: *l.ListMeta.DeepCopy(), Items: make([]sealedEntry, len(l.Items))}
+	for i := range l.Items {
+		c.Items[i] = *l.Items[i].DeepCopyObject().(*sealedEntry)
+	}
+	return c
+}
+
+// paged makes the informer's first list, at resourceVersion "0" (any version will do),
+// a consistent one: at "0" the watch cache ignores the page size and returns everything.
+func paged(opts metav1.ListOptions) metav1.ListOptions {
+	if opts.ResourceVersion == "0" {
+		opts.ResourceVersion = ""
+	}
+	return opts
+}
+
+// secretListWatch lists and watches every Secret for the informer, a page of entries at a
+// time (see sealedListWatch).
+func (u *Unsealer) secretListWatch() *cache.ListWatch {
+	api := u.kube.CoreV1().Secrets("")
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			list, err := api.List(ctx, paged(opts))
+			if err != nil {
+				return nil, err
+			}
+			page := &secretEntryList{ListMeta: metav1.ListMeta{ResourceVersion: list.ResourceVersion, Continue: list.Continue}}
+			page.Items = make([]secretEntry, len(list.Items))
+			for i := range list.Items {
+				e, _ := u.trimSecret(&list.Items[i])
+				page.Items[i] = *e.(*secretEntry)
+				list.Items[i] = corev1.Secret{}
+			}
+			return page, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return api.Watch(ctx, opts)
+		},
+	}
+}
+
+// secretEntryList is one page of Secrets as cache entries.
+type secretEntryList struct {
+	metav1.TypeMeta
+	metav1.ListMeta
+	Items []secretEntry
+}
+
+func (l *secretEntryList) DeepCopyObject() runtime.Object {
+	c := &secretEntryList{TypeMeta: l.TypeMeta, ListMeta: *l.ListMeta.DeepCopy(), Items: make([]secretEntry, len(l.Items))}
+	for i := range l.Items {
+		c.Items[i] = *l.Items[i].DeepCopyObject().(*secretEntry)
+	}
+	return c
 }

@@ -66,8 +66,8 @@ func TestCacheEntries(t *testing.T) {
 
 	// Unproven (no Secret cached yet): the whole object stays, ready to unseal.
 	e, _ := u.trimSealedSecret(obj.DeepCopy())
-	if se := e.(*sealedEntry); se.full == nil || !se.is(metav1.ConditionTrue, "Unsealed", "") {
-		t.Fatalf("unproven entry: full %v, synced %+v", se.full != nil, se.synced)
+	if se := e.(*sealedEntry); se.sealed == nil || !se.is(metav1.ConditionTrue, "Unsealed", "") {
+		t.Fatalf("unproven entry: sealed %v, synced %+v", se.sealed != nil, se.synced)
 	}
 	se := add(owned.DeepCopy()).(*secretEntry)
 	if se.whole != nil || se.ManagedFields != nil || bytes.Contains([]byte(fmt.Sprintf("%+v", *se)), []byte("CANARY")) {
@@ -79,7 +79,7 @@ func TestCacheEntries(t *testing.T) {
 	// Proven: only metadata and the condition stay; the proof checks against the digest.
 	e, _ = u.trimSealedSecret(obj.DeepCopy())
 	entry := e.(*sealedEntry)
-	if entry.full != nil {
+	if entry.sealed != nil {
 		t.Fatal("a proven SealedSecret kept its ciphertexts")
 	}
 	if strings.Contains(entry.mark, "CANARY") || !strings.Contains(entry.mark, "fp") {
@@ -90,7 +90,7 @@ func TestCacheEntries(t *testing.T) {
 	edited.Data["pw"] = []byte("other")
 	edited.ResourceVersion = "10"
 	add(edited)
-	if e, _ := u.trimSealedSecret(obj.DeepCopy()); e.(*sealedEntry).full == nil {
+	if e, _ := u.trimSealedSecret(obj.DeepCopy()); e.(*sealedEntry).sealed == nil {
 		t.Fatal("an edited Secret still counts as proven")
 	}
 

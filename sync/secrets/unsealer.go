@@ -26,8 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -76,8 +74,7 @@ type Unsealer struct {
 	bcast   record.EventBroadcaster
 	queue   *ctl.Queue
 	ssInf   cache.SharedIndexInformer
-	factory dynamicinformer.DynamicSharedInformerFactory
-	kinf    informers.SharedInformerFactory
+	secInf  cache.SharedIndexInformer
 	secrets cache.Indexer // secretEntry by namespace/name
 
 	requests *prometheus.CounterVec
@@ -124,8 +121,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.rec = u.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-unsealer"})
 	u.queue = ctl.NewQueue()
 
-	u.factory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, o.ResyncPeriod)
-	u.ssInf = u.factory.ForResource(SealedSecretGVR).Informer()
+	u.ssInf = cache.NewSharedIndexInformer(u.sealedListWatch(), &unstructured.Unstructured{}, o.ResyncPeriod, cache.Indexers{})
 	_ = u.ssInf.SetTransform(u.trimSealedSecret)
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
@@ -138,13 +134,12 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 			u.enqueue(n, p)
 		},
 	})
-	u.kinf = informers.NewSharedInformerFactory(kube, 0)
-	secrets := u.kinf.Core().V1().Secrets().Informer()
-	_ = secrets.SetTransform(u.trimSecret)
-	u.secrets = secrets.GetIndexer()
+	u.secInf = cache.NewSharedIndexInformer(u.secretListWatch(), &corev1.Secret{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	_ = u.secInf.SetTransform(u.trimSecret)
+	u.secrets = u.secInf.GetIndexer()
 	// A managed Secret that is deleted or edited by hand is put back at once, not at the
 	// next resync; the reconcile of one that still matches writes nothing.
-	ctl.WatchOwned(secrets, sealing.APIVersion, sealing.Kind, func(key string) { u.queue.Add(key, ctl.High) })
+	ctl.WatchOwned(u.secInf, sealing.APIVersion, sealing.Kind, func(key string) { u.queue.Add(key, ctl.High) })
 	return u
 }
 
@@ -159,12 +154,12 @@ func (u *Unsealer) enqueue(obj any, p ctl.Priority) {
 func (u *Unsealer) Start(ctx context.Context) error {
 	// Secrets first: SealedSecrets whose Secrets are proven arrive without their
 	// ciphertexts.
-	u.kinf.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), u.kinf.Core().V1().Secrets().Informer().HasSynced) {
+	go u.secInf.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), u.secInf.HasSynced) {
 		return errors.New("informer caches did not sync")
 	}
-	u.factory.Start(ctx.Done())
-	for _, synced := range []cache.InformerSynced{u.ssInf.HasSynced, u.kinf.Core().V1().Secrets().Informer().HasSynced} {
+	go u.ssInf.RunWithContext(ctx)
+	for _, synced := range []cache.InformerSynced{u.ssInf.HasSynced, u.secInf.HasSynced} {
 		if !cache.WaitForCacheSync(ctx.Done(), synced) {
 			return errors.New("informer caches did not sync")
 		}
@@ -326,12 +321,12 @@ func (u *Unsealer) unseal(ctx context.Context, e *sealedEntry) (Outcome, *sealed
 		// decrypting.
 		if existing.proof != "" {
 			if ring, err := u.Keys(); err == nil && verifyProof(ring, e.mark, existing.proof, existing.digest) {
-				e.settledRV, e.full = existing.ResourceVersion, nil
+				e.settledRV, e.sealed = existing.ResourceVersion, nil
 				return Unchanged, e, nil
 			}
 		}
 	}
-	if e.full == nil {
+	if e.sealed == nil {
 		// The cache kept no ciphertexts (the Secret was proven when the object arrived);
 		// it must be unsealed again now, so read them.
 		full, err := u.dyn.Resource(SealedSecretGVR).Namespace(e.Namespace).Get(ctx, e.Name, metav1.GetOptions{})
@@ -345,7 +340,7 @@ func (u *Unsealer) unseal(ctx context.Context, e *sealedEntry) (Outcome, *sealed
 	}
 	outcome, rv, err := u.write(ctx, e)
 	if err == nil && outcome != Failed && outcome != Refused {
-		e.settledRV, e.full = rv, nil // settled: the ciphertexts are read again if ever needed
+		e.settledRV, e.sealed = rv, nil // settled: the ciphertexts are read again if ever needed
 	}
 	return outcome, e, err
 }
@@ -356,7 +351,7 @@ func (u *Unsealer) unseal(ctx context.Context, e *sealedEntry) (Outcome, *sealed
 func (u *Unsealer) write(ctx context.Context, e *sealedEntry) (Outcome, string, error) {
 	ns, name := e.Namespace, e.Name
 	var ss sealing.SealedSecret
-	if err := fromUnstructured(e.full, &ss); err != nil {
+	if err := json.Unmarshal(e.sealed, &ss); err != nil {
 		u.fail(ctx, e, "ErrParse", "the SealedSecret is malformed: "+err.Error())
 		return Failed, "", nil
 	}
@@ -542,12 +537,4 @@ func (u *Unsealer) setStatus(ctx context.Context, e *sealedEntry, status metav1.
 		return nil
 	}
 	return err
-}
-
-func fromUnstructured(obj *unstructured.Unstructured, into any) error {
-	raw, err := json.Marshal(obj.Object)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(raw, into)
 }

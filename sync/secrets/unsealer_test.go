@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/parallel"
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/secrets"
@@ -598,4 +599,100 @@ func TestAPIServerOutage(t *testing.T) {
 		t.Fatalf("the restarted leader stopped: %v", err)
 	default:
 	}
+}
+
+// TestFirstListInPages: where the API server cannot stream the first list (this test
+// environment's etcd lacks watch progress requests), the unsealer lists SealedSecrets in
+// pages of 500 and turns each into cache entries before the next, instead of one list of
+// everything decoded at once; every SealedSecret is unsealed all the same.
+func TestFirstListInPages(t *testing.T) {
+	ctx := t.Context()
+	admin := kubernetes.NewForConfigOrDie(env.Config)
+	adminDyn := dynamic.NewForConfigOrDie(env.Config)
+	for _, ns := range []string{"pages-keys", "pages"} {
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	crd, err := os.ReadFile("../../examples/sealedsecret/crd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.InstallCRDs(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	key, err := sealing.Ring{Client: admin, Namespace: "pages-keys"}.Generate(ctx, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("pages")
+	t.Cleanup(func() { _ = res.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{}) })
+	const n = 510
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	if _, err := parallel.Map(idx, func(_ int, i int) (struct{}, error) {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%03d", i), Namespace: "pages"}, StringData: map[string]string{"v": fmt.Sprint(i)}}
+		ss, err := sealing.Seal(rand.Reader, &key.Private.PublicKey, s, sealing.SealOptions{})
+		if err != nil {
+			return struct{}{}, err
+		}
+		raw, _ := json.Marshal(ss)
+		var obj unstructured.Unstructured
+		if err := json.Unmarshal(raw, &obj.Object); err != nil {
+			return struct{}{}, err
+		}
+		_, err = res.Create(ctx, &obj, metav1.CreateOptions{})
+		return struct{}{}, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	const agent = "keyway-unsealer-pages-test"
+	cfg := kube.WithLimits(env.Config, 1000, 2000, agent)
+	reg := prometheus.NewRegistry()
+	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{Namespace: "pages-keys", KeyBits: 2048, Registry: reg})
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	if err := u.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u.Run(runCtx) }()
+	poll(t, "every SealedSecret unsealed", func() bool { return counter(t, reg, "created") >= n })
+	list, err := admin.CoreV1().Secrets("pages").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	right := 0
+	for _, s := range list.Items {
+		var i int
+		if _, err := fmt.Sscanf(s.Name, "p%03d", &i); err == nil && string(s.Data["v"]) == fmt.Sprint(i) {
+			right++
+		}
+	}
+	if right != n {
+		t.Fatalf("%d of %d Secrets hold their value", right, n)
+	}
+	reqs, err := env.Requests(start, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages, secretPages []string
+	for _, r := range reqs {
+		switch {
+		case r.Verb == "list" && r.Resource == "sealedsecrets":
+			pages = append(pages, r.URI)
+		case r.Verb == "list" && r.Resource == "secrets":
+			secretPages = append(secretPages, r.URI)
+		}
+	}
+	if len(pages) < 2 || !strings.Contains(pages[0], "limit=500") || strings.Contains(pages[0], "resourceVersion=0") || !strings.Contains(pages[1], "continue=") {
+		t.Fatalf("the first list was not paged: %q", pages)
+	}
+	if len(secretPages) < 1 || !strings.Contains(secretPages[0], "limit=500") || strings.Contains(secretPages[0], "resourceVersion=0") {
+		t.Fatalf("the Secrets were not listed in pages: %q", secretPages)
+	}
+	t.Logf("%d SealedSecrets listed in %d pages: %q", n, len(pages), pages)
 }
