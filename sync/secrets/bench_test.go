@@ -2,8 +2,6 @@ package secrets_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -19,13 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/kube"
-	"github.com/keyway-dev/keyway/internal/parallel"
 	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/secrets"
 )
@@ -83,26 +79,12 @@ func unsealAtScale(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	// Seal and create the SealedSecrets before the unsealer exists.
-	names := make([]int, n)
-	for i := range names {
-		names[i] = i
-	}
-	if _, err := parallel.Map(names, func(_ int, i int) (struct{}, error) {
+	if err := createSealed(ctx, adminDyn, &key.Private.PublicKey, n, func(i int) *corev1.Secret {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%05d", i), Namespace: ns}, StringData: map[string]string{}}
 		for k := range 5 {
 			s.StringData[fmt.Sprintf("key%d", k)] = fmt.Sprintf("value-%d-%d", i, k)
 		}
-		ss, err := sealing.Seal(rand.Reader, &key.Private.PublicKey, s, sealing.SealOptions{})
-		if err != nil {
-			return struct{}{}, err
-		}
-		raw, _ := json.Marshal(ss)
-		var obj unstructured.Unstructured
-		if err := json.Unmarshal(raw, &obj.Object); err != nil {
-			return struct{}{}, err
-		}
-		_, err = adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).Create(ctx, &obj, metav1.CreateOptions{})
-		return struct{}{}, err
+		return s
 	}); err != nil {
 		b.Fatal(err)
 	}
@@ -190,13 +172,10 @@ func unsealAtScale(b *testing.B, n int) {
 	// A new SealedSecret while a resync of n is under way waits for nothing.
 	unchanged0 = counter(b, reg, "unchanged")
 	waitFor(b, time.Minute, func() bool { return counter(b, reg, "unchanged") > unchanged0 }) // a resync has begun
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Namespace: ns}, StringData: map[string]string{"k": "v"}}
-	ss, _ := sealing.Seal(rand.Reader, &key.Private.PublicKey, s, sealing.SealOptions{})
-	raw, _ := json.Marshal(ss)
-	var obj unstructured.Unstructured
-	_ = json.Unmarshal(raw, &obj.Object)
 	t0 := time.Now()
-	if _, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+	if err := createSealed(ctx, adminDyn, &key.Private.PublicKey, 1, func(int) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Namespace: ns}, StringData: map[string]string{"k": "v"}}
+	}); err != nil {
 		b.Fatal(err)
 	}
 	waitFor(b, time.Minute, func() bool {

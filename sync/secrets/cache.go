@@ -186,95 +186,76 @@ func (u *Unsealer) proven(e *sealedEntry) bool {
 	return err == nil && verifyProof(ring, e.mark, s.proof, s.digest)
 }
 
-// sealedListWatch lists and watches SealedSecrets for the informer. The API server streams
-// the first list item by item where it can (watch-list), each turned into its entry as it
-// comes; where it cannot (an etcd without watch progress requests) the informer lists, and
-// then this asks for pages and turns each page into entries before the next: a first list
-// of 10,000 SealedSecrets — or of every Secret of the cluster, Helm's releases included —
+// The informers' list and watch. The API server streams the first list item by item where
+// it can (watch-list), each turned into its entry as it comes by the informer's transform;
+// where it cannot (an etcd without watch progress requests) the informer lists, and then
+// these ask for pages and turn each page into entries before the next: a first list of
+// 10,000 SealedSecrets — or of every Secret of the cluster, Helm's releases included —
 // never holds more than one page of decoded objects.
+
 func (u *Unsealer) sealedListWatch() *cache.ListWatch {
 	res := u.dyn.Resource(SealedSecretGVR)
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			list, err := res.List(ctx, paged(opts))
-			if err != nil {
-				return nil, err
-			}
-			page := &sealedEntryList{ListMeta: metav1.ListMeta{ResourceVersion: list.GetResourceVersion(), Continue: list.GetContinue()}}
-			page.Items = make([]sealedEntry, len(list.Items))
-			for i := range list.Items {
-				e, _ := u.trimSealedSecret(&list.Items[i])
-				page.Items[i] = *e.(*sealedEntry)
-				list.Items[i] = unstructured.Unstructured{} // let the decoded object go now
-			}
-			return page, nil
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return res.Watch(ctx, opts)
-		},
-	}
+	return pagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]unstructured.Unstructured, metav1.ListMeta, error) {
+		l, err := res.List(ctx, opts)
+		if err != nil {
+			return nil, metav1.ListMeta{}, err
+		}
+		return l.Items, metav1.ListMeta{ResourceVersion: l.GetResourceVersion(), Continue: l.GetContinue()}, nil
+	}, res.Watch, u.trimSealedSecret)
 }
 
-// sealedEntryList is one page of SealedSecrets as cache entries.
-type sealedEntryList struct {
-	metav1.TypeMeta
-	metav1.ListMeta
-	Items []sealedEntry
-}
-
-func (l *sealedEntryList) DeepCopyObject() runtime.Object {
-	c := &sealedEntryList{TypeMeta: l.TypeMeta, ListMeta: *l.ListMeta.DeepCopy(), Items: make([]sealedEntry, len(l.Items))}
-	for i := range l.Items {
-		c.Items[i] = *l.Items[i].DeepCopyObject().(*sealedEntry)
-	}
-	return c
-}
-
-// paged makes the informer's first list, at resourceVersion "0" (any version will do),
-// a consistent one: at "0" the watch cache ignores the page size and returns everything.
-func paged(opts metav1.ListOptions) metav1.ListOptions {
-	if opts.ResourceVersion == "0" {
-		opts.ResourceVersion = ""
-	}
-	return opts
-}
-
-// secretListWatch lists and watches every Secret for the informer, a page of entries at a
-// time (see sealedListWatch).
 func (u *Unsealer) secretListWatch() *cache.ListWatch {
 	api := u.kube.CoreV1().Secrets("")
+	return pagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
+		l, err := api.List(ctx, opts)
+		if err != nil {
+			return nil, metav1.ListMeta{}, err
+		}
+		return l.Items, l.ListMeta, nil
+	}, api.Watch, u.trimSecret)
+}
+
+// pagedListWatch lists with list, a page at a time, each object turned into its entry (and
+// dropped) before the next page is asked for. The informer's first list asks at
+// resourceVersion "0" (any version will do), where the watch cache ignores the page size
+// and returns everything: that list is made a consistent one instead, which pages.
+func pagedListWatch[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), entry cache.TransformFunc) *cache.ListWatch {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			list, err := api.List(ctx, paged(opts))
+			if opts.ResourceVersion == "0" {
+				opts.ResourceVersion = ""
+			}
+			items, meta, err := list(ctx, opts)
 			if err != nil {
 				return nil, err
 			}
-			page := &secretEntryList{ListMeta: metav1.ListMeta{ResourceVersion: list.ResourceVersion, Continue: list.Continue}}
-			page.Items = make([]secretEntry, len(list.Items))
-			for i := range list.Items {
-				e, _ := u.trimSecret(&list.Items[i])
-				page.Items[i] = *e.(*secretEntry)
-				list.Items[i] = corev1.Secret{}
+			page := &entryPage{ListMeta: meta, Items: make([]runtime.Object, len(items))}
+			var none O
+			for i := range items {
+				e, err := entry(&items[i])
+				if err != nil {
+					return nil, err
+				}
+				page.Items[i], items[i] = e.(runtime.Object), none
 			}
 			return page, nil
 		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return api.Watch(ctx, opts)
-		},
+		WatchFuncWithContext: watchFn,
 	}
 }
 
-// secretEntryList is one page of Secrets as cache entries.
-type secretEntryList struct {
+// entryPage is one page of a list as cache entries.
+type entryPage struct {
 	metav1.TypeMeta
 	metav1.ListMeta
-	Items []secretEntry
+	Items []runtime.Object
 }
 
-func (l *secretEntryList) DeepCopyObject() runtime.Object {
-	c := &secretEntryList{TypeMeta: l.TypeMeta, ListMeta: *l.ListMeta.DeepCopy(), Items: make([]secretEntry, len(l.Items))}
-	for i := range l.Items {
-		c.Items[i] = *l.Items[i].DeepCopyObject().(*secretEntry)
+func (p *entryPage) DeepCopyObject() runtime.Object {
+	c := &entryPage{TypeMeta: p.TypeMeta, ListMeta: *p.ListMeta.DeepCopy(), Items: make([]runtime.Object, len(p.Items))}
+	for i, item := range p.Items {
+		c.Items[i] = item.DeepCopyObject()
 	}
 	return c
 }

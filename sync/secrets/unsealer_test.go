@@ -106,6 +106,33 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// createSealed seals each of n Secrets made by secret for pub and creates the
+// SealedSecrets, several at a time.
+func createSealed(ctx context.Context, dyn dynamic.Interface, pub *rsa.PublicKey, n int, secret func(i int) *corev1.Secret) error {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	_, err := parallel.Map(idx, func(_ int, i int) (struct{}, error) {
+		s := secret(i)
+		ss, err := sealing.Seal(rand.Reader, pub, s, sealing.SealOptions{})
+		if err != nil {
+			return struct{}{}, err
+		}
+		raw, err := json.Marshal(ss)
+		if err != nil {
+			return struct{}{}, err
+		}
+		var obj unstructured.Unstructured
+		if err := json.Unmarshal(raw, &obj.Object); err != nil {
+			return struct{}{}, err
+		}
+		_, err = dyn.Resource(secrets.SealedSecretGVR).Namespace(s.Namespace).Create(ctx, &obj, metav1.CreateOptions{})
+		return struct{}{}, err
+	})
+	return err
+}
+
 func (f *fixture) create(t *testing.T, ss *sealing.SealedSecret) *unstructured.Unstructured {
 	t.Helper()
 	raw, _ := json.Marshal(ss)
@@ -398,20 +425,10 @@ func TestResyncWritesNothing(t *testing.T) {
 	poll(t, "the first key", func() bool { ring, err = u.Keys(); return err == nil && len(ring) > 0 })
 
 	const n = 20
-	for i := range n {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%02d", i), Namespace: "resync"}, StringData: map[string]string{"password": canary}}
-		ss, err := sealing.Seal(rand.Reader, &ring[0].Private.PublicKey, s, sealing.SealOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := json.Marshal(ss)
-		var obj unstructured.Unstructured
-		if err := json.Unmarshal(raw, &obj.Object); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("resync").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if err := createSealed(ctx, adminDyn, &ring[0].Private.PublicKey, n, func(i int) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%02d", i), Namespace: "resync"}, StringData: map[string]string{"password": canary}}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	poll(t, "every SealedSecret Synced=True", func() bool {
 		list, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("resync").List(ctx, metav1.ListOptions{})
@@ -628,23 +645,8 @@ func TestFirstListInPages(t *testing.T) {
 	res := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("pages")
 	t.Cleanup(func() { _ = res.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{}) })
 	const n = 510
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	if _, err := parallel.Map(idx, func(_ int, i int) (struct{}, error) {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%03d", i), Namespace: "pages"}, StringData: map[string]string{"v": fmt.Sprint(i)}}
-		ss, err := sealing.Seal(rand.Reader, &key.Private.PublicKey, s, sealing.SealOptions{})
-		if err != nil {
-			return struct{}{}, err
-		}
-		raw, _ := json.Marshal(ss)
-		var obj unstructured.Unstructured
-		if err := json.Unmarshal(raw, &obj.Object); err != nil {
-			return struct{}{}, err
-		}
-		_, err = res.Create(ctx, &obj, metav1.CreateOptions{})
-		return struct{}{}, err
+	if err := createSealed(ctx, adminDyn, &key.Private.PublicKey, n, func(i int) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%03d", i), Namespace: "pages"}, StringData: map[string]string{"v": fmt.Sprint(i)}}
 	}); err != nil {
 		t.Fatal(err)
 	}
