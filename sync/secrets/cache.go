@@ -9,11 +9,12 @@ import (
 	"slices"
 	"strings"
 
+	ctl "github.com/keyway-dev/keyway/internal/kube"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/keyway-dev/keyway/sealing"
@@ -186,16 +187,13 @@ func (u *Unsealer) proven(e *sealedEntry) bool {
 	return err == nil && verifyProof(ring, e.mark, s.proof, s.digest)
 }
 
-// The informers' list and watch. The API server streams the first list item by item where
-// it can (watch-list), each turned into its entry as it comes by the informer's transform;
-// where it cannot (an etcd without watch progress requests) the informer lists, and then
-// these ask for pages and turn each page into entries before the next: a first list of
-// 10,000 SealedSecrets — or of every Secret of the cluster, Helm's releases included —
-// never holds more than one page of decoded objects.
+// The informers list a page at a time, each page turned into entries before the next (see
+// kube.PagedListWatch): a first list of 10,000 SealedSecrets, or of every Secret of the
+// cluster, never holds more than one page of decoded objects.
 
 func (u *Unsealer) sealedListWatch() *cache.ListWatch {
 	res := u.dyn.Resource(SealedSecretGVR)
-	return pagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]unstructured.Unstructured, metav1.ListMeta, error) {
+	return ctl.PagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]unstructured.Unstructured, metav1.ListMeta, error) {
 		l, err := res.List(ctx, opts)
 		if err != nil {
 			return nil, metav1.ListMeta{}, err
@@ -206,56 +204,11 @@ func (u *Unsealer) sealedListWatch() *cache.ListWatch {
 
 func (u *Unsealer) secretListWatch() *cache.ListWatch {
 	api := u.kube.CoreV1().Secrets("")
-	return pagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
+	return ctl.PagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
 		l, err := api.List(ctx, opts)
 		if err != nil {
 			return nil, metav1.ListMeta{}, err
 		}
 		return l.Items, l.ListMeta, nil
 	}, api.Watch, u.trimSecret)
-}
-
-// pagedListWatch lists with list, a page at a time, each object turned into its entry (and
-// dropped) before the next page is asked for. The informer's first list asks at
-// resourceVersion "0" (any version will do), where the watch cache ignores the page size
-// and returns everything: that list is made a consistent one instead, which pages.
-func pagedListWatch[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
-	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), entry cache.TransformFunc) *cache.ListWatch {
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			if opts.ResourceVersion == "0" {
-				opts.ResourceVersion = ""
-			}
-			items, meta, err := list(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			page := &entryPage{ListMeta: meta, Items: make([]runtime.Object, len(items))}
-			var none O
-			for i := range items {
-				e, err := entry(&items[i])
-				if err != nil {
-					return nil, err
-				}
-				page.Items[i], items[i] = e.(runtime.Object), none
-			}
-			return page, nil
-		},
-		WatchFuncWithContext: watchFn,
-	}
-}
-
-// entryPage is one page of a list as cache entries.
-type entryPage struct {
-	metav1.TypeMeta
-	metav1.ListMeta
-	Items []runtime.Object
-}
-
-func (p *entryPage) DeepCopyObject() runtime.Object {
-	c := &entryPage{TypeMeta: p.TypeMeta, ListMeta: *p.ListMeta.DeepCopy(), Items: make([]runtime.Object, len(p.Items))}
-	for i, item := range p.Items {
-		c.Items[i] = item.DeepCopyObject()
-	}
-	return c
 }

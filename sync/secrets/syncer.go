@@ -30,7 +30,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -117,7 +116,7 @@ type Syncer struct {
 	esInf     cache.SharedIndexInformer
 	storeInfs map[schema.GroupVersionResource]cache.SharedIndexInformer
 	factory   dynamicinformer.DynamicSharedInformerFactory
-	kinf      informers.SharedInformerFactory
+	secInf    cache.SharedIndexInformer
 	secrets   corelisters.SecretLister
 
 	cacheMu sync.Mutex
@@ -263,19 +262,26 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 			},
 		})
 	}
-	s.kinf = informers.NewSharedInformerFactory(kube, 0)
-	sec := s.kinf.Core().V1().Secrets()
 	// Only targets are read from the cache: other Secrets keep their metadata only.
-	_ = sec.Informer().SetTransform(func(obj any) (any, error) {
+	trim := func(obj any) (any, error) {
 		if sc, ok := obj.(*corev1.Secret); ok && sc.Annotations[AnnotationAdopt] != "true" && !ownedByExternalSecret(sc) {
 			sc.Data, sc.StringData, sc.ManagedFields = nil, nil, nil
 			delete(sc.Annotations, corev1.LastAppliedConfigAnnotation)
 		}
 		return obj, nil
-	})
-	s.secrets = sec.Lister()
+	}
+	api := kube.CoreV1().Secrets("")
+	s.secInf = cache.NewSharedIndexInformer(ctl.PagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
+		l, err := api.List(ctx, opts)
+		if err != nil {
+			return nil, metav1.ListMeta{}, err
+		}
+		return l.Items, l.ListMeta, nil
+	}, api.Watch, trim), &corev1.Secret{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	_ = s.secInf.SetTransform(trim)
+	s.secrets = corelisters.NewSecretLister(s.secInf.GetIndexer())
 	// A target Secret edited or deleted by hand is put back from what was last read.
-	ctl.WatchOwned(sec.Informer(), "", "ExternalSecret", func(key string) { s.queue.Add(key, ctl.High) })
+	ctl.WatchOwned(s.secInf, "", "ExternalSecret", func(key string) { s.queue.Add(key, ctl.High) })
 	return s, nil
 }
 
@@ -300,8 +306,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 	defer s.bcast.Shutdown()
 	defer s.pool.Close()
 	s.factory.Start(ctx.Done())
-	s.kinf.Start(ctx.Done())
-	synced := []cache.InformerSynced{s.esInf.HasSynced, s.kinf.Core().V1().Secrets().Informer().HasSynced}
+	go s.secInf.RunWithContext(ctx)
+	synced := []cache.InformerSynced{s.esInf.HasSynced, s.secInf.HasSynced}
 	for _, inf := range s.storeInfs {
 		synced = append(synced, inf.HasSynced)
 	}

@@ -1,0 +1,66 @@
+package kube
+
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// An informer's first list is streamed item by item where the API server can (watch-list),
+// each item going through the informer's transform as it comes; where it cannot (an etcd
+// without watch progress requests) the informer lists, and a plain list decodes every object
+// of the resource at once before any transform runs — every Secret of the cluster, Helm's
+// release Secrets included. PagedListWatch asks for pages instead and transforms each page
+// before the next, so a first list never holds more than one page of decoded objects.
+
+// PagedListWatch lists with list, a page at a time, each object turned into its entry (and
+// dropped) before the next page is asked for. The informer's first list asks at
+// resourceVersion "0" (any version will do), where the watch cache ignores the page size
+// and returns everything: that list is made a consistent one instead, which pages.
+func PagedListWatch[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), entry cache.TransformFunc) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			if opts.ResourceVersion == "0" {
+				opts.ResourceVersion = ""
+			}
+			items, meta, err := list(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			page := &Page{ListMeta: meta, Items: make([]runtime.Object, len(items))}
+			var none O
+			for i := range items {
+				e, err := entry(&items[i])
+				if err != nil {
+					return nil, err
+				}
+				if same, ok := e.(*O); ok && same == &items[i] {
+					own := items[i] // an entry of its own, not a pointer into the page
+					e = &own
+				}
+				page.Items[i], items[i] = e.(runtime.Object), none
+			}
+			return page, nil
+		},
+		WatchFuncWithContext: watchFn,
+	}
+}
+
+// Page is one page of a list, as the informer's entries.
+type Page struct {
+	metav1.TypeMeta
+	metav1.ListMeta
+	Items []runtime.Object
+}
+
+func (p *Page) DeepCopyObject() runtime.Object {
+	c := &Page{TypeMeta: p.TypeMeta, ListMeta: *p.ListMeta.DeepCopy(), Items: make([]runtime.Object, len(p.Items))}
+	for i, item := range p.Items {
+		c.Items[i] = item.DeepCopyObject()
+	}
+	return c
+}
