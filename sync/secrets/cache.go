@@ -130,6 +130,18 @@ func (e *secretEntry) DeepCopyObject() runtime.Object {
 	return c
 }
 
+// The Secret cache is indexed by namespace for the key ring's Secrets only: the unsealer
+// lists nothing else, and an index of every Secret of the cluster would cost each its key
+// twice more.
+const ringIndex = "ring"
+
+var secretIndexers = cache.Indexers{ringIndex: func(obj any) ([]string, error) {
+	if e, ok := obj.(*secretEntry); ok && e.whole != nil {
+		return []string{e.Namespace}, nil
+	}
+	return nil, nil
+}}
+
 // trimSecret turns a watched Secret into its cache entry.
 func (u *Unsealer) trimSecret(obj any) (any, error) {
 	s, ok := obj.(*corev1.Secret)

@@ -31,7 +31,7 @@ func TestCacheEntries(t *testing.T) {
 		t.Fatalf("ring: %v %d", err, len(list.Items))
 	}
 	u := &Unsealer{opts: Options{Namespace: "keys"}, keyCache: map[string]*cachedKey{},
-		secrets: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})}
+		secrets: cache.NewIndexer(cache.MetaNamespaceKeyFunc, secretIndexers)}
 	add := func(obj any) any {
 		t.Helper()
 		e, err := u.trimSecret(obj)

@@ -134,7 +134,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 			u.enqueue(n, p)
 		},
 	})
-	u.secInf = cache.NewSharedIndexInformer(u.secretListWatch(), &corev1.Secret{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	u.secInf = cache.NewSharedIndexInformer(u.secretListWatch(), &corev1.Secret{}, 0, secretIndexers)
 	_ = u.secInf.SetTransform(u.trimSecret)
 	u.secrets = u.secInf.GetIndexer()
 	// A managed Secret that is deleted or edited by hand is put back at once, not at the
@@ -215,7 +215,7 @@ func (u *Unsealer) Keys() ([]*sealing.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := u.secrets.ByIndex(cache.NamespaceIndex, u.opts.Namespace)
+	items, err := u.secrets.ByIndex(ringIndex, u.opts.Namespace)
 	if err != nil {
 		return nil, err
 	}
