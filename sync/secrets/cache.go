@@ -23,8 +23,8 @@ import (
 // The unsealer watches every SealedSecret and every Secret of the cluster. Its caches keep,
 // of each, a small typed entry with what it decides from — never a decoded object, never a
 // Secret's values — so its memory per object is a few hundred bytes whatever the objects
-// hold (Helm's release Secrets, large ciphertexts), and a heap dump of the controller holds
-// no unsealed value.
+// hold (Helm's release Secrets, large ciphertexts), and unsealed values are in its memory
+// only while an unseal writes them (its key ring is, of course, always there).
 
 // sealedEntry is what the cache keeps of a SealedSecret: its name, UID, resourceVersion and
 // generation, its settledMark (which its annotations — the scope, the key hint — are folded
