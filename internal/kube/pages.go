@@ -2,10 +2,13 @@ package kube
 
 import (
 	"context"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -13,14 +16,36 @@ import (
 // each item going through the informer's transform as it comes; where it cannot (an etcd
 // without watch progress requests) the informer lists, and a plain list decodes every object
 // of the resource at once before any transform runs — every Secret of the cluster, Helm's
-// release Secrets included. PagedListWatch asks for pages instead and transforms each page
+// release Secrets included. pagedListWatch asks for pages instead and transforms each page
 // before the next, so a first list never holds more than one page of decoded objects.
 
-// PagedListWatch lists with list, a page at a time, each object turned into its entry (and
+// PagedInformer is an informer over list and watchFn whose first list comes a page at a
+// time (see pagedListWatch), transform applied to listed and watched objects alike.
+func PagedInformer[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	example runtime.Object, resync time.Duration, indexers cache.Indexers, transform cache.TransformFunc) cache.SharedIndexInformer {
+	inf := cache.NewSharedIndexInformer(pagedListWatch(list, watchFn, transform), example, resync, indexers)
+	_ = inf.SetTransform(transform) // fails only once the informer runs
+	return inf
+}
+
+// SecretInformer is a PagedInformer over every Secret of the cluster.
+func SecretInformer(client kubernetes.Interface, indexers cache.Indexers, transform cache.TransformFunc) cache.SharedIndexInformer {
+	api := client.CoreV1().Secrets("")
+	return PagedInformer(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
+		l, err := api.List(ctx, opts)
+		if err != nil {
+			return nil, metav1.ListMeta{}, err
+		}
+		return l.Items, l.ListMeta, nil
+	}, api.Watch, &corev1.Secret{}, 0, indexers, transform)
+}
+
+// pagedListWatch lists with list, a page at a time, each object turned into its entry (and
 // dropped) before the next page is asked for. The informer's first list asks at
 // resourceVersion "0" (any version will do), where the watch cache ignores the page size
 // and returns everything: that list is made a consistent one instead, which pages.
-func PagedListWatch[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
+func pagedListWatch[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), entry cache.TransformFunc) *cache.ListWatch {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {

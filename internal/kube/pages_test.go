@@ -31,7 +31,7 @@ func TestPagedListWatch(t *testing.T) {
 		s.Labels = map[string]string{"trimmed": "yes"}
 		return s, nil // the item itself
 	}
-	lw := PagedListWatch(list, nil, trim)
+	lw := pagedListWatch(list, nil, trim)
 	got, err := lw.ListWithContext(context.Background(), metav1.ListOptions{ResourceVersion: "0", Limit: 500})
 	if err != nil {
 		t.Fatal(err)

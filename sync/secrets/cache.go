@@ -1,15 +1,12 @@
 package secrets
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
-
-	ctl "github.com/keyway-dev/keyway/internal/kube"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,9 +66,8 @@ func (e *sealedEntry) is(status metav1.ConditionStatus, reason, msg string) bool
 	return c.set && c.observedGeneration == e.Generation && c.status == status && c.reason == reason && c.message == msg
 }
 
-// newSealedEntry makes the cache entry of obj, keeping the whole object (as JSON) when
-// keepFull.
-func newSealedEntry(obj *unstructured.Unstructured, keepFull bool) *sealedEntry {
+// newSealedEntry makes the cache entry of obj, without its ciphertexts (see keep).
+func newSealedEntry(obj *unstructured.Unstructured) *sealedEntry {
 	e := &sealedEntry{TypeMeta: metav1.TypeMeta{APIVersion: sealing.APIVersion, Kind: sealing.Kind}}
 	e.Name, e.Namespace, e.UID = obj.GetName(), obj.GetNamespace(), obj.GetUID()
 	e.ResourceVersion, e.Generation = obj.GetResourceVersion(), obj.GetGeneration()
@@ -85,15 +81,17 @@ func newSealedEntry(obj *unstructured.Unstructured, keepFull bool) *sealedEntry 
 			e.synced.reason, e.synced.message, e.synced.lastTransitionTime = str("reason"), str("message"), str("lastTransitionTime")
 		}
 	}
-	if keepFull {
-		obj.SetManagedFields(nil)
-		if ann := obj.GetAnnotations(); ann[corev1.LastAppliedConfigAnnotation] != "" {
-			delete(ann, corev1.LastAppliedConfigAnnotation)
-			obj.SetAnnotations(ann)
-		}
-		e.sealed, _ = json.Marshal(obj.Object) // a map decoded from JSON encodes; if not, unsealing says the object is malformed
-	}
 	return e
+}
+
+// keep stores obj, the object e was made from, in e to be unsealed.
+func (e *sealedEntry) keep(obj *unstructured.Unstructured) {
+	obj.SetManagedFields(nil)
+	if ann := obj.GetAnnotations(); ann[corev1.LastAppliedConfigAnnotation] != "" {
+		delete(ann, corev1.LastAppliedConfigAnnotation)
+		obj.SetAnnotations(ann)
+	}
+	e.sealed, _ = json.Marshal(obj.Object) // a map decoded from JSON encodes; if not, unsealing says the object is malformed
 }
 
 // settledMark changes whenever anything that decides the Secret may have: the SealedSecret's
@@ -172,9 +170,9 @@ func (u *Unsealer) trimSealedSecret(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	e := newSealedEntry(o, true)
-	if u.proven(e) {
-		e.sealed = nil
+	e := newSealedEntry(o)
+	if !u.proven(e) {
+		e.keep(o)
 	}
 	return e, nil
 }
@@ -197,30 +195,4 @@ func (u *Unsealer) proven(e *sealedEntry) bool {
 	}
 	ring, err := u.Keys()
 	return err == nil && verifyProof(ring, e.mark, s.proof, s.digest)
-}
-
-// The informers list a page at a time, each page turned into entries before the next (see
-// kube.PagedListWatch): a first list of 10,000 SealedSecrets, or of every Secret of the
-// cluster, never holds more than one page of decoded objects.
-
-func (u *Unsealer) sealedListWatch() *cache.ListWatch {
-	res := u.dyn.Resource(SealedSecretGVR)
-	return ctl.PagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]unstructured.Unstructured, metav1.ListMeta, error) {
-		l, err := res.List(ctx, opts)
-		if err != nil {
-			return nil, metav1.ListMeta{}, err
-		}
-		return l.Items, metav1.ListMeta{ResourceVersion: l.GetResourceVersion(), Continue: l.GetContinue()}, nil
-	}, res.Watch, u.trimSealedSecret)
-}
-
-func (u *Unsealer) secretListWatch() *cache.ListWatch {
-	api := u.kube.CoreV1().Secrets("")
-	return ctl.PagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
-		l, err := api.List(ctx, opts)
-		if err != nil {
-			return nil, metav1.ListMeta{}, err
-		}
-		return l.Items, l.ListMeta, nil
-	}, api.Watch, u.trimSecret)
 }

@@ -62,7 +62,7 @@ func TestCacheEntries(t *testing.T) {
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: sealing.APIVersion, Kind: sealing.Kind, Name: "db", UID: "uid-1", Controller: &yes}},
 		ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Data: map[string][]byte{"pw": []byte("CANARY-value")}}
-	prove(keys, newSealedEntry(obj.DeepCopy(), false).mark, owned)
+	prove(keys, settledMark(obj), owned)
 
 	// Unproven (no Secret cached yet): the whole object stays, ready to unseal.
 	e, _ := u.trimSealedSecret(obj.DeepCopy())

@@ -270,15 +270,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 		}
 		return obj, nil
 	}
-	api := kube.CoreV1().Secrets("")
-	s.secInf = cache.NewSharedIndexInformer(ctl.PagedListWatch(func(ctx context.Context, opts metav1.ListOptions) ([]corev1.Secret, metav1.ListMeta, error) {
-		l, err := api.List(ctx, opts)
-		if err != nil {
-			return nil, metav1.ListMeta{}, err
-		}
-		return l.Items, l.ListMeta, nil
-	}, api.Watch, trim), &corev1.Secret{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	_ = s.secInf.SetTransform(trim)
+	s.secInf = ctl.SecretInformer(kube, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, trim)
 	s.secrets = corelisters.NewSecretLister(s.secInf.GetIndexer())
 	// A target Secret edited or deleted by hand is put back from what was last read.
 	ctl.WatchOwned(s.secInf, "", "ExternalSecret", func(key string) { s.queue.Add(key, ctl.High) })

@@ -121,8 +121,17 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.rec = u.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-unsealer"})
 	u.queue = ctl.NewQueue()
 
-	u.ssInf = cache.NewSharedIndexInformer(u.sealedListWatch(), &unstructured.Unstructured{}, o.ResyncPeriod, cache.Indexers{})
-	_ = u.ssInf.SetTransform(u.trimSealedSecret)
+	// The informers' first lists come a page at a time, each page turned into entries before
+	// the next: a first list of 10,000 SealedSecrets, or of every Secret of the cluster,
+	// never holds more than one page of decoded objects.
+	res := dyn.Resource(SealedSecretGVR)
+	u.ssInf = ctl.PagedInformer(func(ctx context.Context, opts metav1.ListOptions) ([]unstructured.Unstructured, metav1.ListMeta, error) {
+		l, err := res.List(ctx, opts)
+		if err != nil {
+			return nil, metav1.ListMeta{}, err
+		}
+		return l.Items, metav1.ListMeta{ResourceVersion: l.GetResourceVersion(), Continue: l.GetContinue()}, nil
+	}, res.Watch, &unstructured.Unstructured{}, o.ResyncPeriod, cache.Indexers{}, u.trimSealedSecret)
 	_, _ = u.ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { u.enqueue(obj, ctl.High) },
 		// A resync hands over the object unchanged: that check waits behind real work.
@@ -134,8 +143,7 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 			u.enqueue(n, p)
 		},
 	})
-	u.secInf = cache.NewSharedIndexInformer(u.secretListWatch(), &corev1.Secret{}, 0, secretIndexers)
-	_ = u.secInf.SetTransform(u.trimSecret)
+	u.secInf = ctl.SecretInformer(kube, secretIndexers, u.trimSecret)
 	u.secrets = u.secInf.GetIndexer()
 	// A managed Secret that is deleted or edited by hand is put back at once, not at the
 	// next resync; the reconcile of one that still matches writes nothing.
@@ -336,7 +344,8 @@ func (u *Unsealer) unseal(ctx context.Context, e *sealedEntry) (Outcome, *sealed
 		if err != nil {
 			return "", e, err
 		}
-		e = newSealedEntry(full, true)
+		e = newSealedEntry(full)
+		e.keep(full)
 	}
 	outcome, rv, err := u.write(ctx, e)
 	if err == nil && outcome != Failed && outcome != Refused {

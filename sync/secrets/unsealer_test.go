@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/parallel"
@@ -104,6 +105,20 @@ func poll(t *testing.T, what string, cond func() bool) {
 	if err != nil {
 		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+// runUnsealer starts an unsealer with o on cfg, leading, until stop is called or the test
+// ends.
+func runUnsealer(t *testing.T, cfg *rest.Config, o secrets.Options) (u *secrets.Unsealer, stop func()) {
+	t.Helper()
+	u = secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), o)
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	if err := u.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = u.Run(ctx) }()
+	return u, stop
 }
 
 // createSealed seals each of n Secrets made by secret for pub and creates the
@@ -363,13 +378,7 @@ func TestKeyRenewal(t *testing.T) {
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "renew"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	u := secrets.New(kube, dynamic.NewForConfigOrDie(env.Config), secrets.Options{Namespace: "renew", KeyBits: 1024, KeyRenewPeriod: 2 * time.Second})
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := u.Start(runCtx); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = u.Run(runCtx) }()
+	u, _ := runUnsealer(t, env.Config, secrets.Options{Namespace: "renew", KeyBits: 1024, KeyRenewPeriod: 2 * time.Second})
 	poll(t, "three keys", func() bool {
 		keys, err := u.Keys()
 		return err == nil && len(keys) >= 3
@@ -413,14 +422,7 @@ func TestResyncWritesNothing(t *testing.T) {
 		return w
 	}
 	reg := prometheus.NewRegistry()
-	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
-		Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Second, Registry: reg})
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := u.Start(runCtx); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = u.Run(runCtx) }()
+	u, stop := runUnsealer(t, cfg, secrets.Options{Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Second, Registry: reg})
 	var ring []*sealing.Key
 	poll(t, "the first key", func() bool { ring, err = u.Keys(); return err == nil && len(ring) > 0 })
 
@@ -476,7 +478,7 @@ func TestResyncWritesNothing(t *testing.T) {
 
 	// A restart (a new leader): the new process has never seen these settled, and the
 	// Secrets' proofs spare it every decryption and every write.
-	cancel()
+	stop()
 	time.Sleep(500 * time.Millisecond)
 	// SealedSecrets other tests left behind are sealed for other rings: the new unsealer
 	// would try (and count) decryptions of them. They go first (tests run one at a time).
@@ -492,15 +494,8 @@ func TestResyncWritesNothing(t *testing.T) {
 		}
 	}
 	reg2 := prometheus.NewRegistry()
-	u2 := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
-		Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Hour, Registry: reg2})
-	run2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
 	restart := time.Now()
-	if err := u2.Start(run2); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = u2.Run(run2) }()
+	runUnsealer(t, cfg, secrets.Options{Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Hour, Registry: reg2})
 	poll(t, "the restarted unsealer's first pass", func() bool { return counter(t, reg2, "unchanged") >= n })
 	if d := metricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d != 0 {
 		t.Fatalf("the restarted unsealer decrypted %v values of settled SealedSecrets, want 0", d)
@@ -654,14 +649,8 @@ func TestFirstListInPages(t *testing.T) {
 	const agent = "keyway-unsealer-pages-test"
 	cfg := kube.WithLimits(env.Config, 1000, 2000, agent)
 	reg := prometheus.NewRegistry()
-	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{Namespace: "pages-keys", KeyBits: 2048, Registry: reg})
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	start := time.Now()
-	if err := u.Start(runCtx); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = u.Run(runCtx) }()
+	runUnsealer(t, cfg, secrets.Options{Namespace: "pages-keys", KeyBits: 2048, Registry: reg})
 	poll(t, "every SealedSecret unsealed", func() bool { return counter(t, reg, "created") >= n })
 	list, err := admin.CoreV1().Secrets("pages").List(ctx, metav1.ListOptions{})
 	if err != nil {
