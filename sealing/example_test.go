@@ -1,6 +1,7 @@
 package sealing_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
@@ -27,7 +28,7 @@ func ExampleSeal() {
 	url := `postgres://shop:{{ .password }}@db/shop`
 	ss.Spec.Template.Data = map[string]*string{"url": &url}
 
-	opened, _, err := sealing.Unseal(rand.Reader, ss, []*rsa.PrivateKey{key})
+	opened, _, err := sealing.Unseal(context.Background(), rand.Reader, ss, []*rsa.PrivateKey{key})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -35,7 +36,7 @@ func ExampleSeal() {
 	fmt.Println(opened.Namespace+"/"+opened.Name, string(opened.Data["password"]), string(opened.Data["url"]))
 
 	ss.Metadata.Namespace = "elsewhere"
-	_, _, err = sealing.Unseal(rand.Reader, ss, []*rsa.PrivateKey{key})
+	_, _, err = sealing.Unseal(context.Background(), rand.Reader, ss, []*rsa.PrivateKey{key})
 	fmt.Println(err)
 	// Output:
 	// shop/db s3cret postgres://shop:s3cret@db/shop

@@ -33,7 +33,7 @@ func TestSealAllOrderAndErrors(t *testing.T) {
 		if ss.Metadata.Name != in[i].Name || ss.Metadata.Annotations[AnnotationSealingKey] != Fingerprint(pubs[p]) {
 			t.Fatalf("out[%d] = %s for %s, want %s for key %d", j, ss.Metadata.Name, ss.Metadata.Annotations[AnnotationSealingKey], in[i].Name, p)
 		}
-		if _, _, err := Unseal(rand.Reader, ss, []*rsa.PrivateKey{ks[p]}); err != nil {
+		if _, _, err := Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{ks[p]}); err != nil {
 			t.Fatalf("out[%d] does not open with key %d: %v", j, p, err)
 		}
 	}
@@ -67,17 +67,17 @@ func TestReEncryptKeepsTemplate(t *testing.T) {
 		re[0].Spec.Template.Data["password"] == nil || *re[0].Spec.Template.Data["password"] != tmpl {
 		t.Fatalf("re-encrypted = %+v", re[0])
 	}
-	if _, _, err := Unseal(rand.Reader, re[0], []*rsa.PrivateKey{ks[0]}); !errors.Is(err, ErrDecrypt) {
+	if _, _, err := Unseal(t.Context(), rand.Reader, re[0], []*rsa.PrivateKey{ks[0]}); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("the old key still opens it: %v", err)
 	}
-	got, _, err := Unseal(rand.Reader, re[0], []*rsa.PrivateKey{ks[1]})
+	got, _, err := Unseal(t.Context(), rand.Reader, re[0], []*rsa.PrivateKey{ks[1]})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The template renders over the original password, which was re-encrypted untouched.
 	moved := *re[0]
 	moved.Spec.Template.Data = nil
-	raw, _, _ := Unseal(rand.Reader, &moved, []*rsa.PrivateKey{ks[1]})
+	raw, _, _ := Unseal(t.Context(), rand.Reader, &moved, []*rsa.PrivateKey{ks[1]})
 	if string(got.Data["password"]) != "admin@db" || string(raw.Data["password"]) != "CANARY-pw" {
 		t.Fatalf("templated = %q, raw = %q", got.Data["password"], raw.Data["password"])
 	}

@@ -1,6 +1,7 @@
 package sealing
 
 import (
+	"context"
 	"crypto/rsa"
 	"encoding/base64"
 	"errors"
@@ -129,13 +130,14 @@ func Seal(rnd io.Reader, pub *rsa.PublicKey, s *corev1.Secret, o SealOptions) (*
 }
 
 // Unseal decrypts every value with the first key that opens them, trying the key named by
-// the sealing-key annotation first, then renders spec.template.data over the values. It
-// returns the Secret the controller would create and how many RSA decryptions it spent.
+// the sealing-key annotation first, then renders spec.template.data over the values on a
+// template budget that ctx also ends. It returns the Secret the controller would create and
+// how many RSA decryptions it spent.
 //
 // The Secret is controlled by the SealedSecret when that has a UID (it came from a cluster)
 // unless the template asks to skip that; the template's own ownerReferences are kept only
 // then, as upstream does.
-func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Secret, int, error) {
+func Unseal(ctx context.Context, rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Secret, int, error) {
 	values, tries, err := open(rnd, ss, keys)
 	if err != nil {
 		return nil, tries, err
@@ -152,10 +154,18 @@ func Unseal(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (*corev1.Se
 			s.OwnerReferences = []metav1.OwnerReference{{APIVersion: APIVersion, Kind: Kind, Name: ss.Metadata.Name, UID: ss.Metadata.UID, Controller: &yes, BlockOwnerDeletion: &yes}}
 		}
 	}
-	if err := renderTemplateData(ss.Spec.Template.Data, s.Data); err != nil {
+	if err := renderTemplateData(ctx, ss.Spec.Template.Data, s.Data); err != nil {
 		return nil, tries, fmt.Errorf("SealedSecret %s/%s: %w", ss.Metadata.Namespace, ss.Metadata.Name, err)
 	}
 	return s, tries, nil
+}
+
+// Check tells whether every value of ss opens with keys under its name, namespace and
+// scope, and how many RSA decryptions that took. It never renders the template, so its
+// answer depends on the ciphertexts alone, not on what they hold.
+func Check(rnd io.Reader, ss *SealedSecret, keys []*rsa.PrivateKey) (int, error) {
+	_, tries, err := open(rnd, ss, keys)
+	return tries, err
 }
 
 // open decrypts every encryptedData value, returning them and the RSA decryptions spent.

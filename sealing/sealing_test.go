@@ -63,7 +63,7 @@ func TestSealUnsealScopes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _, err := Unseal(rand.Reader, ss, []*rsa.PrivateKey{k})
+			got, _, err := Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{k})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func TestSealUnsealScopes(t *testing.T) {
 			// Moving the SealedSecret elsewhere breaks the scope binding where it should.
 			moved := *ss
 			moved.Metadata.Name, moved.Metadata.Namespace = "other", "elsewhere"
-			_, _, err = Unseal(rand.Reader, &moved, []*rsa.PrivateKey{k})
+			_, _, err = Unseal(t.Context(), rand.Reader, &moved, []*rsa.PrivateKey{k})
 			if (scope == ClusterWide) != (err == nil) {
 				t.Fatalf("moved %s SealedSecret: err = %v", scope, err)
 			}
@@ -102,7 +102,7 @@ func TestTamperAndWrongKey(t *testing.T) {
 		"wrong key": {ss, ks[1:2]},
 		"truncated": {&SealedSecret{Kind: Kind, Spec: Spec{EncryptedData: map[string]string{"k": "AAE="}}}, ks[:1]},
 	} {
-		if _, _, err := Unseal(rand.Reader, tc.ss, tc.keys); !errors.Is(err, ErrDecrypt) {
+		if _, _, err := Unseal(t.Context(), rand.Reader, tc.ss, tc.keys); !errors.Is(err, ErrDecrypt) {
 			t.Errorf("%s: err = %v, want ErrDecrypt", name, err)
 		}
 	}
@@ -135,12 +135,12 @@ func TestFingerprintHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, tries, err := Unseal(rand.Reader, ss, ks)
+	_, tries, err := Unseal(t.Context(), rand.Reader, ss, ks)
 	if err != nil || tries != 2 {
 		t.Fatalf("with hint: tries = %d, %v; want 2 (one per value)", tries, err)
 	}
 	delete(ss.Metadata.Annotations, AnnotationSealingKey)
-	_, tries, err = Unseal(rand.Reader, ss, ks)
+	_, tries, err = Unseal(t.Context(), rand.Reader, ss, ks)
 	if err != nil || tries != 11 {
 		t.Fatalf("without hint: tries = %d, %v; want 10 for the first value and 1 after", tries, err)
 	}
@@ -275,7 +275,7 @@ func BenchmarkUnseal(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			tries := 0
 			for b.Loop() {
-				_, n, err := Unseal(rand.Reader, in, ring)
+				_, n, err := Unseal(b.Context(), rand.Reader, in, ring)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -306,7 +306,7 @@ func BenchmarkUnsealFloor(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := Unseal(rand.Reader, ss, ring); err != nil {
+			if _, _, err := Unseal(b.Context(), rand.Reader, ss, ring); err != nil {
 				b.Error(err)
 				return
 			}

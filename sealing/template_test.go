@@ -33,7 +33,7 @@ func TestTemplateData(t *testing.T) {
 		"missing":  ptr(`[{{ .nothing }}]`),
 		"password": ptr(`{{ .password }}!`), // renders over the unsealed value, not its own output
 	})
-	got, _, err := Unseal(rand.Reader, ss, []*rsa.PrivateKey{k})
+	got, _, err := Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{k})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestTemplateDataRefusals(t *testing.T) {
 				}
 				ss.Spec.Template.Data = map[string]*string{"x": ptr(tc.tmpl)}
 			}
-			got, _, err := Unseal(rand.Reader, ss, []*rsa.PrivateKey{k})
+			got, _, err := Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{k})
 			if err == nil {
 				t.Fatalf("rendered %q", got.Data["x"])
 			}
@@ -100,7 +100,7 @@ func TestUnsealOwnerReferences(t *testing.T) {
 	ss.Spec.Template.Metadata.OwnerReferences = []metav1.OwnerReference{foreign}
 
 	// From a file (no UID): no owner at all, not the template's.
-	got, _, err := Unseal(rand.Reader, ss, []*rsa.PrivateKey{k})
+	got, _, err := Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{k})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,13 +109,13 @@ func TestUnsealOwnerReferences(t *testing.T) {
 	}
 	// From a cluster: the SealedSecret controls its Secret.
 	ss.Metadata.UID = "u-sealed"
-	got, _, _ = Unseal(rand.Reader, ss, []*rsa.PrivateKey{k})
+	got, _, _ = Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{k})
 	if refs := got.OwnerReferences; len(refs) != 1 || refs[0].UID != "u-sealed" || refs[0].Kind != Kind || refs[0].Controller == nil || !*refs[0].Controller {
 		t.Fatalf("ownerReferences = %+v, want the SealedSecret as controller", refs)
 	}
 	// Asked to skip: the template's own are kept, as upstream does.
 	ss.Spec.Template.Metadata.Annotations = map[string]string{AnnotationSkipOwnerReferences: "true"}
-	got, _, _ = Unseal(rand.Reader, ss, []*rsa.PrivateKey{k})
+	got, _, _ = Unseal(t.Context(), rand.Reader, ss, []*rsa.PrivateKey{k})
 	if refs := got.OwnerReferences; len(refs) != 1 || refs[0] != foreign {
 		t.Fatalf("ownerReferences = %+v, want the template's", refs)
 	}

@@ -187,14 +187,14 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 		switch {
 		case o.RecoveryUnseal:
 			var s *corev1.Secret
-			s, _, err = sealing.Unseal(rand.Reader, &ss, keys)
+			s, _, err = sealing.Unseal(ctx, rand.Reader, &ss, keys)
 			out = append(out, s)
 		case o.ReEncrypt:
 			var re []*sealing.SealedSecret
 			re, err = sealing.ReEncrypt(&ss, keys, pubs)
 			out = appendAll(out, re)
 		default:
-			_, _, err = sealing.Unseal(rand.Reader, &ss, keys)
+			_, err = sealing.Check(rand.Reader, &ss, keys)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)

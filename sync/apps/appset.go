@@ -1,7 +1,6 @@
 package apps
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"text/template"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -137,8 +136,12 @@ func (d *Daemon) generate(ctx context.Context, set *v1alpha1.ApplicationSet, ope
 	}
 	var out []*v1alpha1.Application
 	seen := map[string]bool{}
+	tp := &templater{budget: tmplfuncs.NewBudget(ctx, setTemplateLimits), parsed: map[string]*tmplfuncs.Template{}}
+	if slices.Contains(set.Spec.GoTemplateOptions, "missingkey=error") {
+		tp.missingKey = "error"
+	}
 	for i, p := range params {
-		v, err := applyParams(tmpl, p, set.Spec.GoTemplate, slices.Contains(set.Spec.GoTemplateOptions, "missingkey=error"))
+		v, err := tp.apply(tmpl, p, set.Spec.GoTemplate)
 		if err != nil {
 			return nil, fmt.Errorf("ApplicationSet %s: parameter set %d: %w", set.Name, i, err)
 		}
@@ -310,9 +313,21 @@ func flatten(p map[string]any) map[string]string {
 
 var legacyTag = regexp.MustCompile(`\{\{\s*([^{}]+?)\s*\}\}`)
 
-// applyParams renders every string of the template: {{name}} tags (legacy; an unknown tag
+// setTemplateLimits is the budget of one ApplicationSet's templates, over all its
+// parameter sets: a hostile set stops within it, and the daemon moves on to the others.
+var setTemplateLimits = tmplfuncs.Limits{Time: 2 * time.Second, Steps: 1_000_000, Memory: 32 << 20, Output: 16 << 20}
+
+// templater renders an ApplicationSet's template on one budget, parsing each distinct
+// string once.
+type templater struct {
+	budget     *tmplfuncs.Budget
+	missingKey string
+	parsed     map[string]*tmplfuncs.Template
+}
+
+// apply renders every string of the template: {{name}} tags (legacy; an unknown tag
 // is left as it is, as Argo CD leaves it) or Go templates with goTemplate.
-func applyParams(tmpl map[string]any, p map[string]any, goTmpl, missingKeyError bool) (any, error) {
+func (tp *templater) apply(tmpl map[string]any, p map[string]any, goTmpl bool) (any, error) {
 	flat := flatten(p)
 	var walk func(v any) (any, error)
 	walk = func(v any) (any, error) {
@@ -350,34 +365,21 @@ func applyParams(tmpl map[string]any, p map[string]any, goTmpl, missingKeyError 
 					return tag
 				}), nil
 			}
-			tp := template.New("template").Funcs(tmplfuncs.Safe())
-			if missingKeyError {
-				tp = tp.Option("missingkey=error")
+			t2, ok := tp.parsed[t]
+			if !ok {
+				var err error
+				if t2, err = tp.budget.Parse("template", t, tp.missingKey); err != nil {
+					return nil, fmt.Errorf("template %q: %v", t, err)
+				}
+				tp.parsed[t] = t2
 			}
-			tp, err := tp.Parse(t)
+			out, err := t2.Execute(p)
 			if err != nil {
 				return nil, fmt.Errorf("template %q: %v", t, err)
 			}
-			var b bytes.Buffer
-			if err := tp.Execute(&limited{w: &b, n: 64 << 10}, p); err != nil {
-				return nil, fmt.Errorf("template %q: %v", t, err)
-			}
-			return b.String(), nil
+			return out, nil
 		}
 		return v, nil
 	}
 	return walk(tmpl)
-}
-
-// limited stops a template that writes more than n bytes.
-type limited struct {
-	w *bytes.Buffer
-	n int
-}
-
-func (l *limited) Write(p []byte) (int, error) {
-	if l.w.Len()+len(p) > l.n {
-		return 0, fmt.Errorf("output over %d bytes", l.n)
-	}
-	return l.w.Write(p)
 }

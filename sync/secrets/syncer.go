@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -1408,17 +1407,15 @@ func decode(v []byte, strategy esv1.ExternalSecretDecodingStrategy) ([]byte, err
 	return nil, refusal{fmt.Sprintf("decodingStrategy %q is not Auto, Base64, Base64URL or None", strategy)}
 }
 
-// templateFuncs are sprig's generic functions less those that reach the host.
-var templateFuncs = tmplfuncs.Safe()
-
 // templateSource reads the data of a ConfigMap or Secret of the ExternalSecret's
 // namespace, for templateFrom.
 type templateSource func(kind, name string) (map[string]string, error)
 
 // render builds the target's data, type and metadata from the values and the template:
 // template.data entries, then templateFrom (ConfigMap or Secret items, or a literal),
-// each a Go template over the values.
-func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSource) (map[string][]byte, corev1.SecretType, esv1.ExternalSecretTemplateMetadata, error) {
+// each a Go template over the values. All of them run on one template budget
+// (internal/tmplfuncs) that ctx also ends.
+func render(ctx context.Context, es *esv1.ExternalSecret, values map[string][]byte, source templateSource) (map[string][]byte, corev1.SecretType, esv1.ExternalSecretTemplateMetadata, error) {
 	t := es.Spec.Target.Template
 	if t == nil {
 		return values, corev1.SecretTypeOpaque, esv1.ExternalSecretTemplateMetadata{}, nil
@@ -1438,20 +1435,32 @@ func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSo
 		// nor templateFrom (type or metadata only) keeps the values as they are, as in ESO.
 		maps.Copy(out, values)
 	}
-	exec := func(where, text string) (string, error) {
-		tpl, err := template.New(where).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
+	budget := tmplfuncs.NewBudget(ctx, tmplfuncs.DefaultLimits())
+	// exec runs one template; secretText says it came from a Secret, whose text a parse
+	// error would quote.
+	exec := func(where, text string, secretText bool) (string, error) {
+		tpl, err := budget.Parse(where, text, "error")
+		if errors.Is(err, tmplfuncs.ErrBudget) {
+			return "", refusal{fmt.Sprintf("%s: %v", where, err)}
+		}
+		if err != nil && secretText {
+			return "", refusal{fmt.Sprintf("%s does not parse as a template", where)}
+		}
 		if err != nil {
 			return "", refusal{fmt.Sprintf("%s: %v", where, err)}
 		}
-		var b strings.Builder
-		if err := tpl.Execute(&b, vals); err != nil {
+		out, err := tpl.Execute(vals)
+		if errors.Is(err, tmplfuncs.ErrBudget) {
+			return "", refusal{fmt.Sprintf("%s: %v", where, err)}
+		}
+		if err != nil {
 			// The cause may quote a value: name the place only.
 			return "", refusal{fmt.Sprintf("%s cannot be rendered (check the keys it uses)", where)}
 		}
-		return b.String(), nil
+		return out, nil
 	}
 	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
-		v, err := exec(fmt.Sprintf("target.template.data %q", k), t.Data[k])
+		v, err := exec(fmt.Sprintf("target.template.data %q", k), t.Data[k], false)
 		if err != nil {
 			return nil, "", meta, err
 		}
@@ -1476,7 +1485,7 @@ func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSo
 	for i, tf := range t.TemplateFrom {
 		where := fmt.Sprintf("target.template.templateFrom[%d]", i)
 		if tf.Literal != nil {
-			rendered, err := exec(where+".literal", *tf.Literal)
+			rendered, err := exec(where+".literal", *tf.Literal, false)
 			if err != nil {
 				return nil, "", meta, err
 			}
@@ -1505,7 +1514,7 @@ func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSo
 			if !ok {
 				return nil, "", meta, refusal{fmt.Sprintf("%s: %s %q has no key %q", where, kind, ref.Name, item.Key)}
 			}
-			rendered, err := exec(fmt.Sprintf("%s (%s %s, key %s)", where, kind, ref.Name, item.Key), text)
+			rendered, err := exec(fmt.Sprintf("%s (%s %s, key %s)", where, kind, ref.Name, item.Key), text, kind == "Secret")
 			if err != nil {
 				return nil, "", meta, err
 			}
@@ -1528,7 +1537,7 @@ func render(es *esv1.ExternalSecret, values map[string][]byte, source templateSo
 // writeTarget creates or updates the target Secret as the creation policy says, writing
 // only when something differs.
 func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, es *esv1.ExternalSecret, values map[string][]byte) error {
-	data, typ, meta, err := render(es, values, func(kind, name string) (map[string]string, error) {
+	data, typ, meta, err := render(ctx, es, values, func(kind, name string) (map[string]string, error) {
 		if kind == "ConfigMap" {
 			cm, err := s.kube.CoreV1().ConfigMaps(es.Namespace).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {

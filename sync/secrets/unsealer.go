@@ -373,7 +373,7 @@ func (u *Unsealer) write(ctx context.Context, e *sealedEntry) (Outcome, string, 
 		// retry (with the queue's back-off) rather than fail the SealedSecret.
 		return "", "", errors.New("no sealing key in the cache yet")
 	}
-	secret, tries, err := sealing.Unseal(rand.Reader, &ss, privateKeys(keys))
+	secret, tries, err := sealing.Unseal(ctx, rand.Reader, &ss, privateKeys(keys))
 	u.decrypts.Add(float64(tries))
 	if err != nil {
 		u.fail(ctx, e, "ErrUnsealFailed", err.Error())
