@@ -12,7 +12,7 @@ import (
 // hostile are templates that ran without bound before budgets: every one must stop with
 // ErrBudget (or a plain refusal) quickly, whatever it tries.
 var hostile = map[string]string{
-	"nested ranges": `{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}{{end}}`,
+	"nested ranges":                 `{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}{{end}}`,
 	"nested ranges over a variable": `{{$l := splitList "" (indent 3000 "")}}{{range $l}}{{range $l}}{{range $l}}{{range $l}}{{end}}{{end}}{{end}}{{end}}`,
 	"range over an int":             `{{range 1000000000000}}{{end}}`,
 	"indent 1.5 GB":                 `{{indent 1500000000 ""}}`,

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -142,10 +143,25 @@ func (c *Client) Close() error {
 	return errors.Join(errs...)
 }
 
-func (c *Client) client(ctx context.Context, location string) (*secretmanager.Client, error) {
+// Location is a GCP location name ("us-central1"), the only part of a reference that
+// chooses an address: a regional endpoint is built from a Location, never from reference
+// text, and ParseLocation admits only [a-z0-9-] names.
+type Location string
+
+var locationName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// ParseLocation checks that s is a location name.
+func ParseLocation(s string) (Location, error) {
+	if !locationName.MatchString(s) {
+		return "", fmt.Errorf("location %q is not a GCP location name (lower-case letters, digits and '-')", s)
+	}
+	return Location(s), nil
+}
+
+func (c *Client) client(ctx context.Context, location Location) (*secretmanager.Client, error) {
 	endpoint := c.s[SettingEndpoint]
 	if endpoint == "" && location != "" {
-		endpoint = "secretmanager." + location + ".rep.googleapis.com:443"
+		endpoint = "secretmanager." + string(location) + ".rep.googleapis.com:443"
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -191,19 +207,27 @@ func (c *Client) client(ctx context.Context, location string) (*secretmanager.Cl
 	return cl, nil
 }
 
+var (
+	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9.:-]{0,99}$`)
+	secretName  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	versionName = regexp.MustCompile(`^([0-9]{1,20}|latest)$`)
+)
+
 // parse splits projects/P[/locations/L]/secrets/S[/versions/V] and applies ref.Version.
-func parse(ref providers.Ref) (name, location string, err error) {
+// Every part must be a name of its kind, so nothing in the reference reaches the address
+// but a checked Location.
+func parse(ref providers.Ref) (name string, location Location, err error) {
 	parts := strings.Split(strings.Trim(ref.Path, "/"), "/")
-	var version string
+	var version, loc string
 	switch {
 	case len(parts) == 4 && parts[0] == "projects" && parts[2] == "secrets":
 	case len(parts) == 6 && parts[0] == "projects" && parts[2] == "secrets" && parts[4] == "versions":
 		version = parts[5]
 		parts = parts[:4]
 	case len(parts) == 6 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "secrets":
-		location = parts[3]
+		loc = parts[3]
 	case len(parts) == 8 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "secrets" && parts[6] == "versions":
-		location, version = parts[3], parts[7]
+		loc, version = parts[3], parts[7]
 		parts = parts[:6]
 	default:
 		return "", "", fmt.Errorf("secret %q: want projects/P/secrets/S[/versions/V] or projects/P/locations/L/secrets/S", ref.Path)
@@ -213,6 +237,20 @@ func parse(ref providers.Ref) (name, location string, err error) {
 	}
 	if version == "" {
 		version = "latest"
+	}
+	if !projectName.MatchString(parts[1]) {
+		return "", "", fmt.Errorf("secret %q: the project is not a GCP project name", ref.Path)
+	}
+	if !secretName.MatchString(parts[len(parts)-1]) {
+		return "", "", fmt.Errorf("secret %q: the secret is not a GCP secret name ([A-Za-z0-9_-])", ref.Path)
+	}
+	if !versionName.MatchString(version) {
+		return "", "", fmt.Errorf("secret %q: version %q is not a number or latest", ref.Path, version)
+	}
+	if parts[2] == "locations" {
+		if location, err = ParseLocation(loc); err != nil {
+			return "", "", fmt.Errorf("secret %q: %w", ref.Path, err)
+		}
 	}
 	return strings.Join(parts, "/") + "/versions/" + version, location, nil
 }

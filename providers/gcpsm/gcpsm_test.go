@@ -246,3 +246,31 @@ func TestServiceAccountKey(t *testing.T) {
 		t.Fatal("a key and an access token together were accepted")
 	}
 }
+
+// TestLocationCannotChooseTheHost: the location of a reference becomes part of a regional
+// endpoint's host name, so anything but a location name is refused before any connection.
+func TestLocationCannotChooseTheHost(t *testing.T) {
+	fake := startFake(t)
+	s := settings(fake)
+	delete(s, gcpsm.SettingEndpoint) // the regional endpoint would be built from the location
+	c := openClient(t, s)
+	for _, loc := range []string{"attacker.example:443?", "attacker.example", "evil.com#", "127.0.0.1:8080", "US-CENTRAL1", "us-central1.", "a%2Fb", "-x", ""} {
+		t.Run(loc, func(t *testing.T) {
+			_, err := c.Fetch(t.Context(), providers.Ref{Path: "projects/team-a-proj/locations/" + loc + "/secrets/s"})
+			if err == nil || !strings.Contains(err.Error(), "location") && !strings.Contains(err.Error(), "want projects/P") {
+				t.Fatalf("err = %v, want a refused location", err)
+			}
+		})
+	}
+	for _, p := range []string{"projects/p/secrets/s/versions/1?x", "projects/p@evil/secrets/s", "projects/p/secrets/s#x", "projects/p/secrets/../s"} {
+		if _, err := c.Fetch(t.Context(), providers.Ref{Path: p}); err == nil {
+			t.Errorf("%s: fetched", p)
+		}
+	}
+	if n := fake.Calls("AccessSecretVersion"); n != 0 {
+		t.Fatalf("%d calls reached a server", n)
+	}
+	if _, err := gcpsm.ParseLocation("europe-west4"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -926,8 +926,13 @@ func (s *Syncer) gcpStore(ctx context.Context, what, ns string, g *esv1.GCPSMPro
 	if g.ProjectID == "" {
 		return nil, refusal{what + ": gcpsm.projectID is required"}
 	}
-	if strings.ContainsAny(g.ProjectID+g.Location, "/ ") {
-		return nil, refusal{what + ": gcpsm.projectID and gcpsm.location are names, without '/'"}
+	if strings.ContainsAny(g.ProjectID, "/ ") {
+		return nil, refusal{what + ": gcpsm.projectID is a name, without '/'"}
+	}
+	if g.Location != "" {
+		if _, err := gcpsm.ParseLocation(g.Location); err != nil {
+			return nil, refusal{fmt.Sprintf("%s: gcpsm.%v", what, err)}
+		}
 	}
 	set := providers.Settings{}
 	for k, v := range map[string]string{gcpsm.SettingEndpoint: s.opts.GCPEndpoint, gcpsm.SettingCAFile: s.opts.GCPCAFile, gcpsm.SettingTokenURL: s.opts.GCPTokenURL} {
