@@ -228,6 +228,13 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		}
 		rewrites = append(rewrites, gitsource.Rewrite{From: from, To: to})
 	}
+	for i, r := range o.AllowRepos {
+		canon, err := gitsource.CanonicalURL(r)
+		if err != nil {
+			return nil, nil, nil, usagef("--allow-repo: %v", err)
+		}
+		o.AllowRepos[i] = canon
+	}
 	if err := applyEnv(cmd, a.env); err != nil {
 		return nil, nil, nil, err
 	}

@@ -211,6 +211,12 @@ func (g gitWork) commit(msg string, files map[string]string) string {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			g.t.Fatal(err)
 		}
+		if target, ok := strings.CutPrefix(content, "symlink:"); ok {
+			if err := os.Symlink(target, p); err != nil {
+				g.t.Fatal(err)
+			}
+			continue
+		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 			g.t.Fatal(err)
 		}
@@ -555,9 +561,25 @@ func TestDaemon(t *testing.T) {
 		if code != 1 || !strings.Contains(line(t, out, "evil"), "may use only its root applications' repositories") {
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
+		// A URL under a root's repository that climbs out of it, plain or encoded.
+		for _, u := range []string{"https://github.com/your-org/infra-repo.git/../../other", "https://github.com/your-org/infra-repo/%2e%2e/other", "HTTPS://GITHUB.COM/your-org/infra-repo/./../x"} {
+			g.commit("dots", map[string]string{"apps/evil.yaml": strings.NewReplacer("name: web-app", "name: evil", "https://github.com/your-org/infra-repo.git", u).Replace(guideRepo["apps/frontend/web-app.yaml"])})
+			out, _, code = once()
+			if code != 1 || !strings.Contains(line(t, out, "evil"), "dot segment") {
+				t.Fatalf("%s: exit %d:\n%s", u, code, out)
+			}
+		}
 		// A kustomization that would run a command through git, a path out of the
 		// repository, and a values file on the machine: each refused, nothing run.
 		marker := filepath.Join(work, "pwned")
+		// Kubernetes-shaped YAML on the host, outside every repository.
+		host := filepath.Join(work, "host-manifests")
+		if err := os.MkdirAll(host, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(host, "cm.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-the-host}\ndata: {a: b}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		evil := func(path, helm string) string {
 			return `apiVersion: argoproj.io/v1alpha1
 kind: Application
@@ -577,6 +599,12 @@ spec:
 		}{
 			{map[string]string{"evil/kustomization.yaml": "resources: ['file:///x?ref=--upload-pack=touch " + marker + "']\n", "apps/evil.yaml": evil("evil", "")}, "evil"},
 			{map[string]string{"apps/evil.yaml": evil("../..", "")}, "leaves the repository"},
+			// A committed link to / or up the tree, then a path through it.
+			{map[string]string{"rootlink": "symlink:/", "apps/evil.yaml": evil("rootlink"+host, "")}, "leads outside the repository"},
+			{map[string]string{"uplink": "symlink:../../../../../../../../../../..", "apps/evil.yaml": evil("uplink"+host, "")}, "leads outside the repository"},
+			{map[string]string{"hostlink": "symlink:" + host, "apps/evil.yaml": evil("hostlink", "    directory: {recurse: true}\n")}, "leads outside the repository"},
+			// A link to a file on the host inside a directory source is not read.
+			{map[string]string{"evil/cm.yaml": "symlink:" + filepath.Join(host, "cm.yaml"), "apps/evil.yaml": evil("evil", "    directory: {recurse: true}\n")}, "evil"},
 			{map[string]string{"apps/evil.yaml": evil("charts/api-server", "    helm: {valueFiles: [/etc/passwd]}\n")}, "must be a path inside the repository"},
 		} {
 			c.files["evil/README.md"] = "x\n"
@@ -587,6 +615,14 @@ spec:
 			}
 			if _, err := os.Stat(marker); err == nil {
 				t.Fatal("a kustomization ran a command")
+			}
+			if _, err := kube.CoreV1().ConfigMaps("evil").Get(ctx, "from-the-host", metav1.GetOptions{}); err == nil {
+				t.Fatal("a file of the host was applied")
+			}
+			for name := range c.files {
+				if name != "apps/evil.yaml" && name != "evil/README.md" && name != "evil/kustomization.yaml" {
+					g.commit("drop "+name, map[string]string{name: ""})
+				}
 			}
 		}
 		g.commit("peace", map[string]string{"apps/evil.yaml": "", "evil/kustomization.yaml": "", "evil/README.md": ""})

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -72,10 +73,11 @@ func New(o Options) (*Cache, error) {
 	return &Cache{o: o, repos: map[string]*sync.Mutex{}}, nil
 }
 
-// Resolve applies the rewrites to url.
+// Resolve applies the rewrites to url. FROM matches without regard to case, as the
+// allowlists compare (a host's case never matters; Argo CD compares paths that way too).
 func (c *Cache) Resolve(url string) string {
 	for _, r := range c.o.Rewrites {
-		if strings.HasPrefix(url, r.From) {
+		if len(url) >= len(r.From) && strings.EqualFold(url[:len(r.From)], r.From) {
 			return r.To + url[len(r.From):]
 		}
 	}
@@ -400,4 +402,73 @@ func fetchError(url string, err error) error {
 		return fmt.Errorf("%s: repository not found", Redact(url))
 	}
 	return fmt.Errorf("%s: %w", Redact(url), err)
+}
+
+// CanonicalURL is the one form of a repository URL that allowlists, project globs and
+// rewrites compare: scheme and host in lower case, the path percent-decoded. A URL that
+// could mean another repository once a server or a rewrite reads it is refused: dot
+// segments ("." or ".."), a '%' or '\' left after decoding, a query or fragment, control
+// characters or spaces. scp-like "user@host:path" keeps its form, with the same checks.
+func CanonicalURL(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("repository URL %q %s", Redact(s), why)
+	}
+	if s == "" {
+		return bad("is empty")
+	}
+	for _, r := range s {
+		if r < 0x21 || r == 0x7f || r == '\\' {
+			return bad("holds a space, a control character or a backslash")
+		}
+	}
+	checkPath := func(p string) error {
+		if strings.ContainsAny(p, "%\\") {
+			return errors.New("holds an encoded character after decoding")
+		}
+		for _, seg := range strings.Split(p, "/") {
+			if seg == "." || seg == ".." {
+				return errors.New("holds a dot segment ('.' or '..')")
+			}
+		}
+		return nil
+	}
+	if !strings.Contains(s, "://") {
+		if IsLocal(s) || strings.HasPrefix(s, "/") {
+			if err := checkPath(s); err != nil {
+				return bad(err.Error())
+			}
+			return s, nil
+		}
+		// scp-like: [user@]host:path
+		hostPart, p, ok := strings.Cut(s, ":")
+		if !ok || hostPart == "" || strings.Contains(hostPart, "/") {
+			return bad("is neither a URL nor user@host:path")
+		}
+		if err := checkPath(p); err != nil {
+			return bad(err.Error())
+		}
+		user, host, hasUser := strings.Cut(hostPart, "@")
+		if !hasUser {
+			return strings.ToLower(hostPart) + ":" + p, nil
+		}
+		return user + "@" + strings.ToLower(host) + ":" + p, nil
+	}
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return bad("does not parse")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.Contains(s, "#") {
+		return bad("has a query or a fragment")
+	}
+	if u.Opaque != "" {
+		return bad("is not hierarchical")
+	}
+	if err := checkPath(u.Path); err != nil {
+		return bad(err.Error())
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	u.Host = strings.ToLower(u.Host)
+	u.RawPath = ""
+	return u.String(), nil
 }

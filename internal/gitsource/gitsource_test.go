@@ -143,3 +143,46 @@ func TestFetchHTTP(t *testing.T) {
 		t.Fatalf("apps/b.yaml: %q %v", b, err)
 	}
 }
+
+func TestCanonicalURL(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{in: "https://github.com/your-org/infra-repo.git", want: "https://github.com/your-org/infra-repo.git"},
+		{in: "HTTPS://GitHub.COM/your-org/Infra", want: "https://github.com/your-org/Infra"},
+		{in: "https://github.com/your-org/%69nfra", want: "https://github.com/your-org/infra"},
+		{in: "git@GitHub.com:org/repo.git", want: "git@github.com:org/repo.git"},
+		{in: "file:///srv/git/team-a", want: "file:///srv/git/team-a"},
+		{in: "https://github.com/your-org/infra-repo.git/../../other", err: "dot segment"},
+		{in: "file:///srv/git/team-a/../../other-team", err: "dot segment"},
+		{in: "https://github.com/your-org/infra/%2e%2e/%2E%2E/other", err: "dot segment"},
+		{in: "https://github.com/your-org/infra/%252e%252e/other", err: "encoded character"},
+		{in: "https://github.com/your-org/./infra", err: "dot segment"},
+		{in: "git@github.com:org/../other", err: "dot segment"},
+		{in: "/srv/git/a/../b", err: "dot segment"},
+		{in: "https://github.com/a/b?x=../c", err: "query"},
+		{in: "https://github.com/a/b#frag", err: "query"},
+		{in: "https://github.com/a\\..\\b", err: "backslash"},
+		{in: "https://github.com/a b", err: "space"},
+		{in: "", err: "empty"},
+	} {
+		got, err := gitsource.CanonicalURL(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: got %q, %v; want an error saying %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: got %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestResolveIgnoresCase(t *testing.T) {
+	c, err := gitsource.New(gitsource.Options{Dir: t.TempDir(), Rewrites: []gitsource.Rewrite{{From: "https://github.com/your-org/", To: "file:///srv/git/"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Resolve("HTTPS://GITHUB.COM/your-org/x"); got != "file:///srv/git/x" {
+		t.Fatalf("got %q", got)
+	}
+}

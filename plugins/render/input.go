@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keyway-dev/keyway/internal/confine"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/plugins/kustomize"
@@ -172,28 +173,30 @@ func loadPath(ctx context.Context, p string, limits manifest.Limits, confineTo s
 		}
 		return nil
 	}
-	fi, err := os.Stat(p)
+	// With a root, everything is opened through it: a path or a link on the way out of the
+	// repository is refused. Without one the path itself is the root (the user named it).
+	base := confineTo
+	if base == "" {
+		base = p
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			base = filepath.Dir(p)
+		}
+	}
+	root, f, err := confine.Open(base, p)
 	if err != nil {
 		return nil, err
 	}
-	if !fi.IsDir() {
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s: not a regular file", p)
-		}
-		if err := spend(p, fi.Size()); err != nil {
-			return nil, err
-		}
-		f, err := os.Open(p)
+	if f != nil {
+		defer f.Close()
+		st, err := f.Stat()
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
+		if err := spend(p, st.Size()); err != nil {
+			return nil, err
+		}
 		dir := filepath.Dir(p)
 		return manifest.ReadFunc(f, p, limits, locate(dir, or(confineTo, dir), each))
-	}
-	root, err := os.OpenRoot(p)
-	if err != nil {
-		return nil, err
 	}
 	defer root.Close()
 	var docs []*manifest.Document

@@ -245,7 +245,12 @@ func (d *Daemon) repoAllowed(url string, root bool) bool {
 // only from the operator (a root's own URL or a --git-rewrite target), never from a
 // repository.
 func (d *Daemon) source(ctx context.Context, a *v1alpha1.Application, root bool) (gitsource.Checkout, string, error) {
-	src := a.Spec.Source
+	src := *a.Spec.Source
+	canon, err := gitsource.CanonicalURL(src.RepoURL)
+	if err != nil {
+		return gitsource.Checkout{}, "", err
+	}
+	src.RepoURL = canon
 	if !d.repoAllowed(src.RepoURL, root) {
 		return gitsource.Checkout{}, "", fmt.Errorf("repository %s: a child application may use only its root applications' repositories (or --allow-repo)", gitsource.Redact(src.RepoURL))
 	}

@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyway-dev/keyway/internal/confine"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
@@ -26,11 +28,15 @@ type renderCache struct {
 // renderApp renders the application at dir inside the checkout root. A poll reuses the
 // last render when the revision, the Application and every secret it read are unchanged.
 func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, dir, revision string, t Trigger) ([]*manifest.Document, error) {
-	fi, err := os.Stat(dir)
-	if err != nil || !fi.IsDir() {
+	src, _, err := confine.Open(root, dir)
+	if errors.Is(err, confine.ErrOutside) {
+		return nil, fmt.Errorf("spec.source.path %q leads outside the repository (through '..' or a symbolic link)", a.Spec.Source.Path)
+	}
+	if err != nil || src == nil {
 		return nil, fmt.Errorf("spec.source.path %q: no such directory in the repository", a.Spec.Source.Path)
 	}
-	req, err := renderRequest(a, root, dir)
+	defer src.Close()
+	req, err := renderRequest(a, root, dir, src)
 	if err != nil {
 		return nil, err
 	}
@@ -60,33 +66,34 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	return docs, nil
 }
 
-// renderRequest translates the Application's source settings, as Argo CD reads them.
-func renderRequest(a *v1alpha1.Application, root, dir string) (RenderRequest, error) {
-	src := a.Spec.Source
+// renderRequest translates the Application's source settings, as Argo CD reads them; src
+// is dir opened through the checkout's root.
+func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (RenderRequest, error) {
+	source := a.Spec.Source
 	req := RenderRequest{App: a, Root: root, Paths: []string{dir}, Source: "auto"}
-	if src.Plugin != nil {
+	if source.Plugin != nil {
 		req.Env = map[string]string{}
-		for _, e := range src.Plugin.Env {
+		for _, e := range source.Plugin.Env {
 			req.Env[e.Name] = e.Value
 		}
 	}
 	kind := "plain"
 	switch {
-	case src.Helm != nil:
+	case source.Helm != nil:
 		kind = "helm"
-	case src.Kustomize != nil:
+	case source.Kustomize != nil:
 		kind = "kustomize"
-	case src.Directory != nil:
+	case source.Directory != nil:
 		kind = "plain"
-	case helm.IsChart(dir):
+	case isFile(src, "Chart.yaml"):
 		kind = "helm"
-	case isKustomization(dir):
+	case isKustomization(src):
 		kind = "kustomize"
 	}
 	req.Source = kind
 	switch kind {
 	case "helm":
-		h := src.Helm
+		h := source.Helm
 		if h == nil {
 			h = &v1alpha1.ApplicationSourceHelm{}
 		}
@@ -122,10 +129,10 @@ func renderRequest(a *v1alpha1.Application, root, dir string) (RenderRequest, er
 		}
 	case "plain":
 		var dirOpts v1alpha1.ApplicationSourceDirectory
-		if src.Directory != nil {
-			dirOpts = *src.Directory
+		if source.Directory != nil {
+			dirOpts = *source.Directory
 		}
-		files, err := selectFiles(dir, dirOpts)
+		files, err := selectFiles(src, dir, dirOpts)
 		if err != nil {
 			return req, err
 		}
@@ -134,28 +141,31 @@ func renderRequest(a *v1alpha1.Application, root, dir string) (RenderRequest, er
 	return req, nil
 }
 
-func isKustomization(dir string) bool {
-	for _, n := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
-		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Mode().IsRegular() {
-			return true
-		}
-	}
-	return false
+func isKustomization(src *os.Root) bool {
+	return isFile(src, "kustomization.yaml") || isFile(src, "kustomization.yml") || isFile(src, "Kustomization")
+}
+
+// isFile tells whether name is a regular file inside src (a link that leaves it is not).
+func isFile(src *os.Root, name string) bool {
+	fi, err := src.Stat(name)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // selectFiles lists a directory source's manifests as Argo CD picks them: .yaml, .yml and
 // .json files, subdirectories only with recurse, include and exclude as glob patterns
-// (with {a,b} alternatives) against the path relative to the source directory.
-func selectFiles(dir string, o v1alpha1.ApplicationSourceDirectory) ([]string, error) {
+// (with {a,b} alternatives) against the path relative to the source directory. The walk
+// goes through src, dir opened under the checkout's root.
+func selectFiles(src *os.Root, dir string, o v1alpha1.ApplicationSourceDirectory) ([]string, error) {
 	include, exclude := splitGlobs(o.Include), splitGlobs(o.Exclude)
 	var files []string
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+	err := fs.WalkDir(src.FS(), ".", func(rel string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		p := filepath.Join(dir, rel)
+		rel = filepath.FromSlash(rel)
 		if e.IsDir() {
-			if p != dir && (!o.Recurse || strings.HasPrefix(e.Name(), ".")) {
+			if rel != "." && (!o.Recurse || strings.HasPrefix(e.Name(), ".")) {
 				return filepath.SkipDir
 			}
 			return nil

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
@@ -115,6 +116,14 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		return fail(terr)
 	}
 
+	// Every check below and the fetch see one canonical repository URL.
+	if a.Spec.Source != nil {
+		canon, err := gitsource.CanonicalURL(a.Spec.Source.RepoURL)
+		if err != nil {
+			return fail(fmt.Errorf("spec.source.repoURL: %w", err))
+		}
+		a.Spec.Source.RepoURL = canon
+	}
 	proj, err := d.project(a.Spec.Project)
 	if err != nil {
 		return fail(err)

@@ -123,7 +123,12 @@ func TestSelectFiles(t *testing.T) {
 		{v1alpha1.ApplicationSourceDirectory{Recurse: true, Exclude: "{sub/skip.yaml,c.json}"}, []string{"a.yaml", "b.yml", "sub/d.yaml"}},
 		{v1alpha1.ApplicationSourceDirectory{Recurse: true, Include: "*.yaml"}, []string{"a.yaml", "sub/d.yaml", "sub/skip.yaml"}},
 	} {
-		got, err := selectFiles(dir, c.o)
+		src, err := os.OpenRoot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := selectFiles(src, dir, c.o)
+		src.Close()
 		if err != nil || !reflect.DeepEqual(rel(got), c.want) {
 			t.Fatalf("%+v: %v %v, want %v", c.o, rel(got), err, c.want)
 		}
