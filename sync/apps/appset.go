@@ -44,8 +44,12 @@ func (d *Daemon) AddSets(sets ...*v1alpha1.ApplicationSet) error {
 	return nil
 }
 
-// setKey is the inventory name of an ApplicationSet's generated applications.
-func setKey(name string) string { return "appset." + name }
+// setKey is the inventory key of an ApplicationSet's generated applications. It holds a
+// '/' and capitals, which no Application name (a DNS-1123 subdomain) can, so no
+// application can take a set's inventory (inventoryName keeps the two kinds apart).
+func setKey(name string) string { return setKeyPrefix + name }
+
+const setKeyPrefix = "ApplicationSet/"
 
 // syncSet generates an operator ApplicationSet's Applications and syncs each; those no
 // longer generated are removed (their resources only with the resources finalizer, and
@@ -93,7 +97,7 @@ func (d *Daemon) syncSet(ctx context.Context, set *v1alpha1.ApplicationSet, t Tr
 		if slices.Contains(names, c) {
 			continue
 		}
-		if err := d.removeChild(ctx, c, set.Spec.SyncPolicy != nil && set.Spec.SyncPolicy.PreserveResourcesOnDeletion); err != nil {
+		if err := d.removeChild(ctx, key, c, set.Spec.SyncPolicy != nil && set.Spec.SyncPolicy.PreserveResourcesOnDeletion); err != nil {
 			d.log.Warn("removing a generated application", "appset", set.Name, "app", c, "error", err)
 			names = append(names, c) // try again next time
 		}

@@ -42,14 +42,16 @@ func parseKey(s string) (objKey, error) {
 
 // Inventory ConfigMap keys and annotations.
 const (
-	inventoryPrefix   = "keyway-app-"
-	dataEntries       = "entries"
-	dataChildren      = "children"
-	dataRevision      = "revision"
-	dataFinalizer     = "resources-finalizer"
-	dataCluster       = "cluster"
-	labelInventory    = "keyway.dev/inventory"
-	AnnotationConfirm = "keyway.dev/confirm-prune"
+	inventoryPrefix    = "keyway-app-"
+	setInventoryPrefix = "keyway-appset-"
+	dataParent         = "parent"
+	dataEntries        = "entries"
+	dataChildren       = "children"
+	dataRevision       = "revision"
+	dataFinalizer      = "resources-finalizer"
+	dataCluster        = "cluster"
+	labelInventory     = "keyway.dev/inventory"
+	AnnotationConfirm  = "keyway.dev/confirm-prune"
 )
 
 // inventory is what an application applied last: object references only, never content.
@@ -59,12 +61,20 @@ type inventory struct {
 	Revision  string
 	Finalizer bool   // the application carried resources-finalizer.argocd.argoproj.io
 	Cluster   string // the destination server ("" for the daemon's own cluster)
+	Parent    string // the parent application or ApplicationSet key ("" for a root)
 	Confirm   string
 	exists    bool
 	data      map[string]string // as read, to write only on change
 }
 
-func inventoryName(app string) string { return inventoryPrefix + app }
+// inventoryName is the ConfigMap of an application's inventory, or of an ApplicationSet's
+// (setKey): the two kinds have prefixes no name can make equal.
+func inventoryName(key string) string {
+	if set, ok := strings.CutPrefix(key, setKeyPrefix); ok {
+		return setInventoryPrefix + set
+	}
+	return inventoryPrefix + key
+}
 
 func (d *Daemon) readInventory(ctx context.Context, app string) (*inventory, error) {
 	cm, err := d.hub.kube.CoreV1().ConfigMaps(d.o.StateNamespace).Get(ctx, inventoryName(app), metav1.GetOptions{})
@@ -74,7 +84,7 @@ func (d *Daemon) readInventory(ctx context.Context, app string) (*inventory, err
 	if err != nil {
 		return nil, fmt.Errorf("reading the inventory of %s: %w", app, err)
 	}
-	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Finalizer: cm.Data[dataFinalizer] == "true", Cluster: cm.Data[dataCluster],
+	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Finalizer: cm.Data[dataFinalizer] == "true", Cluster: cm.Data[dataCluster], Parent: cm.Data[dataParent],
 		Confirm: cm.Annotations[AnnotationConfirm]}
 	for _, line := range strings.Split(cm.Data[dataEntries], "\n") {
 		if line = strings.TrimSpace(line); line == "" {
@@ -113,6 +123,9 @@ func (d *Daemon) writeInventory(ctx context.Context, app string, inv *inventory)
 	}
 	if inv.Cluster != "" {
 		data[dataCluster] = inv.Cluster
+	}
+	if inv.Parent != "" {
+		data[dataParent] = inv.Parent
 	}
 	if inv.exists && mapsEqual(inv.data, data) {
 		return nil

@@ -79,15 +79,22 @@ func (d *Daemon) pruneOne(ctx context.Context, app string, k objKey, policy meta
 
 // removeChild handles a child application that left its parent's render: with
 // resources-finalizer.argocd.argoproj.io its objects (and its children's) are deleted,
-// otherwise they stay, orphaned, as in Argo CD. Its inventory goes either way.
-func (d *Daemon) removeChild(ctx context.Context, name string, preserve bool) error {
+// otherwise they stay, orphaned, as in Argo CD. Its inventory goes either way. Only the
+// parent that made the child (recorded in its inventory) may remove it.
+func (d *Daemon) removeChild(ctx context.Context, parent, name string, preserve bool) error {
 	inv, err := d.readInventory(ctx, name)
 	if err != nil {
 		return err
 	}
+	if !inv.exists {
+		return nil
+	}
+	if inv.Parent != "" && inv.Parent != parent {
+		return fmt.Errorf("application %s belongs to %s, not %s: not removed", name, inv.Parent, parent)
+	}
 	if inv.Finalizer && !preserve {
 		for _, c := range inv.Children {
-			if err := d.removeChild(ctx, c, false); err != nil {
+			if err := d.removeChild(ctx, name, c, false); err != nil {
 				return err
 			}
 		}

@@ -235,10 +235,11 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		return fail(fmt.Errorf("the render produced no resources; refusing to prune all %d objects and %d child applications of the application (set syncPolicy.automated.allowEmpty: true if that is meant)", len(inv.Entries), len(inv.Children)))
 	}
 	confirm := fmt.Sprintf("kubectl -n %s annotate configmap %s %s=%s --overwrite", d.o.StateNamespace, inventoryName(a.Name), AnnotationConfirm, co.Revision)
-	if pruneOn && len(prune) > 0 && inv.Confirm != co.Revision {
-		if len(prune)*100 > d.o.MaxPrune*len(inv.Entries) {
+	// Child applications that leave count like objects: removing one may delete all it holds.
+	if pruneOn && len(prune)+len(goneChildren) > 0 && inv.Confirm != co.Revision {
+		if (len(prune)+len(goneChildren))*100 > d.o.MaxPrune*(len(inv.Entries)+len(inv.Children)) {
 			st.Sync, st.Health = OutOfSync, kube.Unknown
-			st.Held = fmt.Sprintf("this sync would prune %d of the application's %d objects, more than --max-prune %d%%; nothing was applied. To go ahead: %s", len(prune), len(inv.Entries), d.o.MaxPrune, confirm)
+			st.Held = fmt.Sprintf("this sync would prune %d of the application's %d objects, more than --max-prune %d%%; nothing was applied. To go ahead: %s", len(prune)+len(goneChildren), len(inv.Entries)+len(inv.Children), d.o.MaxPrune, confirm)
 			st.Message = st.Held
 			st.failed, st.final = true, true
 			return finish("held")
@@ -352,7 +353,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	}
 	if pruneOn {
 		for _, c := range goneChildren {
-			if err := d.removeChild(ctx, c, false); err != nil {
+			if err := d.removeChild(ctx, a.Name, c, false); err != nil {
 				return syncFail(err)
 			}
 		}
@@ -400,6 +401,11 @@ func (d *Daemon) writeInventoryAs(ctx context.Context, a *v1alpha1.Application, 
 	inv.Entries, inv.Children = entries, children
 	inv.Finalizer = slices.Contains(a.Finalizers, v1alpha1.ResourcesFinalizer)
 	inv.Cluster = d.cluster
+	d.mu.Lock()
+	if e, ok := d.apps[a.Name]; ok {
+		inv.Parent = e.parent
+	}
+	d.mu.Unlock()
 	before := inv.exists && inv.data != nil
 	data := inv.data
 	err := d.writeInventory(ctx, a.Name, inv)

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"testing"
 	"time"
 
@@ -281,5 +283,32 @@ func TestWebhookMatchingSyncsATreeOnce(t *testing.T) {
 	got := d.matching(push{urls: []string{"https://git.example/org/infra"}, refs: []string{"main"}})
 	if len(got) != 1 || got[0] != "root" {
 		t.Fatalf("matching = %v, want only the root (its sync covers its children)", got)
+	}
+}
+
+// TestNamesCannotCollide: no Application name reaches an ApplicationSet's inventory, and
+// names that could (or that leave a directory) are refused as Argo CD refuses them.
+func TestNamesCannotCollide(t *testing.T) {
+	for _, set := range []string{"team-b", "x"} {
+		for _, app := range []string{"appset." + set, "set-" + set, "appset-" + set, setKey(set)} {
+			if inventoryName(app) == inventoryName(setKey(set)) && app != setKey(set) {
+				t.Fatalf("application %q takes the inventory of set %q", app, set)
+			}
+		}
+	}
+	valid := func(name string) error {
+		a := &v1alpha1.Application{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.Kind}, ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.ApplicationSpec{Source: &v1alpha1.ApplicationSource{RepoURL: "https://example.com/r"}, Destination: v1alpha1.ApplicationDestination{Server: "https://kubernetes.default.svc"}}}
+		return a.Validate()
+	}
+	for _, name := range []string{"ApplicationSet/x", "../x", "a/b", "Web", "x_y", strings.Repeat("a", 231)} {
+		if err := valid(name); err == nil || !strings.Contains(err.Error(), "DNS-1123") {
+			t.Errorf("%q: %v", name, err)
+		}
+	}
+	for _, name := range []string{"web-app", "appset.team-b", "a.b-c"} {
+		if err := valid(name); err != nil {
+			t.Errorf("%q: %v", name, err)
+		}
 	}
 }

@@ -11,6 +11,7 @@ package v1alpha1
 import (
 	"encoding/json"
 	"fmt"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -206,6 +207,11 @@ func (a *Application) Validate() error {
 	}
 	if a.Name == "" {
 		return fmt.Errorf("Application without metadata.name")
+	}
+	// As Argo CD: a DNS-1123 subdomain. The daemon's per-application objects are named
+	// after it (keyway-app-<name>), so it must also leave room for their prefixes.
+	if errs := validation.IsDNS1123Subdomain(a.Name); len(errs) > 0 || len(a.Name) > 230 {
+		return fmt.Errorf("Application %q: metadata.name must be a DNS-1123 subdomain of at most 230 characters (lower-case letters, digits, '-' and '.')", a.Name)
 	}
 	if len(a.Spec.Sources) > 0 {
 		return fmt.Errorf("Application %s: spec.sources (multiple sources) is not supported; use spec.source", a.Name)
