@@ -38,6 +38,8 @@ type daemonOptions struct {
 	CacheDir            string
 	KnownHosts          string
 	AllowRepos          []string
+	RepoClusters        bool
+	ClusterAnnExcluded  []string
 	MaxPrune            int
 	WaveTimeout         time.Duration
 	QPS                 float32
@@ -122,6 +124,8 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "where git clones are kept (default: the user cache directory)")
 	fs.StringVar(&o.KnownHosts, "git-known-hosts", "", "ssh_known_hosts file for ssh repositories (ssh is refused without it)")
 	fs.StringArrayVar(&o.AllowRepos, "allow-repo", nil, "repository URL prefix child applications may use besides their roots' repositories (repeatable)")
+	fs.BoolVar(&o.RepoClusters, "repo-clusters-generator", false, "let ApplicationSets found in repositories use the clusters generator (they then see every cluster Secret's name, server, project, labels and annotations)")
+	fs.StringArrayVar(&o.ClusterAnnExcluded, "cluster-annotation-exclude", nil, "annotation key prefix of cluster Secrets never given to ApplicationSet templates (repeatable; kubectl's last-applied-configuration never is)")
 	fs.Float32Var(&o.QPS, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit)")
 	fs.IntVar(&o.Burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
 	if run {
@@ -290,7 +294,7 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	reg := prometheus.NewRegistry()
 	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo, values)
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
-		AllowRepos: o.AllowRepos, Logger: a.log, Registry: reg,
+		AllowRepos: o.AllowRepos, RepoClustersGenerator: o.RepoClusters, ClusterAnnotationsExcluded: o.ClusterAnnExcluded, Logger: a.log, Registry: reg,
 		Render: renderFn, Inputs: inputCheck})
 	if err != nil {
 		return nil, nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -119,6 +120,8 @@ func (d *Daemon) generate(ctx context.Context, set *v1alpha1.ApplicationSet, ope
 		switch {
 		case g.List != nil:
 			ps = append(ps, g.List.Elements...)
+		case g.Clusters != nil && !operator && !d.o.RepoClustersGenerator:
+			err = fmt.Errorf("the clusters generator is only for the operator's ApplicationSets (--repo-clusters-generator allows it in repositories)")
 		case g.Clusters != nil:
 			ps, err = d.clusterParams(ctx, g.Clusters)
 		case g.Git != nil:
@@ -181,7 +184,10 @@ func (d *Daemon) generate(ctx context.Context, set *v1alpha1.ApplicationSet, ope
 }
 
 // clusterParams are Argo CD's clusters generator parameters, one set per cluster Secret the
-// selector matches (and the daemon's own cluster, in-cluster, when the selector is empty).
+// selector matches (and the daemon's own cluster, in-cluster, when the selector is empty):
+// what Argo CD documents (name, nameNormalized, server, project, metadata.labels and
+// metadata.annotations, values) and nothing else of the Secret; annotations lose kubectl's
+// last-applied-configuration and the operator's excluded prefixes.
 func (d *Daemon) clusterParams(ctx context.Context, g *v1alpha1.ClusterGenerator) ([]map[string]any, error) {
 	sel, err := metav1.LabelSelectorAsSelector(&g.Selector)
 	if err != nil {
@@ -192,31 +198,47 @@ func (d *Daemon) clusterParams(ctx context.Context, g *v1alpha1.ClusterGenerator
 		return nil, fmt.Errorf("reading cluster Secrets: %s", reason(err))
 	}
 	var out []map[string]any
-	param := func(name, server string, lbls, ann map[string]string) map[string]any {
+	param := func(name, server, project string, lbls, ann map[string]string) map[string]any {
 		l, a, vals := map[string]any{}, map[string]any{}, map[string]any{}
 		for k, v := range lbls {
 			l[k] = v
 		}
 		for k, v := range ann {
+			if !d.clusterAnnotation(k) {
+				continue
+			}
 			a[k] = v
 		}
 		for k, v := range g.Values {
 			vals[k] = v
 		}
-		return map[string]any{"name": name, "nameNormalized": normalize(name), "server": server,
+		return map[string]any{"name": name, "nameNormalized": normalize(name), "server": server, "project": project,
 			"metadata": map[string]any{"labels": l, "annotations": a}, "values": vals}
 	}
 	if sel.Empty() {
-		out = append(out, param(v1alpha1.InClusterName, v1alpha1.InCluster, nil, nil))
+		out = append(out, param(v1alpha1.InClusterName, v1alpha1.InCluster, "", nil, nil))
 	}
 	for _, s := range list.Items {
 		if !sel.Matches(labels.Set(s.Labels)) {
 			continue
 		}
-		out = append(out, param(string(s.Data["name"]), strings.TrimSuffix(string(s.Data["server"]), "/"), s.Labels, s.Annotations))
+		out = append(out, param(string(s.Data["name"]), strings.TrimSuffix(string(s.Data["server"]), "/"), string(s.Data["project"]), s.Labels, s.Annotations))
 	}
 	slices.SortFunc(out, func(a, b map[string]any) int { return strings.Compare(a["name"].(string), b["name"].(string)) })
 	return out, nil
+}
+
+// clusterAnnotation tells whether a cluster Secret's annotation may reach a template.
+func (d *Daemon) clusterAnnotation(key string) bool {
+	if key == corev1.LastAppliedConfigAnnotation {
+		return false
+	}
+	for _, p := range d.o.ClusterAnnotationsExcluded {
+		if strings.HasPrefix(key, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // gitParams are the git directories generator's parameters: one set per directory of the

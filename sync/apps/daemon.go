@@ -79,8 +79,16 @@ type Options struct {
 	// AllowRepos are repository URL prefixes child applications may name besides the
 	// repositories of the applications given to the daemon.
 	AllowRepos []string
-	Logger     *slog.Logger
-	Registry   prometheus.Registerer
+	// RepoClustersGenerator lets ApplicationSets found in repositories use the clusters
+	// generator (the operator's own sets always may). Off: a repository's set would see
+	// every cluster Secret's name, server, labels and annotations.
+	RepoClustersGenerator bool
+	// ClusterAnnotationsExcluded are annotation key prefixes the clusters generator never
+	// hands to a template, besides kubectl's last-applied-configuration (which may hold
+	// the Secret's whole config, bearer token included).
+	ClusterAnnotationsExcluded []string
+	Logger                     *slog.Logger
+	Registry                   prometheus.Registerer
 	// Sharding, when set, spreads root applications over the replicas (Run only).
 	Sharding *Sharding
 }
