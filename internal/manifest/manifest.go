@@ -18,6 +18,9 @@ type Limits struct {
 	MaxDocumentBytes int   // one document; default 16 MiB
 	MaxDepth         int   // nesting of mappings and sequences; default 256
 	MaxNodes         int   // nodes of one document with aliases expanded; default 1,000,000
+	// MaxDocuments bounds the documents of one stream, empty ones included (each costs a
+	// parse however small); default 10,000.
+	MaxDocuments int
 }
 
 // WithDefaults returns l with its zero fields set to the defaults.
@@ -33,6 +36,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxNodes == 0 {
 		l.MaxNodes = 1_000_000
+	}
+	if l.MaxDocuments == 0 {
+		l.MaxDocuments = 10_000
 	}
 	return l
 }
@@ -126,7 +132,10 @@ func ReadFunc(r io.Reader, source string, limits Limits, each func(*Document)) (
 	if int64(len(data)) > limits.MaxStreamBytes {
 		return nil, &Error{Source: source, Index: -1, Msg: fmt.Sprintf("input is larger than %d bytes", limits.MaxStreamBytes)}
 	}
-	chunks := split(data)
+	chunks := split(data, limits.MaxDocuments)
+	if len(chunks) > limits.MaxDocuments {
+		return nil, &Error{Source: source, Index: limits.MaxDocuments, Line: chunks[limits.MaxDocuments].line, Msg: fmt.Sprintf("more than %d documents (empty ones count)", limits.MaxDocuments)}
+	}
 	for i, c := range chunks {
 		if len(c.text) > limits.MaxDocumentBytes {
 			return nil, &Error{Source: source, Index: i, Line: c.line, Msg: fmt.Sprintf("document is larger than %d bytes", limits.MaxDocumentBytes)}
@@ -164,7 +173,7 @@ func ParseDocument(text []byte, source string, index int, limits Limits) (*Docum
 		return nil, &Error{Source: source, Index: index, Msg: fmt.Sprintf("document is larger than %d bytes", limits.MaxDocumentBytes)}
 	}
 	var doc *Document
-	for _, c := range split(text) {
+	for _, c := range split(text, limits.MaxDocuments) {
 		d, err := parseChunk(c, index, source, limits)
 		if err != nil {
 			return nil, err
@@ -211,7 +220,7 @@ type chunk struct {
 // split cuts a stream at lines that start with "---" or "..." followed by white space or
 // the end of the line. A bare "---" line is dropped; one carrying content ("--- |") stays
 // with its document, which is then always re-encoded.
-func split(data []byte) []chunk {
+func split(data []byte, max int) []chunk {
 	var chunks []chunk
 	cur := chunk{line: 1, verbatim: true}
 	begin := 0
@@ -232,6 +241,9 @@ func split(data []byte) []chunk {
 		if marker(l, "---") || marker(l, "...") {
 			if off > begin || len(chunks) > 0 || marker(l, "...") {
 				flush(off)
+				if len(chunks) > max {
+					return chunks // the caller refuses the stream: more than max documents
+				}
 			}
 			rest := bytes.TrimSpace(l[3:])
 			if marker(l, "---") && len(rest) > 0 && rest[0] != '#' {

@@ -41,6 +41,9 @@ func (s *Stream) Next() (*Document, error) {
 		if !ok {
 			return nil, io.EOF
 		}
+		if s.flushed > s.limits.MaxDocuments {
+			return nil, &Error{Source: s.source, Index: s.index, Line: c.line, Msg: fmt.Sprintf("more than %d documents (empty ones count)", s.limits.MaxDocuments)}
+		}
 		// Directives (%YAML …) belong to the document after them.
 		if onlyDirectives(c.text) && bytes.Contains(c.text, []byte("%")) {
 			s.carry = append(s.carry, c.text...)
