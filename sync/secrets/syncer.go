@@ -59,6 +59,11 @@ var (
 // take it over; without it such a Secret is never silently overwritten.
 const AnnotationAdopt = "keyway.dev/adopt"
 
+// AnnotationCreatedBy marks a Secret that an ExternalSecret with creationPolicy Orphan
+// created: the ExternalSecret's UID. Orphan means "do not own", not "take over": such an
+// ExternalSecret updates only the Secret it created (or one annotated AnnotationAdopt).
+const AnnotationCreatedBy = "keyway.dev/created-by-externalsecret"
+
 // SyncerOptions configure a Syncer.
 type SyncerOptions struct {
 	// ControllerClass is the spec.controller value of the stores this syncer handles (ESO's
@@ -1591,10 +1596,19 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 		if policy == esv1.CreatePolicyOwner {
 			sec.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(u, esv1.GroupVersion.WithKind("ExternalSecret"))}
 		}
+		if policy == esv1.CreatePolicyOrphan {
+			if sec.Annotations == nil {
+				sec.Annotations = map[string]string{}
+			}
+			sec.Annotations[AnnotationCreatedBy] = string(u.GetUID())
+		}
 		_, err := api.Create(ctx, sec, metav1.CreateOptions{FieldManager: "keyway-syncer"})
 		return err
 	case err != nil:
 		return err
+	}
+	if owner := metav1.GetControllerOf(existing); owner != nil && owner.UID != u.GetUID() && policy != esv1.CreatePolicyOwner {
+		return refusal{fmt.Sprintf("Secret %s/%s is controlled by %s %s; creationPolicy %s never writes a Secret another controller owns", es.Namespace, name, owner.Kind, owner.Name, policy)}
 	}
 	upd := existing.DeepCopy()
 	switch policy {
@@ -1612,6 +1626,9 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 		}
 		upd.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(u, esv1.GroupVersion.WithKind("ExternalSecret"))}
 	case esv1.CreatePolicyOrphan:
+		if existing.Annotations[AnnotationCreatedBy] != string(u.GetUID()) && existing.Annotations[AnnotationAdopt] != "true" {
+			return refusal{fmt.Sprintf("Secret %s/%s exists and was not created by this ExternalSecret (creationPolicy Orphan does not take Secrets over); annotate it %s: \"true\" to let keyway write it", es.Namespace, name, AnnotationAdopt)}
+		}
 		upd.Data, upd.Type = data, typ
 	case esv1.CreatePolicyMerge:
 		if upd.Data == nil {

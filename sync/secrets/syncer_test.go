@@ -1000,6 +1000,112 @@ spec:
 			t.Fatalf("the syncer logged a value or a token:\n%s", f.logs.String())
 		}
 	})
+
+	t.Run("hostile tenants: template budgets, Orphan takes nothing over, templateFrom errors quote nothing", func(t *testing.T) {
+		f.namespace(t, "hostile")
+		tokenSecret("hostile", "vault-token", token)
+		f.apply(t, storeManifest("hostile", "vault-backend", addr, "vault-token"))
+		f.namespace(t, "calm")
+		tokenSecret("calm", "vault-token", token)
+		f.apply(t, storeManifest("calm", "vault-backend", addr, "vault-token"))
+		bombs := []string{
+			`{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}{{end}}`,
+			`{{indent 1500000000 ""}}`,
+		}
+		for i := range 10 {
+			f.apply(t, fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: bomb-%d, namespace: hostile}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target:
+    template:
+      data: {x: %q}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`, i, bombs[i%2]))
+		}
+		start := time.Now()
+		f.apply(t, seedGuideES("calm"))
+		poll(t, "the calm tenant's Secret", func() bool {
+			v, _ := f.secretValue(t, "calm", "database-credentials", "password")
+			return v == syncCanary+"-pw"
+		})
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("the calm tenant waited %s behind 10 hostile templates", took)
+		}
+		for i := range 10 {
+			name := fmt.Sprintf("bomb-%d", i)
+			poll(t, name+" refused on its budget", func() bool {
+				st, _, msg := f.condition(t, "hostile", name)
+				return st == "False" && strings.Contains(msg, "over its budget")
+			})
+		}
+		// Orphan: creates a Secret it does not own, and writes only that one.
+		orphan := func(name, target string) string {
+			return fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: %s, namespace: hostile}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target: {name: %s, creationPolicy: Orphan}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`, name, target)
+		}
+		f.apply(t, orphan("orphan-own", "orphan-made"))
+		poll(t, "the Orphan target created", func() bool {
+			v, _ := f.secretValue(t, "hostile", "orphan-made", "password")
+			return v == syncCanary+"-pw"
+		})
+		no := true
+		for _, victim := range []*corev1.Secret{
+			{ObjectMeta: metav1.ObjectMeta{Name: "unmanaged", Namespace: "hostile"}, StringData: map[string]string{"password": "keep-me"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "sealed", Namespace: "hostile", OwnerReferences: []metav1.OwnerReference{{APIVersion: "bitnami.com/v1alpha1", Kind: "SealedSecret", Name: "sealed", UID: "6d1b9f0e-0000-4000-8000-000000000001", Controller: &no}}},
+				StringData: map[string]string{"password": "keep-me"}},
+		} {
+			if _, err := f.kube.CoreV1().Secrets("hostile").Create(ctx, victim, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			f.apply(t, orphan("orphan-"+victim.Name, victim.Name))
+			poll(t, "Orphan refused for "+victim.Name, func() bool {
+				st, _, msg := f.condition(t, "hostile", "orphan-"+victim.Name)
+				return st == "False" && (strings.Contains(msg, "not created by this ExternalSecret") || strings.Contains(msg, "controlled by SealedSecret"))
+			})
+			if v, _ := f.secretValue(t, "hostile", victim.Name, "password"); v != "keep-me" {
+				t.Fatalf("creationPolicy Orphan overwrote %s", victim.Name)
+			}
+		}
+		// A templateFrom Secret that does not parse: the error names the place, not the text.
+		if _, err := f.kube.CoreV1().Secrets("hostile").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tpl", Namespace: "hostile"},
+			StringData: map[string]string{"t": "{{ " + syncCanary + "-tpl }"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: tplfrom, namespace: hostile}
+spec:
+  secretStoreRef: {name: vault-backend}
+  target:
+    template:
+      templateFrom:
+      - secret: {name: tpl, items: [{key: t}]}
+  data:
+  - {secretKey: password, remoteRef: {key: database/credentials, property: password}}
+`)
+		poll(t, "the templateFrom parse error", func() bool {
+			st, _, msg := f.condition(t, "hostile", "tplfrom")
+			return st == "False" && strings.Contains(msg, "does not parse as a template")
+		})
+		_, _, msg := f.condition(t, "hostile", "tplfrom")
+		list, _ := f.kube.CoreV1().Events("hostile").List(ctx, metav1.ListOptions{})
+		for _, e := range list.Items {
+			msg += e.Message
+		}
+		if strings.Contains(msg, syncCanary) {
+			t.Fatalf("a template's text from a Secret reached status or events: %s", msg)
+		}
+	})
 }
 
 func vaultRoot(t *testing.T, addr, token string) *vaultapi.Client {

@@ -323,6 +323,66 @@ func TestUnsealer(t *testing.T) {
 		}
 	})
 
+	t.Run("hostile templates stop on their budget; a valid SealedSecret behind ten of them is unsealed within 5 s", func(t *testing.T) {
+		bombs := []string{
+			`{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}{{end}}`,
+			`{{indent 1500000000 ""}}`,
+		}
+		for i := range 10 {
+			ss := sealFor(t, f.pub, fmt.Sprintf("bomb-%d", i), canary+"-bomb")
+			ss.Spec.Template.Data = map[string]*string{"x": &bombs[i%2]}
+			f.create(t, ss)
+		}
+		start := time.Now()
+		f.create(t, sealFor(t, f.pub, "calm", canary+"-calm"))
+		poll(t, "the calm tenant's Secret", func() bool {
+			s, err := secretsAPI.Get(ctx, "calm", metav1.GetOptions{})
+			return err == nil && string(s.Data["password"]) == canary+"-calm"
+		})
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("a valid SealedSecret waited %s behind 10 hostile templates", took)
+		}
+		for i := range 10 {
+			name := fmt.Sprintf("bomb-%d", i)
+			poll(t, name+" refused on its budget", func() bool { return strings.Contains(events(t, f, name), "over its budget") })
+		}
+	})
+
+	t.Run("verify and rotate never evaluate a template: no plaintext oracle", func(t *testing.T) {
+		post := func(path string, ss *sealing.SealedSecret) int {
+			body, _ := json.Marshal(ss)
+			resp, err := http.Post(f.srv.URL+path, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		// The issue's question ("is the first character >= C?") and one that always fails
+		// when evaluated: the answers are the same, 200, whatever the plaintext is.
+		questions := []string{
+			`{{ $p := index . "password" }}{{ if ge (substr 0 1 $p) "C" }}{{ index .nope 0 }}{{ end }}`,
+			`{{ index .nope 0 }}`,
+			`{{ .password | mustFromJson }}`,
+		}
+		for i, q := range questions {
+			ss := sealFor(t, f.pub, "oracle", canary+"-oracle")
+			ss.Spec.Template.Data = map[string]*string{"q": &q}
+			time.Sleep(600 * time.Millisecond) // 2 per second per client
+			if code := post("/v1/verify", ss); code != 200 {
+				t.Fatalf("question %d: verify = %d, want 200 (a template was evaluated)", i, code)
+			}
+		}
+		// The same ciphertext under another name does not open: scope is in the ciphertext.
+		moved := sealFor(t, f.pub, "oracle", canary+"-oracle")
+		moved.Metadata.Name = "elsewhere"
+		time.Sleep(600 * time.Millisecond)
+		if code := post("/v1/verify", moved); code != http.StatusConflict {
+			t.Fatalf("verify under another name = %d, want 409", code)
+		}
+		time.Sleep(1100 * time.Millisecond) // the next test starts with a full burst
+	})
+
 	t.Run("http endpoints", func(t *testing.T) {
 		post := func(path string, ss *sealing.SealedSecret) (int, []byte) {
 			body, _ := json.Marshal(ss)
