@@ -144,6 +144,10 @@ func (w Isolated) Build(ctx context.Context, req BuildRequest) ([]Built, error) 
 		return nil, stopped(ctx, req)
 	case stdout.full:
 		return nil, fmt.Errorf("%s %s: output is larger than %d bytes", req.Source, req.Dir, limit)
+	case err != nil && strings.Contains(stderr.String(), "out of memory"):
+		// The kernel refused an allocation past the hard limit: the runtime's report
+		// (a goroutine dump) is not for the user.
+		return nil, fmt.Errorf("%s %s: %w (%d MiB)", req.Source, req.Dir, errOutOfMemory, w.maxMemory()>>20)
 	case err != nil:
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
@@ -209,6 +213,10 @@ func ServeWorker(in io.Reader, out, errw io.Writer) int {
 		return 1
 	}
 	if req.MaxMemory > 0 {
+		if err := hardMemoryLimit(req.MaxMemory); err != nil {
+			fmt.Fprintf(errw, "build worker: memory limit: %v\n", err)
+			return 1
+		}
 		debug.SetMemoryLimit(req.MaxMemory)
 		go watchMemory(req.MaxMemory, func() {
 			fmt.Fprintf(errw, "%s %s: the build used more than its %d MiB of memory\n", req.Source, req.Dir, req.MaxMemory>>20)

@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,38 @@ func TestInputBudget(t *testing.T) {
 		if _, err := Load(t.Context(), args, nil, limits, nil); err == nil || !strings.Contains(err.Error(), "larger than 1000 bytes in all") {
 			t.Errorf("%s over the budget: err = %v", name, err)
 		}
+	}
+}
+
+// TestIsolatedOutOfMemory: a worker the kernel stopped at its hard limit is reported by
+// its limit, not with the runtime's goroutine dump.
+func TestIsolatedOutOfMemory(t *testing.T) {
+	w := Isolated{Command: []string{"/bin/sh", "-c", `echo "fatal error: runtime: out of memory" >&2; echo "goroutine 1 [running]: CANARY" >&2; exit 2`}}
+	_, err := w.Build(t.Context(), BuildRequest{Source: SourceHelm, Dir: "chart"})
+	if err == nil || !strings.Contains(err.Error(), "the build used more than its memory (1024 MiB)") || strings.Contains(err.Error(), "CANARY") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestHardMemoryLimit: past the hard limit one huge allocation fails at once (the heap
+// watchdog samples every 10 ms and could be too late). Race builds keep the watchdog only:
+// run this with `go test ./plugins/render -run TestHardMemoryLimit` (no -race).
+func TestHardMemoryLimit(t *testing.T) {
+	if os.Getenv("KEYWAY_TEST_HARD_LIMIT") == "1" {
+		if err := hardMemoryLimit(64 << 20); err != nil {
+			os.Exit(5)
+		}
+		s := strings.Repeat("x", 1500<<20)
+		os.Stdout.WriteString("survived " + s[:1])
+		os.Exit(0)
+	}
+	if raceEnabled {
+		t.Skip("race builds map shadow memory the limit would count; run without -race")
+	}
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHardMemoryLimit$")
+	cmd.Env = append(os.Environ(), "KEYWAY_TEST_HARD_LIMIT=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || strings.Contains(string(out), "survived") || !strings.Contains(string(out), "out of memory") {
+		t.Fatalf("a 1.5 GB allocation under a 64 MiB limit: %v\n%.300s", err, out)
 	}
 }
