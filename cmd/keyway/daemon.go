@@ -158,7 +158,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	if !o.Once && (o.LeaderElect || o.Shard) && (o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline) {
 		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
 	}
-	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af, nil)
+	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af)
 	if err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 // setupDaemon checks the flags and builds the daemon with its applications, projects and
 // sets; closeAll releases the backend clients (revoking Vault tokens).
 // values, when not nil, collects every secret value the renders read (for redaction).
-func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags, values *apps.Redactor) (*apps.Daemon, *prometheus.Registry, func(), error) {
+func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) (*apps.Daemon, *prometheus.Registry, func(), error) {
 	if len(o.Apps) == 0 {
 		return nil, nil, nil, usagef("--app is required: an Application manifest or a directory of them")
 	}
@@ -292,7 +292,7 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		}
 	}
 	reg := prometheus.NewRegistry()
-	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo, values)
+	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
 		AllowRepos: o.AllowRepos, RepoClustersGenerator: o.RepoClusters, ClusterAnnotationsExcluded: o.ClusterAnnExcluded, Logger: a.log, Registry: reg,
 		Render: renderFn, Inputs: inputCheck})

@@ -18,7 +18,7 @@ import (
 // engine, backends, isolated builds and closed policy (plugin env entries that steer
 // keyway need --argocd-allow-env; --argocd-project-path applies to spec.project). It
 // records each secret the render read, so a poll can tell whether any changed.
-func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey, values *apps.Redactor) (apps.Renderer, apps.InputCheck) {
+func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) (apps.Renderer, apps.InputCheck) {
 	clientsFor := func(req apps.RenderRequest) (*providers.Clients, error) {
 		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
 		if err != nil {
@@ -40,7 +40,7 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 			return nil, nil, err
 		}
 		defer clients.Close()
-		rec := &apps.Recorder{Clients: clients, Values: values}
+		rec := &apps.Recorder{Clients: clients}
 		engine := render.New(rec, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
 			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
 		sess := engine.Start(ctx)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -468,9 +469,36 @@ func TestDaemon(t *testing.T) {
 		defer g.commit("back", map[string]string{"services/prometheus/config.yaml": guideRepo["services/prometheus/config.yaml"], "services/prometheus/leak.yaml": ""})
 		g.commit("slower scrape", map[string]string{"services/prometheus/config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-config}\ndata: {scrape_interval: 45s}\n",
 			// A secret reference in a ConfigMap: the diff must not print its value either.
-			"services/prometheus/leak.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: prometheus-leak}\ndata: {key: <path:secret/data/myapp#api-key>}\n"})
-		rotated := write("rotated.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"-rotated\n")
+			// Masked by structure, whatever the modifier: base64, a digest, a jsonPath
+			// sub-value, a value the YAML emitter folds, one with U+2028; a short value
+			// ("shop") does not blank out the names that contain it.
+			"services/prometheus/leak.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: prometheus-leak}
+data:
+  key: <path:secret/data/myapp#api-key>
+  b64: <path:secret/data/myapp#api-key | base64encode>
+  sum: <path:secret/data/myapp#api-key | sha256sum>
+  sub: <path:secret/data/myapp#json | jsonPath {.inner.deep}>
+  long: <path:secret/data/myapp#long>
+  sep: <path:secret/data/myapp#sep>
+  short: <path:secret/data/myapp#short>
+  dbname: shop2-db
+`})
+		rotated := write("rotated.yaml", "secret/data/myapp:\n  api-key: "+daemonCanary+"-rotated\n  short: shop\n  long: "+daemonCanary+"-"+strings.Repeat("x", 100)+
+			"\n  sep: \"a\\u2028"+daemonCanary+"-sep\"\n  json:\n    inner: {deep: "+daemonCanary+"-deep}\n")
 		out, errs, code := diff(rotated)
+		sum := sha256.Sum256([]byte(daemonCanary + "-rotated"))
+		for _, leak := range []string{base64.StdEncoding.EncodeToString([]byte(daemonCanary + "-rotated")), hex.EncodeToString(sum[:]), "CANARY", "(secret value)2", "\\u2028"} {
+			if strings.Contains(out, leak) {
+				t.Fatalf("the diff shows %q:\n%s", leak, out)
+			}
+		}
+		for _, want := range []string{"+  b64: (secret value)", "+  sum: (secret value)", "+  sub: (secret value)", "+  long: (secret value)", "+  sep: (secret value)", "+  short: (secret value)", "+  dbname: shop2-db", "name: prometheus-leak"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("the diff lacks %q:\n%s", want, out)
+			}
+		}
 		if code != 1 || !strings.Contains(out, "-  scrape_interval: 30s") || !strings.Contains(out, "+  scrape_interval: 45s") ||
 			!strings.Contains(out, "# api-server: update /Secret/backend/api-secret") || !strings.Contains(out, "+  API_KEY: (new value)") ||
 			!strings.Contains(out, "+  key: (secret value)") {

@@ -29,10 +29,9 @@ unreachable cluster) — for pull-request checks in CI.`,
     --secrets-file secrets.enc.yaml --age-identity key.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Secret values are masked in Secrets by the diff itself; values substituted
-			// anywhere else (a ConfigMap, an env value) are redacted here.
-			values := &apps.Redactor{}
-			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af, values)
+			// The diff masks secret values by structure: a Secret's data, and every field
+			// a reference filled (whatever its modifier), whole.
+			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af)
 			if err != nil {
 				return err
 			}
@@ -47,7 +46,7 @@ unreachable cluster) — for pull-request checks in CI.`,
 				}
 				for _, od := range s.Diffs {
 					changes++
-					fmt.Fprintf(a.out, "# %s: %s %s\n%s", s.Name, od.Action, od.Key, values.Redact(od.Diff))
+					fmt.Fprintf(a.out, "# %s: %s %s\n%s", s.Name, od.Action, od.Key, od.Diff)
 				}
 			}
 			switch {

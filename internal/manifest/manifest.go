@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/keyway-dev/keyway/internal/parallel"
 	"go.yaml.in/yaml/v3"
@@ -58,6 +60,25 @@ type Document struct {
 	edits []edit // in-place scalar replacements to apply to raw
 
 	modified bool // a value was substituted or a field removed
+
+	secretMu sync.Mutex
+	secrets  [][]string // fields whose value came from a secret reference
+}
+
+// MarkSecret records that the field at path (mapping keys, and sequence indexes in
+// decimal) holds a value that came from a secret, whatever modifier made it: output that
+// shows documents (diffs) masks such fields whole.
+func (d *Document) MarkSecret(path []string) {
+	d.secretMu.Lock()
+	defer d.secretMu.Unlock()
+	d.secrets = append(d.secrets, path)
+}
+
+// SecretPaths are the fields MarkSecret recorded.
+func (d *Document) SecretPaths() [][]string {
+	d.secretMu.Lock()
+	defer d.secretMu.Unlock()
+	return slices.Clone(d.secrets)
 }
 
 // Modified reports whether anything in the document was substituted or removed.

@@ -54,6 +54,7 @@ func substitute(s *site, results map[providers.Ref]*result) []Problem {
 			return []Problem{s.binary()}
 		}
 		setTyped(s.doc, s.node, values[0])
+		s.doc.MarkSecret(s.pathKeys())
 		return nil
 	}
 	var b strings.Builder
@@ -73,6 +74,7 @@ func substitute(s *site, results map[providers.Ref]*result) []Problem {
 		return []Problem{s.binary()}
 	}
 	setString(s.doc, s.node, text)
+	s.doc.MarkSecret(s.pathKeys())
 	return nil
 }
 

@@ -38,6 +38,19 @@ type site struct {
 
 func (s *site) field() string { return formatPath(s.path) }
 
+// pathKeys is the site's path as manifest.Document.MarkSecret takes it.
+func (s *site) pathKeys() []string {
+	out := make([]string, len(s.path))
+	for i, p := range s.path {
+		if p.idx >= 0 {
+			out[i] = strconv.Itoa(p.idx)
+		} else {
+			out[i] = p.key
+		}
+	}
+	return out
+}
+
 // docContext is what a document's annotations say about its references.
 type docContext struct {
 	kind          string

@@ -2,7 +2,9 @@ package apps
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -19,11 +21,16 @@ type ObjectDiff struct {
 	Diff   string
 }
 
-// objectDiff renders the change from live to want (either may be nil).
-func objectDiff(k objKey, action string, live, want *unstructured.Unstructured) ObjectDiff {
+// objectDiff renders the change from live to want (either may be nil). Fields whose value
+// came from a secret reference (secrets) are masked whole on both sides, whatever modifier
+// made them, as a Secret's data is.
+func objectDiff(k objKey, action string, live, want *unstructured.Unstructured, secrets [][]string) ObjectDiff {
 	a, b := clean(live), clean(want)
 	if k.Group == "" && k.Kind == "Secret" {
 		maskSecrets(a, b)
+	}
+	for _, p := range secrets {
+		maskField(a, b, p)
 	}
 	ya, yb := toYAML(a), toYAML(b)
 	d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(ya), B: difflib.SplitLines(yb),
@@ -51,6 +58,69 @@ func clean(u *unstructured.Unstructured) map[string]any {
 		}
 	}
 	return m
+}
+
+// maskField replaces the value at path on each side with a word saying how the two
+// compare.
+func maskField(a, b map[string]any, path []string) {
+	va, inA := lookup(a, path)
+	vb, inB := lookup(b, path)
+	switch {
+	case inA && inB && reflect.DeepEqual(va, vb):
+		set(a, path, "(unchanged)")
+		set(b, path, "(unchanged)")
+	case inA && inB:
+		set(a, path, "(old value)")
+		set(b, path, "(new value)")
+	case inA:
+		set(a, path, "(secret value)")
+	case inB:
+		set(b, path, "(secret value)")
+	}
+}
+
+// lookup finds the value at path (mapping keys, sequence indexes in decimal).
+func lookup(m map[string]any, path []string) (any, bool) {
+	var cur any = m
+	for _, p := range path {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[p]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(p)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// set replaces the value at path, which lookup found.
+func set(m map[string]any, path []string, v any) {
+	if len(path) == 0 {
+		return
+	}
+	parent, ok := lookup(m, path[:len(path)-1])
+	if !ok {
+		return
+	}
+	last := path[len(path)-1]
+	switch c := parent.(type) {
+	case map[string]any:
+		c[last] = v
+	case []any:
+		if i, err := strconv.Atoi(last); err == nil && i >= 0 && i < len(c) {
+			c[i] = v
+		}
+	}
 }
 
 // maskSecrets replaces every value of data and stringData with a word saying how it
@@ -121,9 +191,9 @@ func diffs(plan []*planned, prune []objKey) []ObjectDiff {
 			if want == nil {
 				want = p.obj
 			}
-			out = append(out, objectDiff(p.key(), "create", nil, want))
+			out = append(out, objectDiff(p.key(), "create", nil, want, p.secrets))
 		case update:
-			out = append(out, objectDiff(p.key(), "update", p.live, p.dry))
+			out = append(out, objectDiff(p.key(), "update", p.live, p.dry, p.secrets))
 		}
 	}
 	for _, k := range prune {

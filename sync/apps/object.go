@@ -3,6 +3,7 @@ package apps
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -41,17 +42,26 @@ func classify(docs []*manifest.Document) (rendered, error) {
 			return out, fmt.Errorf("%s: not a Kubernetes object (apiVersion and kind are required)", where)
 		}
 		objs := []*unstructured.Unstructured{&u}
+		secretPaths := [][][]string{d.SecretPaths()}
 		if u.IsList() {
 			list, err := u.ToList()
 			if err != nil {
 				return out, fmt.Errorf("%s: %w", where, err)
 			}
 			objs = objs[:0]
+			secretPaths = make([][][]string, len(list.Items))
 			for i := range list.Items {
 				objs = append(objs, &list.Items[i])
 			}
+			for _, p := range d.SecretPaths() {
+				if len(p) > 2 && p[0] == "items" {
+					if i, err := strconv.Atoi(p[1]); err == nil && i >= 0 && i < len(secretPaths) {
+						secretPaths[i] = append(secretPaths[i], p[2:])
+					}
+				}
+			}
 		}
-		for _, o := range objs {
+		for oi, o := range objs {
 			if o.GetName() == "" && o.GetGenerateName() == "" {
 				return out, fmt.Errorf("%s: %s without metadata.name", where, o.GetKind())
 			}
@@ -80,6 +90,7 @@ func classify(docs []*manifest.Document) (rendered, error) {
 			if err != nil {
 				return out, err
 			}
+			it.secrets = secretPaths[oi]
 			if it.skipped() {
 				continue
 			}

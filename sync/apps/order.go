@@ -49,10 +49,11 @@ func kindRank(kind string) int {
 type item struct {
 	obj      *unstructured.Unstructured
 	wave     int
-	hook     []string // hook phases; empty for a resource
-	deletion []string // hook-delete-policy
-	source   string   // where it came from (file and document), for messages
-	respect  bool     // RespectIgnoreDifferences=true: ignored fields keep their live values
+	hook     []string   // hook phases; empty for a resource
+	deletion []string   // hook-delete-policy
+	source   string     // where it came from (file and document), for messages
+	respect  bool       // RespectIgnoreDifferences=true: ignored fields keep their live values
+	secrets  [][]string // fields whose values came from secret references: masked in diffs
 }
 
 func (it *item) key() objKey { return keyOf(it.obj) }

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/keyway-dev/keyway/providers"
@@ -16,8 +14,6 @@ import (
 // memory only), so a later poll can tell whether any secret changed without rendering again.
 type Recorder struct {
 	*providers.Clients
-	// Values, when not nil, collects every value read (keyway diff redacts them).
-	Values *Redactor
 
 	mu   sync.Mutex
 	seen map[string]Input
@@ -50,9 +46,6 @@ func (r *Recorder) note(ref providers.Ref, s providers.Secret) {
 	}
 	r.seen[ref.String()] = Input{Ref: ref, Hash: SecretHash(s)}
 	r.mu.Unlock()
-	if r.Values != nil {
-		r.Values.Add(s)
-	}
 }
 
 // Inputs are the secrets read so far.
@@ -75,66 +68,4 @@ func SecretHash(s providers.Secret) string {
 	}{s.Data, s.Whole, s.Version})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// Redactor holds secret values read by renders, in memory only, to redact them from output
-// that shows rendered objects.
-type Redactor struct {
-	mu   sync.Mutex
-	vals map[string]bool
-}
-
-// minRedacted is the shortest value redacted: shorter ones would blank out ordinary words.
-const minRedacted = 4
-
-// Add collects every string in a secret, and each line of a multi-line one (a diff shows
-// them line by line).
-func (v *Redactor) Add(s providers.Secret) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.vals == nil {
-		v.vals = map[string]bool{}
-	}
-	var walk func(x any)
-	walk = func(x any) {
-		switch t := x.(type) {
-		case string:
-			if len(t) < minRedacted {
-				return
-			}
-			v.vals[t] = true
-			for _, line := range strings.Split(t, "\n") {
-				if line = strings.TrimSpace(line); len(line) >= minRedacted {
-					v.vals[line] = true
-				}
-			}
-		case []byte:
-			walk(string(t))
-		case map[string]any:
-			for _, e := range t {
-				walk(e)
-			}
-		case []any:
-			for _, e := range t {
-				walk(e)
-			}
-		}
-	}
-	walk(s.Data)
-	walk(s.Whole)
-}
-
-// Redact replaces every collected value in text, longest first, with "(secret value)".
-func (v *Redactor) Redact(text string) string {
-	v.mu.Lock()
-	vals := make([]string, 0, len(v.vals))
-	for s := range v.vals {
-		vals = append(vals, s)
-	}
-	v.mu.Unlock()
-	slices.SortFunc(vals, func(a, b string) int { return len(b) - len(a) })
-	for _, s := range vals {
-		text = strings.ReplaceAll(text, s, "(secret value)")
-	}
-	return text
 }
