@@ -748,8 +748,9 @@ func (s *Syncer) validateStore(ctx context.Context, gvr schema.GroupVersionResou
 }
 
 // admitted applies a ClusterSecretStore's conditions: with none, every namespace may use
-// it; otherwise a namespace must match one condition — by name, by a regular expression,
-// or by its labels — and a refusal names the store and the namespace.
+// it; otherwise a namespace must match one condition — by name, by a regular expression
+// matching the whole name (anchored, unlike ESO: "team-b" never admits "team-b-evil"), or
+// by its labels — and a refusal names the store and the namespace.
 func (s *Syncer) admitted(ctx context.Context, st *esv1.SecretStore, ns string) error {
 	if len(st.Spec.Conditions) == 0 {
 		return nil
@@ -760,7 +761,7 @@ func (s *Syncer) admitted(ctx context.Context, st *esv1.SecretStore, ns string) 
 			return nil
 		}
 		for _, expr := range c.NamespaceRegexes {
-			if re, err := regexp.Compile(expr); err == nil && re.MatchString(ns) {
+			if re, err := regexp.Compile(`^(?:` + expr + `)$`); err == nil && re.MatchString(ns) {
 				return nil
 			}
 		}

@@ -460,7 +460,7 @@ metadata: {name: shared}
 spec:
   conditions:
   - namespaces: [team-0]
-  - namespaceRegexes: ["^app-"]
+  - namespaceRegexes: ["^app-.*", "team-b"]
   provider:
     vault:
       server: %q
@@ -479,7 +479,8 @@ spec:
 `, ns)
 		}
 		f.namespace(t, "app-x")
-		for _, ns := range []string{"team-0", "app-x", "shop"} {
+		f.namespace(t, "team-b-evil") // regexes match whole names: "team-b" does not admit it
+		for _, ns := range []string{"team-0", "app-x", "shop", "team-b-evil"} {
 			f.apply(t, es(ns))
 		}
 		for _, ns := range []string{"team-0", "app-x"} {
@@ -488,12 +489,14 @@ spec:
 				return v == syncCanary+"-pw"
 			})
 		}
-		poll(t, "the refusal in shop", func() bool {
-			st, r := f.ready(t, "shop", "from-cluster-store")
-			return st == "False" && r == "SecretSyncedError"
-		})
-		if _, ok := f.secretValue(t, "shop", "from-cluster-store", "password"); ok {
-			t.Fatal("a namespace the conditions do not admit got the value")
+		for _, ns := range []string{"shop", "team-b-evil"} {
+			poll(t, "the refusal in "+ns, func() bool {
+				st, r := f.ready(t, ns, "from-cluster-store")
+				return st == "False" && r == "SecretSyncedError"
+			})
+			if _, ok := f.secretValue(t, ns, "from-cluster-store", "password"); ok {
+				t.Fatalf("namespace %s, which the conditions do not admit, got the value", ns)
+			}
 		}
 	})
 
