@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/client-go/util/jsonpath"
 )
@@ -98,7 +99,7 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("malformed reference %q: %s", e.Raw, e.Reason)
+	return fmt.Sprintf("malformed reference %q: %s", Abbrev(e.Raw), e.Reason)
 }
 
 // Parse splits s into literal text and placeholders. Text that only looks like a placeholder
@@ -289,7 +290,7 @@ func parseModifiers(raw string, stages []string) ([]Modifier, error) {
 			}
 			n, err := strconv.Atoi(m.Args[0])
 			if err != nil || n < 0 || n > 1024 {
-				return nil, &SyntaxError{Raw: raw, Reason: fmt.Sprintf("modifier indent: %q is not a number of spaces from 0 to 1024", m.Args[0])}
+				return nil, &SyntaxError{Raw: raw, Reason: fmt.Sprintf("modifier indent: %q is not a number of spaces from 0 to 1024", Abbrev(m.Args[0]))}
 			}
 			m.Indent = n
 		case "jsonPath":
@@ -303,7 +304,7 @@ func parseModifiers(raw string, stages []string) ([]Modifier, error) {
 			}
 			m.JSONPath, m.Expr = jp, arg
 		default:
-			return nil, &SyntaxError{Raw: raw, Reason: fmt.Sprintf("unknown modifier %q (known: base64encode, base64decode, jsonPath, jsonParse, yamlParse, indent, sha256sum)", name)}
+			return nil, &SyntaxError{Raw: raw, Reason: fmt.Sprintf("unknown modifier %q (known: base64encode, base64decode, jsonPath, jsonParse, yamlParse, indent, sha256sum)", Abbrev(name))}
 		}
 		mods = append(mods, m)
 	}
@@ -394,4 +395,20 @@ func clip(s string) string {
 		s = s[:80] + "…"
 	}
 	return s
+}
+
+// maxQuoted bounds how much of a placeholder (or any manifest text) an error quotes.
+const maxQuoted = 256
+
+// Abbrev shortens manifest text for an error message: at most maxQuoted bytes, cut on a
+// rune boundary, followed by how long the whole was. A 6 MB placeholder makes a short error.
+func Abbrev(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/providers"
 )
 
@@ -81,16 +82,19 @@ func (p Problem) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: document %d", p.Source, p.Document)
 	if p.Field != "" {
-		fmt.Fprintf(&b, ": %s", p.Field)
+		fmt.Fprintf(&b, ": %s", reference.Abbrev(p.Field))
 	}
 	if p.Reference != "" {
-		fmt.Fprintf(&b, ": %s", p.Reference)
+		fmt.Fprintf(&b, ": %s", reference.Abbrev(p.Reference))
 	}
-	fmt.Fprintf(&b, ": %s", p.Reason)
+	fmt.Fprintf(&b, ": %s", reference.Abbrev(p.Reason))
 	return b.String()
 }
 
-// Error lists every problem of a failed render.
+// maxListed bounds the problems an Error's message lists (Problems keeps them all).
+const maxListed = 1000
+
+// Error lists the problems of a failed render.
 type Error struct {
 	Problems []Problem
 }
@@ -98,7 +102,11 @@ type Error struct {
 func (e *Error) Error() string {
 	lines := make([]string, 0, len(e.Problems)+1)
 	lines = append(lines, fmt.Sprintf("%d unresolved reference(s):", len(e.Problems)))
-	for _, p := range e.Problems {
+	for i, p := range e.Problems {
+		if i == maxListed {
+			lines = append(lines, fmt.Sprintf("  … and %d more", len(e.Problems)-maxListed))
+			break
+		}
 		lines = append(lines, "  "+p.String())
 	}
 	return strings.Join(lines, "\n")

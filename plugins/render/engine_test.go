@@ -223,3 +223,21 @@ func TestYAML11WordsStayStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeReferenceShortError: a 6 MB placeholder yields an error of a few hundred bytes.
+func TestHugeReferenceShortError(t *testing.T) {
+	for name, ref := range map[string]string{
+		"path":     "<path:" + strings.Repeat("a", 6<<20) + "#k>",
+		"modifier": "<path:secret/data/x#k | " + strings.Repeat("b", 6<<20) + ">",
+		"uri":      "ref+vault://" + strings.Repeat("c", 6<<20) + "#/k",
+	} {
+		docs := read(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: '"+ref+"'}\n")
+		_, err := render.New(&memFetcher{}, render.Options{DefaultBackend: "mem"}).Render(t.Context(), docs)
+		if err == nil {
+			t.Fatalf("%s: rendered", name)
+		}
+		if n := len(err.Error()); n > 2000 {
+			t.Fatalf("%s: a %d-byte error", name, n)
+		}
+	}
+}
