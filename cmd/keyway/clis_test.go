@@ -73,8 +73,7 @@ func TestKRMFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets := writeSecrets(t)
-	dir := t.TempDir()
+	dir := filepath.Dir(writeSecrets(t)) // the function runs in the kustomization's directory
 	files := map[string]string{
 		"kustomization.yaml": "resources:\n- secret.yaml\ntransformers:\n- keyway.yaml\n",
 		"secret.yaml":        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: <path:secret/data/team-a/db#password>\n  token: <path:secret/data/team-a/api#token | base64encode>\n",
@@ -88,7 +87,7 @@ metadata:
         path: ` + self + `
         args: [krm]
 data:
-  secrets-file: ` + secrets + `
+  secrets-file: secrets.yaml
 `,
 	}
 	for n, c := range files {

@@ -27,26 +27,28 @@ import (
 
 // daemonOptions are `keyway daemon`'s settings.
 type daemonOptions struct {
-	Kubeconfig, Context string
-	Apps                []string
-	Interval            time.Duration
-	Once                bool
-	Rewrites            []string
-	StateNamespace      string
-	StatusAddr          string
-	WebhookSecretFile   string
-	CacheDir            string
-	KnownHosts          string
-	AllowRepos          []string
-	RepoClusters        bool
-	ClusterAnnExcluded  []string
-	MaxPrune            int
-	WaveTimeout         time.Duration
-	QPS                 float32
-	Burst               int
-	LeaderElect         bool
-	Shard               bool
-	Lease               kube.LeaseOptions
+	Kubeconfig, Context  string
+	Apps                 []string
+	Interval             time.Duration
+	Once                 bool
+	Rewrites             []string
+	StateNamespace       string
+	StatusAddr           string
+	WebhookSecretFile    string
+	WebhookGitLabFile    string
+	WebhookBitbucketFile string
+	CacheDir             string
+	KnownHosts           string
+	AllowRepos           []string
+	RepoClusters         bool
+	ClusterAnnExcluded   []string
+	MaxPrune             int
+	WaveTimeout          time.Duration
+	QPS                  float32
+	Burst                int
+	LeaderElect          bool
+	Shard                bool
+	Lease                kube.LeaseOptions
 }
 
 // renderOnlyFlags are render's flags that make no sense for the daemon (Applications say
@@ -132,7 +134,9 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 		fs.DurationVar(&o.Interval, "interval", 3*time.Minute, "how often git is polled (Argo CD's default is 3m)")
 		fs.BoolVar(&o.Once, "once", false, "sync every application once and exit: 0 when all are Synced and Healthy, 1 otherwise")
 		fs.StringVar(&o.StatusAddr, "status-addr", ":9090", "HTTP address for /healthz, /metrics and /apps (empty: none)")
-		fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the shared secret of git push webhooks (GitHub/Bitbucket Server HMAC, GitLab token, Bitbucket Cloud hook UUID): serves POST /api/webhook on --status-addr; without it there is no webhook endpoint")
+		fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the HMAC key of GitHub and Bitbucket Server push webhooks: serves POST /api/webhook on --status-addr")
+		fs.StringVar(&o.WebhookGitLabFile, "webhook-gitlab-token-file", "", "file holding GitLab's webhook token (sent in the clear: a secret of its own, never the HMAC key)")
+		fs.StringVar(&o.WebhookBitbucketFile, "webhook-bitbucket-uuid-file", "", "file holding Bitbucket Cloud's hook UUID (sent in the clear: a secret of its own)")
 		fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
 		fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
 		fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once and --shard")
@@ -171,12 +175,26 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/", d.Handler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-		if o.WebhookSecretFile != "" {
-			secret, err := os.ReadFile(o.WebhookSecretFile)
-			if err != nil || len(strings.TrimSpace(string(secret))) < 16 {
-				return usagef("--webhook-secret-file: want a readable file of at least 16 characters")
+		var hooks apps.WebhookSecrets
+		for _, s := range []struct {
+			flag, file string
+			into       *[]byte
+		}{{"--webhook-secret-file", o.WebhookSecretFile, &hooks.HMAC}, {"--webhook-gitlab-token-file", o.WebhookGitLabFile, &hooks.GitLabToken},
+			{"--webhook-bitbucket-uuid-file", o.WebhookBitbucketFile, &hooks.BitbucketUUID}} {
+			if s.file == "" {
+				continue
 			}
-			mux.Handle("/api/webhook", d.Webhook([]byte(strings.TrimSpace(string(secret)))))
+			secret, err := os.ReadFile(s.file)
+			if err != nil || len(strings.TrimSpace(string(secret))) < 16 {
+				return usagef("%s: want a readable file of at least 16 characters", s.flag)
+			}
+			*s.into = []byte(strings.TrimSpace(string(secret)))
+		}
+		if string(hooks.HMAC) != "" && (string(hooks.HMAC) == string(hooks.GitLabToken) || string(hooks.HMAC) == string(hooks.BitbucketUUID)) {
+			return usagef("--webhook-secret-file is the HMAC key: a token sent in the clear (GitLab, Bitbucket Cloud) must be another secret")
+		}
+		if hooks.HMAC != nil || hooks.GitLabToken != nil || hooks.BitbucketUUID != nil {
+			mux.Handle("/api/webhook", d.Webhook(hooks))
 		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(l) }()

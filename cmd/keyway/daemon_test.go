@@ -853,6 +853,13 @@ spec:
 			return err == nil && cm.Data["theme"] == "light"
 		})
 		t.Logf("push to applied: %s", time.Since(pushed).Round(10*time.Millisecond))
+		// The same delivery again is a replay; the HMAC key is not a GitLab token.
+		if c := post(map[string]string{"X-Hub-Signature-256": sign("a-long-shared-webhook-secret")}); c != http.StatusConflict {
+			t.Fatalf("a replayed push: %d, want 409", c)
+		}
+		if c := post(map[string]string{"X-Gitlab-Token": "a-long-shared-webhook-secret"}); c != http.StatusUnauthorized {
+			t.Fatalf("the HMAC key as a GitLab token: %d, want 401", c)
+		}
 		if strings.Contains(logs.String(), daemonCanary) {
 			t.Fatal("the canary reached the logs")
 		}

@@ -3,20 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/apps"
 )
@@ -87,22 +87,23 @@ with mode 0600. 'keyway daemon import' restores it into a new cluster.`,
 				}
 				what = " and the sealing private keys"
 			}
-			var w io.Writer = a.out
-			if output != "" {
-				f, err := os.OpenFile(output, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
+			// A new file (0600) renamed into place: an existing -o file, or a link there,
+			// is replaced, never written through; nothing is left half-written.
+			out, err := newOutput(output)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(w, exportHeader, what)
+			defer out.discard()
+			fmt.Fprintf(out.bw, exportHeader, what)
 			for _, o := range objs {
 				b, err := yaml.Marshal(o)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "---\n%s", b)
+				fmt.Fprintf(out.bw, "---\n%s", b)
+			}
+			if err := out.commit(a.out); err != nil {
+				return err
 			}
 			fmt.Fprintf(a.err, "exported %d application manifest(s), %d state Secret(s)%s\n", len(m.Projects)+len(m.Apps)+len(m.Sets), len(secrets.Items), what)
 			return nil
@@ -172,9 +173,24 @@ DIR'. Start the controller after importing the sealing keys, then the daemon.`,
 			if err != nil {
 				return err
 			}
+			// Every name is checked before anything is written.
+			for _, d := range docs {
+				if d.Root == nil {
+					continue
+				}
+				kind, name := manifest.String(d.Root, "kind"), manifest.String(d.Root, "metadata", "name")
+				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+					return fmt.Errorf("%s: document %d: %s %q: the name is not a DNS-1123 subdomain; nothing was imported", file, d.Index, kind, reference.Abbrev(name))
+				}
+			}
 			if err := os.MkdirAll(appsDir, 0o755); err != nil {
 				return err
 			}
+			dir, err := os.OpenRoot(appsDir)
+			if err != nil {
+				return err
+			}
+			defer dir.Close()
 			secrets, manifests := 0, 0
 			for _, d := range docs {
 				if d.Root == nil {
@@ -196,8 +212,9 @@ DIR'. Start the controller after importing the sealing keys, then the daemon.`,
 					if err != nil {
 						return err
 					}
-					p := filepath.Join(appsDir, strings.ToLower(kind)+"-"+name+".yaml")
-					if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+					// Names are Kubernetes names (checked above), and files are written
+					// through the directory's root: no name reaches outside --apps-dir.
+					if err := dir.WriteFile(strings.ToLower(kind)+"-"+name+".yaml", append(b, '\n'), 0o644); err != nil {
 						return err
 					}
 					manifests++

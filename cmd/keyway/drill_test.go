@@ -128,8 +128,29 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		return string(secretOf(a, "db")["password"]) == canary+"-sealed" && string(secretOf(a, "db-credentials")["DATABASE_URL"]) == canary+"-url"
 	})
 
-	// Export: sensitive, and with the keys.
+	// Export: sensitive, and with the keys. An existing 0644 file at -o, and a link at -o,
+	// are replaced by a new 0600 file; the link's target is never written.
 	export := filepath.Join(work, "export.yaml")
+	if err := os.WriteFile(export, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(work, "link-target")
+	if err := os.WriteFile(target, []byte("untouched\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(work, "export-link.yaml")
+	if err := os.Symlink(target, linked); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "keyway", "daemon", "export", "--kubeconfig", a.env.Kubeconfig, "--app", root, "-o", linked).CombinedOutput(); err != nil {
+		t.Fatalf("export over a link: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "untouched\n" {
+		t.Fatal("export wrote through a link")
+	}
+	if fi, err := os.Lstat(linked); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export over a link: %v %v", fi.Mode(), err)
+	}
 	if out, err := exec.CommandContext(ctx, "keyway", "daemon", "export", "--kubeconfig", a.env.Kubeconfig, "--app", root, "--include-sealing-keys", "-o", export).CombinedOutput(); err != nil {
 		t.Fatalf("export: %v\n%s", err, out)
 	}
@@ -140,8 +161,18 @@ func TestDisasterRecoveryDrill(t *testing.T) {
 		t.Fatalf("the export does not say it is sensitive:\n%.200s", b)
 	}
 
-	// Cluster B, from nothing.
+	// Cluster B, from nothing. An export naming an application "../x" is refused whole.
 	b := startCluster()
+	evil := filepath.Join(work, "evil-export.yaml")
+	if err := os.WriteFile(evil, []byte("apiVersion: v1\nkind: Secret\nmetadata: {name: planted, namespace: keyway-system}\ndata: {a: Yg==}\n---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: ../../escaped}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "keyway", "daemon", "import", "--kubeconfig", b.env.Kubeconfig, "-f", evil, "--apps-dir", filepath.Join(work, "evil-apps")).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a DNS-1123 subdomain; nothing was imported") {
+		t.Fatalf("import of ../ names: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(work, "escaped.yaml")); err == nil {
+		t.Fatal("import wrote outside --apps-dir")
+	}
 	began := time.Now()
 	appsDir := filepath.Join(work, "restored-apps")
 	if out, err := exec.CommandContext(ctx, "keyway", "daemon", "import", "--kubeconfig", b.env.Kubeconfig, "-f", export, "--apps-dir", appsDir).CombinedOutput(); err != nil {

@@ -194,6 +194,7 @@ func TestHostileRepository(t *testing.T) {
 				list := "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nfunctionConfig:\n  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: keyway}\n  data: {secrets-file: " + secrets + "}\nitems:\n- " +
 					strings.ReplaceAll(strings.TrimSpace(string(item)), "\n", "\n  ") + "\n"
 				cmd := exec.Command("keyway", "krm")
+				cmd.Dir = filepath.Dir(secrets) // kustomize runs a function in the kustomization's directory
 				cmd.Stdin = strings.NewReader(list)
 				var out, errb strings.Builder
 				cmd.Stdout, cmd.Stderr = &out, &errb
@@ -205,6 +206,35 @@ func TestHostileRepository(t *testing.T) {
 				}
 				h.refused(t, a, err != nil, "", out.String()+errb.String())
 			})
+		}
+	})
+	t.Run("krm functionConfig cannot steer the operator's settings", func(t *testing.T) {
+		// A listener of the repository's choosing: it must never see a request, or a token.
+		hits := make(chan string, 10)
+		trap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits <- r.Header.Get("X-Vault-Token") }))
+		defer trap.Close()
+		for _, c := range []struct{ data, want string }{
+			{"{vault-address: " + trap.URL + ", backend: vault}", `"vault-address" is the operator's setting`},
+			{"{vault-token-file: /etc/hostname}", `"vault-token-file" is the operator's setting`},
+			{"{age-identity: /etc/keyway/age.txt}", `"age-identity" is the operator's setting`},
+			{"{secrets-file: /etc/passwd}", "outside the directory"},
+			{"{secrets-file: ../../../../etc/passwd}", "outside the directory"},
+		} {
+			list := "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nfunctionConfig:\n  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: keyway}\n  data: " + c.data +
+				"\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: x}, data: {k: '<path:secret/data/team-a/db#password>'}}\n"
+			cmd := exec.Command("keyway", "krm")
+			cmd.Dir = filepath.Dir(secrets)
+			cmd.Env = append(os.Environ(), "VAULT_TOKEN=CANARY-operator-token")
+			cmd.Stdin = strings.NewReader(list)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) || strings.Contains(string(out), "CANARY") {
+				t.Errorf("%s: %v\n%s", c.data, err, out)
+			}
+		}
+		select {
+		case tok := <-hits:
+			t.Fatalf("the repository's listener was reached (token %q)", tok)
+		default:
 		}
 	})
 	t.Run("argocd serve", func(t *testing.T) {

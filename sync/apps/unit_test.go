@@ -221,19 +221,21 @@ func TestWebhookParsing(t *testing.T) {
 		h  map[string]string
 		ok bool
 	}{
-		"gitlab token":          {map[string]string{"X-Gitlab-Token": string(secret)}, true},
-		"gitlab wrong token":    {map[string]string{"X-Gitlab-Token": "nope"}, false},
-		"bitbucket cloud uuid":  {map[string]string{"X-Hook-UUID": "{" + string(secret) + "}"}, true},
-		"nothing":               {nil, false},
-		"github sha1":           {map[string]string{"X-Hub-Signature": "sha1=" + hexMAC(sha1.New, secret, body)}, true},
-		"bitbucket server hmac": {map[string]string{"X-Hub-Signature": "sha256=" + hexMAC(sha256.New, secret, body), "X-Event-Key": "repo:refs_changed"}, true},
+		"gitlab token":                {map[string]string{"X-Gitlab-Token": "gl-token-0123456789"}, true},
+		"gitlab wrong token":          {map[string]string{"X-Gitlab-Token": "nope"}, false},
+		"gitlab with the hmac key":    {map[string]string{"X-Gitlab-Token": string(secret)}, false},
+		"bitbucket cloud uuid":        {map[string]string{"X-Hook-UUID": "{bb-uuid-0123456789}"}, true},
+		"bitbucket with the hmac key": {map[string]string{"X-Hook-UUID": "{" + string(secret) + "}"}, false},
+		"nothing":                     {nil, false},
+		"github sha1":                 {map[string]string{"X-Hub-Signature": "sha1=" + hexMAC(sha1.New, secret, body)}, true},
+		"bitbucket server hmac":       {map[string]string{"X-Hub-Signature": "sha256=" + hexMAC(sha256.New, secret, body), "X-Event-Key": "repo:refs_changed"}, true},
 	} {
-		if got := verified(req(c.h), body, secret); got != c.ok {
+		if got := verified(req(c.h), body, WebhookSecrets{HMAC: secret, GitLabToken: []byte("gl-token-0123456789"), BitbucketUUID: []byte("bb-uuid-0123456789")}); got != c.ok {
 			t.Errorf("%s: verified %v", name, got)
 		}
 	}
-	if verified(req(map[string]string{"X-Gitlab-Token": ""}), body, nil) {
-		t.Fatal("an empty secret verified")
+	if verified(req(map[string]string{"X-Gitlab-Token": "x"}), body, WebhookSecrets{HMAC: secret}) {
+		t.Fatal("a mode without its secret verified")
 	}
 	gl := []byte(`{"ref":"refs/heads/release","project":{"git_http_url":"https://gitlab.example/Org/App.git","git_ssh_url":"git@gitlab.example:org/app.git"}}`)
 	p, ok := parsePush(req(map[string]string{"X-Gitlab-Event": "Push Hook"}), gl)

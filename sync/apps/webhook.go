@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
 )
@@ -25,12 +27,62 @@ type push struct {
 	refs []string // branch or tag names
 }
 
+// WebhookSecrets are the webhook's secrets, one per way of proving them: a secret sent in
+// the clear (GitLab's token, Bitbucket Cloud's hook UUID) is never also the key of a
+// signature, so whoever sees one header learns nothing of another mode. A mode without a
+// secret is refused.
+type WebhookSecrets struct {
+	HMAC          []byte // GitHub and Bitbucket Server signatures
+	GitLabToken   []byte // X-Gitlab-Token
+	BitbucketUUID []byte // X-Hook-UUID
+}
+
+// replayWindow is how long a delivered event is remembered: the same event again within
+// it is refused. maxRemembered bounds the memory that takes.
+const (
+	replayWindow  = time.Hour
+	maxRemembered = 10_000
+)
+
 // Webhook returns the handler for GitHub, GitLab and Bitbucket push events (POST
-// /api/webhook, as Argo CD serves it). Every request must prove it knows secret: GitHub's
-// and Bitbucket Server's HMAC-SHA256 (or GitHub's SHA-1) signature, GitLab's token, or
-// Bitbucket Cloud's hook UUID; compared in constant time. The applications whose
+// /api/webhook, as Argo CD serves it). Every request must prove it knows its mode's secret:
+// GitHub's and Bitbucket Server's HMAC-SHA256 (or GitHub's SHA-1) signature, GitLab's
+// token, or Bitbucket Cloud's hook UUID; compared in constant time. An event delivered
+// again (the same body and proof) within replayWindow is refused. The applications whose
 // repository and revision the push names are synced at once.
-func (d *Daemon) Webhook(secret []byte) http.Handler {
+func (d *Daemon) Webhook(secrets WebhookSecrets) http.Handler {
+	var mu sync.Mutex
+	seen := map[[sha256.Size]byte]time.Time{}
+	replayed := func(r *http.Request, body []byte) bool {
+		h := sha256.New()
+		for _, k := range []string{"X-Hub-Signature-256", "X-Hub-Signature", "X-Gitlab-Token", "X-Hook-UUID"} {
+			h.Write([]byte(r.Header.Get(k) + "\x00"))
+		}
+		h.Write(body)
+		var key [sha256.Size]byte
+		copy(key[:], h.Sum(nil))
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if t, ok := seen[key]; ok && now.Sub(t) < replayWindow {
+			return true
+		}
+		if len(seen) >= maxRemembered {
+			for k, t := range seen {
+				if now.Sub(t) >= replayWindow {
+					delete(seen, k)
+				}
+			}
+			for k := range seen { // still full: forget the oldest-enough at random
+				if len(seen) < maxRemembered {
+					break
+				}
+				delete(seen, k)
+			}
+		}
+		seen[key] = now
+		return false
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST a push event", http.StatusMethodNotAllowed)
@@ -41,9 +93,14 @@ func (d *Daemon) Webhook(secret []byte) http.Handler {
 			http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
 			return
 		}
-		if !verified(r, body, secret) {
+		if !verified(r, body, secrets) {
 			d.m.webhooks.WithLabelValues("refused").Inc()
 			http.Error(w, "signature or token missing or wrong", http.StatusUnauthorized)
+			return
+		}
+		if replayed(r, body) {
+			d.m.webhooks.WithLabelValues("replayed").Inc()
+			http.Error(w, "this event was delivered already", http.StatusConflict)
 			return
 		}
 		p, ok := parsePush(r, body)
@@ -65,28 +122,26 @@ func (d *Daemon) Webhook(secret []byte) http.Handler {
 	})
 }
 
-// verified checks the request's proof of the shared secret.
-func verified(r *http.Request, body, secret []byte) bool {
-	if len(secret) == 0 {
-		return false
-	}
+// verified checks the request's proof of its mode's secret.
+func verified(r *http.Request, body []byte, secrets WebhookSecrets) bool {
 	mac := func(h func() hash.Hash) string {
-		m := hmac.New(h, secret)
+		m := hmac.New(h, secrets.HMAC)
 		m.Write(body)
 		return hex.EncodeToString(m.Sum(nil))
 	}
 	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	hmacOK := len(secrets.HMAC) > 0
 	switch {
 	case r.Header.Get("X-Hub-Signature-256") != "":
-		return eq(r.Header.Get("X-Hub-Signature-256"), "sha256="+mac(sha256.New))
+		return hmacOK && eq(r.Header.Get("X-Hub-Signature-256"), "sha256="+mac(sha256.New))
 	case r.Header.Get("X-Hub-Signature") != "" && r.Header.Get("X-Event-Key") != "":
-		return eq(r.Header.Get("X-Hub-Signature"), "sha256="+mac(sha256.New)) // Bitbucket Server
+		return hmacOK && eq(r.Header.Get("X-Hub-Signature"), "sha256="+mac(sha256.New)) // Bitbucket Server
 	case r.Header.Get("X-Hub-Signature") != "":
-		return eq(r.Header.Get("X-Hub-Signature"), "sha1="+mac(sha1.New))
+		return hmacOK && eq(r.Header.Get("X-Hub-Signature"), "sha1="+mac(sha1.New))
 	case r.Header.Get("X-Gitlab-Token") != "":
-		return eq(r.Header.Get("X-Gitlab-Token"), string(secret))
+		return len(secrets.GitLabToken) > 0 && eq(r.Header.Get("X-Gitlab-Token"), string(secrets.GitLabToken))
 	case r.Header.Get("X-Hook-UUID") != "":
-		return eq(strings.Trim(r.Header.Get("X-Hook-UUID"), "{}"), strings.Trim(strings.TrimSpace(string(secret)), "{}"))
+		return len(secrets.BitbucketUUID) > 0 && eq(strings.Trim(r.Header.Get("X-Hook-UUID"), "{}"), strings.Trim(strings.TrimSpace(string(secrets.BitbucketUUID)), "{}"))
 	}
 	return false
 }
