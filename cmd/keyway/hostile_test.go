@@ -31,6 +31,10 @@ type attack struct {
 var attacks = []attack{
 	{"kexec", "remote references are refused", false},
 	{"khttp", "remote references are refused", false},
+	{"kscp", "remote references are refused", false},
+	{"kghcolon", "remote references are refused", false},
+	{"khttpslash", "remote references are refused", false},
+	{"kgenconfig", "remote references are refused", false},
 	{"kbase", "is outside the repository", false},
 	{"kfile", "is outside the repository", false},
 	{"helmlink", "leaves the repository", false},
@@ -59,6 +63,13 @@ func newHostileRepo(t *testing.T) hostileRepo {
 		"repo/apps/kexec/kustomization.yaml": "resources:\n- file:///x?ref=--upload-pack=touch${IFS}" + h.marker + "\n",
 		// kustomize fetching over http into a ConfigMap, and as a resource.
 		"repo/apps/khttp/kustomization.yaml": "resources:\n- " + srv.URL + "/r.yaml\nconfigMapGenerator:\n- name: x\n  files:\n  - " + srv.URL + "/f\n",
+		// the forms a name check missed: scp-like, host:org/repo, a one-slash URL, and a URL
+		// in a builtin generator's own configuration file.
+		"repo/apps/kscp/kustomization.yaml":       "resources:\n- user@" + strings.TrimPrefix(srv.URL, "http://") + ":org/repo\n",
+		"repo/apps/kghcolon/kustomization.yaml":   "resources:\n- github.com:org/repo//base\n",
+		"repo/apps/khttpslash/kustomization.yaml": "resources:\n- http:/" + strings.TrimPrefix(srv.URL, "http://") + "/r.yaml\n",
+		"repo/apps/kgenconfig/kustomization.yaml": "generators:\n- gen.yaml\n",
+		"repo/apps/kgenconfig/gen.yaml":           "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: x}\nfiles:\n- " + srv.URL + "/f\n",
 		// a base outside the checkout.
 		"repo/apps/kbase/kustomization.yaml": "resources:\n- ../../../outside\n",
 		// a generator reading a file outside the checkout.

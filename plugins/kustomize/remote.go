@@ -24,10 +24,14 @@ type checkedFS struct {
 
 func (f checkedFS) ReadFile(name string) ([]byte, error) {
 	data, err := f.rootFS.ReadFile(name)
-	if err != nil || !slices.Contains(kustomizationNames, filepath.Base(name)) {
+	if err != nil {
 		return data, err
 	}
-	if err := checkRemote(data); err != nil {
+	check := checkRemote
+	if !slices.Contains(kustomizationNames, filepath.Base(name)) {
+		check = checkPluginConfig
+	}
+	if err := check(data); err != nil {
 		err = fmt.Errorf("%s: %w", name, err)
 		if *f.refused == nil {
 			*f.refused = err
@@ -90,6 +94,32 @@ func checkRemote(data []byte) error {
 	return nil
 }
 
+// checkPluginConfig refuses a builtin generator or transformer configuration (a file named
+// in generators: or transformers:) that names a remote file, or that inflates a Helm chart.
+func checkPluginConfig(data []byte) error {
+	var cfg struct {
+		APIVersion string   `json:"apiVersion"`
+		Kind       string   `json:"kind"`
+		Files      []string `json:"files"`
+		Envs       []string `json:"envs"`
+		Env        string   `json:"env"`
+		Path       string   `json:"path"`
+		Repo       string   `json:"repo"`
+	}
+	if err := sigsyaml.Unmarshal(data, &cfg); err != nil || cfg.APIVersion != "builtin" {
+		return nil // not a builtin plugin's configuration: a resource, read as it is
+	}
+	if cfg.Kind == "HelmChartInflationGenerator" {
+		return errors.New("HelmChartInflationGenerator is refused: it runs helm and downloads charts; render the chart with keyway's Helm support instead")
+	}
+	for _, s := range append(append(sources(cfg.Files), cfg.Envs...), cfg.Env, cfg.Path, cfg.Repo) {
+		if isRemote(s) {
+			return fmt.Errorf("%s: %q: %w", cfg.Kind, s, ErrRemote)
+		}
+	}
+	return nil
+}
+
 // sources strips the optional "key=" of generator file sources.
 func sources(items []string) []string {
 	out := make([]string, len(items))
@@ -103,10 +133,11 @@ func sources(items []string) []string {
 }
 
 // isRemote reports whether a kustomization entry is something kustomize would clone or
-// fetch rather than read from the checkout: a URL of any scheme, scp-style git (git@host:…),
-// go-getter style (git::…), a host-qualified repository (github.com/org/repo) or git query
-// parameters (?ref=, ?version=, ?submodules=, ?timeout=). Inline YAML (a patch or generator
-// written in place) holds a newline and is not a reference.
+// fetch rather than read from the checkout: anything with a ':' (a URL of any scheme, even
+// "http:/host", scp-style "user@host:path", "github.com:org/repo", go-getter "git::…"), a
+// host-qualified repository (github.com/org/repo) or git query parameters (?ref=, …).
+// Inline YAML (a patch or generator written in place) holds a newline and is not a
+// reference. The build has neither network nor git either way; this names the refusal.
 func isRemote(s string) bool {
 	s = strings.TrimSpace(s)
 	if s == "" || strings.Contains(s, "\n") {
@@ -114,7 +145,7 @@ func isRemote(s string) bool {
 	}
 	lower := strings.ToLower(s)
 	switch {
-	case strings.Contains(lower, "://"), strings.HasPrefix(lower, "git@"), strings.HasPrefix(lower, "git::"),
+	case strings.Contains(lower, ":"), strings.HasPrefix(lower, "git@"),
 		strings.Contains(lower, "?ref="), strings.Contains(lower, "?version="), strings.Contains(lower, "?submodules="),
 		strings.Contains(lower, "?timeout="), strings.Contains(lower, "&ref="):
 		return true
