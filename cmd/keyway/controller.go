@@ -47,7 +47,7 @@ func (k *kubeFlags) config() (*rest.Config, error) {
 
 func newControllerCommand(a *app) *cobra.Command {
 	var kf kubeFlags
-	var listen, leaseName string
+	var listen, metricsListen, leaseName string
 	var renew, resync time.Duration
 	var lease kube.LeaseOptions
 	var bits, workers, burst int
@@ -117,7 +117,19 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				if err != nil {
 					return fmt.Errorf("--listen %s: %w", listen, err)
 				}
-				srv := &http.Server{Handler: u.Handler(), ReadHeaderTimeout: 10 * time.Second}
+				handler := u.Handler()
+				if metricsListen != "" {
+					// Metrics apart: --listen then serves the API alone, to the users who seal.
+					ml, err := net.Listen("tcp", metricsListen)
+					if err != nil {
+						return fmt.Errorf("--metrics-listen %s: %w", metricsListen, err)
+					}
+					msrv := &http.Server{Handler: u.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+					go func() { _ = msrv.Serve(ml) }()
+					defer msrv.Close()
+					handler = u.APIHandler()
+				}
+				srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 				go func() { _ = srv.Serve(l) }()
 				defer srv.Close()
 				a.log.Info("unsealer serving", "address", l.Addr().String(), "namespace", kf.Namespace)
@@ -157,7 +169,8 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 		},
 	}
 	kf.BindFlags(cmd.Flags())
-	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP address for the API, health and metrics")
+	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP address for the API (cert.pem, verify, rotate), health and, without --metrics-listen, metrics")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "HTTP address for /metrics alone (then --listen serves no metrics): keep monitoring apart from the sealing API")
 	cmd.Flags().DurationVar(&renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
 	cmd.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
 	cmd.Flags().IntVar(&workers, "workers", 2*runtime.GOMAXPROCS(0), "SealedSecrets reconciled at once (decryption is bound by the cores; twice as many overlap it with API calls)")
