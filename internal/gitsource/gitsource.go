@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -47,8 +48,12 @@ type Options struct {
 	Rewrites []Rewrite
 	// Auth supplies credentials; nil means anonymous.
 	Auth Auth
-	// MaxTreeBytes bounds the files written for one commit (default 512 MiB).
+	// MaxTreeBytes bounds the files written for one commit (default 512 MiB), and a
+	// fetched pack.
 	MaxTreeBytes int64
+	// MaxObjectBytes bounds one object of a fetched pack, inflated (default 64 MiB): a
+	// blob, tree or commit, or what a delta makes.
+	MaxObjectBytes int64
 }
 
 // Cache is a set of cached repositories, safe for concurrent use.
@@ -68,6 +73,9 @@ func New(o Options) (*Cache, error) {
 	}
 	if o.MaxTreeBytes <= 0 {
 		o.MaxTreeBytes = 512 << 20
+	}
+	if o.MaxObjectBytes <= 0 {
+		o.MaxObjectBytes = 64 << 20
 	}
 	slices.SortStableFunc(o.Rewrites, func(a, b Rewrite) int { return len(b.From) - len(a.From) })
 	return &Cache{o: o, repos: map[string]*sync.Mutex{}}, nil
@@ -151,9 +159,16 @@ func (c *Cache) Fetch(ctx context.Context, url, revision string) (Checkout, erro
 // open returns the bare clone of url, creating it on first use.
 func (c *Cache) open(key, url string) (*git.Repository, error) {
 	path := filepath.Join(c.o.Dir, key+".git")
-	repo, err := git.PlainOpen(path)
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		repo, err = git.PlainInit(path, true)
+	// Fetches go through boundedStorage: every pack is checked before go-git inflates it.
+	var repo *git.Repository
+	_, err := os.Stat(path)
+	if err == nil {
+		repo, err = git.Open(newBoundedStorage(path, c.o), nil)
+	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, git.ErrRepositoryNotExists) {
+		if err = os.MkdirAll(path, 0o700); err == nil {
+			repo, err = git.Init(newBoundedStorage(path, c.o), nil)
+		}
 		if err == nil {
 			_, err = repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
 		}

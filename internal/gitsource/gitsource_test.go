@@ -2,12 +2,14 @@ package gitsource_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -185,4 +187,57 @@ func TestResolveIgnoresCase(t *testing.T) {
 	if got := c.Resolve("HTTPS://GITHUB.COM/your-org/x"); got != "file:///srv/git/x" {
 		t.Fatalf("got %q", got)
 	}
+}
+
+// TestFetchBoundsObjects: a commit with a blob of zeros far over the object bound (a pack
+// of a few hundred KiB) is refused while fetching, at the blob's header, before go-git
+// inflates it; memory stays small; the repository's other branch still fetches.
+func TestFetchBoundsObjects(t *testing.T) {
+	dir := t.TempDir()
+	run := func(stdin io.Reader, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Stdin = stdin
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run(nil, "init", "-q", "-b", "main")
+	write(t, filepath.Join(dir, "app.yaml"), "kind: ConfigMap\n")
+	run(nil, "add", ".")
+	run(nil, "commit", "-q", "-m", "small")
+	// 200 MiB of zeros, written as one object without a work tree file.
+	blob := run(io.LimitReader(zeros{}, 200<<20), "hash-object", "-w", "--stdin")
+	tree := run(strings.NewReader("100644 blob "+blob+"\tbig.yaml\n"), "mktree")
+	commit := run(nil, "commit-tree", tree, "-p", "HEAD", "-m", "big")
+	run(nil, "update-ref", "refs/heads/big", commit)
+
+	c, err := gitsource.New(gitsource.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = c.Fetch(t.Context(), "file://"+dir, "big")
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "more than 67108864") {
+		t.Fatalf("err = %v, want the object bound", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("the refused fetch allocated %d MiB", grew>>20)
+	}
+	if co, err := c.Fetch(t.Context(), "file://"+dir, "main"); err != nil || co.Revision == "" {
+		t.Fatalf("main after the refusal: %v", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
