@@ -65,7 +65,9 @@ func TestTemplateDataRefusals(t *testing.T) {
 		"syntax":        {`{{ .password `, `template.data "x"`},
 		"quoted cause":  {`{{ .password | mustFromJson }}`, `cannot be rendered`},
 		"index a value": {`{{ index .password 100 }}`, `cannot be rendered`},
-		"too large":     {`{{ range $i, $c := list 1 2 3 4 5 6 7 8 }}{{ $.big }}{{ $.big }}{{ end }}`, "renders more than 1048576 bytes"},
+		"too large":     {`{{ range $i, $c := list 1 2 3 4 5 6 7 8 }}{{ $.big }}{{ $.big }}{{ end }}`, "template over its budget: writes more than 1 MiB"},
+		"nested ranges": {`{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}`, "template over its budget"},
+		"indent 1.5 GB": {`{{ indent 1500000000 "" }}`, "template over its budget: its functions would build more than 16 MiB"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ss := sealedWithTemplate(t, k, map[string]*string{"x": ptr(tc.tmpl)})

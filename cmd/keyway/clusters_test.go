@@ -98,9 +98,9 @@ func TestDaemonClusters(t *testing.T) {
 	})
 	root := filepath.Join(work, "root.yaml")
 	_ = os.WriteFile(root, []byte(strings.NewReplacer("https://github.com/your-org/infra-repo.git", "https://git.example/fleet.git", "    directory:\n      recurse: true\n", "").Replace(rootApp)), 0o644)
-	once := func() (string, int) {
-		cmd := exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", hubEnv.Kubeconfig, "--app", root, "--cache-dir", filepath.Join(work, "cache"),
-			"--git-rewrite", "https://git.example/=file://"+repos+"/", "--wave-timeout", "30s")
+	once := func(extra ...string) (string, int) {
+		cmd := exec.CommandContext(ctx, "keyway", append([]string{"daemon", "--once", "--kubeconfig", hubEnv.Kubeconfig, "--app", root, "--cache-dir", filepath.Join(work, "cache"),
+			"--git-rewrite", "https://git.example/=file://"+repos+"/", "--wave-timeout", "30s"}, extra...)...)
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -255,9 +255,17 @@ spec:
 		t.Fatalf("env-test: %v", err)
 	}
 
-	// The child goes, with the resources finalizer: its objects go from the spoke.
+	// The child goes, with the resources finalizer: its objects go from the spoke. Both
+	// children leaving is a prune of all the root holds: held under --max-prune 50, done
+	// with 100.
 	g.commit("spoke out", map[string]string{"apps/to-spoke.yaml": "", "apps/to-gone.yaml": "", "apps/local.yaml": child("local", "in-cluster", false)})
-	if out, code := once(); code != 0 {
+	if out, code := once(); code != 1 || !strings.Contains(out, "this sync would prune 2 of the application's 2 objects") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if _, err := spoke.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a held sync removed a child's objects: %v", err)
+	}
+	if out, code := once("--max-prune", "100"); code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	if _, err := spoke.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
