@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
@@ -46,22 +47,32 @@ var expansion = map[string]int64{
 	"sortAlpha": 4, "html": 6, "js": 6, "urlquery": 3, "fromJson": 24, "mustFromJson": 24,
 }
 
-// funcMap wraps every function so that it spends a step, is refused when its result could
-// overrun the memory left, and is charged for the result it built.
-func (b *Budget) funcMap() template.FuncMap {
+// baseFuncs are the functions a template may call, unwrapped: Sprig's generic ones less
+// the denied, and text/template's builtins that build strings (a FuncMap entry overrides
+// a builtin). Templates parse against them; Parse then binds the ones a template uses to
+// its budget (wrap), so a template pays for the functions it calls, not for all 200.
+var baseFuncs = sync.OnceValue(func() template.FuncMap {
 	m := sprig.GenericFuncMap()
 	for _, name := range denied {
 		delete(m, name)
 	}
-	// text/template's own builtins that build strings (a FuncMap entry overrides a builtin).
 	m["print"], m["printf"], m["println"] = fmt.Sprint, fmt.Sprintf, fmt.Sprintln
 	m["html"], m["js"], m["urlquery"] = template.HTMLEscaper, template.JSEscaper, template.URLQueryEscaper
 	m["call"] = func(any, ...any) (any, error) { return nil, fmt.Errorf("call is not allowed") }
-	out := make(template.FuncMap, len(m)+1)
-	for name, f := range m {
-		out[name] = b.wrap(name, f)
+	m[stepFunc] = func() string { return "" }
+	return m
+})
+
+// bound returns the functions named in names, each wrapped so that it spends a step, is
+// refused when its result could overrun the memory left, and is charged for what it built.
+func (b *Budget) bound(names map[string]bool) template.FuncMap {
+	base := baseFuncs()
+	out := template.FuncMap{stepFunc: b.stepAction}
+	for name := range names {
+		if f, ok := base[name]; ok && name != stepFunc {
+			out[name] = b.wrap(name, f)
+		}
 	}
-	out[stepFunc] = b.stepAction
 	return out
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -56,7 +57,6 @@ type Budget struct {
 	memory   int64
 	output   int64
 	err      error
-	funcs    template.FuncMap
 }
 
 // NewBudget starts a budget; its clock runs from now.
@@ -65,7 +65,6 @@ func NewBudget(ctx context.Context, l Limits) *Budget {
 	if d, ok := ctx.Deadline(); ok && d.Before(b.deadline) {
 		b.deadline = d
 	}
-	b.funcs = b.funcMap()
 	return b
 }
 
@@ -144,7 +143,7 @@ func (b *Budget) Parse(name, text, missingKey string) (*Template, error) {
 	if err := b.step(); err != nil {
 		return nil, err
 	}
-	t := template.New(name).Funcs(b.funcs)
+	t := template.New(name).Funcs(baseFuncs())
 	if missingKey != "" {
 		t = t.Option("missingkey=" + missingKey)
 	}
@@ -154,24 +153,76 @@ func (b *Budget) Parse(name, text, missingKey string) (*Template, error) {
 	}
 	// Every loop a template can make goes through a range or a template call: each
 	// iteration and each call begins with a step, so no loop runs off the budget.
-	stepper, err := template.New("").Funcs(template.FuncMap{stepFunc: b.stepAction}).Parse("{{" + stepFunc + "}}")
-	if err != nil {
-		return nil, err
-	}
-	step := stepper.Tree.Root.Nodes[0]
+	step := stepNode()
+	used := map[string]bool{}
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Tree.Root == nil {
 			continue
 		}
+		identifiers(tt.Tree.Root, used)
 		instrument(tt.Tree.Root, step)
 		tt.Tree.Root.Nodes = append([]parse.Node{step.Copy()}, tt.Tree.Root.Nodes...)
 	}
+	// The functions the template names, bound to this budget (associated templates share
+	// the function map).
+	t.Funcs(b.bound(used))
 	return &Template{t: t, b: b}, nil
 }
 
 const stepFunc = "keywayTemplateStep"
 
+// stepNode is the action {{keywayTemplateStep}}, copied into every range body and
+// template; the function is looked up by name when the template runs, in its own map.
+var stepNode = sync.OnceValue(func() parse.Node {
+	t := template.Must(template.New("").Funcs(template.FuncMap{stepFunc: func() string { return "" }}).Parse("{{" + stepFunc + "}}"))
+	return t.Tree.Root.Nodes[0]
+})
+
 func (b *Budget) stepAction() (string, error) { return "", b.step() }
+
+// identifiers collects the function names a template calls.
+func identifiers(n parse.Node, into map[string]bool) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			identifiers(c, into)
+		}
+	case *parse.ActionNode:
+		identifiers(n.Pipe, into)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			identifiers(c, into)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			identifiers(a, into)
+		}
+	case *parse.ChainNode:
+		identifiers(n.Node, into)
+	case *parse.IdentifierNode:
+		into[n.Ident] = true
+	case *parse.IfNode:
+		identifiers(n.Pipe, into)
+		identifiers(n.List, into)
+		identifiers(n.ElseList, into)
+	case *parse.RangeNode:
+		identifiers(n.Pipe, into)
+		identifiers(n.List, into)
+		identifiers(n.ElseList, into)
+	case *parse.WithNode:
+		identifiers(n.Pipe, into)
+		identifiers(n.List, into)
+		identifiers(n.ElseList, into)
+	case *parse.TemplateNode:
+		identifiers(n.Pipe, into)
+	}
+}
 
 // instrument puts a step at the start of every range body under n.
 func instrument(n parse.Node, step parse.Node) {

@@ -188,3 +188,17 @@ func BenchmarkWorstTemplate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTypicalTemplate is the cost a budget adds to an ordinary template: a new budget
+// (its function map), a parse and an execution, as one SealedSecret or ExternalSecret
+// entry takes.
+func BenchmarkTypicalTemplate(b *testing.B) {
+	data := map[string]any{"user": "admin", "password": "s3cr3t"}
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := run(NewBudget(b.Context(), DefaultLimits()), `postgres://{{ .user }}:{{ .password | urlquery }}@db:5432/shop`, data)
+		if err != nil || out == "" {
+			b.Fatal(err)
+		}
+	}
+}
