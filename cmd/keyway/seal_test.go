@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"fmt"
 	"encoding/pem"
 	"maps"
 	"math/big"
@@ -183,6 +184,37 @@ func TestSealCLI(t *testing.T) {
 	out, _, err = seal("--recovery-unseal", "--recovery-private-key", k2, "-f", re)
 	if err != nil || secretData(t, out)["password"] != "CANARY-cli" {
 		t.Fatalf("re-encrypted SealedSecret does not open with the new key: %v\n%s", err, out)
+	}
+
+	// A hostile template in a SealedSecret stops on its budget in --recovery-unseal too,
+	// and --validate never evaluates it.
+	for i, bomb := range []string{
+		`{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}{{end}}`,
+		`{{indent 1500000000 ""}}`,
+	} {
+		b, _ := os.ReadFile(re)
+		var ss map[string]any
+		if err := json.Unmarshal(b, &ss); err != nil {
+			t.Fatal(err)
+		}
+		spec := ss["spec"].(map[string]any)
+		tmpl, _ := spec["template"].(map[string]any)
+		if tmpl == nil {
+			tmpl = map[string]any{}
+			spec["template"] = tmpl
+		}
+		tmpl["data"] = map[string]any{"x": bomb}
+		b, _ = json.Marshal(ss)
+		hostile := filepath.Join(dir, fmt.Sprintf("bomb-%d.json", i))
+		os.WriteFile(hostile, b, 0o600)
+		start := time.Now()
+		out, stderr, err := seal("--recovery-unseal", "--recovery-private-key", k2, "-f", hostile)
+		if err == nil || out != "" || !strings.Contains(stderr, "template over its budget") || time.Since(start) > 10*time.Second {
+			t.Fatalf("a hostile template in --recovery-unseal: %v after %s\n%s\n%s", err, time.Since(start), out, stderr)
+		}
+		if _, stderr, err := seal("--validate", "--recovery-private-key", k2, "-f", hostile); err != nil {
+			t.Fatalf("--validate evaluated a template: %v %s", err, stderr)
+		}
 	}
 
 	// Raw values and --merge-into.
