@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -270,5 +271,53 @@ spec:
 	}
 	if _, err := spoke.CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the spoke's ConfigMap after its application left: %v", err)
+	}
+
+	// Hostile ApplicationSets inside the repository: one whose template never ends, one
+	// that would blow up memory, and one reading the cluster Secrets through the clusters
+	// generator (refused for repositories by default). Each fails its own parent, quickly.
+	repoSet := func(name, generator, path string) string {
+		return "apiVersion: argoproj.io/v1alpha1\nkind: ApplicationSet\nmetadata: {name: " + name + "}\nspec:\n  goTemplate: true\n  generators:\n" + generator +
+			"  template:\n    metadata: {name: '" + name + "-{{.name}}'}\n    spec:\n      project: default\n      source: {repoURL: https://git.example/fleet.git, targetRevision: main, path: '" + path + "'}\n" +
+			"      destination: {server: https://kubernetes.default.svc, namespace: shop}\n"
+	}
+	list := "  - list: {elements: [{name: a}]}\n"
+	for _, c := range []struct{ file, body, want string }{
+		{"apps/set-loop.yaml", repoSet("loop", list, `{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{range splitList "" (indent 3000 "")}}{{end}}{{end}}{{end}}`), "template over its budget"},
+		{"apps/set-mem.yaml", repoSet("mem", list, `{{ indent 1500000000 "" }}`), "template over its budget"},
+		{"apps/set-clusters.yaml", repoSet("peek", "  - clusters: {}\n", "{{ .metadata.annotations }}"), "clusters generator is only for the operator's"},
+	} {
+		g.commit("hostile set", map[string]string{c.file: c.body})
+		start := time.Now()
+		out, code := once()
+		if l := lineOf(out, "root-app"); code != 1 || !strings.Contains(l, c.want) {
+			t.Fatalf("%s: exit %d\n%s", c.file, code, out)
+		}
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("%s: the daemon's pass took %s", c.file, took)
+		}
+		if strings.Contains(out, token) {
+			t.Fatalf("%s: a cluster token reached the output", c.file)
+		}
+		g.commit("drop the set", map[string]string{c.file: ""})
+	}
+
+	// An Application named after the envs set's old inventory key cannot take the set's
+	// applications: the set keeps them, and their objects stay.
+	g.commit("clash", map[string]string{"apps/clash.yaml": strings.Replace(child("appset.envs", "in-cluster", true), "namespace: shop", "namespace: clash", 1)})
+	if out, code := once(); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	out, code = runSet()
+	if code != 0 || !hasLine(out, "env-dev") || !hasLine(out, "env-test") {
+		t.Fatalf("the set after the clash: exit %d\n%s", code, out)
+	}
+	for _, ns := range []string{"dev", "test"} {
+		if _, err := hub.CoreV1().ConfigMaps(ns).Get(ctx, "env", metav1.GetOptions{}); err != nil {
+			t.Fatalf("env-%s's objects after an application named appset.envs synced: %v", ns, err)
+		}
+	}
+	if inv, err := hub.CoreV1().ConfigMaps("keyway-system").Get(ctx, "keyway-appset-envs", metav1.GetOptions{}); err != nil || !strings.Contains(inv.Data["children"], "env-dev") {
+		t.Fatalf("the set's own inventory: %v %v", err, inv.Data)
 	}
 }
