@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -63,63 +62,23 @@ func clean(u *unstructured.Unstructured) map[string]any {
 // maskField replaces the value at path on each side with a word saying how the two
 // compare.
 func maskField(a, b map[string]any, path []string) {
-	va, inA := lookup(a, path)
-	vb, inB := lookup(b, path)
+	p := make([]any, len(path))
+	for i, k := range path {
+		p[i] = k
+	}
+	va, inA := getPath(a, p)
+	vb, inB := getPath(b, p)
 	switch {
 	case inA && inB && reflect.DeepEqual(va, vb):
-		set(a, path, "(unchanged)")
-		set(b, path, "(unchanged)")
+		replacePath(a, p, "(unchanged)")
+		replacePath(b, p, "(unchanged)")
 	case inA && inB:
-		set(a, path, "(old value)")
-		set(b, path, "(new value)")
+		replacePath(a, p, "(old value)")
+		replacePath(b, p, "(new value)")
 	case inA:
-		set(a, path, "(secret value)")
+		replacePath(a, p, "(secret value)")
 	case inB:
-		set(b, path, "(secret value)")
-	}
-}
-
-// lookup finds the value at path (mapping keys, sequence indexes in decimal).
-func lookup(m map[string]any, path []string) (any, bool) {
-	var cur any = m
-	for _, p := range path {
-		switch c := cur.(type) {
-		case map[string]any:
-			v, ok := c[p]
-			if !ok {
-				return nil, false
-			}
-			cur = v
-		case []any:
-			i, err := strconv.Atoi(p)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil, false
-			}
-			cur = c[i]
-		default:
-			return nil, false
-		}
-	}
-	return cur, true
-}
-
-// set replaces the value at path, which lookup found.
-func set(m map[string]any, path []string, v any) {
-	if len(path) == 0 {
-		return
-	}
-	parent, ok := lookup(m, path[:len(path)-1])
-	if !ok {
-		return
-	}
-	last := path[len(path)-1]
-	switch c := parent.(type) {
-	case map[string]any:
-		c[last] = v
-	case []any:
-		if i, err := strconv.Atoi(last); err == nil && i >= 0 && i < len(c) {
-			c[i] = v
-		}
+		replacePath(b, p, "(secret value)")
 	}
 }
 

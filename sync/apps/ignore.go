@@ -158,7 +158,14 @@ func index(p any) (int, bool) {
 	return 0, false
 }
 
-func deletePath(v any, path []any) {
+func deletePath(v any, path []any) { atPath(v, path, nil, true) }
+
+// replacePath replaces the value at path, where getPath finds one, with val.
+func replacePath(v any, path []any, val any) { atPath(v, path, val, false) }
+
+// atPath deletes (or replaces with val) what is at path. A list item deleted becomes nil,
+// so the indices of later paths stay.
+func atPath(v any, path []any, val any, remove bool) {
 	if len(path) == 0 {
 		return
 	}
@@ -169,10 +176,15 @@ func deletePath(v any, path []any) {
 	last := path[len(path)-1]
 	switch c := parent.(type) {
 	case map[string]any:
-		delete(c, fmt.Sprint(last))
+		key := fmt.Sprint(last)
+		if remove {
+			delete(c, key)
+		} else if _, ok := c[key]; ok {
+			c[key] = val
+		}
 	case []any:
 		if i, ok := index(last); ok && i >= 0 && i < len(c) {
-			c[i] = nil // keep indices of later paths stable
+			c[i] = val // nil when removed
 		}
 	}
 }

@@ -67,12 +67,7 @@ func (u *Unsealer) api() *http.ServeMux {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(keys[0].CertPEM)
 	})
-	mux.HandleFunc("POST /v1/verify", func(w http.ResponseWriter, r *http.Request) {
-		release, ok := limit.admit(w, r)
-		if !ok {
-			return
-		}
-		defer release()
+	mux.HandleFunc("POST /v1/verify", limit.wrap(func(w http.ResponseWriter, r *http.Request) {
 		ss, keys, ok := u.readSealed(w, r)
 		if !ok {
 			return
@@ -82,13 +77,8 @@ func (u *Unsealer) api() *http.ServeMux {
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
-		release, ok := limit.admit(w, r)
-		if !ok {
-			return
-		}
-		defer release()
+	}))
+	mux.HandleFunc("POST /v1/rotate", limit.wrap(func(w http.ResponseWriter, r *http.Request) {
 		ss, keys, ok := u.readSealed(w, r)
 		if !ok {
 			return
@@ -104,7 +94,7 @@ func (u *Unsealer) api() *http.ServeMux {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(re)
-	})
+	}))
 	return mux
 }
 
@@ -127,6 +117,18 @@ const maxClients = 4096
 
 func newClientLimits(every rate.Limit, burst, concurrency int) *clientLimits {
 	return &clientLimits{every: every, burst: burst, clients: map[string]*clientLimit{}, slots: make(chan struct{}, concurrency)}
+}
+
+// wrap runs h only for a request admit lets in, holding its slot meanwhile.
+func (c *clientLimits) wrap(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		release, ok := c.admit(w, r)
+		if !ok {
+			return
+		}
+		defer release()
+		h(w, r)
+	}
 }
 
 // admit answers 429 and returns ok=false when the client is over its rate or every slot
