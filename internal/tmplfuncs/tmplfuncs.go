@@ -159,8 +159,7 @@ func (b *Budget) Parse(name, text, missingKey string) (*Template, error) {
 		if tt.Tree == nil || tt.Tree.Root == nil {
 			continue
 		}
-		identifiers(tt.Tree.Root, used)
-		instrument(tt.Tree.Root, step)
+		instrument(tt.Tree.Root, step, used)
 		tt.Tree.Root.Nodes = append([]parse.Node{step.Copy()}, tt.Tree.Root.Nodes...)
 	}
 	// The functions the template names, bound to this budget (associated templates share
@@ -180,72 +179,51 @@ var stepNode = sync.OnceValue(func() parse.Node {
 
 func (b *Budget) stepAction() (string, error) { return "", b.step() }
 
-// identifiers collects the function names a template calls.
-func identifiers(n parse.Node, into map[string]bool) {
+// instrument walks a template's tree once: it collects the function names the template
+// calls into used and puts a step at the start of every range body.
+func instrument(n parse.Node, step parse.Node, used map[string]bool) {
 	switch n := n.(type) {
 	case *parse.ListNode:
 		if n == nil {
 			return
 		}
 		for _, c := range n.Nodes {
-			identifiers(c, into)
+			instrument(c, step, used)
 		}
 	case *parse.ActionNode:
-		identifiers(n.Pipe, into)
+		instrument(n.Pipe, step, used)
 	case *parse.PipeNode:
 		if n == nil {
 			return
 		}
 		for _, c := range n.Cmds {
-			identifiers(c, into)
+			instrument(c, step, used)
 		}
 	case *parse.CommandNode:
 		for _, a := range n.Args {
-			identifiers(a, into)
+			instrument(a, step, used)
 		}
 	case *parse.ChainNode:
-		identifiers(n.Node, into)
+		instrument(n.Node, step, used)
 	case *parse.IdentifierNode:
-		into[n.Ident] = true
-	case *parse.IfNode:
-		identifiers(n.Pipe, into)
-		identifiers(n.List, into)
-		identifiers(n.ElseList, into)
-	case *parse.RangeNode:
-		identifiers(n.Pipe, into)
-		identifiers(n.List, into)
-		identifiers(n.ElseList, into)
-	case *parse.WithNode:
-		identifiers(n.Pipe, into)
-		identifiers(n.List, into)
-		identifiers(n.ElseList, into)
+		used[n.Ident] = true
 	case *parse.TemplateNode:
-		identifiers(n.Pipe, into)
-	}
-}
-
-// instrument puts a step at the start of every range body under n.
-func instrument(n parse.Node, step parse.Node) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			instrument(c, step)
-		}
+		instrument(n.Pipe, step, used)
 	case *parse.RangeNode:
-		instrument(n.List, step)
-		instrument(n.ElseList, step)
+		instrument(n.Pipe, step, used)
+		instrument(n.List, step, used)
+		instrument(n.ElseList, step, used)
 		if n.List != nil {
 			n.List.Nodes = append([]parse.Node{step.Copy()}, n.List.Nodes...)
 		}
 	case *parse.IfNode:
-		instrument(n.List, step)
-		instrument(n.ElseList, step)
+		instrument(n.Pipe, step, used)
+		instrument(n.List, step, used)
+		instrument(n.ElseList, step, used)
 	case *parse.WithNode:
-		instrument(n.List, step)
-		instrument(n.ElseList, step)
+		instrument(n.Pipe, step, used)
+		instrument(n.List, step, used)
+		instrument(n.ElseList, step, used)
 	}
 }
 
