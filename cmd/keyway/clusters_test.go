@@ -101,7 +101,7 @@ func TestDaemonClusters(t *testing.T) {
 	_ = os.WriteFile(root, []byte(strings.NewReplacer("https://github.com/your-org/infra-repo.git", "https://git.example/fleet.git", "    directory:\n      recurse: true\n", "").Replace(rootApp)), 0o644)
 	once := func(extra ...string) (string, int) {
 		cmd := exec.CommandContext(ctx, "keyway", append([]string{"daemon", "--once", "--kubeconfig", hubEnv.Kubeconfig, "--app", root, "--cache-dir", filepath.Join(work, "cache"),
-			"--git-rewrite", "https://git.example/=file://"+repos+"/", "--wave-timeout", "30s"}, extra...)...)
+			"--git-rewrite", "https://git.example/=file://" + repos + "/", "--wave-timeout", "30s"}, extra...)...)
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {

@@ -19,7 +19,8 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sealing"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/externalsecrets"
+	"github.com/keyway-dev/keyway/sync/sealedsecrets"
 )
 
 // kubeFlags select the cluster.
@@ -54,7 +55,7 @@ func newControllerCommand(a *app) *cobra.Command {
 	var qps float32
 	var leaderElect, runSyncer, runUnsealer bool
 	var controllerClass string
-	var so secrets.SyncerOptions
+	var so externalsecrets.SyncerOptions
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the in-cluster unsealer: SealedSecrets become Secrets",
@@ -109,7 +110,7 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 				if err != nil {
 					return err
 				}
-				u := secrets.New(client, dyn, secrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log, Registry: reg})
+				u := sealedsecrets.New(client, dyn, sealedsecrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log, Registry: reg})
 				if err := u.Start(ctx); err != nil {
 					return err
 				}
@@ -184,8 +185,8 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 	cmd.Flags().StringVar(&controllerClass, "controller-class", "", "handle only stores whose spec.controller is this (External Secrets' controller class), to run beside ESO")
 	cmd.Flags().StringArrayVar(&so.VaultServers, "allow-vault-server", nil, "a Vault address (URL prefix) namespaced SecretStores may name (repeatable); by default only ClusterSecretStores name Vault servers")
 	cmd.Flags().BoolVar(&so.AmbientCredentials, "allow-ambient-credentials", false, "let namespaced SecretStores without credentials use the controller's own AWS or GCP identity (ClusterSecretStores always may)")
-	cmd.Flags().Float64Var(&so.StoreQPS, "store-qps", secrets.DefaultStoreQPS, "backend reads per second per store (a store's keyway.dev/qps annotation overrides it)")
-	cmd.Flags().IntVar(&so.StoreBurst, "store-burst", secrets.DefaultStoreBurst, "backend reads allowed in a burst per store (keyway.dev/burst overrides it)")
+	cmd.Flags().Float64Var(&so.StoreQPS, "store-qps", externalsecrets.DefaultStoreQPS, "backend reads per second per store (a store's keyway.dev/qps annotation overrides it)")
+	cmd.Flags().IntVar(&so.StoreBurst, "store-burst", externalsecrets.DefaultStoreBurst, "backend reads allowed in a burst per store (keyway.dev/burst overrides it)")
 	cmd.Flags().StringVar(&so.AWSEndpoint, "aws-endpoint", "", "AWS endpoint for every store (a VPC endpoint); stores cannot set one")
 	cmd.Flags().StringVar(&so.GCPEndpoint, "gcp-endpoint", "", "GCP Secret Manager endpoint (host:port) for every store; stores cannot set one")
 	cmd.Flags().StringVar(&so.GCPCAFile, "gcp-ca-file", "", "TLS roots for --gcp-endpoint and --gcp-token-url")
@@ -198,7 +199,7 @@ served before periodic checks, and the API server sees at most --kube-qps reques
 
 // newSyncer builds the ExternalSecret syncer, or returns nil (with a log line) when the
 // cluster does not serve external-secrets.io/v1 ExternalSecrets.
-func newSyncer(base *rest.Config, qps float32, burst int, o secrets.SyncerOptions, a *app) (*secrets.Syncer, error) {
+func newSyncer(base *rest.Config, qps float32, burst int, o externalsecrets.SyncerOptions, a *app) (*externalsecrets.Syncer, error) {
 	cfg := kube.WithLimits(base, qps, burst, "keyway-syncer")
 	disc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -208,5 +209,5 @@ func newSyncer(base *rest.Config, qps float32, burst int, o secrets.SyncerOption
 		a.log.Info("the ExternalSecret syncer is off: the cluster does not serve external-secrets.io/v1 (install the CRDs with: keyway crds | kubectl apply --server-side -f -)")
 		return nil, nil
 	}
-	return secrets.NewSyncer(cfg, o)
+	return externalsecrets.NewSyncer(cfg, o)
 }

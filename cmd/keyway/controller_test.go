@@ -28,7 +28,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sealing"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/sealedsecrets"
 )
 
 // TestKeysAndController drives `keyway keys` and `keyway controller` as processes against a
@@ -101,7 +101,7 @@ func TestKeysAndController(t *testing.T) {
 		t.Fatal(err)
 	}
 	dyn := dynamic.NewForConfigOrDie(env.Config)
-	if _, err := dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+	if _, err := dyn.Resource(sealedsecrets.SealedSecretGVR).Namespace("app").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll("the unsealed Secret", func() bool {
@@ -311,7 +311,7 @@ func TestControllerFailover(t *testing.T) {
 	raw, _ := json.Marshal(ss)
 	var obj unstructured.Unstructured
 	_ = json.Unmarshal(raw, &obj.Object)
-	if _, err := dynamic.NewForConfigOrDie(env.Config).Resource(secrets.SealedSecretGVR).Namespace("app").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+	if _, err := dynamic.NewForConfigOrDie(env.Config).Resource(sealedsecrets.SealedSecretGVR).Namespace("app").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {

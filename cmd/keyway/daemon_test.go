@@ -33,7 +33,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sync/apps"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/sealedsecrets"
 )
 
 const daemonCanary = "canary-daemon-7f3e9b21"
@@ -729,7 +729,7 @@ spec:
 		if err != nil || strings.Contains(string(out), daemonCanary) {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		ss, err := dynamic.NewForConfigOrDie(env.Config).Resource(secrets.SealedSecretGVR).Namespace("sealed").Get(ctx, "db", metav1.GetOptions{})
+		ss, err := dynamic.NewForConfigOrDie(env.Config).Resource(sealedsecrets.SealedSecretGVR).Namespace("sealed").Get(ctx, "db", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

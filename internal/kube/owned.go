@@ -1,6 +1,11 @@
 package kube
 
 import (
+	"bytes"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -29,4 +34,14 @@ func WatchOwned(inf cache.SharedIndexInformer, apiVersion, kind string, enqueue 
 		},
 		DeleteFunc: owner,
 	})
+}
+
+// SameSecret tells whether writing b over a would change anything a controller manages:
+// data, type, immutability, labels, annotations and owners. Empty and absent maps are
+// equal, as the API server stores them.
+func SameSecret(a, b *corev1.Secret) bool {
+	return maps.EqualFunc(a.Data, b.Data, bytes.Equal) && a.Type == b.Type &&
+		equality.Semantic.DeepEqual(a.Immutable, b.Immutable) &&
+		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences)
 }

@@ -1,4 +1,4 @@
-package secrets_test
+package externalsecrets_test
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/testenv"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/externalsecrets"
 )
 
 // esoCRDs fetches External Secrets Operator's own published CRDs at a version from its
@@ -102,7 +102,7 @@ spec:
 			t.Fatalf("ESO %s's CRDs serve v1beta1; the test expected v1 only", eso)
 		}
 	}
-	s, err := secrets.NewSyncer(cluster.Config, secrets.SyncerOptions{})
+	s, err := externalsecrets.NewSyncer(cluster.Config, externalsecrets.SyncerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ spec:
 		return err == nil && string(sec.Data["password"]) == syncCanary+"-eso"
 	})
 	poll(t, "Ready=True", func() bool {
-		u, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
+		u, err := dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace("shop").Get(ctx, "database-credentials", metav1.GetOptions{})
 		if err != nil {
 			return false
 		}

@@ -1,7 +1,6 @@
-package secrets
+package sealedsecrets
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -419,7 +417,7 @@ func (u *Unsealer) write(ctx context.Context, e *sealedEntry) (Outcome, string, 
 		upd.Annotations = mergeAnnotations(existing.Annotations, secret.Annotations)
 		upd.OwnerReferences = secret.OwnerReferences
 		prove(keys, e.mark, upd)
-		if sameSecret(existing, upd) {
+		if ctl.SameSecret(existing, upd) {
 			return Unchanged, existing.ResourceVersion, nil
 		}
 		// Settled before (Synced for this generation) and now different: someone changed
@@ -440,7 +438,7 @@ func (u *Unsealer) write(ctx context.Context, e *sealedEntry) (Outcome, string, 
 			upd.Data = map[string][]byte{}
 		}
 		maps.Copy(upd.Data, secret.Data)
-		if sameSecret(existing, upd) {
+		if ctl.SameSecret(existing, upd) {
 			return Unchanged, existing.ResourceVersion, nil
 		}
 		updated, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: FieldManager})
@@ -481,15 +479,6 @@ func managedOp(s *corev1.Secret, manager string) metav1.ManagedFieldsOperationTy
 		}
 	}
 	return ""
-}
-
-// sameSecret compares what the unsealer writes: data, type, immutability, labels,
-// annotations and owners. Empty and absent maps are equal, as the API server stores them.
-func sameSecret(a, b *corev1.Secret) bool {
-	return maps.EqualFunc(a.Data, b.Data, bytes.Equal) && a.Type == b.Type &&
-		equality.Semantic.DeepEqual(a.Immutable, b.Immutable) &&
-		maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
-		equality.Semantic.DeepEqual(a.OwnerReferences, b.OwnerReferences)
 }
 
 func mergeAnnotations(existing, tmpl map[string]string) map[string]string {

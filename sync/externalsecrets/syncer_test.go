@@ -1,4 +1,4 @@
-package secrets_test
+package externalsecrets_test
 
 import (
 	"bytes"
@@ -30,10 +30,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/providers/providertest/awsfake"
 	"github.com/keyway-dev/keyway/providers/providertest/gcpfake"
 	"github.com/keyway-dev/keyway/sync/api/crds"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/externalsecrets"
 )
 
 const syncCanary = "CANARY-syncer"
@@ -126,7 +127,7 @@ func newSyncerFixture(t *testing.T) (*syncerFixture, string, string) {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(f.proxy.Close)
-	s, err := secrets.NewSyncer(env.Config, secrets.SyncerOptions{AWSEndpoint: aws.URL, GCPEndpoint: gcp.Addr, GCPCAFile: gcp.CAFile, GCPTokenURL: gcp.TokenURL,
+	s, err := externalsecrets.NewSyncer(env.Config, externalsecrets.SyncerOptions{AWSEndpoint: aws.URL, GCPEndpoint: gcp.Addr, GCPCAFile: gcp.CAFile, GCPTokenURL: gcp.TokenURL,
 		VaultServers: []string{v.Addr, f.proxy.URL}, Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -166,13 +167,13 @@ func (f *syncerFixture) forceSync(t *testing.T, ns, name string) {
 	// A merge patch, as kubectl annotate sends: no resourceVersion, so the syncer's own
 	// status writes in the meantime cannot make it conflict.
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{"force-sync":"%d"}}}`, time.Now().UnixNano())
-	if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := f.dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (f *syncerFixture) reads() float64 {
-	return metricTotal(f.reg, "keyway_syncer_backend_reads_total")
+	return testenv.MetricTotal(f.reg, "keyway_syncer_backend_reads_total")
 }
 
 // ready returns the ExternalSecret's Ready condition status and reason, checking it holds
@@ -186,7 +187,7 @@ func (f *syncerFixture) ready(t *testing.T, ns, name string) (string, string) {
 // condition is the Ready condition's status, reason and message.
 func (f *syncerFixture) condition(t *testing.T, ns, name string) (string, string, string) {
 	t.Helper()
-	u, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	u, err := f.dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		return "", "", ""
 	}
@@ -301,7 +302,7 @@ func TestSyncer(t *testing.T) {
 		if n := f.reads() - before; n != 0 {
 			t.Fatalf("10 more ExternalSecrets over the same secret and credentials made %v backend reads, want 0 (read once already)", n)
 		}
-		if hits := metricTotal(f.reg, "keyway_syncer_cache_hits_total"); hits < 10 {
+		if hits := testenv.MetricTotal(f.reg, "keyway_syncer_cache_hits_total"); hits < 10 {
 			t.Fatalf("cache hits = %v, want at least the 10 shared reads", hits)
 		}
 	})
@@ -372,7 +373,7 @@ spec:
 `)
 		t.Cleanup(func() {
 			if t.Failed() {
-				u, _ := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("shop").Get(context.Background(), "templated", metav1.GetOptions{})
+				u, _ := f.dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace("shop").Get(context.Background(), "templated", metav1.GetOptions{})
 				t.Logf("templated: %v\nlogs:\n%s", u.Object["status"], f.logs.String())
 			}
 		})
@@ -764,7 +765,7 @@ spec:
 		}
 		// A change to OnChange's spec reads again.
 		patch := []byte(`{"spec":{"target":{"template":{"metadata":{"labels":{"touched":"yes"}}}}}}`)
-		if _, err := f.dyn.Resource(secrets.ExternalSecretGVR).Namespace("policy").Patch(ctx, "onchange", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		if _, err := f.dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace("policy").Patch(ctx, "onchange", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		// (A template with metadata only keeps the values, as in ESO.)
@@ -874,13 +875,13 @@ spec:
 			})
 		}
 		// The refusals show in the metrics by kind, and the ExternalSecrets by Ready status.
-		if n := metricValue(f.reg, "keyway_syncer_sync_errors_total", "config"); n < 2 {
+		if n := testenv.MetricValue(f.reg, "keyway_syncer_sync_errors_total", "config"); n < 2 {
 			t.Errorf("config errors = %v, want at least 2", n)
 		}
-		if n := metricValue(f.reg, "keyway_syncer_externalsecrets", "False"); n < 2 {
+		if n := testenv.MetricValue(f.reg, "keyway_syncer_externalsecrets", "False"); n < 2 {
 			t.Errorf("ExternalSecrets Ready=False = %v, want at least 2", n)
 		}
-		if n := metricValue(f.reg, "keyway_syncer_externalsecrets", "True"); n < 1 {
+		if n := testenv.MetricValue(f.reg, "keyway_syncer_externalsecrets", "True"); n < 1 {
 			t.Errorf("ExternalSecrets Ready=True = %v, want at least 1", n)
 		}
 	})
@@ -933,7 +934,9 @@ spec:
 			t.Fatalf("the outage emptied or changed the target: %q", v)
 		}
 		// Retried on its own (with back-off), not left until the next refresh in an hour.
-		poll(t, "a retry during the outage", func() bool { return metricValue(f.reg, "keyway_syncer_sync_errors_total", "backend-unavailable") >= 2 })
+		poll(t, "a retry during the outage", func() bool {
+			return testenv.MetricValue(f.reg, "keyway_syncer_sync_errors_total", "backend-unavailable") >= 2
+		})
 		down.Store(false)
 		// Bring the next retry forward rather than wait out the back-off it has reached.
 		f.forceSync(t, "outage", "database-credentials")
@@ -1126,7 +1129,7 @@ func vaultRoot(t *testing.T, addr, token string) *vaultapi.Client {
 
 // storeReady is a SecretStore's Ready condition as "status/reason".
 func (f *syncerFixture) storeReady(t *testing.T, ns, name string) string {
-	u, err := f.dyn.Resource(secrets.SecretStoreGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	u, err := f.dyn.Resource(externalsecrets.SecretStoreGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		return ""
 	}
@@ -1144,15 +1147,12 @@ func (f *syncerFixture) storeReady(t *testing.T, ns, name string) string {
 }
 
 // metricTotal sums a metric's series.
-func metricTotal(reg *prometheus.Registry, name string) float64 {
-	mfs, _ := reg.Gather()
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testenv.Eventually(t, what, 30*time.Second, cond)
 }

@@ -1,4 +1,4 @@
-package secrets_test
+package externalsecrets_test
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sync/api/crds"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/externalsecrets"
 )
 
 // BenchmarkSyncer: 2,000 ExternalSecrets in 20 namespaces (a SecretStore per namespace,
@@ -72,9 +72,9 @@ func BenchmarkSyncer(b *testing.B) {
 		if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
 			b.Fatal(err)
 		}
-		res := secrets.ExternalSecretGVR
+		res := externalsecrets.ExternalSecretGVR
 		if obj.GetKind() == "SecretStore" {
-			res = secrets.SecretStoreGVR
+			res = externalsecrets.SecretStoreGVR
 		}
 		if _, err := dyn.Resource(res).Namespace(obj.GetNamespace()).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
@@ -105,7 +105,7 @@ spec:
 	}
 	const agent = "keyway-syncer-bench"
 	cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, agent)
-	s, err := secrets.NewSyncer(cfg, secrets.SyncerOptions{Registry: prometheus.NewRegistry(), VaultServers: []string{proxy.URL}})
+	s, err := externalsecrets.NewSyncer(cfg, externalsecrets.SyncerOptions{Registry: prometheus.NewRegistry(), VaultServers: []string{proxy.URL}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -118,7 +118,7 @@ spec:
 	readyCount := func() int {
 		ready := 0
 		for n := range namespaces {
-			list, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace(fmt.Sprintf("%s-%d", run, n)).List(ctx, metav1.ListOptions{})
+			list, err := dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace(fmt.Sprintf("%s-%d", run, n)).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return 0
 			}
@@ -160,7 +160,7 @@ spec:
 		ns := fmt.Sprintf("%s-%d", run, n)
 		for i := range perNS {
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{"force-sync":%q}}}`, quiet.Format(time.RFC3339Nano))
-			if _, err := dyn.Resource(secrets.ExternalSecretGVR).Namespace(ns).Patch(ctx, fmt.Sprintf("es%d", i), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			if _, err := dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace(ns).Patch(ctx, fmt.Sprintf("es%d", i), types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 				b.Fatal(err)
 			}
 		}

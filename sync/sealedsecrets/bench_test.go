@@ -1,4 +1,4 @@
-package secrets_test
+package sealedsecrets_test
 
 import (
 	"context"
@@ -22,8 +22,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sealing"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/sealedsecrets"
 )
 
 var heapProfile = flag.String("unseal-heap-profile", "", "BenchmarkUnsealAtScale: write the restarted unsealer's heap profile to this path (.N appended)")
@@ -98,7 +99,7 @@ func unsealAtScale(b *testing.B, n int) {
 	const agent = "keyway-unsealer-bench"
 	cfg := kube.WithLimits(env.Config, float32(*unsealQPS), int(2**unsealQPS), agent)
 	reg := prometheus.NewRegistry()
-	u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
+	u := sealedsecrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), sealedsecrets.Options{
 		Namespace: keysNS, KeyRenewPeriod: -1, ResyncPeriod: 5 * time.Second, Registry: reg, Workers: 2 * runtime.GOMAXPROCS(0)})
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -214,7 +215,7 @@ func unsealAtScale(b *testing.B, n int) {
 	// the Secrets' proofs let it check all of them without decrypting.
 	time.Sleep(time.Second)
 	reg2 := prometheus.NewRegistry()
-	u2 := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{
+	u2 := sealedsecrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), sealedsecrets.Options{
 		Namespace: keysNS, KeyRenewPeriod: -1, ResyncPeriod: time.Hour, Registry: reg2, Workers: 2 * runtime.GOMAXPROCS(0)})
 	run2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
@@ -223,7 +224,9 @@ func unsealAtScale(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	go func() { _ = u2.Run(run2) }()
-	waitFor(b, 10*time.Minute, func() bool { return metricValue(reg2, "keyway_unseal_requests_total", "unchanged") >= float64(n) })
+	waitFor(b, 10*time.Minute, func() bool {
+		return testenv.MetricValue(reg2, "keyway_unseal_requests_total", "unchanged") >= float64(n)
+	})
 	b.ReportMetric(time.Since(t0).Seconds(), "restart-s-to-all-checked")
 	b.ReportMetric(cpuSeconds()-cpu0, "restart-cpu-s")
 	b.ReportMetric(decryptions(b, reg2), "restart-rsa-decryptions")
@@ -245,12 +248,12 @@ func unsealAtScale(b *testing.B, n int) {
 	// The next size starts from an empty cluster: its unsealer must not spend decryptions on
 	// this run's SealedSecrets (sealed for another ring) while the namespace terminates.
 	// (The test environment runs no namespace controller: the objects go by hand.)
-	if err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+	if err := adminDyn.Resource(sealedsecrets.SealedSecretGVR).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	waitFor(b, 10*time.Minute, func() bool {
-		list, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		list, err := adminDyn.Resource(sealedsecrets.SealedSecretGVR).Namespace(ns).List(ctx, metav1.ListOptions{Limit: 1})
 		return err == nil && len(list.Items) == 0
 	})
 }

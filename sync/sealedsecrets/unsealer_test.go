@@ -1,4 +1,4 @@
-package secrets_test
+package sealedsecrets_test
 
 import (
 	"bytes"
@@ -25,7 +25,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -34,7 +33,7 @@ import (
 	"github.com/keyway-dev/keyway/internal/parallel"
 	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sealing"
-	"github.com/keyway-dev/keyway/sync/secrets"
+	"github.com/keyway-dev/keyway/sync/sealedsecrets"
 )
 
 var env *testenv.Env
@@ -48,7 +47,7 @@ const canary = "CANARY-unsealer"
 type fixture struct {
 	kube kubernetes.Interface
 	dyn  dynamic.Interface
-	u    *secrets.Unsealer
+	u    *sealedsecrets.Unsealer
 	srv  *httptest.Server
 	pub  *rsa.PublicKey
 	stop context.CancelFunc // stops the unsealer
@@ -72,7 +71,7 @@ func setup(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f.u = secrets.New(f.kube, f.dyn, secrets.Options{Namespace: "keyway-system", KeyBits: 2048})
+	f.u = sealedsecrets.New(f.kube, f.dyn, sealedsecrets.Options{Namespace: "keyway-system", KeyBits: 2048})
 	runCtx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	f.stop = cancel
@@ -101,17 +100,14 @@ func setup(t *testing.T) *fixture {
 
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("timed out waiting for %s", what)
-	}
+	testenv.Eventually(t, what, 30*time.Second, cond)
 }
 
 // runUnsealer starts an unsealer with o on cfg, leading, until stop is called or the test
 // ends.
-func runUnsealer(t *testing.T, cfg *rest.Config, o secrets.Options) (u *secrets.Unsealer, stop func()) {
+func runUnsealer(t *testing.T, cfg *rest.Config, o sealedsecrets.Options) (u *sealedsecrets.Unsealer, stop func()) {
 	t.Helper()
-	u = secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), o)
+	u = sealedsecrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), o)
 	ctx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
 	if err := u.Start(ctx); err != nil {
@@ -142,7 +138,7 @@ func createSealed(ctx context.Context, dyn dynamic.Interface, pub *rsa.PublicKey
 		if err := json.Unmarshal(raw, &obj.Object); err != nil {
 			return struct{}{}, err
 		}
-		_, err = dyn.Resource(secrets.SealedSecretGVR).Namespace(s.Namespace).Create(ctx, &obj, metav1.CreateOptions{})
+		_, err = dyn.Resource(sealedsecrets.SealedSecretGVR).Namespace(s.Namespace).Create(ctx, &obj, metav1.CreateOptions{})
 		return struct{}{}, err
 	})
 	return err
@@ -155,7 +151,7 @@ func (f *fixture) create(t *testing.T, ss *sealing.SealedSecret) *unstructured.U
 	if err := json.Unmarshal(raw, &obj.Object); err != nil {
 		t.Fatal(err)
 	}
-	out, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace(ss.Metadata.Namespace).Create(t.Context(), &obj, metav1.CreateOptions{})
+	out, err := f.dyn.Resource(sealedsecrets.SealedSecretGVR).Namespace(ss.Metadata.Namespace).Create(t.Context(), &obj, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +170,7 @@ func sealFor(t *testing.T, pub *rsa.PublicKey, name, value string) *sealing.Seal
 
 func condition(t *testing.T, f *fixture, name string) (status, reason string, observed int64) {
 	t.Helper()
-	obj, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Get(t.Context(), name, metav1.GetOptions{})
+	obj, err := f.dyn.Resource(sealedsecrets.SealedSecretGVR).Namespace("app").Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
 		return "", "", 0
 	}
@@ -260,13 +256,13 @@ func TestUnsealer(t *testing.T) {
 		if string(s.Data["password"]) != "hand-made" {
 			t.Fatal("an unmanaged Secret was overwritten")
 		}
-		s.Annotations = map[string]string{secrets.AnnotationManaged: "true"}
+		s.Annotations = map[string]string{sealedsecrets.AnnotationManaged: "true"}
 		if _, err := secretsAPI.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		// Touch the SealedSecret so it is reconciled again.
 		touch := []byte(`{"metadata":{"labels":{"touched":"1"}}}`)
-		if _, err := f.dyn.Resource(secrets.SealedSecretGVR).Namespace("app").Patch(ctx, "taken", types.MergePatchType, touch, metav1.PatchOptions{}); err != nil {
+		if _, err := f.dyn.Resource(sealedsecrets.SealedSecretGVR).Namespace("app").Patch(ctx, "taken", types.MergePatchType, touch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		poll(t, "the takeover", func() bool {
@@ -276,7 +272,7 @@ func TestUnsealer(t *testing.T) {
 	})
 
 	t.Run("patch merges into an existing Secret", func(t *testing.T) {
-		if _, err := secretsAPI.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "patched", Annotations: map[string]string{secrets.AnnotationPatch: "true"}},
+		if _, err := secretsAPI.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "patched", Annotations: map[string]string{sealedsecrets.AnnotationPatch: "true"}},
 			StringData: map[string]string{"other": "kept"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +435,7 @@ func TestKeyRenewal(t *testing.T) {
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "renew"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	u, _ := runUnsealer(t, env.Config, secrets.Options{Namespace: "renew", KeyBits: 1024, KeyRenewPeriod: 2 * time.Second})
+	u, _ := runUnsealer(t, env.Config, sealedsecrets.Options{Namespace: "renew", KeyBits: 1024, KeyRenewPeriod: 2 * time.Second})
 	poll(t, "three keys", func() bool {
 		keys, err := u.Keys()
 		return err == nil && len(keys) >= 3
@@ -483,7 +479,7 @@ func TestResyncWritesNothing(t *testing.T) {
 		return w
 	}
 	reg := prometheus.NewRegistry()
-	u, stop := runUnsealer(t, cfg, secrets.Options{Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Second, Registry: reg})
+	u, stop := runUnsealer(t, cfg, sealedsecrets.Options{Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Second, Registry: reg})
 	var ring []*sealing.Key
 	poll(t, "the first key", func() bool { ring, err = u.Keys(); return err == nil && len(ring) > 0 })
 
@@ -494,7 +490,7 @@ func TestResyncWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "every SealedSecret Synced=True", func() bool {
-		list, err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("resync").List(ctx, metav1.ListOptions{})
+		list, err := adminDyn.Resource(sealedsecrets.SealedSecretGVR).Namespace("resync").List(ctx, metav1.ListOptions{})
 		if err != nil || len(list.Items) != n {
 			return false
 		}
@@ -543,22 +539,22 @@ func TestResyncWritesNothing(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	// SealedSecrets other tests left behind are sealed for other rings: the new unsealer
 	// would try (and count) decryptions of them. They go first (tests run one at a time).
-	others, err := adminDyn.Resource(secrets.SealedSecretGVR).List(ctx, metav1.ListOptions{})
+	others, err := adminDyn.Resource(sealedsecrets.SealedSecretGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range others.Items {
 		if o.GetNamespace() != "resync" {
-			if err := adminDyn.Resource(secrets.SealedSecretGVR).Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			if err := adminDyn.Resource(sealedsecrets.SealedSecretGVR).Namespace(o.GetNamespace()).Delete(ctx, o.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				t.Fatal(err)
 			}
 		}
 	}
 	reg2 := prometheus.NewRegistry()
 	restart := time.Now()
-	runUnsealer(t, cfg, secrets.Options{Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Hour, Registry: reg2})
+	runUnsealer(t, cfg, sealedsecrets.Options{Namespace: "resync-keys", KeyBits: 2048, ResyncPeriod: time.Hour, Registry: reg2})
 	poll(t, "the restarted unsealer's first pass", func() bool { return counter(t, reg2, "unchanged") >= n })
-	if d := metricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d != 0 {
+	if d := testenv.MetricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d != 0 {
 		t.Fatalf("the restarted unsealer decrypted %v values of settled SealedSecrets, want 0", d)
 	}
 	if w := writes(restart); len(w) != 0 {
@@ -572,36 +568,16 @@ func TestResyncWritesNothing(t *testing.T) {
 		s, err := admin.CoreV1().Secrets("resync").Get(ctx, "s00", metav1.GetOptions{})
 		return err == nil && string(s.Data["password"]) == canary
 	})
-	if d := metricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d < 1 {
+	if d := testenv.MetricTotal(reg2, "keyway_unseal_rsa_decryptions_total"); d < 1 {
 		t.Fatalf("the hand edit was undone without a decryption (%v)", d)
 	}
 }
 
 func counter(_ testing.TB, reg *prometheus.Registry, result string) float64 {
-	return metricValue(reg, "keyway_unseal_requests_total", result)
+	return testenv.MetricValue(reg, "keyway_unseal_requests_total", result)
 }
 
 // metricValue reads a counter's value for one "result" label.
-func metricValue(reg *prometheus.Registry, name, result string) float64 {
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if (l.GetName() == "result" || l.GetName() == "reason" || l.GetName() == "ready") && l.GetValue() == result {
-					if m.GetGauge() != nil {
-						return m.GetGauge().GetValue()
-					}
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 // TestAPIServerOutage: with the API server gone longer than the lease's renew deadline the
 // leader gives up (Lead returns ErrLostLeadership: the process exits and is restarted);
 // nothing unsealed before is lost, and a restarted controller leads again and unseals new
@@ -613,7 +589,7 @@ func TestAPIServerOutage(t *testing.T) {
 	var led atomic.Value // time.Time the current leader started leading
 	startLeader := func() (<-chan error, context.CancelFunc) {
 		cfg := kube.WithLimits(env.Config, kube.DefaultQPS, kube.DefaultBurst, "keyway-unsealer-outage-test")
-		u := secrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), secrets.Options{Namespace: "keyway-system", KeyBits: 2048})
+		u := sealedsecrets.New(kubernetes.NewForConfigOrDie(cfg), dynamic.NewForConfigOrDie(cfg), sealedsecrets.Options{Namespace: "keyway-system", KeyBits: 2048})
 		runCtx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
@@ -698,7 +674,7 @@ func TestFirstListInPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := adminDyn.Resource(secrets.SealedSecretGVR).Namespace("pages")
+	res := adminDyn.Resource(sealedsecrets.SealedSecretGVR).Namespace("pages")
 	t.Cleanup(func() { _ = res.DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{}) })
 	const n = 510
 	if err := createSealed(ctx, adminDyn, &key.Private.PublicKey, n, func(i int) *corev1.Secret {
@@ -711,7 +687,7 @@ func TestFirstListInPages(t *testing.T) {
 	cfg := kube.WithLimits(env.Config, 1000, 2000, agent)
 	reg := prometheus.NewRegistry()
 	start := time.Now()
-	runUnsealer(t, cfg, secrets.Options{Namespace: "pages-keys", KeyBits: 2048, Registry: reg})
+	runUnsealer(t, cfg, sealedsecrets.Options{Namespace: "pages-keys", KeyBits: 2048, Registry: reg})
 	poll(t, "every SealedSecret unsealed", func() bool { return counter(t, reg, "created") >= n })
 	list, err := admin.CoreV1().Secrets("pages").List(ctx, metav1.ListOptions{})
 	if err != nil {

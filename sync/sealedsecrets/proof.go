@@ -1,4 +1,4 @@
-package secrets
+package sealedsecrets
 
 import (
 	"crypto/hkdf"

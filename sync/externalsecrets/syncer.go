@@ -1,4 +1,4 @@
-package secrets
+package externalsecrets
 
 import (
 	"context"
@@ -1637,7 +1637,7 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 		}
 		maps.Copy(upd.Data, data)
 	}
-	if sameSecret(existing, upd) {
+	if ctl.SameSecret(existing, upd) {
 		return nil
 	}
 	_, err = api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: "keyway-syncer"})
