@@ -1,0 +1,305 @@
+package externalsecrets
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyway-dev/keyway/providers"
+	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
+)
+
+// unicodeEscape is ESO's Unicode conversion of key names: _UXXXX_ is the character U+XXXX.
+var unicodeEscape = regexp.MustCompile(`_U([0-9a-fA-F]{4})_`)
+
+// convertKey applies a conversion strategy to a key found by extract or find.
+func convertKey(k string, strategy esv1.ExternalSecretConversionStrategy) string {
+	if strategy != "Unicode" {
+		return k
+	}
+	return unicodeEscape.ReplaceAllStringFunc(k, func(m string) string {
+		n, _ := strconv.ParseUint(m[2:6], 16, 32)
+		return string(rune(n))
+	})
+}
+
+// fetch reads one secret through the store's principal, sharing the read with every
+// ExternalSecret that asks for the same secret: a read made at or after notBefore (the
+// start of the asker's refresh window, or the moment a force-sync was seen) or one in
+// flight serves everyone (single flight).
+func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, notBefore time.Time) (providers.Secret, error) {
+	if st.backend == "fake" {
+		v, ok := st.fake[ref.Path+"\x00"+ref.Version]
+		if !ok {
+			return providers.Secret{}, fmt.Errorf("%w: key %q", providers.ErrNotFound, ref.Path)
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(v), &m) != nil {
+			m = map[string]any{"value": v}
+		}
+		return providers.Secret{Data: m, Whole: v}, nil
+	}
+	key := s.pool.Principal(st.backend, st.settings) + "\x00" + ref.String()
+	s.cacheMu.Lock()
+	e, ok := s.fetched[key]
+	if ok {
+		select {
+		case <-e.done:
+			if e.err != nil || e.at.Before(notBefore) {
+				ok = false // stale or failed: read again
+			}
+		default: // a read in flight: share it
+		}
+	}
+	if !ok {
+		e = &fetchEntry{done: make(chan struct{})}
+		s.fetched[key] = e
+	}
+	e.note(time.Now(), notBefore)
+	if !ok {
+		s.cacheMu.Unlock()
+		if e.err = st.wait(ctx); e.err == nil {
+			clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
+			e.secret, e.err = clients.Fetch(ctx, ref)
+			clients.Close()
+		}
+		e.at = time.Now()
+		outcome := "ok"
+		if e.err != nil {
+			outcome = "error"
+		}
+		s.reads.WithLabelValues(st.backend, "get", outcome).Inc()
+		close(e.done)
+		return e.secret, e.err
+	}
+	s.cacheMu.Unlock()
+	s.hits.Inc()
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return providers.Secret{}, ctx.Err()
+	}
+	return e.secret, e.err
+}
+
+// values reads everything the ExternalSecret asks for: data[] by key, dataFrom[].extract as
+// whole secrets, renamed by rewrite.
+//
+// With deletionPolicy Delete or Merge, a remote secret that no longer exists is not an
+// error: its keys are left out, and gone reports how many sources were missing.
+func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, notBefore time.Time) (out map[string][]byte, gone int, err error) {
+	out = map[string][]byte{}
+	tolerate := es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete || es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyMerge
+	ref := func(r esv1.ExternalSecretDataRemoteRef) providers.Ref {
+		path := r.Key
+		if st.backend == "vault" && !strings.HasPrefix(path, st.mount+"/") {
+			path = st.mount + "/" + strings.TrimPrefix(path, "/")
+		}
+		if st.backend == "gcpsm" && !strings.HasPrefix(path, "projects/") {
+			loc := ""
+			if st.location != "" {
+				loc = "/locations/" + st.location
+			}
+			path = "projects/" + st.project + loc + "/secrets/" + path
+		}
+		return providers.Ref{Backend: st.backend, Path: path, Version: r.Version}
+	}
+	for i, d := range es.Spec.Data {
+		sec, err := s.fetch(ctx, st, ref(d.RemoteRef), notBefore)
+		if tolerate && errors.Is(err, providers.ErrNotFound) {
+			gone++
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+		}
+		v, err := property(sec, d.RemoteRef.Property)
+		if err != nil {
+			return nil, 0, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+		}
+		if v, err = decode(v, d.RemoteRef.DecodingStrategy); err != nil {
+			return nil, 0, fmt.Errorf("data[%d] (%s): %w", i, d.SecretKey, err)
+		}
+		out[d.SecretKey] = v
+	}
+	for i, df := range es.Spec.DataFrom {
+		var found map[string][]byte
+		switch {
+		case df.Find != nil:
+			found, err = s.find(ctx, st, df.Find, notBefore)
+			if err != nil {
+				return nil, 0, fmt.Errorf("dataFrom[%d].find: %w", i, err)
+			}
+		case df.Extract != nil:
+			sec, err := s.fetch(ctx, st, ref(*df.Extract), notBefore)
+			if tolerate && errors.Is(err, providers.ErrNotFound) {
+				gone++
+				continue
+			}
+			if err != nil {
+				return nil, 0, fmt.Errorf("dataFrom[%d]: %w", i, err)
+			}
+			found = map[string][]byte{}
+			for k, raw := range sec.Data {
+				v, err := decode(stringify(raw), df.Extract.DecodingStrategy)
+				if err != nil {
+					return nil, 0, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
+				}
+				found[convertKey(k, df.Extract.ConversionStrategy)] = v
+			}
+		default:
+			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: needs extract or find", i)}
+		}
+		for k, v := range found {
+			for _, rw := range df.Rewrite {
+				if rw.Regexp == nil {
+					continue
+				}
+				re, err := regexp.Compile(rw.Regexp.Source)
+				if err != nil {
+					return nil, 0, refusal{fmt.Sprintf("dataFrom[%d].rewrite: %v", i, err)}
+				}
+				k = re.ReplaceAllString(k, rw.Regexp.Target)
+			}
+			out[k] = v
+		}
+	}
+	return out, gone, nil
+}
+
+// maxFound bounds the secrets one dataFrom.find may select.
+const maxFound = 500
+
+// find is ESO's dataFrom.find: every secret under find.path (for Vault, relative to the
+// store's mount; for Secrets Manager, a name prefix) whose name matches find.name.regexp and
+// which carries every find.tags pair (Secrets Manager), each as one key — its name with '/'
+// turned into '_' (ESO's Default conversion). A Vault secret's value is its data as JSON, a
+// Secrets Manager secret's its string. Each secret is read through the shared read cache,
+// like data[].
+func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecretFind, notBefore time.Time) (map[string][]byte, error) {
+	var root, strip string
+	switch st.backend {
+	case "vault":
+		if len(f.Tags) > 0 {
+			return nil, refusal{"find.tags: Vault secrets are found by path and name only"}
+		}
+		root, strip = st.mount, st.mount+"/"
+		if f.Path != nil && strings.Trim(*f.Path, "/") != "" {
+			root = st.mount + "/" + strings.Trim(*f.Path, "/")
+		}
+	case "awssm":
+		if f.Path != nil {
+			root = *f.Path
+		}
+	default:
+		return nil, refusal{"find is supported for the vault provider and aws SecretsManager"}
+	}
+	var re *regexp.Regexp
+	if f.Name != nil && f.Name.RegExp != "" {
+		var err error
+		if re, err = regexp.Compile(f.Name.RegExp); err != nil {
+			return nil, refusal{fmt.Sprintf("find.name.regexp: %v", err)}
+		}
+	}
+	if err := st.wait(ctx); err != nil {
+		return nil, err
+	}
+	clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
+	names, err := clients.Find(ctx, st.backend, root, f.Tags, maxFound)
+	clients.Close()
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	s.reads.WithLabelValues(st.backend, "list", outcome).Inc()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, p := range names {
+		rel := strings.TrimPrefix(p, strip)
+		if re != nil && !re.MatchString(rel) {
+			continue
+		}
+		sec, err := s.fetch(ctx, st, providers.Ref{Backend: st.backend, Path: p}, notBefore)
+		if err != nil {
+			return nil, err
+		}
+		var raw []byte
+		if st.backend == "vault" {
+			raw, err = json.Marshal(sec.Data) // a path's key/value pairs, as ESO gives them
+		} else {
+			raw, err = property(sec, "") // the secret's string
+		}
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %v", rel, err)
+		}
+		v, err := decode(raw, f.DecodingStrategy)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", rel, err)
+		}
+		out[convertKey(strings.ReplaceAll(rel, "/", "_"), f.ConversionStrategy)] = v
+	}
+	return out, nil
+}
+
+// property selects a value of a secret: the whole secret (as JSON when structured) without
+// one, a key, or a dotted path into nested JSON.
+func property(sec providers.Secret, prop string) ([]byte, error) {
+	if prop == "" {
+		if sec.Whole != nil {
+			return stringify(sec.Whole), nil
+		}
+		return json.Marshal(sec.Data)
+	}
+	var cur any = sec.Data
+	for part := range strings.SplitSeq(prop, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("property %q: not an object at %q", prop, part)
+		}
+		if cur, ok = m[part]; !ok {
+			if whole, ok2 := m[prop]; ok2 { // a key that has dots in it
+				return stringify(whole), nil
+			}
+			return nil, fmt.Errorf("%w: property %q", providers.ErrNotFound, prop)
+		}
+	}
+	return stringify(cur), nil
+}
+
+func stringify(v any) []byte {
+	switch t := v.(type) {
+	case string:
+		return []byte(t)
+	case []byte:
+		return t
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func decode(v []byte, strategy esv1.ExternalSecretDecodingStrategy) ([]byte, error) {
+	switch strategy {
+	case "", "None":
+		return v, nil
+	case "Base64":
+		return base64.StdEncoding.DecodeString(string(v))
+	case "Base64URL":
+		return base64.URLEncoding.DecodeString(string(v))
+	case "Auto":
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+			if d, err := enc.DecodeString(string(v)); err == nil {
+				return d, nil
+			}
+		}
+		return v, nil
+	}
+	return nil, refusal{fmt.Sprintf("decodingStrategy %q is not Auto, Base64, Base64URL or None", strategy)}
+}
