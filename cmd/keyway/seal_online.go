@@ -11,16 +11,16 @@ import (
 	"github.com/keyway-dev/keyway/sealing"
 )
 
-func (o *sealOptions) controller() (sealing.Controller, error) {
+func (o *sealOptions) controller() (sealing.Client, error) {
 	cfg, err := o.Kube.config()
 	if err != nil {
-		return sealing.Controller{}, err
+		return sealing.Client{}, err
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return sealing.Controller{}, err
+		return sealing.Client{}, err
 	}
-	return sealing.Controller{Client: kc, Namespace: o.ControllerNS, Name: o.ControllerName}, nil
+	return sealing.Client{Kube: kc, Namespace: o.ControllerNS, Name: o.ControllerName}, nil
 }
 
 // online validates or re-encrypts through the controller, without private keys.

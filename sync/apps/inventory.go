@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -127,7 +128,7 @@ func (d *Daemon) writeInventory(ctx context.Context, app string, inv *inventory)
 	if inv.Parent != "" {
 		data[dataParent] = inv.Parent
 	}
-	if inv.exists && mapsEqual(inv.data, data) {
+	if inv.exists && maps.Equal(inv.data, data) {
 		return nil
 	}
 	cms := d.hub.kube.CoreV1().ConfigMaps(d.o.StateNamespace)
@@ -157,16 +158,4 @@ func (d *Daemon) deleteInventory(ctx context.Context, app string) error {
 		return err
 	}
 	return nil
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
 }

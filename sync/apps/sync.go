@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -409,7 +410,7 @@ func (d *Daemon) writeInventoryAs(ctx context.Context, a *v1alpha1.Application, 
 	before := inv.exists && inv.data != nil
 	data := inv.data
 	err := d.writeInventory(ctx, a.Name, inv)
-	if err == nil && (!before || !mapsEqual(data, inv.data)) {
+	if err == nil && (!before || !maps.Equal(data, inv.data)) {
 		d.m.writes.WithLabelValues("inventory").Inc()
 	}
 	return err
