@@ -11,17 +11,18 @@ package kustomize
 
 import (
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
 )
 
-// IsKustomization reports whether dir holds a kustomization file.
-func IsKustomization(dir string) bool {
+// IsKustomization reports whether the directory dir holds a kustomization file, a regular
+// one (through an os.Root's FS, a link that leaves it is not).
+func IsKustomization(dir fs.FS) bool {
 	for _, n := range kustomizationNames {
-		if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Mode().IsRegular() {
+		if fi, err := fs.Stat(dir, n); err == nil && fi.Mode().IsRegular() {
 			return true
 		}
 	}

@@ -134,6 +134,6 @@ func TestHardMemoryLimit(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KEYWAY_TEST_HARD_LIMIT=1")
 	out, err := cmd.CombinedOutput()
 	if err == nil || strings.Contains(string(out), "survived") || !strings.Contains(string(out), "out of memory") {
-		t.Fatalf("a 1.5 GB allocation under a 64 MiB limit: %v\n%.300s", err, out)
+		t.Fatalf("a 1.5 GB allocation under a 64 MiB limit: %v\n%.2000s", err, out)
 	}
 }

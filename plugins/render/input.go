@@ -112,7 +112,7 @@ func loadSource(ctx context.Context, p string, o LoadOptions, budget *int64, eac
 		kind = SourcePlain
 		if fi.IsDir() && helm.IsChart(p) {
 			kind = SourceHelm
-		} else if fi.IsDir() && kustomize.IsKustomization(p) {
+		} else if fi.IsDir() && kustomize.IsKustomization(os.DirFS(p)) {
 			kind = SourceKustomize
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/keyway-dev/keyway/internal/confine"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
+	"github.com/keyway-dev/keyway/plugins/kustomize"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -87,7 +88,7 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 		kind = "plain"
 	case isFile(src, "Chart.yaml"):
 		kind = "helm"
-	case isKustomization(src):
+	case kustomize.IsKustomization(src.FS()):
 		kind = "kustomize"
 	}
 	req.Source = kind
@@ -139,10 +140,6 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 		req.Paths = files
 	}
 	return req, nil
-}
-
-func isKustomization(src *os.Root) bool {
-	return isFile(src, "kustomization.yaml") || isFile(src, "kustomization.yml") || isFile(src, "Kustomization")
 }
 
 // isFile tells whether name is a regular file inside src (a link that leaves it is not).
