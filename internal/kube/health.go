@@ -24,6 +24,15 @@ const (
 // Worse reports whether h is worse than o, in Argo CD's order.
 func (h HealthStatus) Worse(o HealthStatus) bool { return rank[h] > rank[o] }
 
+// Rank is h's place in that order, 0 for Healthy to 5 for Unknown (anything else counts
+// as Unknown here): the value of the daemon's health metric.
+func (h HealthStatus) Rank() int {
+	if r, ok := rank[h]; ok {
+		return r
+	}
+	return rank[Unknown]
+}
+
 var rank = map[HealthStatus]int{Healthy: 0, Suspended: 1, Progressing: 2, Missing: 3, Degraded: 4, Unknown: 5}
 
 // Health is an object's health and why.

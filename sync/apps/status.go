@@ -78,21 +78,12 @@ func (d *Daemon) setStatus(s *Status) {
 	d.mu.Lock()
 	d.status[s.Name] = s
 	d.mu.Unlock()
-	d.m.health.WithLabelValues(s.Name).Set(float64(rank(s.Health)))
+	d.m.health.WithLabelValues(s.Name).Set(float64(s.Health.Rank()))
 	synced := 0.0
 	if s.Sync == Synced {
 		synced = 1
 	}
 	d.m.synced.WithLabelValues(s.Name).Set(synced)
-}
-
-func rank(h kube.HealthStatus) int {
-	for i, s := range []kube.HealthStatus{kube.Healthy, kube.Suspended, kube.Progressing, kube.Missing, kube.Degraded, kube.Unknown} {
-		if s == h {
-			return i
-		}
-	}
-	return 5
 }
 
 // Handler serves /healthz, /apps (JSON statuses) and /metrics (when gatherer is set).
