@@ -310,31 +310,6 @@ func (c *Clients) Close() error {
 	return errors.Join(errs...)
 }
 
-// MaxReason is the most of a backend's own error text that goes into an error.
-const MaxReason = 160
-
-// Reason makes a backend's error text fit for an error message: control characters and
-// runs of white space become one space, markup-looking text is dropped, and what is left
-// is cut at MaxReason runes. A backend's explanation ("permission denied") survives; a
-// proxy's HTML page or a body echoing the request does not reach logs, events or status.
-func Reason(msg string) string {
-	msg = strings.Join(strings.FieldsFunc(msg, func(r rune) bool {
-		return r == ' ' || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0xfffd
-	}), " ")
-	if strings.ContainsAny(msg, "<>") && strings.Contains(msg, "</") {
-		return "(a non-API response: markup omitted)"
-	}
-	if n := 0; len(msg) > MaxReason {
-		for i := range msg {
-			if n == MaxReason {
-				return msg[:i] + "…"
-			}
-			n++
-		}
-	}
-	return msg
-}
-
 // List names the secrets under prefix in backend (see Lister), or says the backend cannot.
 func (c *Clients) List(ctx context.Context, backend, prefix string, limit int) ([]string, error) {
 	cl, err := c.Client(ctx, backend)

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 )
 
@@ -48,29 +48,9 @@ func renderTemplateData(ctx context.Context, tmpl map[string]*string, data map[s
 			return fmt.Errorf("template.data %q: %w", k, err)
 		}
 		if err != nil {
-			return fmt.Errorf("template.data %q cannot be rendered: %s", k, redact(where(err), values))
+			return fmt.Errorf("template.data %q cannot be rendered: %s", k, redact.Values(redact.TemplateError(err), slices.Collect(maps.Values(values))))
 		}
 		data[k] = []byte(out)
 	}
 	return nil
-}
-
-// where keeps the place of a template execution error ("template: k:1:3: executing "k" at
-// <mustFromJson .cfg>") and drops the cause: a failing function may quote its input.
-func where(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, ">: "); i >= 0 {
-		return msg[:i+1]
-	}
-	return msg
-}
-
-// redact removes every unsealed value from msg, as a second guard behind where.
-func redact(msg string, values map[string]string) string {
-	for _, v := range slices.SortedFunc(maps.Values(values), func(a, b string) int { return len(b) - len(a) }) {
-		if len(v) > 0 {
-			msg = strings.ReplaceAll(msg, v, "[redacted]")
-		}
-	}
-	return msg
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/providers"
 )
 
@@ -330,13 +331,13 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s: %w", providers.ErrUnavailable, what, err)
 	}
-	return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, providers.Reason(err.Error()))
+	return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, redact.Upstream(err.Error()))
 }
 
 // classifyCode maps Secrets Manager's error codes onto the provider sentinels. Service
 // messages describe the request, never secret values.
 func classifyCode(code, msg, what string) error {
-	code, msg = providers.Reason(code), providers.Reason(msg)
+	code, msg = redact.Upstream(code), redact.Upstream(msg)
 	switch code {
 	case "ResourceNotFoundException":
 		return fmt.Errorf("%w: %s: %s", providers.ErrNotFound, what, code)

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/credentials/oauth"
 	"google.golang.org/grpc/status"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/providers"
 )
 
@@ -306,9 +307,9 @@ func classify(err error, what string) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%w: %s: %w", providers.ErrUnavailable, what, err)
 		}
-		return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, providers.Reason(err.Error()))
+		return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, redact.Upstream(err.Error()))
 	}
-	msg := providers.Reason(st.Message())
+	msg := redact.Upstream(st.Message())
 	switch st.Code() {
 	case codes.NotFound:
 		return fmt.Errorf("%w: %s", providers.ErrNotFound, what)

@@ -16,6 +16,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/providers"
 )
@@ -273,7 +274,7 @@ func classify(err error, what string) error {
 		// own errors are, cut short.
 		msg := "response body omitted: not Vault's JSON"
 		if !re.RawError {
-			msg = providers.Reason(strings.Join(re.Errors, "; "))
+			msg = redact.Upstream(strings.Join(re.Errors, "; "))
 		}
 		switch {
 		case re.StatusCode == http.StatusNotFound:
@@ -289,7 +290,7 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s: %w", providers.ErrUnavailable, what, err)
 	}
-	return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, providers.Reason(err.Error()))
+	return fmt.Errorf("%w: %s: %s", providers.ErrUnavailable, what, redact.Upstream(err.Error()))
 }
 
 // readFile reads a credential file, trimming white space. The error names the file only.

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
@@ -195,7 +196,7 @@ func (d *Daemon) clusterParams(ctx context.Context, g *v1alpha1.ClusterGenerator
 	}
 	list, err := d.hub.kube.CoreV1().Secrets(d.o.StateNamespace).List(ctx, metav1.ListOptions{LabelSelector: LabelSecretType + "=" + ClusterSecretType})
 	if err != nil {
-		return nil, fmt.Errorf("reading cluster Secrets: %s", reason(err))
+		return nil, fmt.Errorf("reading cluster Secrets: %s", redact.APIError(err))
 	}
 	var out []map[string]any
 	param := func(name, server, project string, lbls, ann map[string]string) map[string]any {

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -203,7 +204,7 @@ func (d *Daemon) checksumKey(ctx context.Context, create bool) ([]byte, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the secret checksum key (Secret %s/%s): %s", d.o.StateNamespace, checksumKeySecret, reason(err))
+		return nil, fmt.Errorf("the secret checksum key (Secret %s/%s): %s", d.o.StateNamespace, checksumKeySecret, redact.APIError(err))
 	}
 	if len(s.Data["key"]) < 16 {
 		return nil, fmt.Errorf("the checksum key in Secret %s/%s is missing or short", d.o.StateNamespace, checksumKeySecret)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -58,7 +59,7 @@ func (d *Daemon) target(ctx context.Context, dest v1alpha1.ApplicationDestinatio
 	}
 	list, err := d.hub.kube.CoreV1().Secrets(d.o.StateNamespace).List(ctx, metav1.ListOptions{LabelSelector: LabelSecretType + "=" + ClusterSecretType})
 	if err != nil {
-		return nil, fmt.Errorf("reading cluster Secrets in %s: %s", d.o.StateNamespace, reason(err))
+		return nil, fmt.Errorf("reading cluster Secrets in %s: %s", d.o.StateNamespace, redact.APIError(err))
 	}
 	want := strings.TrimSuffix(dest.Server, "/")
 	for _, s := range list.Items {

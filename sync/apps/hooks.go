@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -70,7 +71,7 @@ func (d *Daemon) createHook(ctx context.Context, a *v1alpha1.Application, p *pla
 	}
 	out, err := res.Create(ctx, obj, metav1.CreateOptions{FieldManager: fieldManager})
 	if err != nil {
-		return fmt.Errorf("%s: creating hook %s %s: %s", p.source, p.key().Kind, obj.GetName(), reason(err))
+		return fmt.Errorf("%s: creating hook %s %s: %s", p.source, p.key().Kind, obj.GetName(), redact.APIError(err))
 	}
 	d.m.writes.WithLabelValues("create").Inc()
 	d.noteWrite(out)
@@ -85,7 +86,7 @@ func (d *Daemon) deleteHook(ctx context.Context, p *planned) {
 	if err == nil {
 		d.m.writes.WithLabelValues("delete").Inc()
 	} else if !apierrors.IsNotFound(err) {
-		d.log.Warn("deleting hook", "kind", p.key().Kind, "name", p.obj.GetName(), "error", reason(err))
+		d.log.Warn("deleting hook", "kind", p.key().Kind, "name", p.obj.GetName(), "error", redact.APIError(err))
 	}
 }
 
@@ -98,7 +99,7 @@ func (d *Daemon) deleteAndWait(ctx context.Context, p *planned) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("deleting the previous hook %s %s: %s", p.key().Kind, p.obj.GetName(), reason(err))
+		return fmt.Errorf("deleting the previous hook %s %s: %s", p.key().Kind, p.obj.GetName(), redact.APIError(err))
 	}
 	d.m.writes.WithLabelValues("delete").Inc()
 	deadline := time.Now().Add(d.o.WaveTimeout)

@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -254,7 +253,7 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 		case apierrors.IsNotFound(err):
 			live = nil
 		case err != nil:
-			return fmt.Errorf("%s: reading %s: %v", p.source, k, reason(err))
+			return fmt.Errorf("%s: reading %s: %v", p.source, k, redact.APIError(err))
 		}
 		p.live = live
 	}
@@ -283,7 +282,7 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 			p.action, p.deferred = create, true // its namespace arrives with this sync
 			return nil
 		}
-		return fmt.Errorf("%s: %s: %v", p.source, k, reason(err))
+		return fmt.Errorf("%s: %s: %v", p.source, k, redact.APIError(err))
 	}
 	switch {
 	case live == nil:
@@ -364,35 +363,4 @@ func withLiveValues(rules []ignoreRule, k objKey, desired, live *unstructured.Un
 		return desired
 	}
 	return u
-}
-
-var quotedValue = regexp.MustCompile(`(?s)(got|Value:|value:|Invalid value:)\s.*`)
-
-// reason is an API error without the object or values it may quote: a validation error
-// by field and kind of error only (a rendered secret value can be what a field holds).
-func reason(err error) string {
-	var st apierrors.APIStatus
-	if !errors.As(err, &st) {
-		return err.Error()
-	}
-	s := st.Status()
-	if s.Reason == metav1.StatusReasonInvalid {
-		var parts []string
-		if s.Details != nil {
-			for _, c := range s.Details.Causes {
-				parts = append(parts, fmt.Sprintf("%s: %s", c.Field, c.Type))
-			}
-		}
-		return fmt.Sprintf("invalid (%s)", strings.Join(parts, "; "))
-	}
-	msg := s.Message
-	if s.Reason == metav1.StatusReasonBadRequest {
-		// Server-side apply's type errors quote the value they could not take ("expected
-		// string, got &value.valueUnstructured{Value:…}"): it may be a rendered secret.
-		msg = quotedValue.ReplaceAllString(msg, "${1} (value left out)")
-	}
-	if len(msg) > 300 {
-		msg = msg[:300] + "…"
-	}
-	return fmt.Sprintf("%s (%d %s)", msg, s.Code, s.Reason)
 }

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -56,7 +57,7 @@ func (d *Daemon) pruneOne(ctx context.Context, app string, k objKey, policy meta
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, true, fmt.Errorf("prune: reading %s: %s", k, reason(err))
+		return 0, true, fmt.Errorf("prune: reading %s: %s", k, redact.APIError(err))
 	}
 	if live.GetAnnotations()[AnnotationTracking] != trackingID(app, k) {
 		d.log.Info("not pruning an object another owner took over", "app", app, "object", k.String())
@@ -71,7 +72,7 @@ func (d *Daemon) pruneOne(ctx context.Context, app string, k objKey, policy meta
 	uid := live.GetUID()
 	err = res.Delete(ctx, k.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return 0, true, fmt.Errorf("prune: deleting %s: %s", k, reason(err))
+		return 0, true, fmt.Errorf("prune: deleting %s: %s", k, redact.APIError(err))
 	}
 	d.m.writes.WithLabelValues("delete").Inc()
 	return 1, false, nil
@@ -109,7 +110,7 @@ func (d *Daemon) removeChild(ctx context.Context, parent, name string, preserve 
 		}
 	}
 	if err := d.deleteInventory(ctx, name); err != nil {
-		return fmt.Errorf("deleting the inventory of %s: %s", name, reason(err))
+		return fmt.Errorf("deleting the inventory of %s: %s", name, redact.APIError(err))
 	}
 	d.mu.Lock()
 	delete(d.apps, name)

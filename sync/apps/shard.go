@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -152,7 +153,7 @@ func (s *sharder) lock(ctx context.Context, app string) (func(), error) {
 		l, err = leases.Update(ctx, l, metav1.UpdateOptions{FieldManager: fieldManager})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the sync lock of %s: %s", app, reason(err))
+		return nil, fmt.Errorf("the sync lock of %s: %s", app, redact.APIError(err))
 	}
 	uid := l.UID
 	return func() {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -563,7 +564,7 @@ func (d *Daemon) applyOne(ctx context.Context, a *v1alpha1.Application, p *plann
 	}
 	out, err := d.applyRequest(ctx, p, false)
 	if err != nil {
-		return fmt.Errorf("%s: applying %s: %s", p.source, p.key(), reason(err))
+		return fmt.Errorf("%s: applying %s: %s", p.source, p.key(), redact.APIError(err))
 	}
 	p.live = out
 	p.health = kube.HealthOf(out)
@@ -618,7 +619,7 @@ func (d *Daemon) waitHealthy(ctx context.Context, ps []*planned, what string) er
 			case apierrors.IsNotFound(err):
 				p.health = kube.Health{Status: kube.Missing}
 			case err != nil:
-				p.health = kube.Health{Status: kube.Unknown, Message: reason(err)}
+				p.health = kube.Health{Status: kube.Unknown, Message: redact.APIError(err)}
 			default:
 				p.live, p.health = u, kube.HealthOf(u)
 			}
@@ -638,7 +639,7 @@ func (d *Daemon) createNamespace(ctx context.Context, a *v1alpha1.Application) e
 	}
 	_, err := d.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: fieldManager})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %s", ns.Name, reason(err))
+		return fmt.Errorf("creating namespace %s: %s", ns.Name, redact.APIError(err))
 	}
 	d.m.writes.WithLabelValues("create").Inc()
 	return nil

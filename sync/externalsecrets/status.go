@@ -4,45 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/keyway-dev/keyway/providers"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
-
-// invalidFields lists what a validation error says is wrong, by field and kind of error,
-// leaving out the values it may quote.
-func invalidFields(err error) string {
-	var se apierrors.APIStatus
-	if !errors.As(err, &se) || se.Status().Details == nil {
-		return "invalid"
-	}
-	var parts []string
-	for _, c := range se.Status().Details.Causes {
-		parts = append(parts, fmt.Sprintf("%s: %s", c.Field, c.Type))
-	}
-	if len(parts) == 0 {
-		return "invalid"
-	}
-	return strings.Join(parts, "; ")
-}
-
-// apiReason is an API error without the object it quotes.
-func apiReason(err error) string {
-	if apierrors.IsNotFound(err) {
-		return "not found"
-	}
-	if apierrors.IsForbidden(err) {
-		return "forbidden"
-	}
-	return "unreadable"
-}
 
 // fail records a failure: a Warning event and Ready=False when that is news. Messages name
 // objects, keys and reasons, never values.

@@ -6,6 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/awssm"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
@@ -93,7 +94,7 @@ func (s *Syncer) webIdentity(ctx context.Context, what, ns string, sa esv1.Servi
 	}
 	acct, err := s.kube.CoreV1().ServiceAccounts(from).Get(ctx, sa.Name, metav1.GetOptions{})
 	if err != nil {
-		return "", "", refusal{fmt.Sprintf("%s: service account %s/%s: %s", what, from, sa.Name, apiReason(err))}
+		return "", "", refusal{fmt.Sprintf("%s: service account %s/%s: %s", what, from, sa.Name, redact.APIOutcome(err))}
 	}
 	if role = acct.Annotations[annotationRoleARN]; role == "" {
 		return "", "", refusal{fmt.Sprintf("%s: service account %s/%s has no %s annotation (the role its tokens assume)", what, from, sa.Name, annotationRoleARN)}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/providers"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
@@ -283,7 +284,7 @@ func (s *Syncer) secretValue(ctx context.Context, what, ns string, sel esv1.Secr
 	}
 	sec, err := s.kube.CoreV1().Secrets(from).Get(ctx, sel.Name, metav1.GetOptions{})
 	if err != nil {
-		return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s: %v", what, field, from, sel.Name, apiReason(err))}
+		return "", refusal{fmt.Sprintf("%s: %s: Secret %s/%s: %v", what, field, from, sel.Name, redact.APIOutcome(err))}
 	}
 	val, ok := sec.Data[sel.Key]
 	if !ok {
@@ -319,7 +320,7 @@ func (s *Syncer) serviceAccountToken(ctx context.Context, what, ns string, sa es
 	exp := int64(3600)
 	tr, err := s.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{Audiences: sa.Audiences, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", refusal{fmt.Sprintf("%s: a token for service account %s/%s: %s", what, ns, sa.Name, apiReason(err))}
+		return "", refusal{fmt.Sprintf("%s: a token for service account %s/%s: %s", what, ns, sa.Name, redact.APIOutcome(err))}
 	}
 	life := time.Until(tr.Status.ExpirationTimestamp.Time)
 	s.tokens[key] = saToken{token: tr.Status.Token, renewAt: time.Now().Add(life * 2 / 3)}

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	ctl "github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/providers/awssm"
 	"github.com/keyway-dev/keyway/providers/gcpsm"
@@ -389,7 +390,7 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	}
 	if err := s.writeTarget(ctx, u, &es, data); err != nil {
 		if apierrors.IsInvalid(err) {
-			err = refusal{"the API server refused the target Secret: " + invalidFields(err)}
+			err = refusal{"the API server refused the target Secret: " + redact.InvalidFields(err)}
 		}
 		var refused refusal
 		if errors.As(err, &refused) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	ctl "github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
 
@@ -39,13 +40,13 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 		if kind == "ConfigMap" {
 			cm, err := s.kube.CoreV1().ConfigMaps(es.Namespace).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
-				return nil, errors.New(apiReason(err))
+				return nil, errors.New(redact.APIOutcome(err))
 			}
 			return cm.Data, nil
 		}
 		sec, err := s.kube.CoreV1().Secrets(es.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return nil, errors.New(apiReason(err))
+			return nil, errors.New(redact.APIOutcome(err))
 		}
 		out := map[string]string{}
 		for k, v := range sec.Data {
