@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/keyway-dev/keyway/internal/confine"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/internal/reference"
+	"github.com/keyway-dev/keyway/plugins/kustomize"
 	"github.com/keyway-dev/keyway/plugins/render"
 )
 
@@ -90,57 +88,25 @@ func narrowFunctionConfig(cmd *cobra.Command, env lookupEnv, raw map[string]any,
 	return nil
 }
 
-type krmResult struct {
-	Message  string `yaml:"message"`
-	Severity string `yaml:"severity"`
-	Field    *struct {
-		Path string `yaml:"path"`
-	} `yaml:"field,omitempty"`
-}
-
 func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
-	in, err := io.ReadAll(io.LimitReader(a.in, 256<<20))
+	cwd, _ := os.Getwd()
+	rl, err := kustomize.ReadResourceList(a.in, cwd, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes})
+	if errors.Is(err, kustomize.ErrNotResourceList) {
+		return usagef("stdin: %v", err)
+	}
 	if err != nil {
 		return err
 	}
-	var rl yaml.Node
-	if err := yaml.Unmarshal(in, &rl); err != nil || rl.Kind != yaml.DocumentNode || len(rl.Content) == 0 {
-		return usagef("stdin is not a KRM ResourceList")
-	}
-	root := rl.Content[0]
-	if manifest.String(root, "kind") != "ResourceList" {
-		return usagef("stdin is a %q, not a KRM ResourceList", manifest.String(root, "kind"))
-	}
-	if fc := manifest.Get(root, "functionConfig", "data"); fc != nil {
-		var raw map[string]any
-		if err := fc.Decode(&raw); err != nil {
-			return usagef("functionConfig.data: %v", err)
-		}
-		cwd, _ := os.Getwd()
-		if err := narrowFunctionConfig(cmd, a.env, raw, cwd); err != nil {
+	if rl.Config != nil {
+		if err := narrowFunctionConfig(cmd, a.env, rl.Config, cwd); err != nil {
 			return err
 		}
-		if _, err := applySettings(cmd.Flags(), raw, cwd, "functionConfig"); err != nil {
+		if _, err := applySettings(cmd.Flags(), rl.Config, cwd, "functionConfig"); err != nil {
 			return err
 		}
 	}
 	if err := o.complete(cmd, a.env); err != nil {
 		return err
-	}
-	items := manifest.Get(root, "items")
-	var docs []*manifest.Document
-	var originals []*yaml.Node
-	if items != nil {
-		cwd, _ := os.Getwd()
-		for i, it := range items.Content {
-			originals = append(originals, manifest.DeepCopy(it))
-			d, err := manifest.FromNode(it, "items", i, manifest.Limits{MaxDocumentBytes: o.MaxDocBytes})
-			if err != nil {
-				return err
-			}
-			d.Dir, d.Confine = cwd, cwd
-			docs = append(docs, d)
-		}
 	}
 	ctx, cancel := contextWithTimeout(cmd, o.Timeout)
 	defer cancel()
@@ -150,37 +116,18 @@ func runKRM(cmd *cobra.Command, a *app, o *renderOptions) error {
 	}
 	clients := a.clients(settings)
 	defer clients.Close()
-	_, rerr := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log}).Render(ctx, docs)
+	_, rerr := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log}).Render(ctx, rl.Items)
 	var failed *render.Error
 	if rerr != nil && !errors.As(rerr, &failed) {
 		return rerr
 	}
+	var results []kustomize.Result
 	if failed != nil {
-		// Nothing is half-substituted: the items go back as they came, with the problems.
-		copy(items.Content, originals)
-		var results []krmResult
 		for _, p := range failed.Problems {
-			r := krmResult{Message: p.String(), Severity: "error"}
-			if p.Field != "" {
-				r.Field = &struct {
-					Path string `yaml:"path"`
-				}{p.Field}
-			}
-			results = append(results, r)
+			results = append(results, kustomize.Result{Message: p.String(), Severity: "error", Field: p.Field})
 		}
-		var rn yaml.Node
-		if err := rn.Encode(results); err != nil {
-			return err
-		}
-		manifest.Set(root, "results", &rn)
 	}
-	var out bytes.Buffer
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(&rl); err != nil {
-		return err
-	}
-	if _, err := a.out.Write(out.Bytes()); err != nil {
+	if err := rl.Write(a.out, results); err != nil {
 		return err
 	}
 	if failed != nil {
