@@ -9,7 +9,6 @@ import (
 	"github.com/keyway-dev/keyway/plugins/argocd"
 	"github.com/keyway-dev/keyway/plugins/render"
 	"github.com/keyway-dev/keyway/providers"
-	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/apps"
 	"github.com/spf13/cobra"
 )
@@ -41,24 +40,10 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 		}
 		defer clients.Close()
 		rec := &apps.Recorder{Clients: clients}
-		engine := render.New(rec, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal,
-			Logger: a.log, Check: pol.RefCheck(req.App.Spec.Project)})
-		sess := engine.Start(ctx)
-		load := render.LoadOptions{Source: req.Source, Helm: req.Helm, Root: req.Root, Builder: builder(o.MaxBuildMem),
-			Limits: manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}}
-		docs, err := render.LoadWith(ctx, req.Paths, strings.NewReader(""), load, sess.Add)
+		load := render.LoadOptions{Source: req.Source, Helm: req.Helm, Root: req.Root}
+		docs, _, err := o.pipeline(ctx, a, rec, pol.RefCheck(req.App.Spec.Project), req.Paths, strings.NewReader(""), load, sealTo, req.App.Spec.Destination.Namespace)
 		if err != nil {
-			cancel()
-			_, _ = sess.Finish(nil)
 			return nil, nil, err
-		}
-		if _, err := sess.Finish(docs); err != nil {
-			return nil, nil, err
-		}
-		if sealTo != nil {
-			if err := sealing.SealRendered(docs, sealTo, req.App.Spec.Destination.Namespace); err != nil {
-				return nil, nil, err
-			}
 		}
 		return docs, rec.Inputs(), nil
 	}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -242,18 +244,7 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 	clients := a.clients(settings)
 	defer clients.Close()
 
-	engine := render.New(clients, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log, Check: run.check})
-	// Fetching starts while the input is still being parsed.
-	sess := engine.Start(ctx)
-	run.load.Limits = manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}
-	run.load.Builder = builder(o.MaxBuildMem)
-	docs, err := render.LoadWith(ctx, args, a.in, run.load, sess.Add)
-	if err != nil {
-		cancel()
-		_, _ = sess.Finish(nil)
-		return err
-	}
-	stats, err := sess.Finish(docs)
+	docs, stats, err := o.pipeline(ctx, a, clients, run.check, args, a.in, run.load, sealTo, o.SealNS)
 	if err != nil {
 		var rerr *render.Error
 		if errors.As(err, &rerr) {
@@ -262,17 +253,41 @@ func runRender(cmd *cobra.Command, a *app, o *renderOptions, args []string, run 
 		}
 		return err
 	}
-	if sealTo != nil {
-		if err := sealing.SealRendered(docs, sealTo, o.SealNS); err != nil {
-			return err
-		}
-	}
 	format, _ := manifest.ParseFormat(o.Output)
 	if err := manifest.Encode(a.out, docs, format); err != nil {
 		return err
 	}
 	a.log.Debug("rendered", "documents", stats.Documents, "references", stats.References, "fetches", stats.Fetches, "duration", time.Since(start))
 	return nil
+}
+
+// pipeline is the one render pipeline of every entry point that reads paths (render, the
+// Argo CD plugin, the daemon): an engine over f whose fetches start while the input is
+// still being parsed, the load with the render's limits and isolated builds, then, with
+// sealTo, the Secrets sealed for namespace sealNS. On any error nothing is returned.
+func (o *renderOptions) pipeline(ctx context.Context, a *app, f render.Fetcher, check func(providers.Ref) error, paths []string, in io.Reader,
+	load render.LoadOptions, sealTo *rsa.PublicKey, sealNS string) ([]*manifest.Document, render.Stats, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sess := render.New(f, render.Options{DefaultBackend: o.Backend, Concurrency: o.Concurrency, MaxReferences: o.MaxRefsTotal, Logger: a.log, Check: check}).Start(ctx)
+	load.Limits = manifest.Limits{MaxDocumentBytes: o.MaxDocBytes, MaxStreamBytes: o.MaxInput}
+	load.Builder = builder(o.MaxBuildMem)
+	docs, err := render.LoadWith(ctx, paths, in, load, sess.Add)
+	if err != nil {
+		cancel() // the fetches in flight stop
+		_, _ = sess.Finish(nil)
+		return nil, render.Stats{}, err
+	}
+	stats, err := sess.Finish(docs)
+	if err != nil {
+		return nil, stats, err
+	}
+	if sealTo != nil {
+		if err := sealing.SealRendered(docs, sealTo, sealNS); err != nil {
+			return nil, stats, err
+		}
+	}
+	return docs, stats, nil
 }
 
 // settings assembles every backend's settings from flags, environment and config sections.
