@@ -2,11 +2,8 @@ package apps
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
-	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
@@ -81,307 +77,33 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	if terr == nil && tgt != d {
 		return tgt.syncApp(ctx, a, parent, root, t, seen)
 	}
-	start := time.Now()
-	st := &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: kube.Unknown}
-	finish := func(result string) *Status {
-		st.SyncedAt = time.Now().UTC().Truncate(time.Second)
-		st.Duration = time.Since(start).Round(time.Millisecond).String()
-		d.m.syncs.WithLabelValues(result).Inc()
-		d.m.duration.Observe(time.Since(start).Seconds())
-		d.setStatus(st)
-		if t == Poll {
-			d.scheduleRetry(a, st)
+	s := &syncRun{d: d, a: a, t: t, seen: with(seen, a.Name), start: time.Now(),
+		st: &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: kube.Unknown}}
+	if terr != nil {
+		s.st.Health = kube.Unknown
+		return s.fail(terr)
+	}
+	for _, step := range []func(context.Context) error{
+		func(ctx context.Context) error { return s.fetch(ctx, root) },
+		s.render, s.plan,
+	} {
+		if err := step(ctx); err != nil {
+			return s.fail(err)
 		}
-		d.log.Info("sync", "app", a.Name, "revision", st.Revision, "sync", st.Sync, "health", st.Health,
-			"applied", st.Applied, "unchanged", st.Unchanged, "pruned", st.Pruned, "result", result, "message", st.Message)
+	}
+	s.compare(ctx)
+	if st := s.guard(); st != nil {
 		return st
 	}
-	checkout := "" // trimmed from messages: file names are the repository's
-	fail := func(err error) *Status {
-		st.Message = err.Error()
-		if checkout != "" {
-			st.Message = strings.ReplaceAll(st.Message, checkout+string(filepath.Separator), "")
-		}
-		st.failed = true
-		var uerr *url.Error
-		switch {
-		case errors.As(err, &uerr):
-			st.Health = kube.Unknown // the cluster could not be reached: nothing is known
-		case st.Health == kube.Unknown || st.Health == kube.Healthy:
-			st.Health = kube.Degraded
-		}
-		return finish("failed")
-	}
-	seen = with(seen, a.Name)
-	if terr != nil {
-		st.Health = kube.Unknown
-		return fail(terr)
-	}
-
-	// Every check below and the fetch see one canonical repository URL.
-	if a.Spec.Source != nil {
-		canon, err := gitsource.CanonicalURL(a.Spec.Source.RepoURL)
-		if err != nil {
-			return fail(fmt.Errorf("spec.source.repoURL: %w", err))
-		}
-		a.Spec.Source.RepoURL = canon
-	}
-	proj, err := d.project(a.Spec.Project)
-	if err != nil {
-		return fail(err)
-	}
-	if err := permitSource(proj, a); err != nil {
-		return fail(fmt.Errorf("%w; nothing was fetched or applied", err))
-	}
-	co, dir, err := d.source(ctx, a, root)
-	if err != nil {
-		return fail(err)
-	}
-	st.Revision, checkout = co.Revision, co.Dir
-	docs, err := d.renderApp(ctx, a, co.Dir, dir, co.Revision, t)
-	if err != nil {
-		return fail(fmt.Errorf("render failed, nothing applied or pruned: %w", err))
-	}
-	r, err := classify(docs)
-	if err != nil {
-		return fail(fmt.Errorf("render output, nothing applied or pruned: %w", err))
-	}
-	for _, set := range r.sets {
-		generated, err := d.generate(ctx, set, false)
-		if err != nil {
-			return fail(fmt.Errorf("nothing applied or pruned: %w", err))
-		}
-		r.children = append(r.children, generated...)
-	}
-	rules, err := compileIgnores(a.Spec.IgnoreDifferences)
-	if err != nil {
-		return fail(err)
-	}
-	respect := a.Options().Has("RespectIgnoreDifferences=true")
-	for _, it := range r.items {
-		it.respect = respect
-	}
-	for _, c := range r.children {
-		if c.Spec.Project != a.Spec.Project && !(c.Spec.Project == "" && a.Spec.Project == "default") && !(a.Spec.Project == "" && c.Spec.Project == "default") {
-			return fail(fmt.Errorf("child application %s names project %q: a child application stays in its parent's project (%q)", c.Name, c.Spec.Project, a.Spec.Project))
-		}
-		if seen[c.Name] {
-			return fail(fmt.Errorf("child application %s is already in this tree above it (a cycle)", c.Name))
-		}
-		d.mu.Lock()
-		e, ok := d.apps[c.Name]
-		d.mu.Unlock()
-		if ok && (e.root || e.parent != a.Name) {
-			return fail(fmt.Errorf("child application %s: an application of that name already belongs to %s", c.Name, orRoot(e)))
-		}
-	}
-	inv, err := d.readInventory(ctx, a.Name)
-	if err != nil {
-		return fail(err)
-	}
-	if err := d.annotateChecksums(ctx, a, r.items, t); err != nil {
-		return fail(err)
-	}
-	plan, err := d.plan(ctx, a, r.items, rules)
-	if err != nil {
-		return fail(err)
-	}
-	var refused []string
-	for _, p := range plan {
-		namespaced := p.obj.GetNamespace() != ""
-		if err := permitKind(proj, a.Spec.Project, a.Spec.Destination, p.key().Group, p.key().Kind, p.obj.GetNamespace(), namespaced); err != nil {
-			refused = append(refused, fmt.Sprintf("%s: %s: %v", p.source, p.key(), err))
-		}
-	}
-	if len(refused) > 0 {
-		slices.Sort(refused)
-		return fail(fmt.Errorf("the project refuses %d object(s), nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  ")))
-	}
-
-	var resources, hooks []*planned
-	for _, p := range plan {
-		if p.isHook() {
-			hooks = append(hooks, p)
-		} else {
-			resources = append(resources, p)
-		}
-	}
-	desired := map[objKey]bool{}
-	for _, p := range resources {
-		desired[p.key()] = true
-	}
-	childNames := make([]string, 0, len(r.children))
-	for _, c := range r.children {
-		childNames = append(childNames, c.Name)
-	}
-	st.Children = childNames
-
-	automated := a.Automated()
-	pruneOn := automated != nil && automated.Prune
-	var prune []objKey
-	for _, k := range inv.Entries {
-		if !desired[k] {
-			prune = append(prune, k)
-		}
-	}
-	var goneChildren []string
-	for _, c := range inv.Children {
-		if !slices.Contains(childNames, c) {
-			goneChildren = append(goneChildren, c)
-		}
-	}
-
-	// Guards, before anything is written.
-	if len(resources) == 0 && len(r.children) == 0 && len(inv.Entries)+len(inv.Children) > 0 && (automated == nil || !automated.AllowEmpty) {
-		st.Sync, st.final = OutOfSync, true
-		return fail(fmt.Errorf("the render produced no resources; refusing to prune all %d objects and %d child applications of the application (set syncPolicy.automated.allowEmpty: true if that is meant)", len(inv.Entries), len(inv.Children)))
-	}
-	confirm := fmt.Sprintf("kubectl -n %s annotate configmap %s %s=%s --overwrite", d.o.StateNamespace, inventoryName(a.Name), AnnotationConfirm, co.Revision)
-	// Child applications that leave count like objects: removing one may delete all it holds.
-	if pruneOn && len(prune)+len(goneChildren) > 0 && inv.Confirm != co.Revision {
-		if (len(prune)+len(goneChildren))*100 > d.o.MaxPrune*(len(inv.Entries)+len(inv.Children)) {
-			st.Sync, st.Health = OutOfSync, kube.Unknown
-			st.Held = fmt.Sprintf("this sync would prune %d of the application's %d objects, more than --max-prune %d%%; nothing was applied. To go ahead: %s", len(prune)+len(goneChildren), len(inv.Entries)+len(inv.Children), d.o.MaxPrune, confirm)
-			st.Message = st.Held
-			st.failed, st.final = true, true
-			return finish("held")
-		}
-	}
-
-	live := map[objKey]*unstructured.Unstructured{}
-	for _, p := range resources {
-		if p.live != nil {
-			live[p.key()] = p.live
-		}
-	}
-	changed := 0
-	for _, p := range resources {
-		if p.action != unchanged {
-			changed++
-		}
-	}
-	nsMissing := a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.namespaceExists(ctx, a.Spec.Destination.Namespace)
-	needed := changed > 0 || (pruneOn && (len(prune) > 0 || len(goneChildren) > 0)) || nsMissing
-	allowed := t == Explicit || (automated != nil && (inv.Revision != co.Revision || automated.SelfHeal || !inv.exists))
-
 	if t == DiffOnly {
-		var pruned []objKey
-		if pruneOn {
-			pruned = prune
-		}
-		st.Diffs = diffs(plan, pruned)
-		st.Sync = Synced
-		if len(st.Diffs) > 0 || nsMissing {
-			st.Sync = OutOfSync
-		}
-		d.mu.Lock()
-		for _, c := range r.children {
-			d.apps[c.Name] = &appEntry{app: c, parent: a.Name}
-		}
-		d.mu.Unlock()
-		if err := d.walkWaves(ctx, a, resources, r.children, false, t, seen, st); err != nil {
-			return fail(err)
-		}
-		return finish("diff")
+		return s.diff(ctx)
 	}
-
 	// Child applications are registered before the sync so they can be synced in their wave.
-	d.mu.Lock()
-	for _, c := range r.children {
-		d.apps[c.Name] = &appEntry{app: c, parent: a.Name}
+	s.registerChildren()
+	if !s.needed || !s.allowed {
+		return s.report(ctx)
 	}
-	d.mu.Unlock()
-
-	if !needed || !allowed {
-		st.Sync = Synced
-		if needed {
-			st.Sync = OutOfSync
-			st.Message = "drift found; the application does not sync on its own (syncPolicy.automated, selfHeal)"
-		}
-		st.Unchanged = len(resources) - changed
-		if err := d.walkWaves(ctx, a, resources, r.children, false, t, seen, st); err != nil {
-			return fail(err)
-		}
-		if !needed {
-			inv.Revision = co.Revision
-			if err := d.writeInventoryAs(ctx, a, inv, keys(resources), childNames); err != nil {
-				return fail(err)
-			}
-			return finish("noop")
-		}
-		return finish("outofsync")
-	}
-
-	// The operation: with replicas, under the application's lock.
-	if d.shard != nil {
-		release, err := d.shard.lock(ctx, a.Name)
-		if err != nil {
-			st.Message = err.Error()
-			return finish("skipped")
-		}
-		defer release()
-	}
-	// The inventory first takes in everything about to be applied, so an interrupted sync
-	// still knows what it created.
-	grown := *inv
-	grown.Entries = append(slices.Clone(inv.Entries), keys(resources)...)
-	grown.Children = append(slices.Clone(inv.Children), childNames...)
-	grown.Finalizer = slices.Contains(a.Finalizers, v1alpha1.ResourcesFinalizer)
-	if err := d.writeInventoryAs(ctx, a, &grown, grown.Entries, grown.Children); err != nil {
-		return fail(err)
-	}
-	syncFail := func(err error) *Status {
-		if herr := d.runHooks(ctx, a, hooks, PhaseSyncFail); herr != nil {
-			err = fmt.Errorf("%w; SyncFail hooks: %v", err, herr)
-		}
-		st.Sync = OutOfSync
-		return fail(err)
-	}
-	if nsMissing {
-		if err := d.createNamespace(ctx, a); err != nil {
-			return syncFail(err)
-		}
-	}
-	if err := d.runHooks(ctx, a, hooks, PhasePreSync); err != nil {
-		return syncFail(err)
-	}
-	if err := d.walkWaves(ctx, a, append(resources, syncHooks(hooks)...), r.children, true, t, seen, st); err != nil {
-		return syncFail(err)
-	}
-	pruned, skipped, err := d.prune(ctx, a, prune, pruneOn, inv.Confirm == co.Revision)
-	st.Pruned = pruned
-	if err != nil {
-		return syncFail(err)
-	}
-	if pruneOn {
-		for _, c := range goneChildren {
-			if err := d.removeChild(ctx, a.Name, c, false); err != nil {
-				return syncFail(err)
-			}
-		}
-	}
-	if err := d.runHooks(ctx, a, hooks, PhasePostSync); err != nil {
-		return syncFail(err)
-	}
-	final := keys(resources)
-	if !pruneOn {
-		final = append(final, prune...) // still applied by this application, left in place
-	}
-	final = append(final, skipped...)
-	children := childNames
-	if !pruneOn {
-		children = append(children, goneChildren...)
-	}
-	grown.Revision = co.Revision
-	if err := d.writeInventoryAs(ctx, a, &grown, final, children); err != nil {
-		return fail(err)
-	}
-	st.Sync = Synced
-	if len(skipped) > 0 || (!pruneOn && len(prune) > 0) {
-		st.Sync = OutOfSync
-		st.Message = fmt.Sprintf("%d object(s) left git but are not pruned (syncPolicy.automated.prune is off, or Prune=false/confirm)", len(prune))
-	}
-	return finish("synced")
+	return s.operate(ctx)
 }
 
 // topOf is the root application (or ApplicationSet) a known application descends from.

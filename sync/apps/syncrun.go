@@ -1,0 +1,371 @@
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+)
+
+// syncRun is one sync of one application, in named steps: fetch (the source) → render →
+// plan → compare (with the inventory) → guard → diff, report or operate (hooks, waves,
+// prune, record). Each step leaves what the next needs in the run.
+type syncRun struct {
+	d     *Daemon
+	a     *v1alpha1.Application
+	t     Trigger
+	seen  map[string]bool
+	start time.Time
+	st    *Status
+
+	checkout string // the checkout's directory, trimmed from messages
+	proj     *v1alpha1.AppProject
+	co       gitsource.Checkout
+	dir      string
+	r        rendered
+	rules    []ignoreRule
+	inv      *inventory
+
+	planned         []*planned
+	resources       []*planned
+	hooks           []*planned
+	childNames      []string
+	automated       *v1alpha1.SyncPolicyAutomated
+	pruneOn         bool
+	prune           []objKey
+	goneChildren    []string
+	changed         int
+	nsMissing       bool
+	needed, allowed bool
+}
+
+// finish records the status and its metrics, schedules a retry after a failed poll and
+// logs the outcome.
+func (s *syncRun) finish(result string) *Status {
+	d, st := s.d, s.st
+	st.SyncedAt = time.Now().UTC().Truncate(time.Second)
+	st.Duration = time.Since(s.start).Round(time.Millisecond).String()
+	d.m.syncs.WithLabelValues(result).Inc()
+	d.m.duration.Observe(time.Since(s.start).Seconds())
+	d.setStatus(st)
+	if s.t == Poll {
+		d.scheduleRetry(s.a, st)
+	}
+	d.log.Info("sync", "app", s.a.Name, "revision", st.Revision, "sync", st.Sync, "health", st.Health,
+		"applied", st.Applied, "unchanged", st.Unchanged, "pruned", st.Pruned, "result", result, "message", st.Message)
+	return st
+}
+
+// fail ends the run with err: file names lose the checkout's directory, and a cluster that
+// could not be reached leaves the health unknown.
+func (s *syncRun) fail(err error) *Status {
+	st := s.st
+	st.Message = err.Error()
+	if s.checkout != "" {
+		st.Message = strings.ReplaceAll(st.Message, s.checkout+string(filepath.Separator), "")
+	}
+	st.failed = true
+	var uerr *url.Error
+	switch {
+	case errors.As(err, &uerr):
+		st.Health = kube.Unknown // the cluster could not be reached: nothing is known
+	case st.Health == kube.Unknown || st.Health == kube.Healthy:
+		st.Health = kube.Degraded
+	}
+	return s.finish("failed")
+}
+
+// fetch checks the source against the project and checks it out; every check and the fetch
+// see one canonical repository URL.
+func (s *syncRun) fetch(ctx context.Context, root bool) error {
+	a := s.a
+	if a.Spec.Source != nil {
+		canon, err := gitsource.CanonicalURL(a.Spec.Source.RepoURL)
+		if err != nil {
+			return fmt.Errorf("spec.source.repoURL: %w", err)
+		}
+		a.Spec.Source.RepoURL = canon
+	}
+	proj, err := s.d.project(a.Spec.Project)
+	if err != nil {
+		return err
+	}
+	s.proj = proj
+	if err := permitSource(proj, a); err != nil {
+		return fmt.Errorf("%w; nothing was fetched or applied", err)
+	}
+	if s.co, s.dir, err = s.d.source(ctx, a, root); err != nil {
+		return err
+	}
+	s.st.Revision, s.checkout = s.co.Revision, s.co.Dir
+	return nil
+}
+
+// render renders the source, expands the ApplicationSets it holds, and checks its child
+// applications (their project, cycles, names taken elsewhere).
+func (s *syncRun) render(ctx context.Context) error {
+	d, a := s.d, s.a
+	docs, err := d.renderApp(ctx, a, s.co.Dir, s.dir, s.co.Revision, s.t)
+	if err != nil {
+		return fmt.Errorf("render failed, nothing applied or pruned: %w", err)
+	}
+	if s.r, err = classify(docs); err != nil {
+		return fmt.Errorf("render output, nothing applied or pruned: %w", err)
+	}
+	for _, set := range s.r.sets {
+		generated, err := d.generate(ctx, set, false)
+		if err != nil {
+			return fmt.Errorf("nothing applied or pruned: %w", err)
+		}
+		s.r.children = append(s.r.children, generated...)
+	}
+	if s.rules, err = compileIgnores(a.Spec.IgnoreDifferences); err != nil {
+		return err
+	}
+	respect := a.Options().Has("RespectIgnoreDifferences=true")
+	for _, it := range s.r.items {
+		it.respect = respect
+	}
+	for _, c := range s.r.children {
+		if c.Spec.Project != a.Spec.Project && !(c.Spec.Project == "" && a.Spec.Project == "default") && !(a.Spec.Project == "" && c.Spec.Project == "default") {
+			return fmt.Errorf("child application %s names project %q: a child application stays in its parent's project (%q)", c.Name, c.Spec.Project, a.Spec.Project)
+		}
+		if s.seen[c.Name] {
+			return fmt.Errorf("child application %s is already in this tree above it (a cycle)", c.Name)
+		}
+		d.mu.Lock()
+		e, ok := d.apps[c.Name]
+		d.mu.Unlock()
+		if ok && (e.root || e.parent != a.Name) {
+			return fmt.Errorf("child application %s: an application of that name already belongs to %s", c.Name, orRoot(e))
+		}
+	}
+	return nil
+}
+
+// plan reads the inventory, plans every object (live state, dry run) and checks each
+// against the project; hooks and resources go apart.
+func (s *syncRun) plan(ctx context.Context) error {
+	d, a := s.d, s.a
+	var err error
+	if s.inv, err = d.readInventory(ctx, a.Name); err != nil {
+		return err
+	}
+	if err := d.annotateChecksums(ctx, a, s.r.items, s.t); err != nil {
+		return err
+	}
+	if s.planned, err = d.plan(ctx, a, s.r.items, s.rules); err != nil {
+		return err
+	}
+	var refused []string
+	for _, p := range s.planned {
+		namespaced := p.obj.GetNamespace() != ""
+		if err := permitKind(s.proj, a.Spec.Project, a.Spec.Destination, p.key().Group, p.key().Kind, p.obj.GetNamespace(), namespaced); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %s: %v", p.source, p.key(), err))
+		}
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		return fmt.Errorf("the project refuses %d object(s), nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  "))
+	}
+	for _, p := range s.planned {
+		if p.isHook() {
+			s.hooks = append(s.hooks, p)
+		} else {
+			s.resources = append(s.resources, p)
+		}
+	}
+	return nil
+}
+
+// compare sets what the sync would do against the inventory: the objects and child
+// applications that left git, how many objects change, whether the namespace is missing,
+// whether a sync is needed and allowed.
+func (s *syncRun) compare(ctx context.Context) {
+	d, a, inv := s.d, s.a, s.inv
+	desired := map[objKey]bool{}
+	for _, p := range s.resources {
+		desired[p.key()] = true
+	}
+	s.childNames = make([]string, 0, len(s.r.children))
+	for _, c := range s.r.children {
+		s.childNames = append(s.childNames, c.Name)
+	}
+	s.st.Children = s.childNames
+	s.automated = a.Automated()
+	s.pruneOn = s.automated != nil && s.automated.Prune
+	for _, k := range inv.Entries {
+		if !desired[k] {
+			s.prune = append(s.prune, k)
+		}
+	}
+	for _, c := range inv.Children {
+		if !slices.Contains(s.childNames, c) {
+			s.goneChildren = append(s.goneChildren, c)
+		}
+	}
+	for _, p := range s.resources {
+		if p.action != unchanged {
+			s.changed++
+		}
+	}
+	s.nsMissing = a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.namespaceExists(ctx, a.Spec.Destination.Namespace)
+	s.needed = s.changed > 0 || (s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0)) || s.nsMissing
+	s.allowed = s.t == Explicit || (s.automated != nil && (inv.Revision != s.co.Revision || s.automated.SelfHeal || !inv.exists))
+}
+
+// guard holds a sync that would prune everything, or more than --max-prune without the
+// revision's confirmation, before anything is written; nil lets it go on.
+func (s *syncRun) guard() *Status {
+	d, a, inv, st := s.d, s.a, s.inv, s.st
+	if len(s.resources) == 0 && len(s.r.children) == 0 && len(inv.Entries)+len(inv.Children) > 0 && (s.automated == nil || !s.automated.AllowEmpty) {
+		st.Sync, st.final = OutOfSync, true
+		return s.fail(fmt.Errorf("the render produced no resources; refusing to prune all %d objects and %d child applications of the application (set syncPolicy.automated.allowEmpty: true if that is meant)", len(inv.Entries), len(inv.Children)))
+	}
+	confirm := fmt.Sprintf("kubectl -n %s annotate configmap %s %s=%s --overwrite", d.o.StateNamespace, inventoryName(a.Name), AnnotationConfirm, s.co.Revision)
+	// Child applications that leave count like objects: removing one may delete all it holds.
+	gone := len(s.prune) + len(s.goneChildren)
+	if s.pruneOn && gone > 0 && inv.Confirm != s.co.Revision && gone*100 > d.o.MaxPrune*(len(inv.Entries)+len(inv.Children)) {
+		st.Sync, st.Health = OutOfSync, kube.Unknown
+		st.Held = fmt.Sprintf("this sync would prune %d of the application's %d objects, more than --max-prune %d%%; nothing was applied. To go ahead: %s", gone, len(inv.Entries)+len(inv.Children), d.o.MaxPrune, confirm)
+		st.Message = st.Held
+		st.failed, st.final = true, true
+		return s.finish("held")
+	}
+	return nil
+}
+
+// registerChildren makes the child applications known, so they are synced in their wave.
+func (s *syncRun) registerChildren() {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	for _, c := range s.r.children {
+		s.d.apps[c.Name] = &appEntry{app: c, parent: s.a.Name}
+	}
+}
+
+// diff reports what an explicit sync would change (keyway diff), writing nothing.
+func (s *syncRun) diff(ctx context.Context) *Status {
+	st := s.st
+	var pruned []objKey
+	if s.pruneOn {
+		pruned = s.prune
+	}
+	st.Diffs = diffs(s.planned, pruned)
+	st.Sync = Synced
+	if len(st.Diffs) > 0 || s.nsMissing {
+		st.Sync = OutOfSync
+	}
+	s.registerChildren()
+	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, false, s.t, s.seen, st); err != nil {
+		return s.fail(err)
+	}
+	return s.finish("diff")
+}
+
+// report ends a run with nothing to do, or with drift the application does not sync on its
+// own: health is read wave by wave, and an unchanged application's inventory records the
+// revision.
+func (s *syncRun) report(ctx context.Context) *Status {
+	st := s.st
+	st.Sync = Synced
+	if s.needed {
+		st.Sync = OutOfSync
+		st.Message = "drift found; the application does not sync on its own (syncPolicy.automated, selfHeal)"
+	}
+	st.Unchanged = len(s.resources) - s.changed
+	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, false, s.t, s.seen, st); err != nil {
+		return s.fail(err)
+	}
+	if s.needed {
+		return s.finish("outofsync")
+	}
+	s.inv.Revision = s.co.Revision
+	if err := s.d.writeInventoryAs(ctx, s.a, s.inv, keys(s.resources), s.childNames); err != nil {
+		return s.fail(err)
+	}
+	return s.finish("noop")
+}
+
+// operate is the sync itself, under the application's lock with replicas: the inventory
+// first takes in everything about to be applied (an interrupted sync still knows what it
+// created), then the namespace, PreSync hooks, the waves, the prune and removed children,
+// PostSync hooks, and the inventory as it ends. A failure runs the SyncFail hooks.
+func (s *syncRun) operate(ctx context.Context) *Status {
+	d, a, inv, st := s.d, s.a, s.inv, s.st
+	if d.shard != nil {
+		release, err := d.shard.lock(ctx, a.Name)
+		if err != nil {
+			st.Message = err.Error()
+			return s.finish("skipped")
+		}
+		defer release()
+	}
+	grown := *inv
+	grown.Entries = append(slices.Clone(inv.Entries), keys(s.resources)...)
+	grown.Children = append(slices.Clone(inv.Children), s.childNames...)
+	grown.Finalizer = slices.Contains(a.Finalizers, v1alpha1.ResourcesFinalizer)
+	if err := d.writeInventoryAs(ctx, a, &grown, grown.Entries, grown.Children); err != nil {
+		return s.fail(err)
+	}
+	syncFail := func(err error) *Status {
+		if herr := d.runHooks(ctx, a, s.hooks, PhaseSyncFail); herr != nil {
+			err = fmt.Errorf("%w; SyncFail hooks: %v", err, herr)
+		}
+		st.Sync = OutOfSync
+		return s.fail(err)
+	}
+	if s.nsMissing {
+		if err := d.createNamespace(ctx, a); err != nil {
+			return syncFail(err)
+		}
+	}
+	if err := d.runHooks(ctx, a, s.hooks, PhasePreSync); err != nil {
+		return syncFail(err)
+	}
+	if err := d.walkWaves(ctx, a, append(s.resources, syncHooks(s.hooks)...), s.r.children, true, s.t, s.seen, st); err != nil {
+		return syncFail(err)
+	}
+	pruned, skipped, err := d.prune(ctx, a, s.prune, s.pruneOn, inv.Confirm == s.co.Revision)
+	st.Pruned = pruned
+	if err != nil {
+		return syncFail(err)
+	}
+	if s.pruneOn {
+		for _, c := range s.goneChildren {
+			if err := d.removeChild(ctx, a.Name, c, false); err != nil {
+				return syncFail(err)
+			}
+		}
+	}
+	if err := d.runHooks(ctx, a, s.hooks, PhasePostSync); err != nil {
+		return syncFail(err)
+	}
+	final := keys(s.resources)
+	if !s.pruneOn {
+		final = append(final, s.prune...) // still applied by this application, left in place
+	}
+	final = append(final, skipped...)
+	children := s.childNames
+	if !s.pruneOn {
+		children = append(children, s.goneChildren...)
+	}
+	grown.Revision = s.co.Revision
+	if err := d.writeInventoryAs(ctx, a, &grown, final, children); err != nil {
+		return s.fail(err)
+	}
+	st.Sync = Synced
+	if len(skipped) > 0 || (!s.pruneOn && len(s.prune) > 0) {
+		st.Sync = OutOfSync
+		st.Message = fmt.Sprintf("%d object(s) left git but are not pruned (syncPolicy.automated.prune is off, or Prune=false/confirm)", len(s.prune))
+	}
+	return s.finish("synced")
+}
