@@ -162,45 +162,7 @@ func runSeal(ctx context.Context, a *app, o *sealOptions) error {
 	// in input order to a temporary file that becomes the output only when every document
 	// succeeded. Memory stays flat however long the input.
 	opts := sealing.SealOptions{Scope: scope, ScopeSet: o.Scope != "", AllowEmptyData: o.AllowEmptyData}
-	each := func(d *manifest.Document) ([]any, error) {
-		var out []any
-		if !o.RecoveryUnseal && !o.Validate && !o.ReEncrypt {
-			sec, err := o.secret(d)
-			if err != nil {
-				return nil, err
-			}
-			sealed, err := sealing.SealAll([]*corev1.Secret{sec}, pubs, opts)
-			var ie *sealing.ItemError
-			if errors.As(err, &ie) {
-				err = ie.Err
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-			}
-			return appendAll(out, sealed), nil
-		}
-		var ss sealing.SealedSecret
-		if err := manifest.Decode(d, &ss); err != nil {
-			return nil, err
-		}
-		var err error
-		switch {
-		case o.RecoveryUnseal:
-			var s *corev1.Secret
-			s, _, err = sealing.Unseal(ctx, rand.Reader, &ss, keys)
-			out = append(out, s)
-		case o.ReEncrypt:
-			var re []*sealing.SealedSecret
-			re, err = sealing.ReEncrypt(&ss, keys, pubs)
-			out = appendAll(out, re)
-		default:
-			_, err = sealing.Check(rand.Reader, &ss, keys)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
-		}
-		return out, nil
-	}
+	each := func(d *manifest.Document) ([]any, error) { return o.document(ctx, d, pubs, keys, opts) }
 	w, err := newOutput(o.Write)
 	if err != nil {
 		return err
@@ -299,4 +261,46 @@ func (o *sealOptions) sealRaw(a *app, value []byte, pubs []*rsa.PublicKey, scope
 		b.WriteByte('\n')
 	}
 	return o.emit(a, b.Bytes())
+}
+
+// document seals one Secret for every certificate, or, in the recovery modes, opens
+// (--recovery-unseal), re-encrypts (--re-encrypt) or checks (--validate) one SealedSecret.
+func (o *sealOptions) document(ctx context.Context, d *manifest.Document, pubs []*rsa.PublicKey, keys []*rsa.PrivateKey, opts sealing.SealOptions) ([]any, error) {
+	var out []any
+	if !o.RecoveryUnseal && !o.Validate && !o.ReEncrypt {
+		sec, err := o.secret(d)
+		if err != nil {
+			return nil, err
+		}
+		sealed, err := sealing.SealAll([]*corev1.Secret{sec}, pubs, opts)
+		var ie *sealing.ItemError
+		if errors.As(err, &ie) {
+			err = ie.Err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+		}
+		return appendAll(out, sealed), nil
+	}
+	var ss sealing.SealedSecret
+	if err := manifest.Decode(d, &ss); err != nil {
+		return nil, err
+	}
+	var err error
+	switch {
+	case o.RecoveryUnseal:
+		var s *corev1.Secret
+		s, _, err = sealing.Unseal(ctx, rand.Reader, &ss, keys)
+		out = append(out, s)
+	case o.ReEncrypt:
+		var re []*sealing.SealedSecret
+		re, err = sealing.ReEncrypt(&ss, keys, pubs)
+		out = appendAll(out, re)
+	default:
+		_, err = sealing.Check(rand.Reader, &ss, keys)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: document %d: %w", d.Source, d.Index, err)
+	}
+	return out, nil
 }
