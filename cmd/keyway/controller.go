@@ -47,15 +47,7 @@ func (k *kubeFlags) config() (*rest.Config, error) {
 }
 
 func newControllerCommand(a *app) *cobra.Command {
-	var kf kubeFlags
-	var listen, metricsListen, leaseName string
-	var renew, resync time.Duration
-	var lease kube.LeaseOptions
-	var bits, workers, burst int
-	var qps float32
-	var leaderElect, runSyncer, runUnsealer bool
-	var controllerClass string
-	var so externalsecrets.SyncerOptions
+	var o controllerOptions
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the in-cluster unsealer: SealedSecrets become Secrets",
@@ -79,122 +71,144 @@ that cannot renew (API server unreachable past the renew deadline) exits with an
 restarted, and a standby takes over within the lease duration. New and changed objects are
 served before periodic checks, and the API server sees at most --kube-qps requests a second.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if resync <= 0 {
-				return usagef("--resync-period must be positive, got %s", resync)
-			}
-			if qps <= 0 || burst < 1 || workers < 1 {
-				return usagef("--kube-qps, --kube-burst and --workers must be positive")
-			}
-			if lease.RetryPeriod <= 0 || lease.RenewDeadline <= lease.RetryPeriod || lease.LeaseDuration <= lease.RenewDeadline {
-				return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
-			}
-			base, err := kf.config()
-			if err != nil {
-				return err
-			}
-			cfg := kube.WithLimits(base, qps, burst, "keyway-unsealer")
-			if !runSyncer && !runUnsealer {
-				return usagef("--syncer=false and --unsealer=false leave nothing to run")
-			}
-			ctx := cmd.Context()
-			// One registry: the unsealer's /metrics serves the syncer's figures too.
-			reg := prometheus.NewRegistry()
-			var runs []func(context.Context) error
-			if runUnsealer {
-				client, err := kubernetes.NewForConfig(cfg)
-				if err != nil {
-					return err
-				}
-				dyn, err := dynamic.NewForConfig(cfg)
-				if err != nil {
-					return err
-				}
-				u := sealedsecrets.New(client, dyn, sealedsecrets.Options{Namespace: kf.Namespace, KeyRenewPeriod: renew, KeyBits: bits, Workers: workers, ResyncPeriod: resync, Logger: a.log, Registry: reg})
-				if err := u.Start(ctx); err != nil {
-					return err
-				}
-				l, err := net.Listen("tcp", listen)
-				if err != nil {
-					return fmt.Errorf("--listen %s: %w", listen, err)
-				}
-				handler := u.Handler()
-				if metricsListen != "" {
-					// Metrics apart: --listen then serves the API alone, to the users who seal.
-					ml, err := net.Listen("tcp", metricsListen)
-					if err != nil {
-						return fmt.Errorf("--metrics-listen %s: %w", metricsListen, err)
-					}
-					msrv := &http.Server{Handler: u.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
-					go func() { _ = msrv.Serve(ml) }()
-					defer msrv.Close()
-					handler = u.APIHandler()
-				}
-				srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-				go func() { _ = srv.Serve(l) }()
-				defer srv.Close()
-				a.log.Info("unsealer serving", "address", l.Addr().String(), "namespace", kf.Namespace)
-				runs = append(runs, u.Run)
-			}
-			if runSyncer {
-				so.ControllerClass, so.Logger, so.Registry = controllerClass, a.log, reg
-				if so.StoreQPS <= 0 || so.StoreBurst < 1 {
-					return usagef("--store-qps and --store-burst must be positive")
-				}
-				syncer, err := newSyncer(base, qps, burst, so, a)
-				if err != nil {
-					return err
-				}
-				if syncer != nil {
-					runs = append(runs, syncer.Run)
-				}
-			}
-			work := func(ctx context.Context) {
-				var wg sync.WaitGroup
-				for _, run := range runs {
-					wg.Go(func() {
-						if err := run(ctx); err != nil {
-							a.log.Error("controller stopped", "error", err)
-						}
-					})
-				}
-				wg.Wait()
-			}
-			if !leaderElect {
-				work(ctx)
-				return nil
-			}
-			// The lease has a client of its own: renewal never waits behind reconciles.
-			lease.Namespace, lease.Name, lease.Logger = kf.Namespace, leaseName, a.log
-			return kube.Lead(ctx, base, lease, work)
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runController(cmd, a, &o) },
 	}
-	kf.BindFlags(cmd.Flags())
-	cmd.Flags().StringVar(&listen, "listen", ":8080", "HTTP address for the API (cert.pem, verify, rotate), health and, without --metrics-listen, metrics")
-	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "HTTP address for /metrics alone (then --listen serves no metrics): keep monitoring apart from the sealing API")
-	cmd.Flags().DurationVar(&renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
-	cmd.Flags().IntVar(&bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
-	cmd.Flags().IntVar(&workers, "workers", 2*runtime.GOMAXPROCS(0), "SealedSecrets reconciled at once (decryption is bound by the cores; twice as many overlap it with API calls)")
-	cmd.Flags().Float32Var(&qps, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit; client-go's default is 5)")
-	cmd.Flags().IntVar(&burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
-	cmd.Flags().DurationVar(&resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")
-	cmd.Flags().BoolVar(&leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
-	cmd.Flags().StringVar(&leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
-	cmd.Flags().BoolVar(&runUnsealer, "unsealer", true, "run the SealedSecret unsealer (and its HTTP API)")
-	cmd.Flags().BoolVar(&runSyncer, "syncer", true, "run the ExternalSecret syncer (off by itself when the external-secrets.io CRDs are not installed)")
-	cmd.Flags().StringVar(&controllerClass, "controller-class", "", "handle only stores whose spec.controller is this (External Secrets' controller class), to run beside ESO")
-	cmd.Flags().StringArrayVar(&so.VaultServers, "allow-vault-server", nil, "a Vault address (URL prefix) namespaced SecretStores may name (repeatable); by default only ClusterSecretStores name Vault servers")
-	cmd.Flags().BoolVar(&so.AmbientCredentials, "allow-ambient-credentials", false, "let namespaced SecretStores without credentials use the controller's own AWS or GCP identity (ClusterSecretStores always may)")
-	cmd.Flags().Float64Var(&so.StoreQPS, "store-qps", externalsecrets.DefaultStoreQPS, "backend reads per second per store (a store's keyway.dev/qps annotation overrides it)")
-	cmd.Flags().IntVar(&so.StoreBurst, "store-burst", externalsecrets.DefaultStoreBurst, "backend reads allowed in a burst per store (keyway.dev/burst overrides it)")
-	cmd.Flags().StringVar(&so.AWSEndpoint, "aws-endpoint", "", "AWS endpoint for every store (a VPC endpoint); stores cannot set one")
-	cmd.Flags().StringVar(&so.GCPEndpoint, "gcp-endpoint", "", "GCP Secret Manager endpoint (host:port) for every store; stores cannot set one")
-	cmd.Flags().StringVar(&so.GCPCAFile, "gcp-ca-file", "", "TLS roots for --gcp-endpoint and --gcp-token-url")
-	cmd.Flags().StringVar(&so.GCPTokenURL, "gcp-token-url", "", "where service-account keys are exchanged for tokens (default Google's); a key naming another address is refused")
-	cmd.Flags().DurationVar(&lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal: the longest a crashed leader's work waits")
-	cmd.Flags().DurationVar(&lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up and exits")
-	cmd.Flags().DurationVar(&lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
+	o.BindFlags(cmd.Flags())
 	return cmd
+}
+
+// controllerOptions are keyway controller's flags.
+type controllerOptions struct {
+	kf                                  kubeFlags
+	listen, metricsListen, leaseName    string
+	renew, resync                       time.Duration
+	lease                               kube.LeaseOptions
+	bits, workers, burst                int
+	qps                                 float32
+	leaderElect, runSyncer, runUnsealer bool
+	controllerClass                     string
+	so                                  externalsecrets.SyncerOptions
+}
+
+// BindFlags binds the controller's flags to o.
+func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
+	o.kf.BindFlags(fs)
+	fs.StringVar(&o.listen, "listen", ":8080", "HTTP address for the API (cert.pem, verify, rotate), health and, without --metrics-listen, metrics")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "HTTP address for /metrics alone (then --listen serves no metrics): keep monitoring apart from the sealing API")
+	fs.DurationVar(&o.renew, "key-renew-period", 30*24*time.Hour, "generate a new sealing key when the newest is this old (0 disables)")
+	fs.IntVar(&o.bits, "key-bits", sealing.KeyBits, "RSA key size for new keys")
+	fs.IntVar(&o.workers, "workers", 2*runtime.GOMAXPROCS(0), "SealedSecrets reconciled at once (decryption is bound by the cores; twice as many overlap it with API calls)")
+	fs.Float32Var(&o.qps, "kube-qps", kube.DefaultQPS, "requests per second to the API server (client-side limit; client-go's default is 5)")
+	fs.IntVar(&o.burst, "kube-burst", kube.DefaultBurst, "requests allowed in a burst above --kube-qps")
+	fs.DurationVar(&o.resync, "resync-period", 10*time.Minute, "how often every SealedSecret is checked again (reads only unless something changed)")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
+	fs.StringVar(&o.leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
+	fs.BoolVar(&o.runUnsealer, "unsealer", true, "run the SealedSecret unsealer (and its HTTP API)")
+	fs.BoolVar(&o.runSyncer, "syncer", true, "run the ExternalSecret syncer (off by itself when the external-secrets.io CRDs are not installed)")
+	fs.StringVar(&o.controllerClass, "controller-class", "", "handle only stores whose spec.controller is this (External Secrets' controller class), to run beside ESO")
+	fs.StringArrayVar(&o.so.VaultServers, "allow-vault-server", nil, "a Vault address (URL prefix) namespaced SecretStores may name (repeatable); by default only ClusterSecretStores name Vault servers")
+	fs.BoolVar(&o.so.AmbientCredentials, "allow-ambient-credentials", false, "let namespaced SecretStores without credentials use the controller's own AWS or GCP identity (ClusterSecretStores always may)")
+	fs.Float64Var(&o.so.StoreQPS, "store-qps", externalsecrets.DefaultStoreQPS, "backend reads per second per store (a store's keyway.dev/qps annotation overrides it)")
+	fs.IntVar(&o.so.StoreBurst, "store-burst", externalsecrets.DefaultStoreBurst, "backend reads allowed in a burst per store (keyway.dev/burst overrides it)")
+	fs.StringVar(&o.so.AWSEndpoint, "aws-endpoint", "", "AWS endpoint for every store (a VPC endpoint); stores cannot set one")
+	fs.StringVar(&o.so.GCPEndpoint, "gcp-endpoint", "", "GCP Secret Manager endpoint (host:port) for every store; stores cannot set one")
+	fs.StringVar(&o.so.GCPCAFile, "gcp-ca-file", "", "TLS roots for --gcp-endpoint and --gcp-token-url")
+	fs.StringVar(&o.so.GCPTokenURL, "gcp-token-url", "", "where service-account keys are exchanged for tokens (default Google's); a key naming another address is refused")
+	fs.DurationVar(&o.lease.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal: the longest a crashed leader's work waits")
+	fs.DurationVar(&o.lease.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it gives up and exits")
+	fs.DurationVar(&o.lease.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to take the Lease")
+}
+
+// runController starts the unsealer (with its HTTP API) and the syncer, under leader
+// election unless --leader-elect=false.
+func runController(cmd *cobra.Command, a *app, o *controllerOptions) error {
+	if o.resync <= 0 {
+		return usagef("--resync-period must be positive, got %s", o.resync)
+	}
+	if o.qps <= 0 || o.burst < 1 || o.workers < 1 {
+		return usagef("--kube-qps, --kube-burst and --workers must be positive")
+	}
+	if o.lease.RetryPeriod <= 0 || o.lease.RenewDeadline <= o.lease.RetryPeriod || o.lease.LeaseDuration <= o.lease.RenewDeadline {
+		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
+	}
+	base, err := o.kf.config()
+	if err != nil {
+		return err
+	}
+	cfg := kube.WithLimits(base, o.qps, o.burst, "keyway-unsealer")
+	if !o.runSyncer && !o.runUnsealer {
+		return usagef("--syncer=false and --unsealer=false leave nothing to run")
+	}
+	ctx := cmd.Context()
+	// One registry: the unsealer's /metrics serves the syncer's figures too.
+	reg := prometheus.NewRegistry()
+	var runs []func(context.Context) error
+	if o.runUnsealer {
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		u := sealedsecrets.New(client, dyn, sealedsecrets.Options{Namespace: o.kf.Namespace, KeyRenewPeriod: o.renew, KeyBits: o.bits, Workers: o.workers, ResyncPeriod: o.resync, Logger: a.log, Registry: reg})
+		if err := u.Start(ctx); err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", o.listen)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", o.listen, err)
+		}
+		handler := u.Handler()
+		if o.metricsListen != "" {
+			// Metrics apart: --listen then serves the API alone, to the users who seal.
+			ml, err := net.Listen("tcp", o.metricsListen)
+			if err != nil {
+				return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
+			}
+			msrv := &http.Server{Handler: u.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+			go func() { _ = msrv.Serve(ml) }()
+			defer msrv.Close()
+			handler = u.APIHandler()
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		defer srv.Close()
+		a.log.Info("unsealer serving", "address", l.Addr().String(), "namespace", o.kf.Namespace)
+		runs = append(runs, u.Run)
+	}
+	if o.runSyncer {
+		o.so.ControllerClass, o.so.Logger, o.so.Registry = o.controllerClass, a.log, reg
+		if o.so.StoreQPS <= 0 || o.so.StoreBurst < 1 {
+			return usagef("--store-qps and --store-burst must be positive")
+		}
+		syncer, err := newSyncer(base, o.qps, o.burst, o.so, a)
+		if err != nil {
+			return err
+		}
+		if syncer != nil {
+			runs = append(runs, syncer.Run)
+		}
+	}
+	work := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for _, run := range runs {
+			wg.Go(func() {
+				if err := run(ctx); err != nil {
+					a.log.Error("controller stopped", "error", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if !o.leaderElect {
+		work(ctx)
+		return nil
+	}
+	// The lease has a client of its own: renewal never waits behind reconciles.
+	o.lease.Namespace, o.lease.Name, o.lease.Logger = o.kf.Namespace, o.leaseName, a.log
+	return kube.Lead(ctx, base, o.lease, work)
 }
 
 // newSyncer builds the ExternalSecret syncer, or returns nil (with a log line) when the
