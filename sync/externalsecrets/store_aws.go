@@ -109,3 +109,12 @@ func (s *Syncer) webIdentity(ctx context.Context, what, ns string, sa esv1.Servi
 	token, err = s.serviceAccountToken(ctx, what, ns, sa)
 	return role, token, err
 }
+
+// awsAdapter maps spec.provider.aws.
+var awsAdapter = storeAdapter{
+	name:  "aws",
+	names: func(p *esv1.SecretStoreProvider) bool { return p.AWS != nil },
+	resolve: func(s *Syncer, ctx context.Context, what, ns string, p *esv1.SecretStoreProvider) (*storeConfig, error) {
+		return s.awsStore(ctx, what, ns, p.AWS)
+	},
+}

@@ -50,3 +50,12 @@ func (s *Syncer) gcpStore(ctx context.Context, what, ns string, g *esv1.GCPSMPro
 	}
 	return &storeConfig{backend: "gcpsm", settings: set, project: g.ProjectID, location: g.Location}, nil
 }
+
+// gcpsmAdapter maps spec.provider.gcpsm.
+var gcpsmAdapter = storeAdapter{
+	name:  "gcpsm",
+	names: func(p *esv1.SecretStoreProvider) bool { return p.GCPSM != nil },
+	resolve: func(s *Syncer, ctx context.Context, what, ns string, p *esv1.SecretStoreProvider) (*storeConfig, error) {
+		return s.gcpStore(ctx, what, ns, p.GCPSM)
+	},
+}

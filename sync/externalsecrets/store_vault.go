@@ -128,3 +128,12 @@ func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultP
 	}
 	return &storeConfig{backend: "vault", settings: set, mount: mount}, nil
 }
+
+// vaultAdapter maps spec.provider.vault.
+var vaultAdapter = storeAdapter{
+	name:  "vault",
+	names: func(p *esv1.SecretStoreProvider) bool { return p.Vault != nil },
+	resolve: func(s *Syncer, ctx context.Context, what, ns string, p *esv1.SecretStoreProvider) (*storeConfig, error) {
+		return s.vaultStore(ctx, what, ns, p.Vault)
+	},
+}

@@ -151,23 +151,48 @@ func (s *Syncer) limiter(id, what string, ann map[string]string) (*rate.Limiter,
 // resolve turns a store's provider into a backend and its settings.
 func (s *Syncer) resolve(ctx context.Context, what string, st *esv1.SecretStore) (*storeConfig, error) {
 	p := st.Spec.Provider
-	switch {
-	case p == nil:
+	if p == nil {
 		return nil, refusal{what + " has no provider"}
-	case p.Fake != nil:
+	}
+	var named []storeAdapter
+	for _, a := range storeAdapters {
+		if a.names(p) {
+			named = append(named, a)
+		}
+	}
+	switch len(named) {
+	case 0:
+		return nil, refusal{what + ": only the vault, aws, gcpsm and fake providers are supported"}
+	case 1:
+		return named[0].resolve(s, ctx, what, st.Namespace, p)
+	}
+	// ESO takes exactly one provider: more is refused, not resolved by an order of ours.
+	return nil, refusal{fmt.Sprintf("%s names %s and %s: a store has one provider", what, named[0].name, named[1].name)}
+}
+
+// storeAdapter maps one External Secrets provider of a store onto a keyway backend's
+// settings. Each lives in a file of its own (store_<backend>.go) and is listed once, in
+// storeAdapters.
+type storeAdapter struct {
+	name    string                                 // ESO's field name (spec.provider.<name>)
+	names   func(p *esv1.SecretStoreProvider) bool // the store names this provider
+	resolve func(s *Syncer, ctx context.Context, what, ns string, p *esv1.SecretStoreProvider) (*storeConfig, error)
+}
+
+// storeAdapters are the providers a store may name.
+var storeAdapters = []storeAdapter{vaultAdapter, awsAdapter, gcpsmAdapter, fakeAdapter}
+
+// fakeAdapter is ESO's fake provider: the values are in the store.
+var fakeAdapter = storeAdapter{
+	name:  "fake",
+	names: func(p *esv1.SecretStoreProvider) bool { return p.Fake != nil },
+	resolve: func(_ *Syncer, _ context.Context, _, _ string, p *esv1.SecretStoreProvider) (*storeConfig, error) {
 		fake := map[string]string{}
 		for _, d := range p.Fake.Data {
 			fake[d.Key+"\x00"+d.Version] = d.Value
 		}
 		return &storeConfig{backend: "fake", fake: fake}, nil
-	case p.Vault != nil:
-		return s.vaultStore(ctx, what, st.Namespace, p.Vault)
-	case p.AWS != nil:
-		return s.awsStore(ctx, what, st.Namespace, p.AWS)
-	case p.GCPSM != nil:
-		return s.gcpStore(ctx, what, st.Namespace, p.GCPSM)
-	}
-	return nil, refusal{what + ": only the vault, aws, gcpsm and fake providers are supported"}
+	},
 }
 
 // validateStore checks a store the way its ExternalSecrets will use it — credentials read,
