@@ -248,48 +248,46 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return errors.New("informer caches did not sync")
 		}
 	}
-	for range s.opts.Workers {
-		go func() {
-			for {
-				key, ok := s.queue.Get()
-				if !ok {
-					return
-				}
-				var next time.Duration
-				var err error
-				switch {
-				case strings.HasPrefix(key, storePrefix):
-					err = s.validateStore(ctx, SecretStoreGVR, strings.TrimPrefix(key, storePrefix))
-				case strings.HasPrefix(key, clusterStorePrefix):
-					err = s.validateStore(ctx, ClusterSecretStoreGVR, strings.TrimPrefix(key, clusterStorePrefix))
-				default:
-					start := time.Now()
-					next, err = s.reconcile(ctx, key)
-					s.duration.Observe(time.Since(start).Seconds())
-				}
-				switch {
-				case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
-					s.queue.Retry(key) // reported in status already
-				case err != nil:
-					s.log.Warn("sync failed; retrying", "externalsecret", key, "error", err)
-					s.queue.Retry(key)
-				default:
-					s.queue.Forget(key)
-					s.schedule(key, next)
-				}
-				s.queue.Done(key)
+	go func() {
+		tick := time.NewTicker(pruneEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				s.prune(now)
 			}
-		}()
-	}
-	tick := time.NewTicker(pruneEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			s.prune(now)
 		}
+	}()
+	// Run returns once the syncs in flight are done.
+	ctl.RunWorkers(ctx, s.opts.Workers, s.queue, s.log, s.handle)
+	return nil
+}
+
+// handle syncs one ExternalSecret or validates one store, and settles its key in the queue.
+func (s *Syncer) handle(ctx context.Context, key string) {
+	var next time.Duration
+	var err error
+	switch {
+	case strings.HasPrefix(key, storePrefix):
+		err = s.validateStore(ctx, SecretStoreGVR, strings.TrimPrefix(key, storePrefix))
+	case strings.HasPrefix(key, clusterStorePrefix):
+		err = s.validateStore(ctx, ClusterSecretStoreGVR, strings.TrimPrefix(key, clusterStorePrefix))
+	default:
+		start := time.Now()
+		next, err = s.reconcile(ctx, key)
+		s.duration.Observe(time.Since(start).Seconds())
+	}
+	switch {
+	case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
+		s.queue.Retry(key) // reported in status already
+	case err != nil:
+		s.log.Warn("sync failed; retrying", "externalsecret", key, "error", err)
+		s.queue.Retry(key)
+	default:
+		s.queue.Forget(key)
+		s.schedule(key, next)
 	}
 }
 

@@ -188,30 +188,22 @@ func (u *Unsealer) Run(ctx context.Context) error {
 			}
 		}, min(u.opts.KeyRenewPeriod, time.Hour))
 	}
-	for range u.opts.Workers {
-		go wait.UntilWithContext(ctx, u.work, time.Second)
-	}
-	<-ctx.Done()
+	ctl.RunWorkers(ctx, u.opts.Workers, u.queue, u.log, u.handle)
 	return nil
 }
 
-func (u *Unsealer) work(ctx context.Context) {
-	for {
-		key, ok := u.queue.Get()
-		if !ok {
-			return
-		}
-		err := u.reconcile(ctx, key)
-		if apierrors.IsConflict(err) {
-			// Written meanwhile; the cache brings the new version and the retry uses it.
-			u.queue.Retry(key)
-		} else if err != nil {
-			u.log.Warn("reconcile failed; retrying", "sealedsecret", key, "error", err)
-			u.queue.Retry(key)
-		} else {
-			u.queue.Forget(key)
-		}
-		u.queue.Done(key)
+// handle reconciles one SealedSecret and settles its key in the queue.
+func (u *Unsealer) handle(ctx context.Context, key string) {
+	err := u.reconcile(ctx, key)
+	switch {
+	case apierrors.IsConflict(err):
+		// Written meanwhile; the cache brings the new version and the retry uses it.
+		u.queue.Retry(key)
+	case err != nil:
+		u.log.Warn("reconcile failed; retrying", "sealedsecret", key, "error", err)
+		u.queue.Retry(key)
+	default:
+		u.queue.Forget(key)
 	}
 }
 

@@ -1,0 +1,43 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+)
+
+// RunWorkers runs n workers that take keys from q and hand each to handle, until ctx ends;
+// then it shuts q down and returns once every key in flight is done, so a caller's Run does
+// not return while a reconcile still writes. A panic in handle is recovered: the key (never
+// the object) and the stack go to log, the key is retried with back-off, and the worker
+// goes on — one bad object cannot end the process.
+func RunWorkers(ctx context.Context, n int, q *Queue, log *slog.Logger, handle func(ctx context.Context, key string)) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				key, ok := q.Get()
+				if !ok {
+					return
+				}
+				runOne(ctx, q, log, key, handle)
+			}
+		})
+	}
+	<-ctx.Done()
+	q.ShutDown()
+	wg.Wait()
+}
+
+func runOne(ctx context.Context, q *Queue, log *slog.Logger, key string, handle func(ctx context.Context, key string)) {
+	defer q.Done(key)
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("reconcile panicked; retrying with back-off", "key", key, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			q.Retry(key)
+		}
+	}()
+	handle(ctx, key)
+}
