@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
 )
@@ -35,7 +36,13 @@ func runOne(ctx context.Context, q *Queue, log *slog.Logger, key string, handle 
 	defer q.Done(key)
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("reconcile panicked; retrying with back-off", "key", key, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			// A runtime error says what went wrong without values; any other panic value
+			// could hold one, so only its type is logged.
+			what := fmt.Sprintf("%T", r)
+			if re, ok := r.(runtime.Error); ok {
+				what = re.Error()
+			}
+			log.Error("reconcile panicked; retrying with back-off", "key", key, "panic", what, "stack", string(debug.Stack()))
 			q.Retry(key)
 		}
 	}()

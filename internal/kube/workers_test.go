@@ -29,7 +29,7 @@ func TestRunWorkersSurvivesPanics(t *testing.T) {
 			switch key {
 			case "bad":
 				if bad.Add(1) < 3 {
-					panic("boom")
+					panic("CANARY-boom")
 				}
 			case "slow":
 				<-release
@@ -56,6 +56,9 @@ func TestRunWorkersSurvivesPanics(t *testing.T) {
 	mu.Lock()
 	if !strings.Contains(logs.String(), "reconcile panicked") || !strings.Contains(logs.String(), "key=bad") {
 		t.Errorf("the panic was not logged with its key:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "CANARY") {
+		t.Errorf("a panic's value reached the log:\n%s", logs.String())
 	}
 	mu.Unlock()
 	// Shutdown waits for the key in flight.

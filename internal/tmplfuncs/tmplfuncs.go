@@ -98,11 +98,8 @@ func (b *Budget) step() error {
 
 // spend charges n bytes of memory.
 func (b *Budget) spend(n int64) error {
-	if b.err != nil {
-		return b.err
-	}
-	if n > b.limits.Memory-b.memory {
-		return b.fail("its functions would build more than %s", bytesize(b.limits.Memory))
+	if err := b.check(n); err != nil {
+		return err
 	}
 	b.memory += n
 	return nil

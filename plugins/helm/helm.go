@@ -8,9 +8,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -45,9 +45,10 @@ type Options struct {
 	Root string
 }
 
-// IsChart reports whether dir holds a Chart.yaml.
-func IsChart(dir string) bool {
-	fi, err := os.Stat(filepath.Join(dir, "Chart.yaml"))
+// IsChart reports whether the directory dir holds a Chart.yaml, a regular file (through an
+// os.Root's FS, a link that leaves it is not).
+func IsChart(dir fs.FS) bool {
+	fi, err := fs.Stat(dir, "Chart.yaml")
 	return err == nil && fi.Mode().IsRegular()
 }
 

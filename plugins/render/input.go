@@ -110,7 +110,7 @@ func loadSource(ctx context.Context, p string, o LoadOptions, budget *int64, eac
 	}
 	if kind == SourceAuto {
 		kind = SourcePlain
-		if fi.IsDir() && helm.IsChart(p) {
+		if fi.IsDir() && helm.IsChart(os.DirFS(p)) {
 			kind = SourceHelm
 		} else if fi.IsDir() && kustomize.IsKustomization(os.DirFS(p)) {
 			kind = SourceKustomize

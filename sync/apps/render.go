@@ -86,7 +86,7 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 		kind = "kustomize"
 	case source.Directory != nil:
 		kind = "plain"
-	case isFile(src, "Chart.yaml"):
+	case helm.IsChart(src.FS()):
 		kind = "helm"
 	case kustomize.IsKustomization(src.FS()):
 		kind = "kustomize"
@@ -140,12 +140,6 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 		req.Paths = files
 	}
 	return req, nil
-}
-
-// isFile tells whether name is a regular file inside src (a link that leaves it is not).
-func isFile(src *os.Root, name string) bool {
-	fi, err := src.Stat(name)
-	return err == nil && fi.Mode().IsRegular()
 }
 
 // selectFiles lists a directory source's manifests as Argo CD picks them: .yaml, .yml and
