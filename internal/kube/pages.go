@@ -42,15 +42,23 @@ func SecretInformer(client kubernetes.Interface, indexers cache.Indexers, transf
 }
 
 // pagedListWatch lists with list, a page at a time, each object turned into its entry (and
-// dropped) before the next page is asked for. The informer's first list asks at
-// resourceVersion "0" (any version will do), where the watch cache ignores the page size
-// and returns everything: that list is made a consistent one instead, which pages.
+// dropped) before the next page is asked for. Every list it starts is a fresh, consistent
+// one (resourceVersion ""), whatever version the informer asks for:
+//   - the first list asks at "0" (any version will do), where the watch cache ignores the
+//     page size and returns everything;
+//   - a re-list after a broken watch asks in pages at the last version the informer saw, and
+//     a paged list at a version is served from etcd at exactly that version: after an API
+//     server restart the informer's watch from that version is refused as too old, it
+//     re-lists the same old snapshot, and it stays blind to every change since until etcd
+//     compacts the version (about 10 minutes).
+//
+// Later pages follow their continue token, which pins the first page's snapshot.
 func pagedListWatch[O any](list func(context.Context, metav1.ListOptions) ([]O, metav1.ListMeta, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), entry cache.TransformFunc) *cache.ListWatch {
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			if opts.ResourceVersion == "0" {
-				opts.ResourceVersion = ""
+			if opts.Continue == "" {
+				opts.ResourceVersion, opts.ResourceVersionMatch = "", ""
 			}
 			items, meta, err := list(ctx, opts)
 			if err != nil {

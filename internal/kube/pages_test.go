@@ -56,9 +56,13 @@ func TestPagedListWatch(t *testing.T) {
 	if items[1] == any(&page[1]) {
 		t.Fatal("an entry points into the page")
 	}
-	// Later lists (a relist from a known version) are asked as they come.
-	if _, err := lw.ListWithContext(context.Background(), metav1.ListOptions{ResourceVersion: "42"}); err != nil || asked[1].ResourceVersion != "42" {
+	// A re-list from a known version is a fresh one too (TestInformerAfterAPIServerRestart);
+	// a later page keeps its continue token.
+	if _, err := lw.ListWithContext(context.Background(), metav1.ListOptions{ResourceVersion: "42", ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, Limit: 500}); err != nil || asked[1].ResourceVersion != "" || asked[1].ResourceVersionMatch != "" {
 		t.Fatalf("relist asked %+v: %v", asked[1], err)
+	}
+	if _, err := lw.ListWithContext(context.Background(), metav1.ListOptions{Continue: "next", Limit: 500}); err != nil || asked[2].Continue != "next" {
+		t.Fatalf("next page asked %+v: %v", asked[2], err)
 	}
 	if c, ok := got.DeepCopyObject().(*Page); !ok || len(c.Items) != 2 || c.Items[0] == items[0] {
 		t.Fatal("DeepCopyObject does not copy the entries")
