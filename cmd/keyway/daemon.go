@@ -39,6 +39,7 @@ type daemonOptions struct {
 	WebhookBitbucketFile string
 	CacheDir             string
 	KnownHosts           string
+	GitTimeout           time.Duration
 	AllowRepos           []string
 	RepoClusters         bool
 	ClusterAnnExcluded   []string
@@ -124,6 +125,7 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 	fs.StringArrayVar(&o.Rewrites, "git-rewrite", nil, "FROM=TO: repository URLs starting with FROM use TO instead, as git's url.TO.insteadOf=FROM (repeatable)")
 	fs.StringVar(&o.StateNamespace, "state-namespace", "keyway-system", "namespace of the inventories, repository Secrets and the leader Lease")
 	fs.StringVar(&o.CacheDir, "cache-dir", "", "where git clones are kept (default: the user cache directory)")
+	fs.DurationVar(&o.GitTimeout, "git-timeout", gitsource.DefaultTimeout, "a git fetch (credentials, refs and pack) that has not finished after this long fails its application's sync; a server that accepts and never answers holds nothing longer")
 	fs.StringVar(&o.KnownHosts, "git-known-hosts", "", "ssh_known_hosts file for ssh repositories (ssh is refused without it)")
 	fs.StringArrayVar(&o.AllowRepos, "allow-repo", nil, "repository URL prefix child applications may use besides their roots' repositories (repeatable)")
 	fs.BoolVar(&o.RepoClusters, "repo-clusters-generator", false, "let ApplicationSets found in repositories use the clusters generator (they then see every cluster Secret's name, server, project, labels and annotations)")
@@ -299,7 +301,7 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		}
 		cacheDir = filepath.Join(d, "keyway", "git")
 	}
-	git, err := gitsource.New(gitsource.Options{Dir: cacheDir, Rewrites: rewrites, Auth: gitsource.SecretAuth(client, o.StateNamespace, o.KnownHosts)})
+	git, err := gitsource.New(gitsource.Options{Dir: cacheDir, Rewrites: rewrites, Timeout: o.GitTimeout, Auth: gitsource.SecretAuth(client, o.StateNamespace, o.KnownHosts)})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -54,7 +55,15 @@ type Options struct {
 	// MaxObjectBytes bounds one object of a fetched pack, inflated (default 64 MiB): a
 	// blob, tree or commit, or what a delta makes.
 	MaxObjectBytes int64
+	// Timeout bounds the network part of one Fetch: credentials, the remote's refs and the
+	// pack (default DefaultTimeout). A server that accepts and never answers fails the fetch
+	// instead of holding its repository, and whoever waits on it, for ever.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is a fetch's deadline when Options.Timeout is zero (Argo CD's repo server
+// gives a git command 90 s).
+const DefaultTimeout = 90 * time.Second
 
 // Cache is a set of cached repositories, safe for concurrent use.
 type Cache struct {
@@ -76,6 +85,9 @@ func New(o Options) (*Cache, error) {
 	}
 	if o.MaxObjectBytes <= 0 {
 		o.MaxObjectBytes = 64 << 20
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
 	slices.SortStableFunc(o.Rewrites, func(a, b Rewrite) int { return len(b.From) - len(a.From) })
 	return &Cache{o: o, repos: map[string]*sync.Mutex{}}, nil
@@ -111,7 +123,7 @@ var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 // Fetch makes the commit that revision names in the repository at url (already rewritten
 // by the caller through Resolve when wanted) available on disk. Revision is a branch, a
 // tag, a full commit SHA, or HEAD/"" for the remote's default branch.
-func (c *Cache) Fetch(ctx context.Context, url, revision string) (Checkout, error) {
+func (c *Cache) Fetch(parent context.Context, url, revision string) (Checkout, error) {
 	if err := CheckURL(url); err != nil {
 		return Checkout{}, err
 	}
@@ -126,6 +138,16 @@ func (c *Cache) Fetch(ctx context.Context, url, revision string) (Checkout, erro
 	lock.Lock()
 	defer lock.Unlock()
 
+	ctx, cancel := context.WithTimeout(parent, c.o.Timeout)
+	defer cancel()
+	co, err := c.fetch(ctx, key, url, revision)
+	if err != nil && parent.Err() == nil && (ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)) {
+		return Checkout{}, fmt.Errorf("git fetch of %s did not finish within %s (--git-timeout): %w", Redact(url), c.o.Timeout, err)
+	}
+	return co, err
+}
+
+func (c *Cache) fetch(ctx context.Context, key, url, revision string) (Checkout, error) {
 	var auth transport.AuthMethod
 	if c.o.Auth != nil && !IsLocal(url) {
 		a, err := c.o.Auth(ctx, url)
@@ -200,7 +222,7 @@ func (c *Cache) resolve(ctx context.Context, repo *git.Repository, auth transpor
 		}
 		// A commit by SHA: fetch the branches and tags (in full: a server need not serve
 		// an arbitrary SHA) and look again.
-		err := remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Tags: git.AllTags, Force: true,
+		err := remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Tags: git.AllTags, Force: true, ProxyOptions: deadlineProxy(ctx, url),
 			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"}})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return plumbing.ZeroHash, fetchError(url, err)
@@ -210,7 +232,7 @@ func (c *Cache) resolve(ctx context.Context, repo *git.Repository, auth transpor
 		}
 		return h, nil
 	}
-	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth})
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, ProxyOptions: deadlineProxy(ctx, url)})
 	if err != nil {
 		return plumbing.ZeroHash, fetchError(url, err)
 	}
@@ -244,7 +266,7 @@ func (c *Cache) resolve(ctx context.Context, repo *git.Repository, auth transpor
 		return peel(repo, hash)
 	}
 	local := "refs/keyway/" + strings.TrimPrefix(ref.Name().String(), "refs/")
-	err = remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Depth: 1, Force: true, Tags: git.NoTags,
+	err = remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Depth: 1, Force: true, Tags: git.NoTags, ProxyOptions: deadlineProxy(ctx, url),
 		RefSpecs: []config.RefSpec{config.RefSpec("+" + ref.Name().String() + ":" + local)}})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return plumbing.ZeroHash, fetchError(url, err)

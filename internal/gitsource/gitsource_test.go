@@ -2,7 +2,10 @@ package gitsource_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -11,10 +14,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
 )
@@ -240,4 +247,57 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestFetchSilentServer: a server that accepts connections and never answers fails the fetch
+// within its deadline, over each network transport, and the repository is not left locked.
+func TestFetchSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(key)
+	c, _ := gitsource.New(gitsource.Options{Dir: t.TempDir(), Timeout: time.Second, Auth: func(_ context.Context, u string) (transport.AuthMethod, error) {
+		if strings.HasPrefix(u, "ssh://") {
+			return &gitssh.PublicKeys{User: "git", Signer: signer, HostKeyCallbackHelper: gitssh.HostKeyCallbackHelper{HostKeyCallback: ssh.InsecureIgnoreHostKey()}}, nil
+		}
+		return nil, nil
+	}})
+	for _, url := range []string{"http://" + addr + "/repo.git", "git://" + addr + "/repo.git", "ssh://git@" + addr + "/repo.git"} {
+		for range 2 { // a second fetch of the same repository is not stuck behind the first
+			start := time.Now()
+			_, err := c.Fetch(context.Background(), url, "main")
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), "did not finish within 1s") {
+				t.Fatalf("%s: %v, want a deadline error", url, err)
+			}
+			if took > 5*time.Second {
+				t.Fatalf("%s: the fetch took %s with a 1 s deadline", url, took)
+			}
+		}
+	}
 }
