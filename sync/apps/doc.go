@@ -4,7 +4,7 @@
 // plugin (the caller's Renderer), checks every object with a server-side dry run before
 // writing any, applies what differs wave by wave with server-side apply (field manager
 // "keyway", conflicts forced as Argo CD's ServerSideApply does), waits for each wave to be
-// healthy (internal/kube's health rules), runs hooks, and prunes what left git — only what
+// healthy (sync/apply's health rules), runs hooks, and prunes what left git — only what
 // its inventory says it applied and what still carries its tracking annotation, never after
 // a failed or empty render, and not more than the operator's share without confirmation.
 //

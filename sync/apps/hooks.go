@@ -8,9 +8,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // runHooks runs the hooks of phase wave by wave: each is created (after deleting the last
@@ -65,7 +65,7 @@ func (d *Daemon) createHook(ctx context.Context, a *v1alpha1.Application, p *pla
 				return err
 			}
 		} else if live, err := res.Get(ctx, obj.GetName(), metav1.GetOptions{}); err == nil {
-			p.live, p.health = live, kube.HealthOf(live)
+			p.live, p.health = live, apply.HealthOf(live)
 			return nil // ran before and kept: Argo CD does not run it again
 		}
 	}
@@ -76,7 +76,7 @@ func (d *Daemon) createHook(ctx context.Context, a *v1alpha1.Application, p *pla
 	d.m.writes.WithLabelValues("create").Inc()
 	d.noteWrite(out)
 	p.obj.SetName(out.GetName())
-	p.live, p.health = out, kube.HealthOf(out)
+	p.live, p.health = out, apply.HealthOf(out)
 	return nil
 }
 

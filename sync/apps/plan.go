@@ -18,9 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // action is what a sync does to an object.
@@ -41,7 +41,7 @@ type planned struct {
 	deferred bool                       // not checked by the dry run: its namespace or CRD comes earlier in this sync
 	listed   bool                       // live came from a List (nil: the object does not exist)
 	dry      *unstructured.Unstructured // the dry run's result, when one was made
-	health   kube.Health
+	health   apply.Health
 }
 
 // plan prepares every object (namespace, tracking annotation), reads its live state and
@@ -272,7 +272,7 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 	hash := setAppliedHash(p.obj)
 	if live != nil && live.GetAnnotations()[AnnotationApplied] == hash && !touchedByOthers(live) {
 		p.action = unchanged
-		p.health = kube.HealthOf(live)
+		p.health = apply.HealthOf(live)
 		return nil
 	}
 	dry, err := d.applyRequest(ctx, p, true)
@@ -291,7 +291,7 @@ func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []igno
 		p.action = update
 	default:
 		p.action = unchanged
-		p.health = kube.HealthOf(live)
+		p.health = apply.HealthOf(live)
 	}
 	return nil
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // Sync states, as Argo CD names them.
@@ -23,21 +23,21 @@ const (
 // Status is what the daemon knows of an application after its last sync. It holds names,
 // states and messages — never an object's content.
 type Status struct {
-	Name      string            `json:"name"`
-	Parent    string            `json:"parent,omitempty"`
-	Cluster   string            `json:"cluster,omitempty"`
-	Revision  string            `json:"revision,omitempty"`
-	Sync      string            `json:"sync"`
-	Health    kube.HealthStatus `json:"health"`
-	Message   string            `json:"message,omitempty"`
-	Applied   int               `json:"applied"`
-	Unchanged int               `json:"unchanged"`
-	Pruned    int               `json:"pruned"`
-	Held      string            `json:"held,omitempty"` // why a prune waits for confirmation
-	Children  []string          `json:"children,omitempty"`
-	Resources []ResourceStatus  `json:"resources,omitempty"`
-	SyncedAt  time.Time         `json:"syncedAt"`
-	Duration  string            `json:"duration"`
+	Name      string             `json:"name"`
+	Parent    string             `json:"parent,omitempty"`
+	Cluster   string             `json:"cluster,omitempty"`
+	Revision  string             `json:"revision,omitempty"`
+	Sync      string             `json:"sync"`
+	Health    apply.HealthStatus `json:"health"`
+	Message   string             `json:"message,omitempty"`
+	Applied   int                `json:"applied"`
+	Unchanged int                `json:"unchanged"`
+	Pruned    int                `json:"pruned"`
+	Held      string             `json:"held,omitempty"` // why a prune waits for confirmation
+	Children  []string           `json:"children,omitempty"`
+	Resources []ResourceStatus   `json:"resources,omitempty"`
+	SyncedAt  time.Time          `json:"syncedAt"`
+	Duration  string             `json:"duration"`
 
 	Diffs []ObjectDiff `json:"-"` // DiffOnly: what a sync would change
 
@@ -47,20 +47,20 @@ type Status struct {
 
 // ResourceStatus is one object of an application.
 type ResourceStatus struct {
-	Group     string            `json:"group,omitempty"`
-	Kind      string            `json:"kind"`
-	Namespace string            `json:"namespace,omitempty"`
-	Name      string            `json:"name"`
-	Status    string            `json:"status"` // Synced, OutOfSync, Pruned, PruneSkipped
-	Health    kube.HealthStatus `json:"health,omitempty"`
-	Message   string            `json:"message,omitempty"`
+	Group     string             `json:"group,omitempty"`
+	Kind      string             `json:"kind"`
+	Namespace string             `json:"namespace,omitempty"`
+	Name      string             `json:"name"`
+	Status    string             `json:"status"` // Synced, OutOfSync, Pruned, PruneSkipped
+	Health    apply.HealthStatus `json:"health,omitempty"`
+	Message   string             `json:"message,omitempty"`
 }
 
 // Failed reports whether the sync (or diff) failed: a render, a refusal, a cluster.
 func (s *Status) Failed() bool { return s.failed }
 
 // OK reports whether the application is Synced and Healthy.
-func (s *Status) OK() bool { return s.Sync == Synced && s.Health == kube.Healthy }
+func (s *Status) OK() bool { return s.Sync == Synced && s.Health == apply.Healthy }
 
 // Statuses returns every application's status, sorted by name.
 func (d *Daemon) Statuses() []Status {

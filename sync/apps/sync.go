@@ -14,9 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // Trigger is why a sync runs.
@@ -78,9 +78,9 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 		return tgt.syncApp(ctx, a, parent, root, t, seen)
 	}
 	s := &syncRun{d: d, a: a, t: t, seen: with(seen, a.Name), start: time.Now(),
-		st: &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: kube.Unknown}}
+		st: &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: apply.Unknown}}
 	if terr != nil {
-		s.st.Health = kube.Unknown
+		s.st.Health = apply.Unknown
 		return s.fail(terr)
 	}
 	for _, step := range []func(context.Context) error{
@@ -173,10 +173,10 @@ func with(seen map[string]bool, add string) map[string]bool {
 	return out
 }
 
-// walkWaves goes through the waves in order. When apply is set it applies what changed in
+// walkWaves goes through the waves in order. When operate is set it applies what changed in
 // each and waits for the wave to be healthy before the next; child applications sync in
 // their wave either way. The status collects counts, resources and the worst health.
-func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*planned, children []*v1alpha1.Application, apply bool, t Trigger, seen map[string]bool, st *Status) error {
+func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*planned, children []*v1alpha1.Application, operate bool, t Trigger, seen map[string]bool, st *Status) error {
 	all := make([]*item, 0, len(ps)+len(children))
 	byItem := map[*item]*planned{}
 	for _, p := range ps {
@@ -199,8 +199,8 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 	}
 	promote(all)
 	sortItems(all)
-	health := kube.Healthy
-	worst := func(h kube.Health, what string) {
+	health := apply.Healthy
+	worst := func(h apply.Health, what string) {
 		if h.Status.Worse(health) {
 			health = h.Status
 			if h.Message != "" {
@@ -212,7 +212,7 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 	}
 	defer func() { st.Health = health }()
 	for i, wave := range waves(all) {
-		if apply && i > 0 && d.stopping.Err() != nil {
+		if operate && i > 0 && d.stopping.Err() != nil {
 			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].wave)
 		}
 		var waitFor []*planned
@@ -220,8 +220,8 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
 				cs := d.syncRetrying(ctx, c, a.Name, false, t, seen)
-				worst(kube.Health{Status: cs.Health, Message: cs.Message}, "application "+c.Name)
-				if apply && cs.Health != kube.Healthy && cs.Health != kube.Suspended {
+				worst(apply.Health{Status: cs.Health, Message: cs.Message}, "application "+c.Name)
+				if operate && cs.Health != apply.Healthy && cs.Health != apply.Suspended {
 					// The wave's other applications still sync (one unreachable cluster
 					// must not hold back the rest); the next wave waits.
 					childFailed = append(childFailed, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
@@ -229,14 +229,14 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 				continue
 			}
 			p := byItem[it]
-			if apply && (p.action != unchanged || p.isHook()) {
+			if operate && (p.action != unchanged || p.isHook()) {
 				if err := d.applyOne(ctx, a, p); err != nil {
 					return err
 				}
 				if !p.isHook() {
 					st.Applied++
 				}
-			} else if !p.isHook() && apply {
+			} else if !p.isHook() && operate {
 				st.Unchanged++
 			}
 			waitFor = append(waitFor, p)
@@ -244,7 +244,7 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 		if len(childFailed) > 0 {
 			return fmt.Errorf("wave %d: %s", wave[0].wave, strings.Join(childFailed, "; "))
 		}
-		if apply {
+		if operate {
 			if err := d.waitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].wave)); err != nil {
 				for _, p := range waitFor {
 					st.Resources = append(st.Resources, resourceStatus(p))
@@ -257,7 +257,7 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 				continue
 			}
 			rs := resourceStatus(p)
-			if !apply && p.action != unchanged {
+			if !operate && p.action != unchanged {
 				rs.Status = OutOfSync
 			}
 			st.Resources = append(st.Resources, rs)
@@ -289,7 +289,7 @@ func (d *Daemon) applyOne(ctx context.Context, a *v1alpha1.Application, p *plann
 		return fmt.Errorf("%s: applying %s: %s", p.source, p.key(), redact.APIError(err))
 	}
 	p.live = out
-	p.health = kube.HealthOf(out)
+	p.health = apply.HealthOf(out)
 	return nil
 }
 
@@ -319,7 +319,7 @@ func (d *Daemon) waitHealthy(ctx context.Context, ps []*planned, what string) er
 	for {
 		var pending []*planned
 		for _, p := range ps {
-			if p.health.Status != kube.Healthy && p.health.Status != kube.Suspended {
+			if p.health.Status != apply.Healthy && p.health.Status != apply.Suspended {
 				pending = append(pending, p)
 			}
 		}
@@ -339,13 +339,13 @@ func (d *Daemon) waitHealthy(ctx context.Context, ps []*planned, what string) er
 			u, err := d.resource(p.mapping, p.obj.GetNamespace()).Get(ctx, p.obj.GetName(), metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
-				p.health = kube.Health{Status: kube.Missing}
+				p.health = apply.Health{Status: apply.Missing}
 			case err != nil:
-				p.health = kube.Health{Status: kube.Unknown, Message: redact.APIError(err)}
+				p.health = apply.Health{Status: apply.Unknown, Message: redact.APIError(err)}
 			default:
-				p.live, p.health = u, kube.HealthOf(u)
+				p.live, p.health = u, apply.HealthOf(u)
 			}
-			if p.isHook() && p.health.Status == kube.Degraded {
+			if p.isHook() && p.health.Status == apply.Degraded {
 				return fmt.Errorf("hook %s %s failed: %s", p.key().Kind, p.obj.GetName(), p.health.Message)
 			}
 		}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
-	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // syncRun is one sync of one application, in named steps: fetch (the source) → render →
@@ -76,9 +76,9 @@ func (s *syncRun) fail(err error) *Status {
 	var uerr *url.Error
 	switch {
 	case errors.As(err, &uerr):
-		st.Health = kube.Unknown // the cluster could not be reached: nothing is known
-	case st.Health == kube.Unknown || st.Health == kube.Healthy:
-		st.Health = kube.Degraded
+		st.Health = apply.Unknown // the cluster could not be reached: nothing is known
+	case st.Health == apply.Unknown || st.Health == apply.Healthy:
+		st.Health = apply.Degraded
 	}
 	return s.finish("failed")
 }
@@ -234,7 +234,7 @@ func (s *syncRun) guard() *Status {
 	// Child applications that leave count like objects: removing one may delete all it holds.
 	gone := len(s.prune) + len(s.goneChildren)
 	if s.pruneOn && gone > 0 && inv.Confirm != s.co.Revision && gone*100 > d.o.MaxPrune*(len(inv.Entries)+len(inv.Children)) {
-		st.Sync, st.Health = OutOfSync, kube.Unknown
+		st.Sync, st.Health = OutOfSync, apply.Unknown
 		st.Held = fmt.Sprintf("this sync would prune %d of the application's %d objects, more than --max-prune %d%%; nothing was applied. To go ahead: %s", gone, len(inv.Entries)+len(inv.Children), d.o.MaxPrune, confirm)
 		st.Message = st.Held
 		st.failed, st.final = true, true
