@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // Secret checksums on pod templates.
@@ -36,7 +37,7 @@ var podTemplateKinds = map[string]bool{"apps/Deployment": true, "apps/StatefulSe
 // hashed from the render, others (synced by an ExternalSecret, unsealed from a
 // SealedSecret) from the cluster. The hash is an HMAC under a key kept in the state
 // namespace, so a checksum cannot be used to guess a low-entropy value.
-func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application, items []*item, t Trigger) error {
+func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application, items []*apply.Object, t Trigger) error {
 	dest := a.Spec.Destination.Namespace
 	if dest == "" {
 		dest = "default"
@@ -49,17 +50,17 @@ func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application,
 	}
 	rendered := map[string]map[string]string{}
 	for _, it := range items {
-		if it.obj.GetAPIVersion() == "v1" && it.obj.GetKind() == "Secret" && !it.isHook() {
-			rendered[nsOf(it.obj)+"/"+it.obj.GetName()] = secretData(it.obj)
+		if it.Obj.GetAPIVersion() == "v1" && it.Obj.GetKind() == "Secret" && !it.IsHook() {
+			rendered[nsOf(it.Obj)+"/"+it.Obj.GetName()] = secretData(it.Obj)
 		}
 	}
 	var key []byte
 	for _, it := range items {
-		gk := it.obj.GroupVersionKind().GroupKind()
-		if !podTemplateKinds[gk.Group+"/"+gk.Kind] || it.obj.GetAnnotations()[AnnotationRollOnSecretChange] == "false" {
+		gk := it.Obj.GroupVersionKind().GroupKind()
+		if !podTemplateKinds[gk.Group+"/"+gk.Kind] || it.Obj.GetAnnotations()[AnnotationRollOnSecretChange] == "false" {
 			continue
 		}
-		tmpl, ok, _ := unstructured.NestedMap(it.obj.Object, "spec", "template")
+		tmpl, ok, _ := unstructured.NestedMap(it.Obj.Object, "spec", "template")
 		if !ok {
 			continue
 		}
@@ -75,11 +76,11 @@ func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application,
 		}
 		m := hmac.New(sha256.New, key)
 		for _, n := range names {
-			ref := nsOf(it.obj) + "/" + n
+			ref := nsOf(it.Obj) + "/" + n
 			data, ok := rendered[ref]
 			if !ok {
 				// Read from the cluster once per render, however many workloads use it.
-				data = d.liveSecretData(ctx, nsOf(it.obj), n)
+				data = d.liveSecretData(ctx, nsOf(it.Obj), n)
 				rendered[ref] = data
 			}
 			fmt.Fprintf(m, "%s\x00", n)
@@ -87,13 +88,13 @@ func (d *Daemon) annotateChecksums(ctx context.Context, a *v1alpha1.Application,
 				fmt.Fprintf(m, "%s\x00%s\x00", k, data[k])
 			}
 		}
-		ann, _, _ := unstructured.NestedStringMap(it.obj.Object, "spec", "template", "metadata", "annotations")
+		ann, _, _ := unstructured.NestedStringMap(it.Obj.Object, "spec", "template", "metadata", "annotations")
 		if ann == nil {
 			ann = map[string]string{}
 		}
 		ann[AnnotationSecretChecksum] = hex.EncodeToString(m.Sum(nil))[:32]
-		if err := unstructured.SetNestedStringMap(it.obj.Object, ann, "spec", "template", "metadata", "annotations"); err != nil {
-			return fmt.Errorf("%s: pod template annotations: %v", it.source, err)
+		if err := unstructured.SetNestedStringMap(it.Obj.Object, ann, "spec", "template", "metadata", "annotations"); err != nil {
+			return fmt.Errorf("%s: pod template annotations: %v", it.Source, err)
 		}
 	}
 	return nil

@@ -8,11 +8,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
@@ -112,7 +110,7 @@ func (d *Daemon) view(server, name, version string, raw []byte) (*Daemon, error)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %v", server, err)
 	}
-	v := &Daemon{state: d.state, cluster: server, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+	v := d.state.view(server, kube, dyn, dc)
 	d.mu.Lock()
 	d.clusters[server] = &clusterView{d: v, name: name, version: version}
 	d.mu.Unlock()

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -25,6 +24,7 @@ import (
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 const fieldManager = "keyway"
@@ -102,6 +102,36 @@ type Daemon struct {
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
+	eng     *apply.Cluster // applies to this view's cluster
+}
+
+// view is the daemon on one cluster: cluster is its server ("" for the hub).
+func (st *state) view(cluster string, kube kubernetes.Interface, dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Daemon {
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	d := &Daemon{state: st, cluster: cluster, kube: kube, dyn: dyn, mapper: mapper}
+	d.eng = &apply.Cluster{Kube: kube, Dyn: dyn, Mapper: mapper, FieldManager: fieldManager,
+		Timeout: st.o.WaveTimeout, Poll: st.o.PollInterval, Log: st.log,
+		Wrote: func(verb string, u *unstructured.Unstructured) {
+			st.m.writes.WithLabelValues(verb).Inc()
+			if verb != "delete" {
+				st.noteWrite(u)
+			}
+		}}
+	return d
+}
+
+// owner is application app as the owner of the objects it applies: Argo CD's tracking
+// annotation, <app>:<group>/<kind>:<namespace>/<name>.
+func owner(app string) apply.Owner {
+	return apply.Owner{Annotation: AnnotationTracking,
+		ID: func(k apply.Key) string { return trackingID(app, k) },
+		Other: func(v string) string {
+			if strings.HasPrefix(v, app+":") {
+				return ""
+			}
+			other, _, _ := strings.Cut(v, ":")
+			return "application " + other
+		}}
 }
 
 // state is what every view of the daemon shares.
@@ -172,32 +202,13 @@ func New(o Options) (*Daemon, error) {
 	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
 		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}}
-	d := &Daemon{state: st, kube: kube, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+	st.m = newMetrics(o.Registry)
+	d := st.view("", kube, dyn, dc)
 	st.hub = d
-	d.m = newMetrics(o.Registry)
 	for _, r := range o.AllowRepos {
 		d.allowed = append(d.allowed, strings.ToLower(r))
 	}
 	return d, nil
-}
-
-// mapping finds the resource of a kind, re-reading discovery once when the kind is new
-// (a CRD applied in an earlier wave).
-func (d *Daemon) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
-	m, err := d.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		d.mapper.Reset()
-		m, err = d.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
-	return m, err
-}
-
-// resource is the dynamic client for a mapping in namespace.
-func (d *Daemon) resource(m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return d.dyn.Resource(m.Resource).Namespace(namespace)
-	}
-	return d.dyn.Resource(m.Resource)
 }
 
 // Add registers root applications (the operator's --app manifests). Their repositories

@@ -16,6 +16,7 @@ import (
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/internal/reference"
 	"github.com/keyway-dev/keyway/sealing"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // ExportOptions say where Export reads the daemon's state.
@@ -74,7 +75,7 @@ func cleanSecret(s *corev1.Secret) *corev1.Secret {
 func withoutLastApplied(ann map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range ann {
-		if k != corev1.LastAppliedConfigAnnotation && k != AnnotationApplied {
+		if k != corev1.LastAppliedConfigAnnotation && k != apply.AnnotationApplied {
 			out[k] = v
 		}
 	}

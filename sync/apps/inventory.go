@@ -7,38 +7,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keyway-dev/keyway/sync/apply"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// objKey names an object: group, kind, namespace, name.
-type objKey struct{ Group, Kind, Namespace, Name string }
-
-func keyOf(u *unstructured.Unstructured) objKey {
-	gk := u.GroupVersionKind().GroupKind()
-	return objKey{gk.Group, gk.Kind, u.GetNamespace(), u.GetName()}
-}
-
-// String is the key as the inventory and Argo CD's tracking id write it:
-// group/kind/namespace/name.
-func (k objKey) String() string { return k.Group + "/" + k.Kind + "/" + k.Namespace + "/" + k.Name }
-
-func (k objKey) GroupKind() schema.GroupKind { return schema.GroupKind{Group: k.Group, Kind: k.Kind} }
-
 // trackingID is Argo CD's annotation tracking value: <app>:<group>/<kind>:<namespace>/<name>.
-func trackingID(app string, k objKey) string {
+func trackingID(app string, k apply.Key) string {
 	return app + ":" + k.Group + "/" + k.Kind + ":" + k.Namespace + "/" + k.Name
-}
-
-func parseKey(s string) (objKey, error) {
-	p := strings.Split(s, "/")
-	if len(p) != 4 || p[1] == "" || p[3] == "" {
-		return objKey{}, fmt.Errorf("inventory entry %q: want group/kind/namespace/name", s)
-	}
-	return objKey{p[0], p[1], p[2], p[3]}, nil
 }
 
 // Inventory ConfigMap keys and annotations.
@@ -57,7 +34,7 @@ const (
 
 // inventory is what an application applied last: object references only, never content.
 type inventory struct {
-	Entries   []objKey
+	Entries   []apply.Key
 	Children  []string
 	Revision  string
 	Finalizer bool   // the application carried resources-finalizer.argocd.argoproj.io
@@ -91,7 +68,7 @@ func (d *Daemon) readInventory(ctx context.Context, app string) (*inventory, err
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
-		k, err := parseKey(line)
+		k, err := apply.ParseKey(line)
 		if err != nil {
 			return nil, fmt.Errorf("ConfigMap %s/%s: %w", d.o.StateNamespace, cm.Name, err)
 		}

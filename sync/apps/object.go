@@ -9,11 +9,12 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // rendered is a render's output sorted into objects and child applications.
 type rendered struct {
-	items    []*item
+	items    []*apply.Object
 	children []*v1alpha1.Application
 	sets     []*v1alpha1.ApplicationSet
 }
@@ -90,11 +91,11 @@ func classify(docs []*manifest.Document) (rendered, error) {
 			if err != nil {
 				return out, err
 			}
-			it.secrets = secretPaths[oi]
-			if it.skipped() {
+			it.Secrets = secretPaths[oi]
+			if skipped(it) {
 				continue
 			}
-			if o.GetName() == "" && !it.isHook() {
+			if o.GetName() == "" && !it.IsHook() {
 				return out, fmt.Errorf("%s: %s with generateName only: only hooks may be created by generateName", where, o.GetKind())
 			}
 			out.items = append(out.items, it)

@@ -5,19 +5,19 @@ import (
 	"fmt"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 // prune deletes the objects that left git: only those whose tracking annotation still
 // names this application, not those marked Prune=false, and those marked Prune=confirm
 // only when the operator confirmed this revision. It returns how many it deleted and the
 // keys it left in place on purpose (kept in the inventory).
-func (d *Daemon) prune(ctx context.Context, a *v1alpha1.Application, keys []objKey, on, confirmed bool) (int, []objKey, error) {
+func (d *Daemon) prune(ctx context.Context, a *v1alpha1.Application, keys []apply.Key, on, confirmed bool) (int, []apply.Key, error) {
 	if !on || len(keys) == 0 {
 		return 0, nil, nil
 	}
@@ -32,9 +32,9 @@ func (d *Daemon) prune(ctx context.Context, a *v1alpha1.Application, keys []objK
 		policy = metav1.DeletePropagationOrphan
 	}
 	pruned := 0
-	var kept []objKey
+	var kept []apply.Key
 	for _, k := range keys {
-		n, keep, err := d.pruneOne(ctx, a.Name, k, policy, confirmed)
+		n, keep, err := d.eng.Delete(ctx, owner(a.Name), k, policy, pruneKeep(confirmed))
 		if err != nil {
 			return pruned, kept, err
 		}
@@ -46,36 +46,12 @@ func (d *Daemon) prune(ctx context.Context, a *v1alpha1.Application, keys []objK
 	return pruned, kept, nil
 }
 
-func (d *Daemon) pruneOne(ctx context.Context, app string, k objKey, policy metav1.DeletionPropagation, confirmed bool) (int, bool, error) {
-	m, err := d.mapper.RESTMapping(schema.GroupKind{Group: k.Group, Kind: k.Kind})
-	if err != nil {
-		return 0, false, nil // the kind is gone, and with it the object
+// pruneKeep is what prune leaves in place: objects marked Prune=false, and those marked
+// Prune=confirm unless the operator confirmed this revision.
+func pruneKeep(confirmed bool) func(*unstructured.Unstructured) bool {
+	return func(live *unstructured.Unstructured) bool {
+		return resourceOption(live, "Prune=false") || (resourceOption(live, "Prune=confirm") && !confirmed)
 	}
-	res := d.resource(m, k.Namespace)
-	live, err := res.Get(ctx, k.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, true, fmt.Errorf("prune: reading %s: %s", k, redact.APIError(err))
-	}
-	if live.GetAnnotations()[AnnotationTracking] != trackingID(app, k) {
-		d.log.Info("not pruning an object another owner took over", "app", app, "object", k.String())
-		return 0, false, nil
-	}
-	if resourceOption(live, "Prune=false") {
-		return 0, true, nil
-	}
-	if resourceOption(live, "Prune=confirm") && !confirmed {
-		return 0, true, nil
-	}
-	uid := live.GetUID()
-	err = res.Delete(ctx, k.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return 0, true, fmt.Errorf("prune: deleting %s: %s", k, redact.APIError(err))
-	}
-	d.m.writes.WithLabelValues("delete").Inc()
-	return 1, false, nil
 }
 
 // removeChild handles a child application that left its parent's render: with
@@ -104,7 +80,7 @@ func (d *Daemon) removeChild(ctx context.Context, parent, name string, preserve 
 			return fmt.Errorf("removing application %s: %w", name, err)
 		}
 		for _, k := range inv.Entries {
-			if _, _, err := tgt.pruneOne(ctx, name, k, metav1.DeletePropagationBackground, true); err != nil {
+			if _, _, err := tgt.eng.Delete(ctx, owner(name), k, metav1.DeletePropagationBackground, pruneKeep(true)); err != nil {
 				return err
 			}
 		}

@@ -39,7 +39,7 @@ type Status struct {
 	SyncedAt  time.Time          `json:"syncedAt"`
 	Duration  string             `json:"duration"`
 
-	Diffs []ObjectDiff `json:"-"` // DiffOnly: what a sync would change
+	Diffs []apply.ObjectDiff `json:"-"` // DiffOnly: what a sync would change
 
 	failed bool // the sync failed
 	final  bool // …in a way only the operator can change (held, empty render)

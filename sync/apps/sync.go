@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -121,7 +120,7 @@ func (d *Daemon) topOf(name string) string {
 }
 
 // writeInventoryAs stores the inventory with entries and children, and the revision.
-func (d *Daemon) writeInventoryAs(ctx context.Context, a *v1alpha1.Application, inv *inventory, entries []objKey, children []string) error {
+func (d *Daemon) writeInventoryAs(ctx context.Context, a *v1alpha1.Application, inv *inventory, entries []apply.Key, children []string) error {
 	inv.Entries, inv.Children = entries, children
 	inv.Finalizer = slices.Contains(a.Finalizers, v1alpha1.ResourcesFinalizer)
 	inv.Cluster = d.cluster
@@ -139,18 +138,18 @@ func (d *Daemon) writeInventoryAs(ctx context.Context, a *v1alpha1.Application, 
 	return err
 }
 
-func keys(ps []*planned) []objKey {
-	out := make([]objKey, 0, len(ps))
+func keys(ps []*apply.Planned) []apply.Key {
+	out := make([]apply.Key, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, p.key())
+		out = append(out, p.Key())
 	}
 	return out
 }
 
-func syncHooks(hooks []*planned) []*planned {
-	var out []*planned
+func syncHooks(hooks []*apply.Planned) []*apply.Planned {
+	var out []*apply.Planned
 	for _, h := range hooks {
-		if h.hookIn(PhaseSync) {
+		if h.HookIn(PhaseSync) {
 			out = append(out, h)
 		}
 	}
@@ -176,14 +175,14 @@ func with(seen map[string]bool, add string) map[string]bool {
 // walkWaves goes through the waves in order. When operate is set it applies what changed in
 // each and waits for the wave to be healthy before the next; child applications sync in
 // their wave either way. The status collects counts, resources and the worst health.
-func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*planned, children []*v1alpha1.Application, operate bool, t Trigger, seen map[string]bool, st *Status) error {
-	all := make([]*item, 0, len(ps)+len(children))
-	byItem := map[*item]*planned{}
+func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*apply.Planned, children []*v1alpha1.Application, operate bool, t Trigger, seen map[string]bool, st *Status) error {
+	all := make([]*apply.Object, 0, len(ps)+len(children))
+	byItem := map[*apply.Object]*apply.Planned{}
 	for _, p := range ps {
-		all = append(all, p.item)
-		byItem[p.item] = p
+		all = append(all, p.Object)
+		byItem[p.Object] = p
 	}
-	childOf := map[*item]*v1alpha1.Application{}
+	childOf := map[*apply.Object]*v1alpha1.Application{}
 	for _, c := range children {
 		u := &unstructured.Unstructured{}
 		u.SetAPIVersion(v1alpha1.APIVersion)
@@ -197,8 +196,8 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 		all = append(all, it)
 		childOf[it] = c
 	}
-	promote(all)
-	sortItems(all)
+	apply.Promote(all)
+	apply.Sort(all)
 	health := apply.Healthy
 	worst := func(h apply.Health, what string) {
 		if h.Status.Worse(health) {
@@ -211,11 +210,11 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 		}
 	}
 	defer func() { st.Health = health }()
-	for i, wave := range waves(all) {
+	for i, wave := range apply.Waves(all) {
 		if operate && i > 0 && d.stopping.Err() != nil {
-			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].wave)
+			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].Wave)
 		}
-		var waitFor []*planned
+		var waitFor []*apply.Planned
 		var childFailed []string
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
@@ -229,23 +228,23 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 				continue
 			}
 			p := byItem[it]
-			if operate && (p.action != unchanged || p.isHook()) {
+			if operate && (p.Action != apply.Unchanged || p.IsHook()) {
 				if err := d.applyOne(ctx, a, p); err != nil {
 					return err
 				}
-				if !p.isHook() {
+				if !p.IsHook() {
 					st.Applied++
 				}
-			} else if !p.isHook() && operate {
+			} else if !p.IsHook() && operate {
 				st.Unchanged++
 			}
 			waitFor = append(waitFor, p)
 		}
 		if len(childFailed) > 0 {
-			return fmt.Errorf("wave %d: %s", wave[0].wave, strings.Join(childFailed, "; "))
+			return fmt.Errorf("wave %d: %s", wave[0].Wave, strings.Join(childFailed, "; "))
 		}
 		if operate {
-			if err := d.waitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].wave)); err != nil {
+			if err := d.eng.WaitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].Wave)); err != nil {
 				for _, p := range waitFor {
 					st.Resources = append(st.Resources, resourceStatus(p))
 				}
@@ -253,103 +252,44 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*p
 			}
 		}
 		for _, p := range waitFor {
-			if p.isHook() {
+			if p.IsHook() {
 				continue
 			}
 			rs := resourceStatus(p)
-			if !operate && p.action != unchanged {
+			if !operate && p.Action != apply.Unchanged {
 				rs.Status = OutOfSync
 			}
 			st.Resources = append(st.Resources, rs)
-			worst(p.health, p.key().Kind+" "+p.key().Namespace+"/"+p.key().Name)
+			worst(p.Health, p.Key().Kind+" "+p.Key().Namespace+"/"+p.Key().Name)
 		}
 	}
 	return nil
 }
 
-func resourceStatus(p *planned) ResourceStatus {
-	k := p.key()
-	return ResourceStatus{Group: k.Group, Kind: k.Kind, Namespace: k.Namespace, Name: k.Name, Status: Synced, Health: p.health.Status, Message: p.health.Message}
+func resourceStatus(p *apply.Planned) ResourceStatus {
+	k := p.Key()
+	return ResourceStatus{Group: k.Group, Kind: k.Kind, Namespace: k.Namespace, Name: k.Name, Status: Synced, Health: p.Health.Status, Message: p.Health.Message}
 }
 
 // applyOne applies a resource (or creates a Sync hook) and records its health.
-func (d *Daemon) applyOne(ctx context.Context, a *v1alpha1.Application, p *planned) error {
-	if p.mapping == nil {
-		m, err := d.waitMapping(ctx, p)
+func (d *Daemon) applyOne(ctx context.Context, a *v1alpha1.Application, p *apply.Planned) error {
+	if p.Mapping == nil {
+		m, err := d.eng.WaitMapping(ctx, p)
 		if err != nil {
 			return err
 		}
-		p.mapping = m
+		p.Mapping = m
 	}
-	if p.isHook() {
-		return d.createHook(ctx, a, p)
+	if p.IsHook() {
+		return d.eng.Create(ctx, p, deletePolicy(p.Object, "BeforeHookCreation"))
 	}
-	out, err := d.applyRequest(ctx, p, false)
+	out, err := d.eng.Apply(ctx, p, false)
 	if err != nil {
-		return fmt.Errorf("%s: applying %s: %s", p.source, p.key(), redact.APIError(err))
+		return fmt.Errorf("%s: applying %s: %s", p.Source, p.Key(), redact.APIError(err))
 	}
-	p.live = out
-	p.health = apply.HealthOf(out)
+	p.Live = out
+	p.Health = apply.HealthOf(out)
 	return nil
-}
-
-// waitMapping waits for a kind whose CRD an earlier wave applied to be served.
-func (d *Daemon) waitMapping(ctx context.Context, p *planned) (*meta.RESTMapping, error) {
-	deadline := time.Now().Add(d.o.WaveTimeout)
-	for {
-		m, err := d.mapping(p.obj.GroupVersionKind())
-		if err == nil {
-			return m, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s: %s: the kind is still not served: %v", p.source, p.obj.GroupVersionKind(), err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(d.o.PollInterval):
-		}
-	}
-}
-
-// waitHealthy polls the objects of a wave until each is Healthy (or Suspended), one is a
-// failed hook, or the wave timeout passes.
-func (d *Daemon) waitHealthy(ctx context.Context, ps []*planned, what string) error {
-	deadline := time.Now().Add(d.o.WaveTimeout)
-	for {
-		var pending []*planned
-		for _, p := range ps {
-			if p.health.Status != apply.Healthy && p.health.Status != apply.Suspended {
-				pending = append(pending, p)
-			}
-		}
-		if len(pending) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			p := pending[0]
-			return fmt.Errorf("%s did not become healthy within %s: %s %s is %s: %s (%d object(s) waiting)", what, d.o.WaveTimeout, p.key().Kind, p.obj.GetName(), p.health.Status, p.health.Message, len(pending))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d.o.PollInterval):
-		}
-		for _, p := range pending {
-			u, err := d.resource(p.mapping, p.obj.GetNamespace()).Get(ctx, p.obj.GetName(), metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				p.health = apply.Health{Status: apply.Missing}
-			case err != nil:
-				p.health = apply.Health{Status: apply.Unknown, Message: redact.APIError(err)}
-			default:
-				p.live, p.health = u, apply.HealthOf(u)
-			}
-			if p.isHook() && p.health.Status == apply.Degraded {
-				return fmt.Errorf("hook %s %s failed: %s", p.key().Kind, p.obj.GetName(), p.health.Message)
-			}
-		}
-	}
 }
 
 // createNamespace creates the destination namespace (CreateNamespace=true) with the
@@ -369,7 +309,7 @@ func (d *Daemon) createNamespace(ctx context.Context, a *v1alpha1.Application) e
 
 // noteWrite remembers a resourceVersion this daemon wrote, so its watch echo does not
 // count as drift.
-func (d *Daemon) noteWrite(u *unstructured.Unstructured) {
+func (d *state) noteWrite(u *unstructured.Unstructured) {
 	if u == nil {
 		return
 	}

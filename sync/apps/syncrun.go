@@ -31,16 +31,16 @@ type syncRun struct {
 	co       gitsource.Checkout
 	dir      string
 	r        rendered
-	rules    []ignoreRule
+	rules    []apply.IgnoreRule
 	inv      *inventory
 
-	planned         []*planned
-	resources       []*planned
-	hooks           []*planned
+	planned         []*apply.Planned
+	resources       []*apply.Planned
+	hooks           []*apply.Planned
 	childNames      []string
 	automated       *v1alpha1.SyncPolicyAutomated
 	pruneOn         bool
-	prune           []objKey
+	prune           []apply.Key
 	goneChildren    []string
 	changed         int
 	nsMissing       bool
@@ -132,7 +132,7 @@ func (s *syncRun) render(ctx context.Context) error {
 	}
 	respect := a.Options().Has("RespectIgnoreDifferences=true")
 	for _, it := range s.r.items {
-		it.respect = respect
+		it.Respect = respect
 	}
 	for _, c := range s.r.children {
 		if c.Spec.Project != a.Spec.Project && !(c.Spec.Project == "" && a.Spec.Project == "default") && !(a.Spec.Project == "" && c.Spec.Project == "default") {
@@ -162,14 +162,15 @@ func (s *syncRun) plan(ctx context.Context) error {
 	if err := d.annotateChecksums(ctx, a, s.r.items, s.t); err != nil {
 		return err
 	}
-	if s.planned, err = d.plan(ctx, a, s.r.items, s.rules); err != nil {
+	if s.planned, err = d.eng.Plan(ctx, apply.PlanOptions{Namespace: a.Spec.Destination.Namespace, CreatesNamespace: a.Options().Has("CreateNamespace=true"),
+		Owner: owner(a.Name), Rules: s.rules}, s.r.items); err != nil {
 		return err
 	}
 	var refused []string
 	for _, p := range s.planned {
-		namespaced := p.obj.GetNamespace() != ""
-		if err := permitKind(s.proj, a.Spec.Project, a.Spec.Destination, p.key().Group, p.key().Kind, p.obj.GetNamespace(), namespaced); err != nil {
-			refused = append(refused, fmt.Sprintf("%s: %s: %v", p.source, p.key(), err))
+		namespaced := p.Obj.GetNamespace() != ""
+		if err := permitKind(s.proj, a.Spec.Project, a.Spec.Destination, p.Key().Group, p.Key().Kind, p.Obj.GetNamespace(), namespaced); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %s: %v", p.Source, p.Key(), err))
 		}
 	}
 	if len(refused) > 0 {
@@ -177,7 +178,7 @@ func (s *syncRun) plan(ctx context.Context) error {
 		return fmt.Errorf("the project refuses %d object(s), nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  "))
 	}
 	for _, p := range s.planned {
-		if p.isHook() {
+		if p.IsHook() {
 			s.hooks = append(s.hooks, p)
 		} else {
 			s.resources = append(s.resources, p)
@@ -191,9 +192,9 @@ func (s *syncRun) plan(ctx context.Context) error {
 // whether a sync is needed and allowed.
 func (s *syncRun) compare(ctx context.Context) {
 	d, a, inv := s.d, s.a, s.inv
-	desired := map[objKey]bool{}
+	desired := map[apply.Key]bool{}
 	for _, p := range s.resources {
-		desired[p.key()] = true
+		desired[p.Key()] = true
 	}
 	s.childNames = make([]string, 0, len(s.r.children))
 	for _, c := range s.r.children {
@@ -213,11 +214,11 @@ func (s *syncRun) compare(ctx context.Context) {
 		}
 	}
 	for _, p := range s.resources {
-		if p.action != unchanged {
+		if p.Action != apply.Unchanged {
 			s.changed++
 		}
 	}
-	s.nsMissing = a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.namespaceExists(ctx, a.Spec.Destination.Namespace)
+	s.nsMissing = a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.eng.NamespaceExists(ctx, a.Spec.Destination.Namespace)
 	s.needed = s.changed > 0 || (s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0)) || s.nsMissing
 	s.allowed = s.t == Explicit || (s.automated != nil && (inv.Revision != s.co.Revision || s.automated.SelfHeal || !inv.exists))
 }
@@ -255,11 +256,11 @@ func (s *syncRun) registerChildren() {
 // diff reports what an explicit sync would change (keyway diff), writing nothing.
 func (s *syncRun) diff(ctx context.Context) *Status {
 	st := s.st
-	var pruned []objKey
+	var pruned []apply.Key
 	if s.pruneOn {
 		pruned = s.prune
 	}
-	st.Diffs = diffs(s.planned, pruned)
+	st.Diffs = apply.Diffs(s.planned, pruned)
 	st.Sync = Synced
 	if len(st.Diffs) > 0 || s.nsMissing {
 		st.Sync = OutOfSync

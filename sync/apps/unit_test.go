@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
+	"github.com/keyway-dev/keyway/sync/apply"
 )
 
 func obj(t *testing.T, y string) *unstructured.Unstructured {
@@ -39,7 +40,7 @@ func obj(t *testing.T, y string) *unstructured.Unstructured {
 }
 
 func TestOrder(t *testing.T) {
-	var items []*item
+	var items []*apply.Object
 	for _, y := range []string{
 		"{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop}}",
 		"{apiVersion: v1, kind: ConfigMap, metadata: {name: cfg, namespace: shop, annotations: {argocd.argoproj.io/sync-wave: '2'}}}",
@@ -54,25 +55,25 @@ func TestOrder(t *testing.T) {
 		}
 		items = append(items, it)
 	}
-	promote(items)
-	sortItems(items)
+	apply.Promote(items)
+	apply.Sort(items)
 	var got []string
 	for _, it := range items {
-		got = append(got, it.obj.GetKind())
+		got = append(got, it.Obj.GetKind())
 	}
 	// The Namespace and the CRD move to wave -1 with the Widget; then kind order.
 	want := []string{"Namespace", "CustomResourceDefinition", "Widget", "Service", "Deployment", "ConfigMap"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
-	if n := len(waves(items)); n != 3 {
+	if n := len(apply.Waves(items)); n != 3 {
 		t.Fatalf("%d waves", n)
 	}
 	if _, err := newItem(obj(t, "{kind: ConfigMap, metadata: {annotations: {argocd.argoproj.io/sync-wave: soon}}}"), "f.yaml: document 0"); err == nil {
 		t.Fatal("a non-numeric wave was accepted")
 	}
 	h, _ := newItem(obj(t, "{kind: Job, metadata: {annotations: {argocd.argoproj.io/hook: PreSync}}}"), "")
-	if !h.hookIn(PhasePreSync) || !h.deletePolicy("BeforeHookCreation") || h.deletePolicy("HookSucceeded") {
+	if !h.HookIn(PhasePreSync) || !deletePolicy(h, "BeforeHookCreation") || deletePolicy(h, "HookSucceeded") {
 		t.Fatal("hook defaults")
 	}
 }
@@ -137,34 +138,13 @@ func TestSelectFiles(t *testing.T) {
 	}
 }
 
-func TestIgnoreDifferences(t *testing.T) {
-	rules, err := compileIgnores([]v1alpha1.ResourceIgnoreDiffs{
-		{Group: "apps", Kind: "Deployment", JSONPointers: []string{"/spec/replicas"}},
-		{Group: "apps", Kind: "Deployment", JQPathExpressions: []string{`.spec.template.spec.containers[] | select(.name == "sidecar") | .image`}},
-		{Group: "apps", Kind: "Deployment", ManagedFieldsManagers: []string{"hpa"}},
-	})
-	if err != nil {
-		t.Fatal(err)
+func TestCompileIgnores(t *testing.T) {
+	rules, err := compileIgnores([]v1alpha1.ResourceIgnoreDiffs{{Group: "apps", Kind: "Deployment", JSONPointers: []string{"/spec/replicas"}, ManagedFieldsManagers: []string{"hpa"}}})
+	if err != nil || len(rules) != 1 || rules[0].Kind != "Deployment" || rules[0].Managers[0] != "hpa" {
+		t.Fatalf("%+v %v", rules, err)
 	}
-	live := obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, managedFields: [{manager: hpa, operation: Update, fieldsType: FieldsV1, fieldsV1: {"f:spec": {"f:minReadySeconds": {}}}}]},
-  spec: {replicas: 5, minReadySeconds: 9, template: {spec: {containers: [{name: app, image: a:1}, {name: sidecar, image: s:2}]}}}}`)
-	dry := obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {replicas: 2, minReadySeconds: 0, template: {spec: {containers: [{name: app, image: a:1}, {name: sidecar, image: s:1}]}}}}`)
-	k := keyOf(live)
-	if drifted(rules, k, live, dry) {
-		t.Fatal("ignored fields counted as drift")
-	}
-	unstructured.SetNestedField(dry.Object, "a:2", "spec", "template", "spec", "containers") // replaces the list: drift
-	if !drifted(rules, k, live, dry) {
-		t.Fatal("a real change was ignored")
-	}
-	if _, err := compileIgnores([]v1alpha1.ResourceIgnoreDiffs{{Kind: "X", JQPathExpressions: []string{".a[ | "}}}); err == nil {
-		t.Fatal("a bad jq expression compiled")
-	}
-	// RespectIgnoreDifferences: the desired object takes the live replica count.
-	desired := obj(t, `{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {replicas: 2}}`)
-	got := withLiveValues(rules[:1], k, desired, live)
-	if r, _, _ := unstructured.NestedInt64(got.Object, "spec", "replicas"); r != 5 {
-		t.Fatalf("replicas %d, want the live 5", r)
+	if _, err := compileIgnores([]v1alpha1.ResourceIgnoreDiffs{{Kind: "X"}, {Kind: "X", JQPathExpressions: []string{".a[ | "}}}); err == nil || !strings.HasPrefix(err.Error(), "spec.ignoreDifferences[1].jqPathExpressions") {
+		t.Fatalf("a bad jq expression: %v", err)
 	}
 }
 

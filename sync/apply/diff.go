@@ -1,4 +1,4 @@
-package apps
+package apply
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ type ObjectDiff struct {
 // objectDiff renders the change from live to want (either may be nil). Fields whose value
 // came from a secret reference (secrets) are masked whole on both sides, whatever modifier
 // made them, as a Secret's data is.
-func objectDiff(k objKey, action string, live, want *unstructured.Unstructured, secrets [][]string) ObjectDiff {
+func objectDiff(k Key, action string, live, want *unstructured.Unstructured, secrets [][]string) ObjectDiff {
 	a, b := clean(live), clean(want)
 	if k.Group == "" && k.Kind == "Secret" {
 		maskSecrets(a, b)
@@ -137,22 +137,22 @@ func toYAML(m map[string]any) string {
 	return string(b)
 }
 
-// diffs lists what the sync of an application would change.
-func diffs(plan []*planned, prune []objKey) []ObjectDiff {
+// Diffs lists what applying plan and pruning prune would change.
+func Diffs(plan []*Planned, prune []Key) []ObjectDiff {
 	var out []ObjectDiff
 	for _, p := range plan {
-		if p.isHook() {
+		if p.IsHook() {
 			continue
 		}
-		switch p.action {
-		case create:
-			want := p.dry
+		switch p.Action {
+		case Create:
+			want := p.Dry
 			if want == nil {
-				want = p.obj
+				want = p.Obj
 			}
-			out = append(out, objectDiff(p.key(), "create", nil, want, p.secrets))
-		case update:
-			out = append(out, objectDiff(p.key(), "update", p.live, p.dry, p.secrets))
+			out = append(out, objectDiff(p.Key(), "create", nil, want, p.Secrets))
+		case Update:
+			out = append(out, objectDiff(p.Key(), "update", p.Live, p.Dry, p.Secrets))
 		}
 	}
 	for _, k := range prune {

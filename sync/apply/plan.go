@@ -1,4 +1,4 @@
-package apps
+package apply
 
 import (
 	"context"
@@ -19,107 +19,124 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/keyway-dev/keyway/internal/redact"
-	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
-	"github.com/keyway-dev/keyway/sync/apply"
 )
 
-// action is what a sync does to an object.
-type action int
+// Action is what applying does to an object.
+type Action int
 
 const (
-	unchanged action = iota
-	create
-	update
+	Unchanged Action = iota
+	Create
+	Update
 )
 
-// planned is an item with its place in the cluster and what the dry run found.
-type planned struct {
-	*item
-	mapping  *meta.RESTMapping // nil until the kind exists (its CRD is in the same sync)
-	live     *unstructured.Unstructured
-	action   action
-	deferred bool                       // not checked by the dry run: its namespace or CRD comes earlier in this sync
-	listed   bool                       // live came from a List (nil: the object does not exist)
-	dry      *unstructured.Unstructured // the dry run's result, when one was made
-	health   apply.Health
+// Planned is an object with its place in the cluster and what the dry run found.
+type Planned struct {
+	*Object
+	Mapping  *meta.RESTMapping // nil until the kind exists (its CRD is in the same change set)
+	Live     *unstructured.Unstructured
+	Action   Action
+	Deferred bool                       // not checked by the dry run: its namespace or CRD comes earlier in this change set
+	Listed   bool                       // Live came from a List (nil: the object does not exist)
+	Dry      *unstructured.Unstructured // the dry run's result, when one was made
+	Health   Health
 }
 
-// plan prepares every object (namespace, tracking annotation), reads its live state and
+// PlanOptions say where objects go and who owns them.
+type PlanOptions struct {
+	// Namespace is given to namespaced objects that name none ("" means "default").
+	Namespace string
+	// CreatesNamespace says Namespace is created before the first write, when missing.
+	CreatesNamespace bool
+	Owner            Owner
+	Rules            []IgnoreRule
+}
+
+// Owner is who applies a set of objects: each carries Annotation, with the value ID gives,
+// and an object whose value names another owner is refused.
+type Owner struct {
+	Annotation string
+	ID         func(Key) string
+	// Other names the owner an annotation value marks, or "" when it marks this owner.
+	Other func(value string) string
+}
+
+// Plan prepares every object (namespace, owner annotation), reads its live state and
 // checks it with a server-side dry run, before anything is written. An object the dry run
-// refuses fails the plan; one whose namespace or CRD this sync creates first is deferred.
-func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*item, rules []ignoreRule) ([]*planned, error) {
-	dest := a.Spec.Destination.Namespace
-	creates := map[string]bool{} // namespaces and CRD kinds this sync brings
-	if a.Options().Has("CreateNamespace=true") && dest != "" {
+// refuses fails the plan; one whose namespace or CRD this change set creates first is deferred.
+func (c *Cluster) Plan(ctx context.Context, o PlanOptions, items []*Object) ([]*Planned, error) {
+	dest := o.Namespace
+	creates := map[string]bool{} // namespaces and CRD kinds this change set brings
+	if o.CreatesNamespace && dest != "" {
 		creates["ns/"+dest] = true
 	}
 	crdScope := map[string]string{}
 	for _, it := range items {
-		switch it.obj.GetKind() {
+		switch it.Obj.GetKind() {
 		case "Namespace":
-			creates["ns/"+it.obj.GetName()] = true
+			creates["ns/"+it.Obj.GetName()] = true
 		case "CustomResourceDefinition":
-			group, _, _ := unstructured.NestedString(it.obj.Object, "spec", "group")
-			kind, _, _ := unstructured.NestedString(it.obj.Object, "spec", "names", "kind")
-			scope, _, _ := unstructured.NestedString(it.obj.Object, "spec", "scope")
+			group, _, _ := unstructured.NestedString(it.Obj.Object, "spec", "group")
+			kind, _, _ := unstructured.NestedString(it.Obj.Object, "spec", "names", "kind")
+			scope, _, _ := unstructured.NestedString(it.Obj.Object, "spec", "scope")
 			crdScope[kind+"."+group] = scope
 		}
 	}
-	out := make([]*planned, len(items))
-	seen := map[objKey]string{}
+	out := make([]*Planned, len(items))
+	seen := map[Key]string{}
 	for i, it := range items {
-		p := &planned{item: it}
+		p := &Planned{Object: it}
 		out[i] = p
-		gvk := it.obj.GroupVersionKind()
-		m, err := d.mapping(gvk)
+		gvk := it.Obj.GroupVersionKind()
+		m, err := c.Mapping(gvk)
 		namespaced := false
 		switch {
 		case err == nil:
-			p.mapping = m
+			p.Mapping = m
 			namespaced = m.Scope.Name() == meta.RESTScopeNameNamespace
 		case meta.IsNoMatchError(err):
 			scope, ok := crdScope[gvk.GroupKind().String()]
 			if !ok {
-				return nil, fmt.Errorf("%s: %s %s: the cluster has no such kind, and no CRD in this application defines it", it.source, gvk.GroupVersion(), gvk.Kind)
+				return nil, fmt.Errorf("%s: %s %s: the cluster has no such kind, and no CRD in this application defines it", it.Source, gvk.GroupVersion(), gvk.Kind)
 			}
-			p.deferred = true
+			p.Deferred = true
 			namespaced = scope != "Cluster"
 		default:
-			return nil, fmt.Errorf("%s: %s: %w", it.source, gvk, err)
+			return nil, fmt.Errorf("%s: %s: %w", it.Source, gvk, err)
 		}
-		if namespaced && it.obj.GetNamespace() == "" {
+		if namespaced && it.Obj.GetNamespace() == "" {
 			ns := dest
 			if ns == "" {
 				ns = "default"
 			}
-			it.obj.SetNamespace(ns)
+			it.Obj.SetNamespace(ns)
 		} else if !namespaced {
-			it.obj.SetNamespace("")
+			it.Obj.SetNamespace("")
 		}
-		k := it.key()
-		if it.obj.GetName() != "" {
-			if prev, dup := seen[k]; dup && !it.isHook() {
-				return nil, fmt.Errorf("%s: %s is also rendered by %s", it.source, k, prev)
+		k := it.Key()
+		if it.Obj.GetName() != "" {
+			if prev, dup := seen[k]; dup && !it.IsHook() {
+				return nil, fmt.Errorf("%s: %s is also rendered by %s", it.Source, k, prev)
 			}
-			seen[k] = it.source
+			seen[k] = it.Source
 		}
-		ann := it.obj.GetAnnotations()
+		ann := it.Obj.GetAnnotations()
 		if ann == nil {
 			ann = map[string]string{}
 		}
-		ann[AnnotationTracking] = trackingID(a.Name, k)
-		it.obj.SetAnnotations(ann)
-		if !it.isHook() {
-			setAppliedHash(it.obj)
+		ann[o.Owner.Annotation] = o.Owner.ID(k)
+		it.Obj.SetAnnotations(ann)
+		if !it.IsHook() {
+			setAppliedHash(it.Obj)
 		}
-		if namespaced && creates["ns/"+it.obj.GetNamespace()] {
-			p.deferred = p.deferred || !d.namespaceExists(ctx, it.obj.GetNamespace())
+		if namespaced && creates["ns/"+it.Obj.GetNamespace()] {
+			p.Deferred = p.Deferred || !c.NamespaceExists(ctx, it.Obj.GetNamespace())
 		}
 	}
 
 	// Live state: one List per kind and namespace where an application has several
 	// objects, instead of a GET each.
-	d.listLive(ctx, out)
+	c.listLive(ctx, out)
 
 	// Dry runs, concurrently, where the live object may differ.
 	var mu sync.Mutex
@@ -127,14 +144,14 @@ func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*ite
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for _, p := range out {
-		if p.isHook() || p.obj.GetName() == "" {
+		if p.IsHook() || p.Obj.GetName() == "" {
 			continue
 		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := d.check(ctx, a.Name, p, rules); err != nil {
+			if err := c.check(ctx, o, p); err != nil {
 				mu.Lock()
 				problems = append(problems, err.Error())
 				mu.Unlock()
@@ -151,26 +168,26 @@ func (d *Daemon) plan(ctx context.Context, a *v1alpha1.Application, items []*ite
 
 // listLive fills in the live objects of planned items by listing each kind and namespace
 // that holds several of them; items it could not list are read one by one in check.
-func (d *Daemon) listLive(ctx context.Context, ps []*planned) {
+func (c *Cluster) listLive(ctx context.Context, ps []*Planned) {
 	type group struct {
 		gvr schema.GroupVersionResource
 		ns  string
 	}
-	groups := map[group][]*planned{}
+	groups := map[group][]*Planned{}
 	mappings := map[group]*meta.RESTMapping{}
 	for _, p := range ps {
-		if p.isHook() || p.deferred || p.mapping == nil || p.obj.GetName() == "" {
+		if p.IsHook() || p.Deferred || p.Mapping == nil || p.Obj.GetName() == "" {
 			continue
 		}
-		g := group{p.mapping.Resource, p.obj.GetNamespace()}
+		g := group{p.Mapping.Resource, p.Obj.GetNamespace()}
 		groups[g] = append(groups[g], p)
-		mappings[g] = p.mapping
+		mappings[g] = p.Mapping
 	}
 	for g, members := range groups {
 		if len(members) < 8 {
 			continue
 		}
-		list, err := d.resource(mappings[g], g.ns).List(ctx, metav1.ListOptions{})
+		list, err := c.Resource(mappings[g], g.ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			continue // read one by one instead
 		}
@@ -179,7 +196,7 @@ func (d *Daemon) listLive(ctx context.Context, ps []*planned) {
 			byName[list.Items[i].GetName()] = &list.Items[i]
 		}
 		for _, p := range members {
-			p.live, p.listed = byName[p.obj.GetName()], true
+			p.Live, p.Listed = byName[p.Obj.GetName()], true
 		}
 	}
 }
@@ -212,7 +229,7 @@ func appliedHash(u *unstructured.Unstructured) string {
 
 // touchedByOthers reports whether a field manager other than keyway wrote the object (not
 // its status) at or after keyway's last apply: then it may have changed what keyway owns.
-func touchedByOthers(live *unstructured.Unstructured) bool {
+func touchedByOthers(live *unstructured.Unstructured, fieldManager string) bool {
 	var ours *metav1.Time
 	for _, mf := range live.GetManagedFields() {
 		if mf.Manager == fieldManager && mf.Operation == metav1.ManagedFieldsOperationApply && mf.Subresource == "" {
@@ -233,91 +250,93 @@ func touchedByOthers(live *unstructured.Unstructured) bool {
 	return false
 }
 
-func (d *Daemon) namespaceExists(ctx context.Context, ns string) bool {
-	_, err := d.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+// NamespaceExists reports whether namespace ns exists (an error reading it counts as no).
+func (c *Cluster) NamespaceExists(ctx context.Context, ns string) bool {
+	_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	return err == nil
 }
 
-// check reads p's live object and dry-runs the apply, deciding p.action.
-func (d *Daemon) check(ctx context.Context, app string, p *planned, rules []ignoreRule) error {
-	k := p.key()
-	if p.deferred {
-		p.action = create
+// check reads p's live object and dry-runs the apply, deciding p.Action.
+func (c *Cluster) check(ctx context.Context, o PlanOptions, p *Planned) error {
+	rules := o.Rules
+	k := p.Key()
+	if p.Deferred {
+		p.Action = Create
 		return nil
 	}
-	live := p.live
-	if !p.listed {
+	live := p.Live
+	if !p.Listed {
 		var err error
-		live, err = d.resource(p.mapping, p.obj.GetNamespace()).Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+		live, err = c.Resource(p.Mapping, p.Obj.GetNamespace()).Get(ctx, p.Obj.GetName(), metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			live = nil
 		case err != nil:
-			return fmt.Errorf("%s: reading %s: %v", p.source, k, redact.APIError(err))
+			return fmt.Errorf("%s: reading %s: %v", p.Source, k, redact.APIError(err))
 		}
-		p.live = live
+		p.Live = live
 	}
 	if live != nil {
-		if owner := live.GetAnnotations()[AnnotationTracking]; owner != "" && !strings.HasPrefix(owner, app+":") {
-			other, _, _ := strings.Cut(owner, ":")
-			return fmt.Errorf("%s: %s belongs to application %s; an object is managed by one application", p.source, k, other)
+		if v := live.GetAnnotations()[o.Owner.Annotation]; v != "" {
+			if other := o.Owner.Other(v); other != "" {
+				return fmt.Errorf("%s: %s belongs to %s; an object is managed by one owner", p.Source, k, other)
+			}
 		}
 	}
-	if live != nil && len(rules) > 0 && p.respect {
-		p.obj = withLiveValues(rules, k, p.obj, live)
+	if live != nil && len(rules) > 0 && p.Respect {
+		p.Obj = withLiveValues(rules, k, p.Obj, live)
 	}
 	// What keyway last applied is recorded on the object as a hash: when it matches and no
 	// other field manager has written the object since, nothing can differ and the dry
 	// run is skipped (a no-op resync then costs one List per kind).
-	hash := setAppliedHash(p.obj)
-	if live != nil && live.GetAnnotations()[AnnotationApplied] == hash && !touchedByOthers(live) {
-		p.action = unchanged
-		p.health = apply.HealthOf(live)
+	hash := setAppliedHash(p.Obj)
+	if live != nil && live.GetAnnotations()[AnnotationApplied] == hash && !touchedByOthers(live, c.FieldManager) {
+		p.Action = Unchanged
+		p.Health = HealthOf(live)
 		return nil
 	}
-	dry, err := d.applyRequest(ctx, p, true)
-	p.dry = dry
+	dry, err := c.Apply(ctx, p, true)
+	p.Dry = dry
 	if err != nil {
 		if live == nil && apierrors.IsNotFound(err) {
-			p.action, p.deferred = create, true // its namespace arrives with this sync
+			p.Action, p.Deferred = Create, true // its namespace arrives with this sync
 			return nil
 		}
-		return fmt.Errorf("%s: %s: %v", p.source, k, redact.APIError(err))
+		return fmt.Errorf("%s: %s: %v", p.Source, k, redact.APIError(err))
 	}
 	switch {
 	case live == nil:
-		p.action = create
+		p.Action = Create
 	case drifted(rules, k, live, dry):
-		p.action = update
+		p.Action = Update
 	default:
-		p.action = unchanged
-		p.health = apply.HealthOf(live)
+		p.Action = Unchanged
+		p.Health = HealthOf(live)
 	}
 	return nil
 }
 
-// applyRequest sends p's object as a server-side apply (a dry run when dry).
-func (d *Daemon) applyRequest(ctx context.Context, p *planned, dry bool) (*unstructured.Unstructured, error) {
-	data, err := p.obj.MarshalJSON()
+// Apply sends p's object as a server-side apply, conflicts forced (a dry run when dry).
+func (c *Cluster) Apply(ctx context.Context, p *Planned, dry bool) (*unstructured.Unstructured, error) {
+	data, err := p.Obj.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
 	force := true
-	opts := metav1.PatchOptions{FieldManager: fieldManager, Force: &force}
+	opts := metav1.PatchOptions{FieldManager: c.FieldManager, Force: &force}
 	if dry {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	out, err := d.resource(p.mapping, p.obj.GetNamespace()).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, opts)
+	out, err := c.Resource(p.Mapping, p.Obj.GetNamespace()).Patch(ctx, p.Obj.GetName(), types.ApplyPatchType, data, opts)
 	if err == nil && !dry {
-		d.m.writes.WithLabelValues("apply").Inc()
-		d.noteWrite(out)
+		c.wrote("apply", out)
 	}
 	return out, err
 }
 
 // drifted compares the live object with the dry run's result: labels, annotations and
 // everything outside metadata and status, less the ignored paths.
-func drifted(rules []ignoreRule, k objKey, live, dry *unstructured.Unstructured) bool {
+func drifted(rules []IgnoreRule, k Key, live, dry *unstructured.Unstructured) bool {
 	if !equality.Semantic.DeepEqual(nonEmpty(live.GetLabels()), nonEmpty(dry.GetLabels())) ||
 		!equality.Semantic.DeepEqual(nonEmpty(live.GetAnnotations()), nonEmpty(dry.GetAnnotations())) {
 		return true
@@ -347,7 +366,7 @@ func body(u *unstructured.Unstructured) map[string]any {
 
 // withLiveValues returns desired with the ignored paths set to their live values
 // (RespectIgnoreDifferences=true), so applying never reverts them.
-func withLiveValues(rules []ignoreRule, k objKey, desired, live *unstructured.Unstructured) *unstructured.Unstructured {
+func withLiveValues(rules []IgnoreRule, k Key, desired, live *unstructured.Unstructured) *unstructured.Unstructured {
 	liveJSON, _ := toGeneric(live.Object).(map[string]any)
 	out, _ := toGeneric(desired.Object).(map[string]any)
 	for _, p := range ignoredPaths(rules, k, liveJSON, live) {
