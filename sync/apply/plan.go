@@ -129,9 +129,9 @@ func (c *Cluster) Plan(ctx context.Context, o PlanOptions, items []*Object) ([]*
 		if !it.IsHook() {
 			setAppliedHash(it.Obj)
 		}
-		if namespaced && creates["ns/"+it.Obj.GetNamespace()] {
-			p.Deferred = p.Deferred || !c.NamespaceExists(ctx, it.Obj.GetNamespace())
-		}
+	}
+	if err := c.checkNamespaces(ctx, out, creates); err != nil {
+		return nil, err
 	}
 
 	// Live state: one List per kind and namespace where an application has several
@@ -254,6 +254,39 @@ func touchedByOthers(live *unstructured.Unstructured, fieldManager string) bool 
 func (c *Cluster) NamespaceExists(ctx context.Context, ns string) bool {
 	_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	return err == nil
+}
+
+// checkNamespaces reads each namespace the objects go to once. An object whose namespace
+// this change set creates is deferred (no dry run can see it before); one whose namespace
+// is missing and not created fails the plan, before anything is written, rather than the
+// sync after the objects before it were applied. A namespace that cannot be read (no
+// permission) is left to the dry run.
+func (c *Cluster) checkNamespaces(ctx context.Context, ps []*Planned, creates map[string]bool) error {
+	missing := map[string]bool{}
+	var refused []string
+	for _, p := range ps {
+		ns := p.Obj.GetNamespace()
+		if ns == "" {
+			continue
+		}
+		gone, seen := missing[ns]
+		if !seen {
+			_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			gone = apierrors.IsNotFound(err)
+			missing[ns] = gone
+			if gone && !creates["ns/"+ns] {
+				refused = append(refused, fmt.Sprintf("%s: %s: namespace %s does not exist, and nothing in this change set creates it", p.Source, p.Key(), ns))
+			}
+		}
+		if gone {
+			p.Deferred = true
+		}
+	}
+	if len(refused) > 0 {
+		slices.Sort(refused)
+		return fmt.Errorf("%d namespace(s) missing, nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  "))
+	}
+	return nil
 }
 
 // check reads p's live object and dry-runs the apply, deciding p.Action.

@@ -1,0 +1,134 @@
+package apply_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/testenv"
+	"github.com/keyway-dev/keyway/sync/apply"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+// cluster is an apply.Cluster on the test API server whose requests carry agent.
+func cluster(t *testing.T, agent string) *apply.Cluster {
+	t.Helper()
+	cfg := kube.WithLimits(env.Config, 100, 200, agent)
+	dc := discovery.NewDiscoveryClientForConfigOrDie(cfg)
+	return &apply.Cluster{Kube: kubernetes.NewForConfigOrDie(cfg), Dyn: dynamic.NewForConfigOrDie(cfg),
+		Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc)), FieldManager: "keyway-test",
+		Timeout: 10 * time.Second, Poll: 100 * time.Millisecond}
+}
+
+func configMap(ns, name string) *apply.Object {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("ConfigMap")
+	u.SetNamespace(ns)
+	u.SetName(name)
+	_ = unstructured.SetNestedStringMap(u.Object, map[string]string{"k": "v"}, "data")
+	return &apply.Object{Obj: u, Source: "cm-" + name + ".yaml"}
+}
+
+func namespace(name string) *apply.Object {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("v1")
+	u.SetKind("Namespace")
+	u.SetName(name)
+	return &apply.Object{Obj: u, Source: "ns.yaml"}
+}
+
+var owner = apply.Owner{Annotation: "example.com/owner", ID: func(k apply.Key) string { return "test:" + k.String() },
+	Other: func(v string) string {
+		if strings.HasPrefix(v, "test:") {
+			return ""
+		}
+		return v
+	}}
+
+// TestPlanMissingNamespace: an object in a namespace that does not exist, and that nothing in
+// the change set creates, fails the plan with the namespace named — before any write, so a
+// sync never applies the objects ahead of it and then fails. A namespace the change set
+// creates (a Namespace object, or the destination the caller creates) defers its objects.
+// Each namespace is read once, however many objects it holds.
+func TestPlanMissingNamespace(t *testing.T) {
+	ctx := context.Background()
+	agent := "keyway-apply-test-ns"
+	c := cluster(t, agent)
+	var objs []*apply.Object
+	for i := range 30 {
+		objs = append(objs, configMap("default", fmt.Sprintf("before-%02d", i)))
+	}
+	objs = append(objs, configMap("nowhere", "stranded"))
+	since := time.Now().Add(-time.Second)
+	_, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, objs)
+	if err == nil || !strings.Contains(err.Error(), "namespace nowhere does not exist") || !strings.Contains(err.Error(), "cm-stranded.yaml") {
+		t.Fatalf("Plan: %v, want the missing namespace named", err)
+	}
+	reqs, err := env.Requests(since, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gets := map[string]int{}
+	for _, r := range reqs {
+		if r.IsWrite() {
+			t.Fatalf("a write while planning: %s %s", r.Verb, r.URI)
+		}
+		if r.Resource == "namespaces" && r.Verb == "get" {
+			gets[r.Name]++
+		}
+	}
+	if gets["default"] != 1 || gets["nowhere"] != 1 {
+		t.Fatalf("namespace reads %v, want one each", gets)
+	}
+	if _, err := c.Kube.CoreV1().ConfigMaps("default").Get(ctx, "before-00", metav1.GetOptions{}); err == nil {
+		t.Fatal("an object was written")
+	}
+
+	// Created by the change set: a Namespace object, or the caller's destination.
+	for _, o := range []struct {
+		opts apply.PlanOptions
+		objs []*apply.Object
+	}{
+		{apply.PlanOptions{Owner: owner}, []*apply.Object{namespace("made-here"), configMap("made-here", "inside")}},
+		{apply.PlanOptions{Owner: owner, Namespace: "made-here", CreatesNamespace: true}, []*apply.Object{configMap("", "inside")}},
+	} {
+		ps, err := c.Plan(ctx, o.opts, o.objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := ps[len(ps)-1]
+		if !last.Deferred || last.Action != apply.Create || last.Obj.GetNamespace() != "made-here" {
+			t.Fatalf("%+v: deferred %v action %v namespace %q", o.opts, last.Deferred, last.Action, last.Obj.GetNamespace())
+		}
+	}
+
+	// The namespace exists: the objects are dry-run as usual.
+	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nowhere"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Deferred || p.Action != apply.Create || p.Dry == nil {
+			t.Fatalf("%s: deferred %v action %v dry-run %v", p.Key(), p.Deferred, p.Action, p.Dry != nil)
+		}
+	}
+}
