@@ -3,8 +3,10 @@ package apply
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -126,6 +128,9 @@ func (c *Cluster) Plan(ctx context.Context, o PlanOptions, items []*Object) ([]*
 		}
 		ann[o.Owner.Annotation] = o.Owner.ID(k)
 		it.Obj.SetAnnotations(ann)
+		if err := normalizeSecret(it.Obj); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", it.Source, k, err)
+		}
 		if !it.IsHook() {
 			setAppliedHash(it.Obj)
 		}
@@ -248,6 +253,45 @@ func touchedByOthers(live *unstructured.Unstructured, fieldManager string) bool 
 		}
 	}
 	return false
+}
+
+// normalizeSecret moves a Secret's stringData into data, as the API server stores it.
+// Server-side apply tracks the fields it was sent: a key applied through stringData is owned
+// as stringData, which is never stored, so when the key leaves git nothing removes it from
+// data (kubernetes/kubernetes#108008) and a deleted credential stays live. Applied as data,
+// a key that leaves the object leaves the cluster; the dry run and the diff compare data
+// with data.
+func normalizeSecret(u *unstructured.Unstructured) error {
+	if u.GetAPIVersion() != "v1" || u.GetKind() != "Secret" {
+		return nil
+	}
+	sd, ok := u.Object["stringData"]
+	if !ok {
+		return nil
+	}
+	strs, ok := sd.(map[string]any)
+	if !ok && sd != nil {
+		return errors.New("stringData is not a map of strings")
+	}
+	data, _ := u.Object["data"].(map[string]any)
+	if data == nil {
+		if u.Object["data"] != nil {
+			return errors.New("data is not a map of base64 strings")
+		}
+		data = map[string]any{}
+	}
+	for k, v := range strs {
+		str, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("stringData[%s] is not a string", k)
+		}
+		data[k] = base64.StdEncoding.EncodeToString([]byte(str)) // stringData wins, as in the API server
+	}
+	delete(u.Object, "stringData")
+	if len(data) > 0 {
+		u.Object["data"] = data
+	}
+	return nil
 }
 
 // NamespaceExists reports whether namespace ns exists (an error reading it counts as no).

@@ -132,3 +132,58 @@ func TestPlanMissingNamespace(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretKeyRemoved: a key that leaves a Secret's stringData in git leaves the live
+// Secret. (Applied as stringData, server-side apply would own only stringData, which is
+// never stored, and the key would stay in data for ever.)
+func TestSecretKeyRemoved(t *testing.T) {
+	ctx := context.Background()
+	c := cluster(t, "keyway-apply-test-secret")
+	secret := func(data map[string]string) *apply.Object {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("v1")
+		u.SetKind("Secret")
+		u.SetNamespace("default")
+		u.SetName("normalised")
+		_ = unstructured.SetNestedStringMap(u.Object, data, "stringData")
+		return &apply.Object{Obj: u, Source: "secret.yaml"}
+	}
+	sync := func(data map[string]string) {
+		t.Helper()
+		ps, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, []*apply.Object{secret(data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ps[0].Obj.Object["stringData"]; ok {
+			t.Fatal("the planned Secret still holds stringData")
+		}
+		if ps[0].Action == apply.Unchanged {
+			t.Fatal("a changed Secret planned as unchanged")
+		}
+		if _, err := c.Apply(ctx, ps[0], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync(map[string]string{"user": "app", "password": "CANARY-1", "retired": "CANARY-2"})
+	sync(map[string]string{"user": "app", "password": "CANARY-3"})
+	live, err := c.Kube.CoreV1().Secrets("default").Get(ctx, "normalised", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := live.Data["retired"]; ok || string(live.Data["password"]) != "CANARY-3" || string(live.Data["user"]) != "app" {
+		t.Fatalf("live keys %v, want user and the new password only", keysOf(live.Data))
+	}
+	// Nothing left to do: the next plan finds it unchanged.
+	ps, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, []*apply.Object{secret(map[string]string{"user": "app", "password": "CANARY-3"})})
+	if err != nil || ps[0].Action != apply.Unchanged {
+		t.Fatalf("re-plan: %v, action %v", err, ps[0].Action)
+	}
+}
+
+func keysOf(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
