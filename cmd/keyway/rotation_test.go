@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -20,7 +21,9 @@ import (
 
 // TestDaemonRotation: a value rotated in a real Vault reaches the rendered Secret and rolls
 // the Deployment that consumes it (a new keyway.dev/secret-checksum on its pod template)
-// within one poll interval, with nobody refreshing or restarting anything.
+// within one poll interval, with nobody refreshing or restarting anything — for an
+// automated application without selfHeal (the guide's policy): a rotation changes what is
+// wanted, as a commit does. A key removed from the Secret in git leaves the live Secret.
 func TestDaemonRotation(t *testing.T) {
 	ctx := t.Context()
 	env, v := clusterWithVault(t)
@@ -48,7 +51,7 @@ func TestDaemonRotation(t *testing.T) {
 			"    metadata: {labels: {app: " + name + "}}\n    spec:\n      containers:\n      - name: c\n        image: app\n" + env
 	}
 	g.commit("app", map[string]string{
-		"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/rotate#password>}\n",
+		"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/rotate#password>, retired: old-key}\n",
 		"app/web.yaml":    deploy("web", "        env: [{name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]\n"),
 		"app/other.yaml":  deploy("other", ""),
 	})
@@ -60,7 +63,7 @@ spec:
   project: default
   source: {repoURL: `+g.dir+`, targetRevision: main, path: app}
   destination: {server: https://kubernetes.default.svc, namespace: shop}
-  syncPolicy: {automated: {prune: true, selfHeal: true}, syncOptions: [CreateNamespace=true]}
+  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
 `), 0o644)
 	tokenFile := filepath.Join(work, "token")
 	_ = os.WriteFile(tokenFile, []byte(v.RootToken), 0o600)
@@ -126,6 +129,15 @@ spec:
 	if metric("rendered") <= renderedBefore {
 		t.Fatal("the rotated secret did not make the application render again")
 	}
+	// The sync that applied it says why (once it has finished waiting for health).
+	waitFor(t, 30*time.Second, "status reason secrets", func() bool { return appStatus(t, addr, "rotating")["reason"] == "secrets" })
+	// A key that leaves git leaves the cluster.
+	g.commit("retire a key", map[string]string{"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/rotate#password>}\n"})
+	waitFor(t, 30*time.Second, "the retired key gone from the live Secret", func() bool {
+		s, err := kube.CoreV1().Secrets("shop").Get(ctx, "db", metav1.GetOptions{})
+		_, kept := s.Data["retired"]
+		return err == nil && !kept && string(s.Data["password"]) == canary+"-v2"
+	})
 	// Opting out leaves the pod template alone.
 	g.commit("opt out", map[string]string{"app/web.yaml": strings.Replace(deploy("web", "        env: [{name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}]\n"),
 		"metadata: {name: web}", "metadata: {name: web, annotations: {keyway.dev/roll-on-secret-change: \"false\"}}", 1)})
@@ -133,4 +145,25 @@ spec:
 	if strings.Contains(logs.String(), canary) {
 		t.Fatal("a secret value reached the logs")
 	}
+}
+
+// appStatus is one application's entry of the daemon's /apps at addr.
+func appStatus(t *testing.T, addr, name string) map[string]any {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var apps []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&apps); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range apps {
+		if a["name"] == name {
+			return a
+		}
+	}
+	t.Fatalf("no application %s in /apps", name)
+	return nil
 }

@@ -26,6 +26,8 @@ const (
 	dataEntries        = "entries"
 	dataChildren       = "children"
 	dataRevision       = "revision"
+	dataSource         = "source"
+	dataSecrets        = "secrets"
 	dataFinalizer      = "resources-finalizer"
 	dataCluster        = "cluster"
 	labelInventory     = "keyway.dev/inventory"
@@ -37,6 +39,8 @@ type inventory struct {
 	Entries   []apply.Key
 	Children  []string
 	Revision  string
+	Source    string // a hash of the Application's spec the revision was synced with
+	Secrets   string // an HMAC of what the render's secrets read (the checksum key's)
 	Finalizer bool   // the application carried resources-finalizer.argocd.argoproj.io
 	Cluster   string // the destination server ("" for the daemon's own cluster)
 	Parent    string // the parent application or ApplicationSet key ("" for a root)
@@ -62,7 +66,7 @@ func (d *Daemon) readInventory(ctx context.Context, app string) (*inventory, err
 	if err != nil {
 		return nil, fmt.Errorf("reading the inventory of %s: %w", app, err)
 	}
-	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Finalizer: cm.Data[dataFinalizer] == "true", Cluster: cm.Data[dataCluster], Parent: cm.Data[dataParent],
+	inv := &inventory{exists: true, data: cm.Data, Revision: cm.Data[dataRevision], Source: cm.Data[dataSource], Secrets: cm.Data[dataSecrets], Finalizer: cm.Data[dataFinalizer] == "true", Cluster: cm.Data[dataCluster], Parent: cm.Data[dataParent],
 		Confirm: cm.Annotations[AnnotationConfirm]}
 	for _, line := range strings.Split(cm.Data[dataEntries], "\n") {
 		if line = strings.TrimSpace(line); line == "" {
@@ -98,6 +102,12 @@ func (d *Daemon) writeInventory(ctx context.Context, app string, inv *inventory)
 	}
 	if inv.Finalizer {
 		data[dataFinalizer] = "true"
+	}
+	if inv.Source != "" {
+		data[dataSource] = inv.Source
+	}
+	if inv.Secrets != "" {
+		data[dataSecrets] = inv.Secrets
 	}
 	if inv.Cluster != "" {
 		data[dataCluster] = inv.Cluster

@@ -26,20 +26,21 @@ type renderCache struct {
 	inputs []Input
 }
 
-// renderApp renders the application at dir inside the checkout root. A poll reuses the
-// last render when the revision, the Application and every secret it read are unchanged.
-func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, dir, revision string, t Trigger) ([]*manifest.Document, error) {
+// renderApp renders the application at dir inside the checkout root, and returns the
+// secrets the render read. A poll reuses the last render when the revision, the
+// Application and every secret it read are unchanged.
+func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, dir, revision string, t Trigger) ([]*manifest.Document, []Input, error) {
 	src, _, err := confine.Open(root, dir)
 	if errors.Is(err, confine.ErrOutside) {
-		return nil, fmt.Errorf("spec.source.path %q leads outside the repository (through '..' or a symbolic link)", a.Spec.Source.Path)
+		return nil, nil, fmt.Errorf("spec.source.path %q leads outside the repository (through '..' or a symbolic link)", a.Spec.Source.Path)
 	}
 	if err != nil || src == nil {
-		return nil, fmt.Errorf("spec.source.path %q: no such directory in the repository", a.Spec.Source.Path)
+		return nil, nil, fmt.Errorf("spec.source.path %q: no such directory in the repository", a.Spec.Source.Path)
 	}
 	defer src.Close()
 	req, err := renderRequest(a, root, dir, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	spec, _ := json.Marshal(a.Spec)
 	key := revision + "\x00" + string(spec)
@@ -50,7 +51,7 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 		changed, err := d.o.Inputs(ctx, req, c.inputs)
 		if err == nil && !changed {
 			d.m.renders.WithLabelValues("reused").Inc()
-			return c.docs, nil
+			return c.docs, c.inputs, nil
 		}
 	}
 	docs, inputs, err := d.o.Render(ctx, req)
@@ -58,13 +59,13 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 		d.mu.Lock()
 		delete(d.renders, a.Name)
 		d.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	d.m.renders.WithLabelValues("rendered").Inc()
 	d.mu.Lock()
 	d.renders[a.Name] = &renderCache{key: key, docs: docs, inputs: inputs}
 	d.mu.Unlock()
-	return docs, nil
+	return docs, inputs, nil
 }
 
 // renderRequest translates the Application's source settings, as Argo CD reads them; src

@@ -27,6 +27,10 @@ type Status struct {
 	Parent    string             `json:"parent,omitempty"`
 	Cluster   string             `json:"cluster,omitempty"`
 	Revision  string             `json:"revision,omitempty"`
+	// Reason is why the application last applied: revision (a new commit), application (its
+	// Application changed), secrets (a secret its render read changed), drift (selfHeal),
+	// new (never synced), explicit.
+	Reason    string             `json:"reason,omitempty"`
 	Sync      string             `json:"sync"`
 	Health    apply.HealthStatus `json:"health"`
 	Message   string             `json:"message,omitempty"`

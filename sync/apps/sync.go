@@ -78,6 +78,11 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	}
 	s := &syncRun{d: d, a: a, t: t, seen: with(seen, a.Name), start: time.Now(),
 		st: &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: apply.Unknown}}
+	d.mu.Lock()
+	if prev := d.status[a.Name]; prev != nil {
+		s.st.Reason = prev.Reason // why it last applied, until it applies again
+	}
+	d.mu.Unlock()
 	if terr != nil {
 		s.st.Health = apply.Unknown
 		return s.fail(terr)

@@ -2,6 +2,10 @@ package apps
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -31,6 +35,7 @@ type syncRun struct {
 	co       gitsource.Checkout
 	dir      string
 	r        rendered
+	inputs   []Input // the secrets the render read
 	rules    []apply.IgnoreRule
 	inv      *inventory
 
@@ -45,6 +50,10 @@ type syncRun struct {
 	changed         int
 	nsMissing       bool
 	needed, allowed bool
+	// source and secrets are this run's desired state apart from the revision (see
+	// desiredDigests); reason is why an automated application applies it.
+	source, secrets string
+	reason          string
 }
 
 // finish records the status and its metrics, schedules a retry after a failed poll and
@@ -59,7 +68,7 @@ func (s *syncRun) finish(result string) *Status {
 	if s.t == Poll {
 		d.scheduleRetry(s.a, st)
 	}
-	d.log.Info("sync", "app", s.a.Name, "revision", st.Revision, "sync", st.Sync, "health", st.Health,
+	d.log.Info("sync", "app", s.a.Name, "revision", st.Revision, "reason", st.Reason, "sync", st.Sync, "health", st.Health,
 		"applied", st.Applied, "unchanged", st.Unchanged, "pruned", st.Pruned, "result", result, "message", st.Message)
 	return st
 }
@@ -113,10 +122,11 @@ func (s *syncRun) fetch(ctx context.Context, root bool) error {
 // applications (their project, cycles, names taken elsewhere).
 func (s *syncRun) render(ctx context.Context) error {
 	d, a := s.d, s.a
-	docs, err := d.renderApp(ctx, a, s.co.Dir, s.dir, s.co.Revision, s.t)
+	docs, inputs, err := d.renderApp(ctx, a, s.co.Dir, s.dir, s.co.Revision, s.t)
 	if err != nil {
 		return fmt.Errorf("render failed, nothing applied or pruned: %w", err)
 	}
+	s.inputs = inputs
 	if s.r, err = classify(docs); err != nil {
 		return fmt.Errorf("render output, nothing applied or pruned: %w", err)
 	}
@@ -220,7 +230,63 @@ func (s *syncRun) compare(ctx context.Context) {
 	}
 	s.nsMissing = a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.eng.NamespaceExists(ctx, a.Spec.Destination.Namespace)
 	s.needed = s.changed > 0 || (s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0)) || s.nsMissing
-	s.allowed = s.t == Explicit || (s.automated != nil && (inv.Revision != s.co.Revision || s.automated.SelfHeal || !inv.exists))
+	s.reason = s.why(ctx)
+	s.allowed = s.t == Explicit || (s.automated != nil && (s.reason != "" || s.automated.SelfHeal))
+}
+
+// why says what changed in the desired state since the inventory's last sync: a new
+// revision, the Application itself, or a secret its render read (a rotation, at the same
+// revision: a change of what is wanted, like a commit, not drift of what is live) — or ""
+// when only the live state can differ. An inventory written before keyway recorded the
+// last two counts them as unchanged.
+func (s *syncRun) why(ctx context.Context) string {
+	inv := s.inv
+	spec, _ := json.Marshal(s.a.Spec)
+	sum := sha256.Sum256(spec)
+	s.source = hex.EncodeToString(sum[:16])
+	s.secrets = ""
+	if len(s.inputs) > 0 && s.t != DiffOnly {
+		key, err := s.d.checksumKey(ctx, true)
+		if err != nil {
+			s.d.log.Warn("secret inputs not compared", "app", s.a.Name, "error", err)
+		} else {
+			s.secrets = inputsDigest(key, s.inputs)
+		}
+	}
+	switch {
+	case !inv.exists:
+		return "new"
+	case inv.Revision != s.co.Revision:
+		return "revision"
+	case inv.Source != "" && inv.Source != s.source:
+		return "application"
+	case inv.Secrets != "" && s.secrets != "" && inv.Secrets != s.secrets:
+		return "secrets"
+	}
+	return ""
+}
+
+// inputsDigest is an HMAC, under the checksum key, of what each secret a render read
+// returned: it tells a rotation apart without letting the inventory be used to guess a value.
+func inputsDigest(key []byte, inputs []Input) string {
+	lines := make([]string, 0, len(inputs))
+	for _, in := range inputs {
+		lines = append(lines, in.Ref.String()+"\x00"+in.Hash)
+	}
+	slices.Sort(lines)
+	mac := hmac.New(sha256.New, key)
+	for _, l := range lines {
+		mac.Write([]byte(l + "\n"))
+	}
+	return hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// record notes in the inventory that this run's desired state is applied.
+func (s *syncRun) record(inv *inventory) {
+	inv.Revision, inv.Source = s.co.Revision, s.source
+	if s.secrets != "" || len(s.inputs) == 0 {
+		inv.Secrets = s.secrets
+	}
 }
 
 // guard holds a sync that would prune everything, or more than --max-prune without the
@@ -289,7 +355,7 @@ func (s *syncRun) report(ctx context.Context) *Status {
 	if s.needed {
 		return s.finish("outofsync")
 	}
-	s.inv.Revision = s.co.Revision
+	s.record(s.inv)
 	if err := s.d.writeInventoryAs(ctx, s.a, s.inv, keys(s.resources), s.childNames); err != nil {
 		return s.fail(err)
 	}
@@ -309,6 +375,13 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 			return s.finish("skipped")
 		}
 		defer release()
+	}
+	st.Reason = s.reason
+	switch {
+	case s.t == Explicit:
+		st.Reason = "explicit"
+	case st.Reason == "":
+		st.Reason = "drift" // selfHeal
 	}
 	grown := *inv
 	grown.Entries = append(slices.Clone(inv.Entries), keys(s.resources)...)
@@ -359,7 +432,7 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 	if !s.pruneOn {
 		children = append(children, s.goneChildren...)
 	}
-	grown.Revision = s.co.Revision
+	s.record(&grown)
 	if err := d.writeInventoryAs(ctx, a, &grown, final, children); err != nil {
 		return s.fail(err)
 	}
