@@ -23,10 +23,10 @@ const (
 // Status is what the daemon knows of an application after its last sync. It holds names,
 // states and messages — never an object's content.
 type Status struct {
-	Name      string             `json:"name"`
-	Parent    string             `json:"parent,omitempty"`
-	Cluster   string             `json:"cluster,omitempty"`
-	Revision  string             `json:"revision,omitempty"`
+	Name     string `json:"name"`
+	Parent   string `json:"parent,omitempty"`
+	Cluster  string `json:"cluster,omitempty"`
+	Revision string `json:"revision,omitempty"`
 	// Reason is why the application last applied: revision (a new commit), application (its
 	// Application changed), secrets (a secret its render read changed), drift (selfHeal),
 	// new (never synced), explicit.
