@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	ctl "github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sealing"
 )
 
@@ -196,6 +197,10 @@ func (u *Unsealer) Run(ctx context.Context) error {
 func (u *Unsealer) handle(ctx context.Context, key string) {
 	err := u.reconcile(ctx, key)
 	switch {
+	case errors.Is(err, errRejected):
+		// The API server will refuse it again: the condition and event say why; a new
+		// generation of the SealedSecret (or a resync) tries again, not the back-off.
+		u.queue.Forget(key)
 	case apierrors.IsConflict(err):
 		// Written meanwhile; the cache brings the new version and the retry uses it.
 		u.queue.Retry(key)
@@ -338,6 +343,10 @@ func (u *Unsealer) unseal(ctx context.Context, e *sealedEntry) (Outcome, *sealed
 		e.keep(full)
 	}
 	outcome, rv, err := u.write(ctx, e)
+	if rejected(err) {
+		u.fail(ctx, e, "ErrSecretRejected", fmt.Sprintf("the API server refuses Secret %s/%s: %s", e.Namespace, e.Name, redact.APIError(err)))
+		return Failed, e, errRejected
+	}
 	if err == nil && outcome != Failed && outcome != Refused {
 		e.settledRV, e.sealed = rv, nil // settled: the ciphertexts are read again if ever needed
 	}
@@ -485,6 +494,16 @@ func mergeAnnotations(existing, tmpl map[string]string) map[string]string {
 		return nil
 	}
 	return out
+}
+
+// errRejected marks a Secret the API server refused for what it is (invalid, too large):
+// retrying the same write cannot succeed.
+var errRejected = errors.New("secret rejected")
+
+// rejected reports whether err is the API server refusing the Secret itself, as it will
+// every time: invalid (a field, an immutable Secret), too large, or a bad request.
+func rejected(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsBadRequest(err)
 }
 
 // fail records a failure as a metric and, when it is news (the Synced condition does not
