@@ -40,6 +40,7 @@ type daemonOptions struct {
 	CacheDir             string
 	KnownHosts           string
 	GitTimeout           time.Duration
+	AppWorkers           int
 	AllowRepos           []string
 	RepoClusters         bool
 	ClusterAnnExcluded   []string
@@ -140,6 +141,7 @@ func bindDaemonFlags(fs *pflag.FlagSet, o *daemonOptions, ro *renderOptions, af 
 		fs.StringVar(&o.WebhookGitLabFile, "webhook-gitlab-token-file", "", "file holding GitLab's webhook token (sent in the clear: a secret of its own, never the HMAC key)")
 		fs.StringVar(&o.WebhookBitbucketFile, "webhook-bitbucket-uuid-file", "", "file holding Bitbucket Cloud's hook UUID (sent in the clear: a secret of its own)")
 		fs.IntVar(&o.MaxPrune, "max-prune", 50, "percent of an application's objects one sync may prune without confirmation")
+		fs.IntVar(&o.AppWorkers, "app-workers", 10, "applications synced side by side (Argo CD's operation processors): one that is slow, or waits for a wave's health, holds only its own worker")
 		fs.DurationVar(&o.WaveTimeout, "wave-timeout", 5*time.Minute, "a wave that is not healthy after this long fails the sync (status Degraded, with the reason)")
 		fs.BoolVar(&o.LeaderElect, "leader-elect", true, "one active daemon per --state-namespace (a Lease); ignored with --once and --shard")
 		fs.BoolVar(&o.Shard, "shard", false, "spread the applications over every replica started with --shard (each announces itself with a Lease in --state-namespace; a dead replica's applications move to the others within the lease duration)")
@@ -244,6 +246,9 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	if o.MaxPrune < 1 || o.MaxPrune > 100 {
 		return nil, nil, nil, usagef("--max-prune %d: want 1 to 100", o.MaxPrune)
 	}
+	if o.AppWorkers < 0 || o.AppWorkers > 1000 || o.GitTimeout < 0 {
+		return nil, nil, nil, usagef("--app-workers %d: want 1 to 1000 (and --git-timeout may not be negative)", o.AppWorkers)
+	}
 	var rewrites []gitsource.Rewrite
 	for _, r := range o.Rewrites {
 		from, to, ok := strings.Cut(r, "=")
@@ -315,7 +320,7 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
 		AllowRepos: o.AllowRepos, RepoClustersGenerator: o.RepoClusters, ClusterAnnotationsExcluded: o.ClusterAnnExcluded, Logger: a.log, Registry: reg,
-		Render: renderFn, Inputs: inputCheck})
+		Render: renderFn, Inputs: inputCheck, Workers: o.AppWorkers})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -779,6 +779,11 @@ spec:
 			t.Fatal(err)
 		}
 		start := time.Now()
+		defer func() {
+			if t.Failed() {
+				t.Log(logs.String())
+			}
+		}()
 		waitFor(t, 20*time.Second, "the image reverted", func() bool {
 			d, err := kube.AppsV1().Deployments("backend").Get(ctx, "api", metav1.GetOptions{})
 			return err == nil && d.Spec.Template.Spec.Containers[0].Image == "api:1.4.2"

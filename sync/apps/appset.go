@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
@@ -90,6 +91,10 @@ func (d *Daemon) syncSet(ctx context.Context, set *v1alpha1.ApplicationSet, t Tr
 		if d.shard != nil && !d.shard.owns(a.Name) {
 			continue
 		}
+		if q := d.runQueue(); q != nil && t == Poll {
+			q.Add(a.Name, kube.Low) // synced side by side, each on a worker of its own
+			continue
+		}
 		d.syncRetrying(ctx, a, "ApplicationSet/"+set.Name, true, t, map[string]bool{key: true})
 	}
 	if t == DiffOnly {
@@ -108,6 +113,13 @@ func (d *Daemon) syncSet(ctx context.Context, set *v1alpha1.ApplicationSet, t Tr
 	if err := d.writeInventory(ctx, key, inv); err != nil {
 		d.log.Warn("applicationset inventory", "appset", set.Name, "error", err)
 	}
+}
+
+// runQueue is Run's work queue, nil outside Run.
+func (d *Daemon) runQueue() *kube.Queue {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.queue
 }
 
 // generate expands an ApplicationSet: each generator's parameter sets, each applied to the

@@ -110,7 +110,7 @@ func (d *Daemon) view(server, name, version string, raw []byte) (*Daemon, error)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %v", server, err)
 	}
-	v := d.state.view(server, kube, dyn, dc)
+	v := d.state.newView(server, kube, dyn, dc)
 	d.mu.Lock()
 	d.clusters[server] = &clusterView{d: v, name: name, version: version}
 	d.mu.Unlock()

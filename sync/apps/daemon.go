@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/providers"
@@ -91,6 +93,9 @@ type Options struct {
 	Registry                   prometheus.Registerer
 	// Sharding, when set, spreads root applications over the replicas (Run only).
 	Sharding *Sharding
+	// Workers is how many applications Run syncs side by side (default 10, as Argo CD's
+	// operation processors).
+	Workers int
 }
 
 // Daemon syncs applications. A Daemon value is the hub (the cluster of Options.Config,
@@ -105,8 +110,8 @@ type Daemon struct {
 	eng     *apply.Cluster // applies to this view's cluster
 }
 
-// view is the daemon on one cluster: cluster is its server ("" for the hub).
-func (st *state) view(cluster string, kube kubernetes.Interface, dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Daemon {
+// newView is the daemon on one cluster: cluster is its server ("" for the hub).
+func (st *state) newView(cluster string, kube kubernetes.Interface, dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Daemon {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	d := &Daemon{state: st, cluster: cluster, kube: kube, dyn: dyn, mapper: mapper}
 	d.eng = &apply.Cluster{Kube: kube, Dyn: dyn, Mapper: mapper, FieldManager: fieldManager,
@@ -118,6 +123,22 @@ func (st *state) view(cluster string, kube kubernetes.Interface, dyn dynamic.Int
 			}
 		}}
 	return d
+}
+
+// lockApp waits until no other sync of the named application runs and holds it off until
+// the returned function is called. A parent syncs its children inline while a child can be
+// queued on its own (drift, a webhook): locks are always taken parent first, so they never
+// wait on each other in a circle.
+func (st *state) lockApp(name string) func() {
+	st.mu.Lock()
+	l, ok := st.locks[name]
+	if !ok {
+		l = &sync.Mutex{}
+		st.locks[name] = l
+	}
+	st.mu.Unlock()
+	l.Lock()
+	return l.Unlock
 }
 
 // owner is application app as the owner of the objects it applies: Argo CD's tracking
@@ -154,6 +175,13 @@ type state struct {
 	ckey     []byte                              // the secret checksum key
 	renders  map[string]*renderCache             // the last render of each application, for polls
 	shard    *sharder                            // nil: this daemon syncs every application
+	queue    *kube.Queue                         // Run's work queue (nil outside Run: sync inline)
+	locks    map[string]*sync.Mutex              // one sync of an application at a time
+	ops      map[string]*operation               // syncs waiting for a wave's health (Run)
+	// progress is when Run last finished a sync (unix nanoseconds); stallAfter is how long
+	// it may go without while work waits before /healthz fails.
+	progress   atomic.Int64
+	stallAfter time.Duration
 	// stopping ends when the daemon is asked to stop: a sync in progress finishes the wave
 	// it is in and stops before the next.
 	stopping context.Context
@@ -184,6 +212,9 @@ func New(o Options) (*Daemon, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
+	if o.Workers <= 0 {
+		o.Workers = 10
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -201,9 +232,9 @@ func New(o Options) (*Daemon, error) {
 	}
 	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
-		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}}
+		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}, locks: map[string]*sync.Mutex{}, ops: map[string]*operation{}}
 	st.m = newMetrics(o.Registry)
-	d := st.view("", kube, dyn, dc)
+	d := st.newView("", kube, dyn, dc)
 	st.hub = d
 	for _, r := range o.AllowRepos {
 		d.allowed = append(d.allowed, strings.ToLower(r))

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -43,10 +44,23 @@ type Status struct {
 	SyncedAt  time.Time          `json:"syncedAt"`
 	Duration  string             `json:"duration"`
 
+	// Operation is the sync in progress, while it waits for a wave's health.
+	Operation *Operation `json:"operation,omitempty"`
+
 	Diffs []apply.ObjectDiff `json:"-"` // DiffOnly: what a sync would change
 
 	failed bool // the sync failed
 	final  bool // …in a way only the operator can change (held, empty render)
+}
+
+// Operation is a sync that applied its waves up to Wave and waits for that wave to be
+// healthy (Argo CD's operation state Running): a state the daemon comes back to, not a
+// worker held.
+type Operation struct {
+	Phase        string    `json:"phase"` // Running
+	Wave         int       `json:"wave"`
+	StartedAt    time.Time `json:"startedAt"`
+	WaitingSince time.Time `json:"waitingSince"`
 }
 
 // ResourceStatus is one object of an application.
@@ -90,10 +104,32 @@ func (d *Daemon) setStatus(s *Status) {
 	d.m.synced.WithLabelValues(s.Name).Set(synced)
 }
 
-// Handler serves /healthz, /apps (JSON statuses) and /metrics (when gatherer is set).
+// stalled says why the loop is stuck — work waits and no sync has finished within
+// stallAfter — or "". A liveness probe on /healthz then restarts the daemon, which gives up
+// its Lease to a replica that can make progress; a standby (not running the loop) is never
+// stalled.
+func (d *Daemon) stalled(now time.Time) string {
+	q := d.runQueue()
+	last := d.progress.Load()
+	if q == nil || last == 0 || d.stallAfter <= 0 {
+		return ""
+	}
+	if waited := now.Sub(time.Unix(0, last)); q.Len() > 0 && waited > d.stallAfter {
+		return fmt.Sprintf("stalled: no sync has finished for %s while %d application(s) wait (bound %s)\n", waited.Round(time.Second), q.Len(), d.stallAfter)
+	}
+	return ""
+}
+
+// Handler serves /healthz (503 once the loop is stalled), /apps (JSON statuses) and /metrics (when gatherer is set).
 func (d *Daemon) Handler(gatherer http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if msg := d.stalled(time.Now()); msg != "" {
+			http.Error(w, msg, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("GET /apps", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

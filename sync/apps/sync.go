@@ -76,6 +76,7 @@ func (d *Daemon) syncApp(ctx context.Context, a *v1alpha1.Application, parent st
 	if terr == nil && tgt != d {
 		return tgt.syncApp(ctx, a, parent, root, t, seen)
 	}
+	defer d.lockApp(a.Name)()
 	s := &syncRun{d: d, a: a, t: t, seen: with(seen, a.Name), start: time.Now(),
 		st: &Status{Name: a.Name, Parent: parent, Cluster: destLabel(a.Spec.Destination), Sync: Unknown, Health: apply.Unknown}}
 	d.mu.Lock()
@@ -180,7 +181,8 @@ func with(seen map[string]bool, add string) map[string]bool {
 // walkWaves goes through the waves in order. When operate is set it applies what changed in
 // each and waits for the wave to be healthy before the next; child applications sync in
 // their wave either way. The status collects counts, resources and the worst health.
-func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*apply.Planned, children []*v1alpha1.Application, operate bool, t Trigger, seen map[string]bool, st *Status) error {
+func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*apply.Planned, children []*v1alpha1.Application, mode walkMode, t Trigger, seen map[string]bool, st *Status) error {
+	operate := mode != readOnly
 	all := make([]*apply.Object, 0, len(ps)+len(children))
 	byItem := map[*apply.Object]*apply.Planned{}
 	for _, p := range ps {
@@ -220,7 +222,7 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].Wave)
 		}
 		var waitFor []*apply.Planned
-		var childFailed []string
+		var childFailed, childWaiting []string
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
 				cs := d.syncRetrying(ctx, c, a.Name, false, t, seen)
@@ -228,7 +230,11 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 				if operate && cs.Health != apply.Healthy && cs.Health != apply.Suspended {
 					// The wave's other applications still sync (one unreachable cluster
 					// must not hold back the rest); the next wave waits.
-					childFailed = append(childFailed, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
+					if mode == applyNoWait && cs.Operation != nil {
+						childWaiting = append(childWaiting, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
+					} else {
+						childFailed = append(childFailed, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
+					}
 				}
 				continue
 			}
@@ -248,8 +254,14 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 		if len(childFailed) > 0 {
 			return fmt.Errorf("wave %d: %s", wave[0].Wave, strings.Join(childFailed, "; "))
 		}
+		if pending := apply.Unhealthy(waitFor); mode == applyNoWait && !slices.ContainsFunc(waitFor, (*apply.Planned).IsHook) && (len(pending) > 0 || len(childWaiting) > 0) {
+			for _, p := range waitFor {
+				st.Resources = append(st.Resources, resourceStatus(p))
+			}
+			return waitingFor(wave[0].Wave, pending, childWaiting)
+		}
 		if operate {
-			if err := d.eng.WaitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].Wave)); err != nil {
+			if err := d.waitWave(ctx, waitFor, wave[0].Wave); err != nil {
 				for _, p := range waitFor {
 					st.Resources = append(st.Resources, resourceStatus(p))
 				}
@@ -269,6 +281,55 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 		}
 	}
 	return nil
+}
+
+// walkMode is how walkWaves goes through the waves.
+type walkMode int
+
+const (
+	readOnly    walkMode = iota // health only: nothing applied
+	applyWait                   // apply, and wait for each wave's health
+	applyNoWait                 // apply, and return a *waiting at a wave that is not healthy yet
+)
+
+// waiting says a sync stopped at a wave that is not healthy yet, to be continued.
+type waiting struct {
+	wave int
+	what string
+}
+
+func (w *waiting) Error() string {
+	return fmt.Sprintf("waiting for wave %d to be healthy: %s", w.wave, w.what)
+}
+
+func waitingFor(wave int, pending []*apply.Planned, children []string) *waiting {
+	if len(pending) > 0 {
+		p := pending[0]
+		what := fmt.Sprintf("%s %s is %s", p.Key().Kind, p.Obj.GetName(), p.Health.Status)
+		if p.Health.Message != "" {
+			what += ": " + p.Health.Message
+		}
+		if n := len(pending) + len(children); n > 1 {
+			what += fmt.Sprintf(" (%d waiting)", n)
+		}
+		return &waiting{wave: wave, what: what}
+	}
+	return &waiting{wave: wave, what: strings.Join(children, "; ")}
+}
+
+// waitWave waits for a wave to be healthy, or until the daemon is asked to stop: then the
+// sync ends at this wave boundary (the next start continues it) instead of holding the
+// shutdown for up to --wave-timeout.
+func (d *Daemon) waitWave(ctx context.Context, ps []*apply.Planned, wave int) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(d.stopping, cancel)
+	defer stop()
+	err := d.eng.WaitHealthy(wctx, ps, fmt.Sprintf("wave %d", wave))
+	if err != nil && d.stopping.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("stopped while waiting for wave %d to be healthy: the daemon is shutting down; the next start continues the sync", wave)
+	}
+	return err
 }
 
 func resourceStatus(p *apply.Planned) ResourceStatus {

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -54,6 +56,8 @@ type syncRun struct {
 	// desiredDigests); reason is why an automated application applies it.
 	source, secrets string
 	reason          string
+	resuming        bool       // an operation of this desired state waits for health: continue it
+	op              *operation // the operation this run carries on (operate)
 }
 
 // finish records the status and its metrics, schedules a retry after a failed poll and
@@ -64,11 +68,18 @@ func (s *syncRun) finish(result string) *Status {
 	st.Duration = time.Since(s.start).Round(time.Millisecond).String()
 	d.m.syncs.WithLabelValues(result).Inc()
 	d.m.duration.Observe(time.Since(s.start).Seconds())
+	d.mu.Lock()
+	prev := d.status[st.Name]
+	d.mu.Unlock()
 	d.setStatus(st)
 	if s.t == Poll {
 		d.scheduleRetry(s.a, st)
 	}
-	d.log.Info("sync", "app", s.a.Name, "revision", st.Revision, "reason", st.Reason, "sync", st.Sync, "health", st.Health,
+	level := slog.LevelInfo
+	if result == "waiting" && prev != nil && prev.Operation != nil && prev.Message == st.Message {
+		level = slog.LevelDebug // still waiting for the same: said once
+	}
+	d.log.Log(context.Background(), level, "sync", "app", s.a.Name, "revision", st.Revision, "reason", st.Reason, "sync", st.Sync, "health", st.Health,
 		"applied", st.Applied, "unchanged", st.Unchanged, "pruned", st.Pruned, "result", result, "message", st.Message)
 	return st
 }
@@ -231,7 +242,9 @@ func (s *syncRun) compare(ctx context.Context) {
 	s.nsMissing = a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.eng.NamespaceExists(ctx, a.Spec.Destination.Namespace)
 	s.needed = s.changed > 0 || (s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0)) || s.nsMissing
 	s.reason = s.why(ctx)
-	s.allowed = s.t == Explicit || (s.automated != nil && (s.reason != "" || s.automated.SelfHeal))
+	s.resuming = s.d.resumes(s.a.Name, s.opKey())
+	s.needed = s.needed || s.resuming
+	s.allowed = s.t == Explicit || s.resuming || (s.automated != nil && (s.reason != "" || s.automated.SelfHeal))
 }
 
 // why says what changed in the desired state since the inventory's last sync: a new
@@ -332,7 +345,7 @@ func (s *syncRun) diff(ctx context.Context) *Status {
 		st.Sync = OutOfSync
 	}
 	s.registerChildren()
-	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, false, s.t, s.seen, st); err != nil {
+	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, readOnly, s.t, s.seen, st); err != nil {
 		return s.fail(err)
 	}
 	return s.finish("diff")
@@ -349,7 +362,7 @@ func (s *syncRun) report(ctx context.Context) *Status {
 		st.Message = "drift found; the application does not sync on its own (syncPolicy.automated, selfHeal)"
 	}
 	st.Unchanged = len(s.resources) - s.changed
-	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, false, s.t, s.seen, st); err != nil {
+	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, readOnly, s.t, s.seen, st); err != nil {
 		return s.fail(err)
 	}
 	if s.needed {
@@ -402,10 +415,31 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 			return syncFail(err)
 		}
 	}
-	if err := d.runHooks(ctx, a, s.hooks, PhasePreSync); err != nil {
-		return syncFail(err)
+	s.op = d.beginOp(a.Name, s.opKey())
+	waits := false
+	defer func() {
+		if !waits {
+			d.endOp(a.Name)
+		}
+	}()
+	if !s.op.preSync {
+		if err := d.runHooks(ctx, a, s.hooks, PhasePreSync); err != nil {
+			return syncFail(err)
+		}
+		s.op.preSync = true
 	}
-	if err := d.walkWaves(ctx, a, append(s.resources, syncHooks(s.hooks)...), s.r.children, true, s.t, s.seen, st); err != nil {
+	mode := applyWait
+	if s.t == Poll && d.runQueue() != nil {
+		mode = applyNoWait
+	}
+	if err := d.walkWaves(ctx, a, append(s.resources, syncHooks(s.hooks)...), s.r.children, mode, s.t, s.seen, st); err != nil {
+		var w *waiting
+		if errors.As(err, &w) {
+			if err = s.wait(w); err == nil {
+				waits = true
+				return s.finish("waiting")
+			}
+		}
 		return syncFail(err)
 	}
 	pruned, skipped, err := d.prune(ctx, a, s.prune, s.pruneOn, inv.Confirm == s.co.Revision)
@@ -442,4 +476,60 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 		st.Message = fmt.Sprintf("%d object(s) left git but are not pruned (syncPolicy.automated.prune is off, or Prune=false/confirm)", len(s.prune))
 	}
 	return s.finish("synced")
+}
+
+// operation is an application's sync that waits for a wave's health, kept between the runs
+// that come back to it (Run queues the application again).
+type operation struct {
+	key     string // the desired state it applies: revision, Application, secrets
+	started time.Time
+	preSync bool // the PreSync hooks ran
+	wave    int  // the wave it waits for
+	since   time.Time
+}
+
+// opKey is the desired state this run applies.
+func (s *syncRun) opKey() string { return s.co.Revision + "/" + s.source + "/" + s.secrets }
+
+// resumes reports whether the named application has an operation of this desired state
+// waiting.
+func (d *Daemon) resumes(name, key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	op, ok := d.ops[name]
+	return ok && op.key == key
+}
+
+// beginOp returns the application's operation of this desired state, or a new one (a new
+// commit or rotation starts over).
+func (d *Daemon) beginOp(name, key string) *operation {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if op, ok := d.ops[name]; ok && op.key == key {
+		return op
+	}
+	op := &operation{key: key, started: time.Now(), wave: math.MinInt}
+	d.ops[name] = op
+	return op
+}
+
+func (d *Daemon) endOp(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.ops, name)
+}
+
+// wait records that the sync stopped at a wave that is not healthy yet, or fails it once
+// the wave has waited longer than --wave-timeout.
+func (s *syncRun) wait(w *waiting) error {
+	op, st := s.op, s.st
+	if op.wave != w.wave {
+		op.wave, op.since = w.wave, time.Now()
+	}
+	if waited := time.Since(op.since); waited > s.d.o.WaveTimeout {
+		return fmt.Errorf("wave %d did not become healthy within %s: %s", w.wave, s.d.o.WaveTimeout, w.what)
+	}
+	st.Sync, st.Health, st.Message = OutOfSync, apply.Progressing, w.Error()
+	st.Operation = &Operation{Phase: "Running", Wave: w.wave, StartedAt: op.started.UTC().Truncate(time.Second), WaitingSince: op.since.UTC().Truncate(time.Second)}
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 	"github.com/keyway-dev/keyway/sync/apply"
 )
@@ -285,5 +286,33 @@ func TestNamesCannotCollide(t *testing.T) {
 		if err := valid(name); err != nil {
 			t.Errorf("%q: %v", name, err)
 		}
+	}
+}
+
+// TestHealthzStalled: /healthz fails once work waits and no sync has finished within the
+// bound (a liveness probe then restarts the daemon, which gives up its Lease); a standby,
+// or a loop that makes progress, is healthy.
+func TestHealthzStalled(t *testing.T) {
+	d := &Daemon{state: &state{}}
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		d.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get(); code != 200 {
+		t.Fatalf("a standby: %d", code)
+	}
+	d.queue, d.stallAfter = kube.NewQueue(), time.Minute
+	d.progress.Store(time.Now().Add(-2 * time.Minute).UnixNano())
+	if code, _ := get(); code != 200 {
+		t.Fatalf("nothing waits: %d", code)
+	}
+	d.queue.Add("app", kube.Low)
+	if code, body := get(); code != 503 || !strings.Contains(body, "no sync has finished for 2m0s while 1 application(s) wait") {
+		t.Fatalf("stalled: %d %q", code, body)
+	}
+	d.progress.Store(time.Now().UnixNano())
+	if code, _ := get(); code != 200 {
+		t.Fatalf("progress made: %d", code)
 	}
 }

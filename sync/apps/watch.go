@@ -3,10 +3,12 @@ package apps
 import (
 	"context"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/keyway-dev/keyway/internal/kube"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
@@ -14,17 +16,21 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// Run keeps the applications converged until ctx ends: every interval it syncs them all
+// Run keeps the applications converged until ctx ends: every interval it queues them all
 // (Poll: automated applications follow git, drift of the others is reported), and it
 // watches the kinds they applied, so a self-healing application whose object is changed
-// or deleted syncs again within moments. One worker does all syncs, one at a time, so an
-// application never syncs twice at once; the sync in progress finishes before Run returns.
+// or deleted syncs again within moments. Options.Workers workers sync side by side from one
+// keyed queue: an application is handed to one worker at a time (never synced twice at
+// once), and one that is slow or waits for health holds only its own worker. Webhooks,
+// drift and due retries come before the periodic pass. When ctx ends no sync starts; the
+// ones in flight stop at their next wave boundary, and Run returns once they have.
 func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 	mc, err := metadata.NewForConfig(d.o.Config)
 	if err != nil {
 		return err
 	}
 	factory := metadatainformer.NewSharedInformerFactory(mc, 0)
+	defer factory.Shutdown()
 	w := &watcher{d: d, factory: factory, watched: map[schema.GroupVersionResource]bool{}, heal: make(chan string, 1)}
 	w.pending = map[string]bool{}
 
@@ -41,36 +47,91 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 		d.shard.tick(ctx)
 		go d.shard.run(ctx)
 	}
+	q := kube.NewQueue()
+	d.mu.Lock()
+	d.queue = q
+	// What may legitimately hold every worker at once: hooks waiting out a wave's timeout,
+	// a git fetch at its deadline, a render; a pass comes every interval.
+	d.stallAfter = 2*interval + d.o.WaveTimeout + 2*time.Minute
+	d.mu.Unlock()
+	d.progress.Store(time.Now().UnixNano())
+	workers := make(chan struct{})
+	go func() {
+		defer close(workers)
+		kube.RunWorkers(ctx, d.o.Workers, q, d.log, func(_ context.Context, key string) { d.handle(work, key) })
+	}()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
-	d.SyncAll(work, Poll)
-	w.ensure(ctx)
+	d.queueAll(q)
 	for {
 		select {
 		case <-ctx.Done():
-			factory.Shutdown()
+			<-workers // every sync in flight has returned
 			return ctx.Err()
 		case <-tick.C:
-			d.SyncAll(work, Poll)
+			d.queueAll(q)
 			w.ensure(ctx)
 		case app := <-d.refresh:
 			d.log.Info("webhook: syncing", "app", app)
-			d.SyncOne(work, app, Poll)
-			w.ensure(ctx)
+			q.Add(app, kube.High)
 		case <-retry.C:
 			for _, app := range d.dueRetries() {
 				d.log.Info("retrying a failed sync", "app", app)
-				d.SyncOne(work, app, Poll)
+				q.Add(app, kube.High)
 			}
+			w.ensure(ctx) // the kinds of applications synced since
 		case <-w.heal:
 			for _, app := range w.take() {
 				d.log.Info("drift seen: syncing", "app", app)
-				d.SyncOne(work, app, Poll)
+				q.Add(app, kube.High)
 			}
-			w.ensure(ctx)
 		}
+	}
+}
+
+// setPrefix marks an ApplicationSet's key in the work queue.
+const setPrefix = "ApplicationSet/"
+
+// queueAll queues every root application this replica owns and every ApplicationSet of
+// the operator's, for a periodic pass.
+func (d *Daemon) queueAll(q *kube.Queue) {
+	for _, a := range d.roots() {
+		if d.shard == nil || d.shard.owns(a.Name) {
+			q.Add(a.Name, kube.Low)
+		}
+	}
+	d.mu.Lock()
+	sets := slices.Sorted(maps.Keys(d.sets))
+	d.mu.Unlock()
+	for _, s := range sets {
+		q.Add(setPrefix+s, kube.Low)
+	}
+}
+
+// handle is one worker's job: a sync of the application (or ApplicationSet) key names.
+func (d *Daemon) handle(ctx context.Context, key string) {
+	defer func() { d.progress.Store(time.Now().UnixNano()) }()
+	if name, ok := strings.CutPrefix(key, setPrefix); ok {
+		d.mu.Lock()
+		set := d.sets[name]
+		d.mu.Unlock()
+		if set != nil {
+			d.syncSet(ctx, set, Poll)
+		}
+		return
+	}
+	if st, ok := d.SyncOne(ctx, key, Poll); ok && st.Operation != nil {
+		// Waiting for a wave's health holds no worker: look again shortly.
+		time.AfterFunc(d.o.PollInterval, func() { d.requeue(key) })
+	}
+}
+
+// requeue queues key again (Low: after the work that is new), unless Run has ended.
+func (d *Daemon) requeue(key string) {
+	if q := d.runQueue(); q != nil {
+		q.Add(key, kube.Low)
 	}
 }
 
@@ -99,6 +160,9 @@ func (w *watcher) ensure(ctx context.Context) {
 			w.watched[m.Resource] = true
 			inf := w.factory.ForResource(m.Resource).Informer()
 			_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				// A watch starts after the sync that applied its kind: an object changed
+				// in between arrives in the first list, not as an update.
+				AddFunc:    func(obj any) { w.added(obj) },
 				UpdateFunc: func(old, cur any) { w.changed(old, cur) },
 				DeleteFunc: func(obj any) { w.deleted(obj) },
 			})
@@ -131,6 +195,21 @@ func (w *watcher) changed(old, cur any) {
 		return
 	}
 	w.queue(n.Annotations[AnnotationTracking])
+}
+
+// added queues the application of an object listed when its kind's watch started, unless
+// this daemon wrote that version: a sync that finds nothing to do writes nothing.
+func (w *watcher) added(obj any) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	w.d.mu.Lock()
+	ours := w.d.written[string(m.UID)+"/"+m.ResourceVersion]
+	w.d.mu.Unlock()
+	if !ours {
+		w.queue(m.Annotations[AnnotationTracking])
+	}
 }
 
 func (w *watcher) deleted(obj any) {

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keyway-dev/keyway/internal/testenv"
+)
+
+// TestDaemonSideBySide: applications sync side by side, and waiting holds no worker. Two
+// applications whose Deployment never becomes available (no kubelet here) wait for their
+// wave's health — for up to --wave-timeout, 5 minutes — and one fails to render; with only
+// two workers, a new commit for the healthy ones is still applied within the next
+// interval, their status says Synced, and the stuck ones say Progressing with the wave
+// they wait for (an operation Running).
+func TestDaemonSideBySide(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	g := gitWork{t, filepath.Join(work, "git", "fleet.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	calm := []string{"calm-1", "calm-2", "calm-3", "calm-4", "calm-5", "calm-6"}
+	files := map[string]string{
+		"broken/s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: <path:secret/data/missing#k>}\n",
+	}
+	configMaps := func(v string) {
+		for _, name := range calm {
+			files[name+"/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {version: \"" + v + "\"}\n"
+		}
+	}
+	configMaps("1")
+	for _, name := range []string{"stuck-1", "stuck-2"} {
+		files[name+"/deploy.yaml"] = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n" +
+			"    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: crashloop:1}]\n"
+	}
+	g.commit("fleet", files)
+	appDir := filepath.Join(work, "apps")
+	_ = os.MkdirAll(appDir, 0o755)
+	for _, name := range append([]string{"broken", "stuck-1", "stuck-2"}, calm...) {
+		app := fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: %s}
+spec:
+  project: default
+  source: {repoURL: %s, targetRevision: main, path: %s}
+  destination: {server: https://kubernetes.default.svc, namespace: %s}
+  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
+`, name, g.dir, name, name)
+		if err := os.WriteFile(filepath.Join(appDir, name+".yaml"), []byte(app), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secretsFile := filepath.Join(work, "secrets.yaml")
+	_ = os.WriteFile(secretsFile, []byte("secret/data/other:\n  k: v\n"), 0o600)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	const interval = 3 * time.Second
+	cmd := exec.CommandContext(dctx, "keyway", "daemon", "--kubeconfig", env.Kubeconfig, "--app", appDir, "--cache-dir", filepath.Join(work, "cache"),
+		"--secrets-file", secretsFile, "--interval", interval.String(), "--wave-timeout", "5m", "--app-workers", "2", "--leader-elect=false", "--status-addr", addr)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+
+	version := func(app string) string {
+		cm, err := kube.CoreV1().ConfigMaps(app).Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return cm.Data["version"]
+	}
+	allAt := func(v string) bool {
+		for _, name := range calm {
+			if version(name) != v {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, 60*time.Second, "the healthy applications' first sync", func() bool { return allAt("1") })
+	waitFor(t, 30*time.Second, "the stuck applications applied and waiting", func() bool {
+		_, err1 := kube.AppsV1().Deployments("stuck-1").Get(ctx, "web", metav1.GetOptions{})
+		_, err2 := kube.AppsV1().Deployments("stuck-2").Get(ctx, "web", metav1.GetOptions{})
+		return err1 == nil && err2 == nil
+	})
+	for _, name := range []string{"stuck-1", "stuck-2"} {
+		waitFor(t, 10*time.Second, name+" waiting for its wave", func() bool {
+			st := appStatus(t, addr, name)
+			op, _ := st["operation"].(map[string]any)
+			return st["health"] == "Progressing" && op != nil && op["phase"] == "Running" &&
+				strings.Contains(fmt.Sprint(st["message"]), "waiting for wave 0 to be healthy: Deployment web")
+		})
+	}
+	configMaps("2")
+	g.commit("calm v2", files)
+	committed := time.Now()
+	waitFor(t, 60*time.Second, "the new commit on every healthy application", func() bool { return allAt("2") })
+	took := time.Since(committed)
+	t.Logf("commit → applied on %d healthy applications in %s (interval %s) while 2 wait for health and 1 fails to render",
+		len(calm), took.Round(10*time.Millisecond), interval)
+	for _, name := range calm {
+		waitFor(t, 30*time.Second, name+" Synced and Healthy", func() bool {
+			st := appStatus(t, addr, name)
+			return st["sync"] == "Synced" && st["health"] == "Healthy"
+		})
+	}
+	if st := appStatus(t, addr, "broken"); st["health"] == "Healthy" || !strings.Contains(fmt.Sprint(st["message"]), "render failed") {
+		t.Fatalf("the broken application's status: %v", st)
+	}
+	if strings.Contains(logs.String(), "panic") {
+		t.Fatalf("a worker panicked:\n%s", logs.String())
+	}
+}
