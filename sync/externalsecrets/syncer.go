@@ -113,6 +113,7 @@ type Syncer struct {
 	secInf    cache.SharedIndexInformer
 	secrets   corelisters.SecretLister
 
+	iso     *isolation // stores kept apart: worker shares and backend back-off
 	cacheMu sync.Mutex
 	fetched map[string]*fetchEntry // principal + ref → the last read
 
@@ -155,7 +156,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	if o.Backends == nil {
 		o.Backends = providers.NewRegistry(vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{}, gcpsm.Provider{})
 	}
-	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{}, limiters: map[string]storeLimiter{},
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), iso: newIsolation(o.Workers), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{}, limiters: map[string]storeLimiter{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "operation", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
@@ -280,6 +281,10 @@ func (s *Syncer) handle(ctx context.Context, key string) {
 		s.duration.Observe(time.Since(start).Seconds())
 	}
 	switch {
+	case errors.Is(err, errStoreBusy):
+		// Not a failure: its store's share of the workers is taken. Shortly again, without
+		// the back-off that grows for failures.
+		time.AfterFunc(storeBusyDelay, func() { s.queue.Add(key, ctl.Low) })
 	case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
 		s.queue.Retry(key) // reported in status already
 	case err != nil:
@@ -342,6 +347,11 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		}
 		refresh = 0
 	}
+	release, ok := s.iso.claim(store.isolationKey(s.pool))
+	if !ok {
+		return 0, errStoreBusy // before a force-sync is taken in: it is still due next time
+	}
+	defer release()
 	// Values read within the refresh window serve (within 0.8 of it: a scheduled refresh
 	// comes at least 0.9 of it after the last, so it always reads afresh); a new force-sync
 	// value asks for reads made from now on (still shared by everything forced at once).

@@ -46,6 +46,8 @@ type syncerFixture struct {
 	gcp       *gcpfake.Server
 	proxy     *httptest.Server // to Vault, taken down by setting proxyDown
 	proxyDown atomic.Bool
+	proxyHang atomic.Bool   // accept and never answer (until the test ends)
+	unhang    chan struct{} // closed when the fixture ends
 
 	limitedMu    sync.Mutex
 	limitedReads []time.Time // when the proxy forwarded reads of secret/limited/*
@@ -124,9 +126,18 @@ func newSyncerFixture(t *testing.T) (*syncerFixture, string, string) {
 			http.Error(w, "upstream gone", http.StatusBadGateway)
 			return
 		}
+		if f.proxyHang.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-f.unhang:
+			}
+			return
+		}
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(f.proxy.Close)
+	f.unhang = make(chan struct{})
+	t.Cleanup(func() { close(f.unhang) }) // before the proxy closes: its handlers return
 	s, err := externalsecrets.NewSyncer(env.Config, externalsecrets.SyncerOptions{AWSEndpoint: aws.URL, GCPEndpoint: gcp.Addr, GCPCAFile: gcp.CAFile, GCPTokenURL: gcp.TokenURL,
 		VaultServers: []string{v.Addr, f.proxy.URL}, Registry: f.reg, Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
@@ -944,6 +955,59 @@ spec:
 			st, r := f.ready(t, "outage", "database-credentials")
 			return st == "True" && r == "SecretSynced"
 		})
+	})
+
+	t.Run("a backend that accepts and never answers starves no other store", func(t *testing.T) {
+		root := vaultRoot(t, addr, token)
+		put := func(path, v string) {
+			if _, err := root.Logical().WriteWithContext(ctx, "secret/data/"+path, map[string]any{"data": map[string]any{"k": v}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		es := func(ns, name, path, refresh string) string {
+			return fmt.Sprintf(`apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: %s, namespace: %s}
+spec:
+  refreshInterval: %s
+  secretStoreRef: {name: vault-backend}
+  data:
+  - {secretKey: k, remoteRef: {key: %s, property: k}}
+`, name, ns, refresh, path)
+		}
+		f.namespace(t, "iso-slow")
+		tokenSecret("iso-slow", "vault-token", token)
+		f.apply(t, storeManifest("iso-slow", "vault-backend", f.proxy.URL, "vault-token"))
+		f.namespace(t, "iso-calm")
+		tokenSecret("iso-calm", "vault-token", token)
+		f.apply(t, storeManifest("iso-calm", "vault-backend", addr, "vault-token"))
+		for i := range 6 {
+			put(fmt.Sprintf("iso/s%d", i), "v1")
+			f.apply(t, es("iso-slow", fmt.Sprintf("s%d", i), fmt.Sprintf("iso/s%d", i), "1h"))
+		}
+		put("iso/calm", "v1")
+		f.apply(t, es("iso-calm", "calm", "iso/calm", "2s"))
+		for i := range 6 {
+			poll(t, fmt.Sprintf("s%d synced", i), func() bool { v, _ := f.secretValue(t, "iso-slow", fmt.Sprintf("s%d", i), "k"); return v == "v1" })
+		}
+		poll(t, "calm synced", func() bool { v, _ := f.secretValue(t, "iso-calm", "calm", "k"); return v == "v1" })
+
+		f.proxyHang.Store(true)
+		defer f.proxyHang.Store(false)
+		for i := range 6 {
+			f.forceSync(t, "iso-slow", fmt.Sprintf("s%d", i)) // six reads that hang
+		}
+		time.Sleep(500 * time.Millisecond)
+		put("iso/calm", "v2")
+		changed := time.Now()
+		testenv.Eventually(t, "the calm store's refresh while the other store's backend hangs", 15*time.Second, func() bool {
+			v, _ := f.secretValue(t, "iso-calm", "calm", "k")
+			return v == "v2"
+		})
+		t.Logf("a calm store's rotated value synced %.1f s after the write, at refreshInterval 2s, while 6 reads of another store hang (4 workers)", time.Since(changed).Seconds())
+		if v, _ := f.secretValue(t, "iso-slow", "s0", "k"); v != "v1" {
+			t.Fatalf("a hanging backend changed its target: %q", v)
+		}
 	})
 
 	t.Run("refusals are conditions and events, never values", func(t *testing.T) {

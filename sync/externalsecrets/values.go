@@ -45,7 +45,8 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		}
 		return providers.Secret{Data: m, Whole: v}, nil
 	}
-	key := s.pool.Principal(st.backend, st.settings) + "\x00" + ref.String()
+	principal := s.pool.Principal(st.backend, st.settings)
+	key := principal + "\x00" + ref.String()
 	s.cacheMu.Lock()
 	e, ok := s.fetched[key]
 	if ok {
@@ -64,10 +65,13 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 	e.note(time.Now(), notBefore)
 	if !ok {
 		s.cacheMu.Unlock()
-		if e.err = st.wait(ctx); e.err == nil {
-			clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
-			e.secret, e.err = clients.Fetch(ctx, ref)
-			clients.Close()
+		if e.err = s.iso.open(principal, time.Now()); e.err == nil {
+			if e.err = st.wait(ctx); e.err == nil {
+				clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
+				e.secret, e.err = clients.Fetch(ctx, ref)
+				clients.Close()
+				s.iso.note(principal, e.err, time.Now())
+			}
 		}
 		e.at = time.Now()
 		outcome := "ok"
@@ -207,12 +211,17 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 			return nil, refusal{fmt.Sprintf("find.name.regexp: %v", err)}
 		}
 	}
+	principal := s.pool.Principal(st.backend, st.settings)
+	if err := s.iso.open(principal, time.Now()); err != nil {
+		return nil, err
+	}
 	if err := st.wait(ctx); err != nil {
 		return nil, err
 	}
 	clients := s.pool.Clients(map[string]providers.Settings{st.backend: st.settings})
 	names, err := clients.Find(ctx, st.backend, root, f.Tags, maxFound)
 	clients.Close()
+	s.iso.note(principal, err, time.Now())
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
