@@ -132,7 +132,7 @@ spec:
 	if st := appStatus(t, addr, "broken"); st["health"] == "Healthy" || !strings.Contains(fmt.Sprint(st["message"]), "render failed") {
 		t.Fatalf("the broken application's status: %v", st)
 	}
-	if strings.Contains(logs.String(), "panic") {
-		t.Fatalf("a worker panicked:\n%s", logs.String())
+	if strings.Contains(logs.String(), "panic") || strings.Contains(logs.String(), "DATA RACE") {
+		t.Fatalf("a worker panicked or raced (go test -race):\n%s", logs.String())
 	}
 }
