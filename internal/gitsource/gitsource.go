@@ -59,6 +59,8 @@ type Options struct {
 	// pack (default DefaultTimeout). A server that accepts and never answers fails the fetch
 	// instead of holding its repository, and whoever waits on it, for ever.
 	Timeout time.Duration
+	// TreeTTL is how long a written tree no fetch uses is kept (default 10 minutes).
+	TreeTTL time.Duration
 }
 
 // DefaultTimeout is a fetch's deadline when Options.Timeout is zero (Argo CD's repo server
@@ -88,6 +90,9 @@ func New(o Options) (*Cache, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.TreeTTL <= 0 {
+		o.TreeTTL = 10 * time.Minute
 	}
 	slices.SortStableFunc(o.Rewrites, func(a, b Rewrite) int { return len(b.From) - len(a.From) })
 	return &Cache{o: o, repos: map[string]*sync.Mutex{}}, nil
@@ -165,7 +170,10 @@ func (c *Cache) fetch(ctx context.Context, key, url, revision string) (Checkout,
 		return Checkout{}, err
 	}
 	dir := filepath.Join(c.o.Dir, key+".trees", hash.String())
+	defer c.sweep(key, hash.String())
 	if _, err := os.Stat(dir); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now) // in use: the sweep keeps it
 		return Checkout{Dir: dir, Revision: hash.String()}, nil
 	}
 	commit, err := repo.CommitObject(hash)
@@ -176,6 +184,26 @@ func (c *Cache) fetch(ctx context.Context, key, url, revision string) (Checkout,
 		return Checkout{}, fmt.Errorf("%s at %s: %w", Redact(url), hash, err)
 	}
 	return Checkout{Dir: dir, Revision: hash.String()}, nil
+}
+
+// sweep removes the repository's written trees that no fetch has used for TreeTTL, except
+// current: the cache holds the revisions in use (every application's, each poll touches
+// its tree), not every revision ever fetched. A render reads its tree right after its
+// fetch, well within the TTL. Called with the repository's lock held.
+func (c *Cache) sweep(key, current string) {
+	trees := filepath.Join(c.o.Dir, key+".trees")
+	entries, err := os.ReadDir(trees)
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-c.o.TreeTTL)
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || e.Name() == current || strings.HasPrefix(e.Name(), ".tmp-") || info.ModTime().After(cutoff) {
+			continue
+		}
+		_ = removeTree(filepath.Join(trees, e.Name()))
+	}
 }
 
 // open returns the bare clone of url, creating it on first use.

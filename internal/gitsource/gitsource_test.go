@@ -301,3 +301,42 @@ func TestFetchSilentServer(t *testing.T) {
 		}
 	}
 }
+
+// TestTreesSwept: a written tree no fetch has used for TreeTTL goes; the one in use, and a
+// recently used one, stay — the cache holds the revisions in use, not every one ever fetched.
+func TestTreesSwept(t *testing.T) {
+	repo, first, second := gitRepo(t)
+	dir := t.TempDir()
+	c, _ := gitsource.New(gitsource.Options{Dir: dir, TreeTTL: time.Minute})
+	ctx := context.Background()
+	url := "file://" + repo
+	old, err := c.Fetch(ctx, url, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recent, err := c.Fetch(ctx, url, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(old.Dir, long, long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Fetch(ctx, url, second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old.Dir); !os.IsNotExist(err) {
+		t.Fatalf("a tree unused for 2 minutes (TTL 1m) is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(recent.Dir, "apps/b.yaml")); err != nil {
+		t.Fatalf("the tree in use went: %v", err)
+	}
+	// Used again: fetched anew and kept, and a recently used other tree stays.
+	again, err := c.Fetch(ctx, url, first)
+	if err != nil || again.Dir != old.Dir {
+		t.Fatalf("refetch: %v %s", err, again.Dir)
+	}
+	if _, err := os.Stat(recent.Dir); err != nil {
+		t.Fatalf("a tree used a moment ago went: %v", err)
+	}
+}
