@@ -166,7 +166,7 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 	if !o.Once && (o.LeaderElect || o.Shard) && (o.Lease.RetryPeriod <= 0 || o.Lease.RenewDeadline <= o.Lease.RetryPeriod || o.Lease.LeaseDuration <= o.Lease.RenewDeadline) {
 		return usagef("want 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration")
 	}
-	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af)
+	d, reg, closeAll, err := setupDaemon(cmd, a, o, ro, af, !o.Once)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,8 @@ func runDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, 
 // setupDaemon checks the flags and builds the daemon with its applications, projects and
 // sets; closeAll releases the backend clients (revoking Vault tokens).
 // values, when not nil, collects every secret value the renders read (for redaction).
-func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags) (*apps.Daemon, *prometheus.Registry, func(), error) {
+// run says the daemon keeps running (not --once, not diff).
+func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions, af *argocdFlags, run bool) (*apps.Daemon, *prometheus.Registry, func(), error) {
 	if len(o.Apps) == 0 {
 		return nil, nil, nil, usagef("--app is required: an Application manifest or a directory of them")
 	}
@@ -274,9 +275,17 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	m, err := apps.Load(o.Apps)
-	if err != nil {
-		return nil, nil, nil, usageError{err}
+	// The running daemon leaves a refused file out (its status says why) and reads the
+	// files again each interval; --once and diff refuse them all, as a CI job wants.
+	m, refused := apps.LoadEach(o.Apps)
+	if !run {
+		if m, err = apps.Load(o.Apps); err != nil {
+			return nil, nil, nil, usageError{err}
+		}
+	} else if len(m.Apps)+len(m.Sets) == 0 {
+		if _, err := apps.Load(o.Apps); err != nil {
+			return nil, nil, nil, usageError{err}
+		}
 	}
 	// Settings are checked now, not at the first render.
 	if _, err := ro.settings(cmd, a); err != nil {
@@ -318,11 +327,19 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 	}
 	reg := prometheus.NewRegistry()
 	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
+	var reload func() (apps.Manifests, map[string]error)
+	if run {
+		reload = func() (apps.Manifests, map[string]error) { return apps.LoadEach(o.Apps) }
+	}
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
 		AllowRepos: o.AllowRepos, RepoClustersGenerator: o.RepoClusters, ClusterAnnotationsExcluded: o.ClusterAnnExcluded, Logger: a.log, Registry: reg,
-		Render: renderFn, Inputs: inputCheck, Workers: o.AppWorkers})
+		Render: renderFn, Inputs: inputCheck, Workers: o.AppWorkers, Reload: reload})
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if run {
+		d.Reload(ctx, m, refused)
+		return d, reg, closeAll, nil
 	}
 	if err := d.Add(m.Apps...); err != nil {
 		return nil, nil, nil, usageError{err}

@@ -31,7 +31,7 @@ unreachable cluster) — for pull-request checks in CI.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The diff masks secret values by structure: a Secret's data, and every field
 			// a reference filled (whatever its modifier), whole.
-			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af)
+			d, _, closeAll, err := setupDaemon(cmd, a, &o, &ro, &af, false)
 			if err != nil {
 				return err
 			}

@@ -67,20 +67,8 @@ spec:
 `), 0o644)
 	tokenFile := filepath.Join(work, "token")
 	_ = os.WriteFile(tokenFile, []byte(v.RootToken), 0o600)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := exec.CommandContext(dctx, "keyway", "daemon", "--kubeconfig", env.Kubeconfig, "--app", appFile, "--cache-dir", filepath.Join(work, "cache"),
-		"--backend", "vault", "--vault-address", v.Addr, "--vault-token-file", tokenFile, "--interval", "2s", "--leader-elect=false",
-		"--status-addr", addr, "--wave-timeout", "20s")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
+	addr, logs := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appFile, "--cache-dir", filepath.Join(work, "cache"),
+		"--backend", "vault", "--vault-address", v.Addr, "--vault-token-file", tokenFile, "--interval", "2s", "--wave-timeout", "20s")
 
 	checksum := func(name string) string {
 		d, err := kube.AppsV1().Deployments("shop").Get(ctx, name, metav1.GetOptions{})
@@ -166,4 +154,25 @@ func appStatus(t *testing.T, addr, name string) map[string]any {
 	}
 	t.Fatalf("no application %s in /apps", name)
 	return nil
+}
+
+// startDaemon runs `keyway daemon` with args (without leader election, serving its status
+// on a free port) until the test ends, and returns that address and its log.
+func startDaemon(t *testing.T, args ...string) (addr string, logs *syncBuffer) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cmd := exec.CommandContext(ctx, "keyway", append([]string{"daemon", "--leader-elect=false", "--status-addr", addr}, args...)...)
+	logs = &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	return addr, logs
 }

@@ -1,17 +1,17 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
-	"net"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -72,20 +72,9 @@ spec:
 	}
 	secretsFile := filepath.Join(work, "secrets.yaml")
 	_ = os.WriteFile(secretsFile, []byte("secret/data/other:\n  k: v\n"), 0o600)
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	const interval = 3 * time.Second
-	cmd := exec.CommandContext(dctx, "keyway", "daemon", "--kubeconfig", env.Kubeconfig, "--app", appDir, "--cache-dir", filepath.Join(work, "cache"),
-		"--secrets-file", secretsFile, "--interval", interval.String(), "--wave-timeout", "5m", "--app-workers", "2", "--leader-elect=false", "--status-addr", addr)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
+	addr, logs := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appDir, "--cache-dir", filepath.Join(work, "cache"),
+		"--secrets-file", secretsFile, "--interval", interval.String(), "--wave-timeout", "5m", "--app-workers", "2")
 
 	version := func(app string) string {
 		cm, err := kube.CoreV1().ConfigMaps(app).Get(ctx, "settings", metav1.GetOptions{})
@@ -134,5 +123,97 @@ spec:
 	}
 	if strings.Contains(logs.String(), "panic") || strings.Contains(logs.String(), "DATA RACE") {
 		t.Fatalf("a worker panicked or raced (go test -race):\n%s", logs.String())
+	}
+}
+
+// TestDaemonAppFiles: failure stays local, and the --app files are read again each
+// interval. A refused file in the --app directory does not keep the daemon from starting:
+// the others sync and /apps names the file. An Application file added while the daemon runs
+// is synced; one removed is removed as Argo CD removes a deleted Application (its inventory
+// goes, its objects stay without resources-finalizer).
+func TestDaemonAppFiles(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	g := gitWork{t, filepath.Join(work, "git", "apps.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	g.commit("apps", map[string]string{
+		"good/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: good}\n",
+		"late/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: late}\n",
+	})
+	appDir := filepath.Join(work, "apps")
+	_ = os.MkdirAll(appDir, 0o755)
+	app := func(name string) string {
+		return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: %s}
+spec:
+  project: default
+  source: {repoURL: %s, targetRevision: main, path: %s}
+  destination: {server: https://kubernetes.default.svc, namespace: %s}
+  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
+`, name, g.dir, name, name)
+	}
+	write := func(file, content string) {
+		if err := os.WriteFile(filepath.Join(appDir, file), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("good.yaml", app("good"))
+	write("bad.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: bad}\nspec: {project: default}\n")
+	addr, logs := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appDir, "--cache-dir", filepath.Join(work, "cache"), "--interval", "2s")
+	value := func(ns string) string {
+		cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return cm.Data["k"]
+	}
+	waitFor(t, 60*time.Second, "the good application synced beside a refused file", func() bool { return value("good") == "good" })
+	bad := appStatus(t, addr, "--app "+filepath.Join(appDir, "bad.yaml"))
+	if bad["health"] != "Degraded" || !strings.Contains(fmt.Sprint(bad["message"]), "spec.source.repoURL is required") {
+		t.Fatalf("the refused file's status: %v\n%s", bad, logs.String())
+	}
+
+	write("late.yaml", app("late"))
+	waitFor(t, 30*time.Second, "an application file added while running", func() bool { return value("late") == "late" })
+
+	for _, f := range []string{"good.yaml", "bad.yaml"} {
+		if err := os.Remove(filepath.Join(appDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the removed application's inventory gone", func() bool {
+		_, err := kube.CoreV1().ConfigMaps("keyway-system").Get(ctx, "keyway-app-good", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	waitFor(t, 10*time.Second, "the removed application and the refused file gone from /apps", func() bool {
+		resp, err := http.Get("http://" + addr + "/apps")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var apps []map[string]any
+		if json.NewDecoder(resp.Body).Decode(&apps) != nil {
+			return false
+		}
+		for _, a := range apps {
+			if a["name"] == "good" || strings.HasPrefix(fmt.Sprint(a["name"]), "--app ") {
+				return false
+			}
+		}
+		return len(apps) == 1
+	})
+	if value("good") != "good" {
+		t.Fatal("the objects of an application removed without resources-finalizer were deleted")
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -33,6 +32,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/keyway-dev/keyway/internal/parallel"
 )
 
 // Auth finds the credentials for a repository URL (nil for none).
@@ -70,8 +70,7 @@ const DefaultTimeout = 90 * time.Second
 // Cache is a set of cached repositories, safe for concurrent use.
 type Cache struct {
 	o     Options
-	mu    sync.Mutex
-	repos map[string]*sync.Mutex // per repository: one fetch at a time
+	repos parallel.Keyed // per repository: one fetch at a time
 }
 
 // New returns a cache keeping its data under o.Dir.
@@ -95,7 +94,7 @@ func New(o Options) (*Cache, error) {
 		o.TreeTTL = 10 * time.Minute
 	}
 	slices.SortStableFunc(o.Rewrites, func(a, b Rewrite) int { return len(b.From) - len(a.From) })
-	return &Cache{o: o, repos: map[string]*sync.Mutex{}}, nil
+	return &Cache{o: o}, nil
 }
 
 // Resolve applies the rewrites to url. FROM matches without regard to case, as the
@@ -133,15 +132,7 @@ func (c *Cache) Fetch(parent context.Context, url, revision string) (Checkout, e
 		return Checkout{}, err
 	}
 	key := repoKey(url)
-	c.mu.Lock()
-	lock, ok := c.repos[key]
-	if !ok {
-		lock = &sync.Mutex{}
-		c.repos[key] = lock
-	}
-	c.mu.Unlock()
-	lock.Lock()
-	defer lock.Unlock()
+	defer c.repos.Lock(key)()
 
 	ctx, cancel := context.WithTimeout(parent, c.o.Timeout)
 	defer cancel()

@@ -1,5 +1,6 @@
-// Package parallel runs independent items of a batch over the machine's cores, keeping
-// results in input order: document parsing, substitution and sealing all have that shape.
+// Package parallel holds keyway's two concurrency shapes: independent items of a batch run
+// over the machine's cores with results kept in input order (document parsing,
+// substitution, sealing), and work serialised per key while other keys go on (Keyed).
 package parallel
 
 import (

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
 )
 
 // Eventually checks cond every 50 ms until it holds, failing the test after timeout.
@@ -52,4 +54,18 @@ func MetricTotal(reg prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return total
+}
+
+// Object decodes a YAML (or JSON) object for a test, failing it on bad input.
+func Object(t testing.TB, y string) *unstructured.Unstructured {
+	t.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(j); err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

@@ -3,22 +3,11 @@ package apply
 import (
 	"testing"
 
+	"github.com/keyway-dev/keyway/internal/testenv"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 )
 
-func obj(t *testing.T, y string) *unstructured.Unstructured {
-	t.Helper()
-	j, err := yaml.YAMLToJSON([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(j); err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
+func obj(t *testing.T, y string) *unstructured.Unstructured { return testenv.Object(t, y) }
 
 func TestIgnoreDifferences(t *testing.T) {
 	var rules []IgnoreRule

@@ -23,6 +23,7 @@ import (
 	"github.com/keyway-dev/keyway/internal/gitsource"
 	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/manifest"
+	"github.com/keyway-dev/keyway/internal/parallel"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
@@ -93,6 +94,9 @@ type Options struct {
 	Registry                   prometheus.Registerer
 	// Sharding, when set, spreads root applications over the replicas (Run only).
 	Sharding *Sharding
+	// Reload, when set, reads the operator's manifests again each interval (Run): roots
+	// added or removed while running are picked up (see Reload).
+	Reload func() (Manifests, map[string]error)
 	// Workers is how many applications Run syncs side by side (default 10, as Argo CD's
 	// operation processors).
 	Workers int
@@ -129,17 +133,7 @@ func (st *state) newView(cluster string, kube kubernetes.Interface, dyn dynamic.
 // the returned function is called. A parent syncs its children inline while a child can be
 // queued on its own (drift, a webhook): locks are always taken parent first, so they never
 // wait on each other in a circle.
-func (st *state) lockApp(name string) func() {
-	st.mu.Lock()
-	l, ok := st.locks[name]
-	if !ok {
-		l = &sync.Mutex{}
-		st.locks[name] = l
-	}
-	st.mu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
+func (st *state) lockApp(name string) func() { return st.locks.Lock(name) }
 
 // owner is application app as the owner of the objects it applies: Argo CD's tracking
 // annotation, <app>:<group>/<kind>:<namespace>/<name>.
@@ -176,7 +170,7 @@ type state struct {
 	renders  map[string]*renderCache             // the last render of each application, for polls
 	shard    *sharder                            // nil: this daemon syncs every application
 	queue    *kube.Queue                         // Run's work queue (nil outside Run: sync inline)
-	locks    map[string]*sync.Mutex              // one sync of an application at a time
+	locks    parallel.Keyed                      // one sync of an application at a time
 	ops      map[string]*operation               // syncs waiting for a wave's health (Run)
 	// progress is when Run last finished a sync (unix nanoseconds); stallAfter is how long
 	// it may go without while work waits before /healthz fails.
@@ -232,7 +226,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
-		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}, locks: map[string]*sync.Mutex{}, ops: map[string]*operation{}}
+		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}, ops: map[string]*operation{}}
 	st.m = newMetrics(o.Registry)
 	d := st.newView("", kube, dyn, dc)
 	st.hub = d

@@ -20,25 +20,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/testenv"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 	"github.com/keyway-dev/keyway/sync/apply"
 )
 
-func obj(t *testing.T, y string) *unstructured.Unstructured {
-	t.Helper()
-	j, err := yaml.YAMLToJSON([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &unstructured.Unstructured{}
-	if err := u.UnmarshalJSON(j); err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
+func obj(t *testing.T, y string) *unstructured.Unstructured { return testenv.Object(t, y) }
 
 func TestOrder(t *testing.T) {
 	var items []*apply.Object

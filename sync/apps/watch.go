@@ -71,6 +71,10 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 			<-workers // every sync in flight has returned
 			return ctx.Err()
 		case <-tick.C:
+			if d.o.Reload != nil {
+				m, refused := d.o.Reload()
+				d.Reload(ctx, m, refused)
+			}
 			d.queueAll(q)
 			w.ensure(ctx)
 		case app := <-d.refresh:

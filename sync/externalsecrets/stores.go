@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
+	ctl "github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/providers"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
@@ -231,10 +232,14 @@ func (s *Syncer) validateStore(ctx context.Context, gvr schema.GroupVersionResou
 			status, reason, msg = corev1.ConditionFalse, "InvalidProviderConfig", err.Error()
 		}
 	}
+	var again error
+	if reason == "InvalidProviderConfig" {
+		again = errRevalidate // its credentials or its backend may come back: look again
+	}
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		if m, _ := c.(map[string]any); m["type"] == "Ready" && m["status"] == string(status) && m["reason"] == reason && m["message"] == msg {
-			return nil
+			return again
 		}
 	}
 	if status == corev1.ConditionFalse {
@@ -243,8 +248,71 @@ func (s *Syncer) validateStore(ctx context.Context, gvr schema.GroupVersionResou
 	cond := map[string]any{"type": "Ready", "status": string(status), "reason": reason, "message": msg, "lastTransitionTime": metav1.Now().UTC().Format(time.RFC3339)}
 	_ = unstructured.SetNestedSlice(u.Object, []any{cond}, "status", "conditions")
 	_ = unstructured.SetNestedField(u.Object, "ReadOnly", "status", "capabilities")
-	_, err = api.UpdateStatus(ctx, u, metav1.UpdateOptions{})
-	return err
+	if _, err = api.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	if status == corev1.ConditionTrue {
+		// Valid now: what failed on it syncs now, not at its next refresh (or never, with
+		// refreshInterval 0).
+		s.enqueueUsers(map[bool]string{true: "ClusterSecretStore", false: "SecretStore"}[ns == ""], ns, name)
+		return nil
+	}
+	return again
+}
+
+// errRevalidate asks for a store to be validated again with back-off: what it lacks (a
+// credential Secret, a reachable backend) may come without a change to the store.
+var errRevalidate = errors.New("store invalid; validated again with back-off")
+
+// enqueueUsers queues the ExternalSecrets that name the store.
+func (s *Syncer) enqueueUsers(kind, ns, name string) {
+	for _, item := range s.esInf.GetStore().List() {
+		es := item.(*unstructured.Unstructured)
+		n, _, _ := unstructured.NestedString(es.Object, "spec", "secretStoreRef", "name")
+		k, _, _ := unstructured.NestedString(es.Object, "spec", "secretStoreRef", "kind")
+		if k == "" {
+			k = "SecretStore"
+		}
+		if n == name && k == kind && (kind == "ClusterSecretStore" || es.GetNamespace() == ns) {
+			s.enqueue(es)
+		}
+	}
+}
+
+// credentialsChanged queues for validation the invalid stores a new or changed Secret could
+// be the credentials of: the namespace's SecretStores and every ClusterSecretStore (valid
+// stores are left alone: their Secret's change reaches them at their next use).
+func (s *Syncer) credentialsChanged(obj any) {
+	sec, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	for gvr, inf := range s.storeInfs {
+		prefix := storePrefix
+		if gvr == ClusterSecretStoreGVR {
+			prefix = clusterStorePrefix
+		}
+		for _, item := range inf.GetStore().List() {
+			st := item.(*unstructured.Unstructured)
+			if (gvr == SecretStoreGVR && st.GetNamespace() != sec.GetNamespace()) || storeReady(st) {
+				continue
+			}
+			if key, err := cache.MetaNamespaceKeyFunc(st); err == nil {
+				s.queue.Add(prefix+key, ctl.High)
+			}
+		}
+	}
+}
+
+// storeReady reports whether a store's Ready condition is True.
+func storeReady(u *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, _ := c.(map[string]any); m["type"] == "Ready" {
+			return m["status"] == string(corev1.ConditionTrue)
+		}
+	}
+	return false
 }
 
 // admitted applies a ClusterSecretStore's conditions: with none, every namespace may use

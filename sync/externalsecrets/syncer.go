@@ -191,17 +191,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 			}
 			// ExternalSecrets waiting for this store need not wait for their next refresh.
 			m := obj.(metav1.Object)
-			for _, item := range s.esInf.GetStore().List() {
-				es := item.(*unstructured.Unstructured)
-				name, _, _ := unstructured.NestedString(es.Object, "spec", "secretStoreRef", "name")
-				k, _, _ := unstructured.NestedString(es.Object, "spec", "secretStoreRef", "kind")
-				if k == "" {
-					k = "SecretStore"
-				}
-				if name == m.GetName() && k == kind && (kind == "ClusterSecretStore" || es.GetNamespace() == m.GetNamespace()) {
-					s.enqueue(es)
-				}
-			}
+			s.enqueueUsers(kind, m.GetNamespace(), m.GetName())
 		}
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: enqueue,
@@ -224,6 +214,12 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	s.secrets = corelisters.NewSecretLister(s.secInf.GetIndexer())
 	// A target Secret edited or deleted by hand is put back from what was last read.
 	ctl.WatchOwned(s.secInf, "", "ExternalSecret", func(key string) { s.queue.Add(key, ctl.High) })
+	// Credentials that appear after their store (GitOps applies in any order) or change:
+	// the invalid stores that could read them are validated again at once.
+	_, _ = s.secInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.credentialsChanged(obj) },
+		UpdateFunc: func(_, n any) { s.credentialsChanged(n) },
+	})
 	return s, nil
 }
 
@@ -285,6 +281,8 @@ func (s *Syncer) handle(ctx context.Context, key string) {
 		// Not a failure: its store's share of the workers is taken. Shortly again, without
 		// the back-off that grows for failures.
 		time.AfterFunc(storeBusyDelay, func() { s.queue.Add(key, ctl.Low) })
+	case errors.Is(err, errRevalidate):
+		s.queue.Retry(key) // said in the store's status already
 	case apierrors.IsConflict(err), errors.Is(err, errBackendDown):
 		s.queue.Retry(key) // reported in status already
 	case err != nil:

@@ -1010,6 +1010,23 @@ spec:
 		}
 	})
 
+	t.Run("credentials that come after their store", func(t *testing.T) {
+		// GitOps applies in any order: the store and its ExternalSecret (refreshInterval 0:
+		// synced once, never refreshed) before the token Secret they need.
+		f.namespace(t, "late")
+		f.apply(t, storeManifest("late", "vault-backend", addr, "vault-token"))
+		f.apply(t, strings.Replace(seedGuideES("late"), "refreshInterval: 1h", "refreshInterval: 0s", 1))
+		poll(t, "the store invalid without its token", func() bool { return f.storeReady(t, "late", "vault-backend") == "False/InvalidProviderConfig" })
+		tokenSecret("late", "vault-token", token)
+		arrived := time.Now()
+		testenv.Eventually(t, "the store valid once its token exists", 10*time.Second, func() bool { return f.storeReady(t, "late", "vault-backend") == "True/Valid" })
+		testenv.Eventually(t, "the ExternalSecret synced without waiting for a refresh", 10*time.Second, func() bool {
+			v, _ := f.secretValue(t, "late", "database-credentials", "password")
+			return v == syncCanary+"-pw"
+		})
+		t.Logf("token Secret created → store Valid and its ExternalSecret synced in %.1f s", time.Since(arrived).Seconds())
+	})
+
 	t.Run("refusals are conditions and events, never values", func(t *testing.T) {
 		// A target the API server refuses is reported by field, without values.
 		f.apply(t, `apiVersion: external-secrets.io/v1
