@@ -10,14 +10,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keyway-dev/keyway/internal/kube"
+	"github.com/keyway-dev/keyway/internal/redact"
 	"github.com/keyway-dev/keyway/sealing"
 	"github.com/keyway-dev/keyway/sync/externalsecrets"
 	"github.com/keyway-dev/keyway/sync/sealedsecrets"
@@ -104,7 +107,7 @@ func (o *controllerOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect one leader among replicas (Lease in --namespace)")
 	fs.StringVar(&o.leaseName, "leader-election-id", "keyway-unsealer", "name of the leader-election Lease")
 	fs.BoolVar(&o.runUnsealer, "unsealer", true, "run the SealedSecret unsealer (and its HTTP API)")
-	fs.BoolVar(&o.runSyncer, "syncer", true, "run the ExternalSecret syncer (off by itself when the external-secrets.io CRDs are not installed)")
+	fs.BoolVar(&o.runSyncer, "syncer", true, "run the ExternalSecret syncer (it waits for the API server and for the external-secrets.io CRDs, looking again every 30s, and starts once they are served)")
 	fs.StringVar(&o.controllerClass, "controller-class", "", "handle only stores whose spec.controller is this (External Secrets' controller class), to run beside ESO")
 	fs.StringArrayVar(&o.so.VaultServers, "allow-vault-server", nil, "a Vault address (URL prefix) namespaced SecretStores may name (repeatable); by default only ClusterSecretStores name Vault servers")
 	fs.BoolVar(&o.so.AmbientCredentials, "allow-ambient-credentials", false, "let namespaced SecretStores without credentials use the controller's own AWS or GCP identity (ClusterSecretStores always may)")
@@ -183,12 +186,20 @@ func runController(cmd *cobra.Command, a *app, o *controllerOptions) error {
 		if o.so.StoreQPS <= 0 || o.so.StoreBurst < 1 {
 			return usagef("--store-qps and --store-burst must be positive")
 		}
-		syncer, err := newSyncer(base, o.qps, o.burst, o.so, a)
-		if err != nil {
-			return err
-		}
-		if syncer != nil {
-			runs = append(runs, syncer.Run)
+		runs = append(runs, func(ctx context.Context) error { return runSyncer(ctx, base, o.qps, o.burst, o.so, a) })
+		if !o.runUnsealer {
+			// Syncer only: /healthz and /metrics on --listen all the same.
+			l, err := net.Listen("tcp", o.listen)
+			if err != nil {
+				return fmt.Errorf("--listen %s: %w", o.listen, err)
+			}
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			go func() { _ = srv.Serve(l) }()
+			defer srv.Close()
+			a.log.Info("syncer serving /healthz and /metrics", "address", l.Addr().String())
 		}
 	}
 	work := func(ctx context.Context) {
@@ -211,17 +222,43 @@ func runController(cmd *cobra.Command, a *app, o *controllerOptions) error {
 	return kube.Lead(ctx, base, o.lease, work)
 }
 
-// newSyncer builds the ExternalSecret syncer, or returns nil (with a log line) when the
-// cluster does not serve external-secrets.io/v1 ExternalSecrets.
-func newSyncer(base *rest.Config, qps float32, burst int, o externalsecrets.SyncerOptions, a *app) (*externalsecrets.Syncer, error) {
+// runSyncer runs the ExternalSecret syncer once the cluster serves external-secrets.io/v1,
+// until ctx ends. It does not give up: an API server that cannot be reached is asked again
+// with back-off (1 s doubling to 30 s), and CRDs not installed yet are looked for every 30 s
+// — a controller started during an outage, or before the CRDs, starts syncing once they are
+// there instead of staying off.
+func runSyncer(ctx context.Context, base *rest.Config, qps float32, burst int, o externalsecrets.SyncerOptions, a *app) error {
 	cfg := kube.WithLimits(base, qps, burst, "keyway-syncer")
 	disc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := disc.Discovery().ServerResourcesForGroupVersion("external-secrets.io/v1"); err != nil {
-		a.log.Info("the ExternalSecret syncer is off: the cluster does not serve external-secrets.io/v1 (install the CRDs with: keyway crds | kubectl apply --server-side -f -)")
-		return nil, nil
+	wait, said := time.Second, ""
+	for {
+		_, err := disc.Discovery().ServerResourcesForGroupVersion("external-secrets.io/v1")
+		if err == nil {
+			break
+		}
+		next, msg := wait, "the ExternalSecret syncer waits: the API server cannot be reached; trying again"
+		if apierrors.IsNotFound(err) {
+			next, msg = 30*time.Second, "the ExternalSecret syncer waits: the cluster does not serve external-secrets.io/v1 (install the CRDs with: keyway crds | kubectl apply --server-side -f -); looking again every 30s"
+		} else {
+			wait = min(2*wait, 30*time.Second)
+		}
+		if msg != said {
+			a.log.Info(msg, "error", redact.APIError(err))
+			said = msg
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(next):
+		}
 	}
-	return externalsecrets.NewSyncer(cfg, o)
+	s, err := externalsecrets.NewSyncer(cfg, o)
+	if err != nil {
+		return err
+	}
+	a.log.Info("the ExternalSecret syncer is running")
+	return s.Run(ctx)
 }
