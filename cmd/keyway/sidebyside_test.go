@@ -217,3 +217,64 @@ spec:
 		t.Fatal("the objects of an application removed without resources-finalizer were deleted")
 	}
 }
+
+// TestDaemonHealsWithoutGit: with its git repository gone, a selfHeal application's drift
+// is still reverted — to the last render — and its status says git is unreachable and new
+// commits wait (Sync Unknown), instead of Synced.
+func TestDaemonHealsWithoutGit(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	repo := filepath.Join(work, "git", "app.git")
+	g := gitWork{t, repo}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	g.commit("app", map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: from-git}\n"})
+	appFile := filepath.Join(work, "app.yaml")
+	_ = os.WriteFile(appFile, []byte(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: healer}
+spec:
+  project: default
+  source: {repoURL: `+repo+`, targetRevision: main, path: app}
+  destination: {server: https://kubernetes.default.svc, namespace: healer}
+  syncPolicy: {automated: {prune: true, selfHeal: true}, syncOptions: [CreateNamespace=true]}
+`), 0o644)
+	addr, logs := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appFile, "--cache-dir", filepath.Join(work, "cache"), "--interval", "2s")
+	value := func() string {
+		cm, err := kube.CoreV1().ConfigMaps("healer").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return cm.Data["k"]
+	}
+	waitFor(t, 60*time.Second, "the first sync", func() bool { return value() == "from-git" })
+	if err := os.Rename(repo, repo+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a poll that finds git gone", func() bool {
+		return strings.Contains(fmt.Sprint(appStatus(t, addr, "healer")["message"]), "git unreachable")
+	})
+	cm, _ := kube.CoreV1().ConfigMaps("healer").Get(ctx, "settings", metav1.GetOptions{})
+	cm.Data["k"] = "hand-edited"
+	if _, err := kube.CoreV1().ConfigMaps("healer").Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the drift reverted without git", func() bool { return value() == "from-git" })
+	st := appStatus(t, addr, "healer")
+	if st["sync"] != "Unknown" || !strings.Contains(fmt.Sprint(st["message"]), "new commits wait") {
+		t.Fatalf("status while git is gone: %v\n%s", st, logs.String())
+	}
+	if err := os.Rename(repo+".gone", repo); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "Synced once git is back", func() bool { return appStatus(t, addr, "healer")["sync"] == "Synced" })
+}

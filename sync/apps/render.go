@@ -21,9 +21,23 @@ import (
 
 // renderCache is an application's last successful render.
 type renderCache struct {
-	key    string // revision and Application spec
-	docs   []*manifest.Document
-	inputs []Input
+	key      string // revision and Application spec
+	revision string
+	spec     string
+	docs     []*manifest.Document
+	inputs   []Input
+}
+
+// lastRender is the application's last successful render for its Application as it is
+// now, or nil.
+func (d *Daemon) lastRender(a *v1alpha1.Application) *renderCache {
+	spec, _ := json.Marshal(a.Spec)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.renders[a.Name]; c != nil && c.spec == string(spec) {
+		return c
+	}
+	return nil
 }
 
 // renderApp renders the application at dir inside the checkout root, and returns the
@@ -63,7 +77,7 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	}
 	d.m.renders.WithLabelValues("rendered").Inc()
 	d.mu.Lock()
-	d.renders[a.Name] = &renderCache{key: key, docs: docs, inputs: inputs}
+	d.renders[a.Name] = &renderCache{key: key, revision: revision, spec: string(spec), docs: docs, inputs: inputs}
 	d.mu.Unlock()
 	return docs, inputs, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyway-dev/keyway/internal/gitsource"
+	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 	"github.com/keyway-dev/keyway/sync/apply"
 )
@@ -56,8 +57,10 @@ type syncRun struct {
 	// desiredDigests); reason is why an automated application applies it.
 	source, secrets string
 	reason          string
-	resuming        bool       // an operation of this desired state waits for health: continue it
-	op              *operation // the operation this run carries on (operate)
+	resuming        bool         // an operation of this desired state waits for health: continue it
+	offline         error        // git could not be reached: the run goes on from cached
+	cached          *renderCache // the last render, when offline
+	op              *operation   // the operation this run carries on (operate)
 }
 
 // finish records the status and its metrics, schedules a retry after a failed poll and
@@ -68,6 +71,19 @@ func (s *syncRun) finish(result string) *Status {
 	st.Duration = time.Since(s.start).Round(time.Millisecond).String()
 	d.m.syncs.WithLabelValues(result).Inc()
 	d.m.duration.Observe(time.Since(s.start).Seconds())
+	if s.offline != nil {
+		// Compared with (and drift reverted to) the last render only: whether git moved is
+		// not known.
+		what := "compared with"
+		if result == "synced" {
+			what = "drift reverted to"
+		}
+		msg := fmt.Sprintf("git unreachable, %s the last render (revision %s); new commits wait: %v", what, s.cached.revision, s.offline)
+		if result == "failed" {
+			msg += "; and the comparison failed: " + st.Message
+		}
+		st.Sync, st.Message = Unknown, msg
+	}
 	d.mu.Lock()
 	prev := d.status[st.Name]
 	d.mu.Unlock()
@@ -123,6 +139,15 @@ func (s *syncRun) fetch(ctx context.Context, root bool) error {
 		return fmt.Errorf("%w; nothing was fetched or applied", err)
 	}
 	if s.co, s.dir, err = s.d.source(ctx, a, root); err != nil {
+		// Git (or the cache) is out of reach: a poll still compares the live state with the
+		// last render of this Application, so drift of a selfHeal application is reverted
+		// without git. New commits wait; the status says so.
+		if c := s.d.lastRender(a); c != nil && s.t == Poll {
+			s.offline, s.cached = err, c
+			s.co = gitsource.Checkout{Revision: c.revision}
+			s.st.Revision = c.revision
+			return nil
+		}
 		return err
 	}
 	s.st.Revision, s.checkout = s.co.Revision, s.co.Dir
@@ -133,8 +158,12 @@ func (s *syncRun) fetch(ctx context.Context, root bool) error {
 // applications (their project, cycles, names taken elsewhere).
 func (s *syncRun) render(ctx context.Context) error {
 	d, a := s.d, s.a
-	docs, inputs, err := d.renderApp(ctx, a, s.co.Dir, s.dir, s.co.Revision, s.t)
-	if err != nil {
+	var docs []*manifest.Document
+	var inputs []Input
+	var err error
+	if s.cached != nil {
+		docs, inputs = s.cached.docs, s.cached.inputs
+	} else if docs, inputs, err = d.renderApp(ctx, a, s.co.Dir, s.dir, s.co.Revision, s.t); err != nil {
 		return fmt.Errorf("render failed, nothing applied or pruned: %w", err)
 	}
 	s.inputs = inputs
