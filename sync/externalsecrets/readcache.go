@@ -11,6 +11,10 @@ type fetchEntry struct {
 	secret providers.Secret
 	err    error
 	at     time.Time
+	// The last read that succeeded, kept through failed ones: a repair (a deleted target)
+	// or an asker whose window it fits is served from it while the backend is down.
+	good   providers.Secret
+	goodAt time.Time
 	// Guarded by cacheMu: when the entry last served, and the oldest age any asker
 	// accepted (a read older than that serves nobody; 0 when an asker takes any age).
 	used   time.Time

@@ -379,7 +379,14 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 		}
 		s.timersMu.Unlock()
 	}
-	data, gone, err := s.values(ctx, store, &es, notBefore)
+	fellBack, vctx := false, ctx
+	if !due && readyIs(u, corev1.ConditionTrue, esv1.ReasonSecretSynced, "secret synced") {
+		vctx = context.WithValue(ctx, fallbackKey{}, &fellBack)
+	}
+	data, gone, err := s.values(vctx, store, &es, notBefore)
+	if fellBack {
+		s.log.Debug("repaired from the last good read: the backend's latest read failed", "externalsecret", key)
+	}
 	if err == nil && gone > 0 && gone == len(es.Spec.Data)+len(es.Spec.DataFrom) && es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete {
 		return refresh, s.deleteTarget(ctx, u, &es)
 	}
@@ -408,6 +415,7 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	if !due && readyIs(u, corev1.ConditionTrue, esv1.ReasonSecretSynced, "secret synced") {
 		return refresh, nil
 	}
+
 	if err := s.setReady(ctx, u, corev1.ConditionTrue, esv1.ReasonSecretSynced, "secret synced"); err != nil {
 		return 0, err
 	}

@@ -931,9 +931,11 @@ spec:
 		f.apply(t, storeManifest("outage", "vault-backend", proxy.URL, "vault-token"))
 		// Another address: another principal, so this store reads for itself.
 		f.apply(t, seedGuideES("outage"))
+		f.apply(t, strings.ReplaceAll(seedGuideES("outage"), "database-credentials\n", "db-copy\n"))
 		poll(t, "the first sync", func() bool {
 			v, _ := f.secretValue(t, "outage", "database-credentials", "password")
-			return v == syncCanary+"-pw"
+			c, _ := f.secretValue(t, "outage", "db-copy", "password")
+			return v == syncCanary+"-pw" && c == v
 		})
 		down.Store(true)
 		f.forceSync(t, "outage", "database-credentials")
@@ -948,6 +950,19 @@ spec:
 		poll(t, "a retry during the outage", func() bool {
 			return testenv.MetricValue(f.reg, "keyway_syncer_sync_errors_total", "backend-unavailable") >= 2
 		})
+		// Another ExternalSecret reading the same secret through the same principal, synced
+		// before the outage: its target, deleted while the other's refresh fails, comes back
+		// from the last good read with no backend call, and it stays Ready.
+		if err := f.kube.CoreV1().Secrets("outage").Delete(ctx, "db-copy", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the deleted target restored while Vault is down", func() bool {
+			v, _ := f.secretValue(t, "outage", "db-copy", "password")
+			return v == syncCanary+"-pw"
+		})
+		if st, r := f.ready(t, "outage", "db-copy"); st != "True" || r != "SecretSynced" {
+			t.Fatalf("the copy's status after its repair: %s %s", st, r)
+		}
 		down.Store(false)
 		// Bring the next retry forward rather than wait out the back-off it has reached.
 		f.forceSync(t, "outage", "database-credentials")

@@ -52,6 +52,16 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 	if ok {
 		select {
 		case <-e.done:
+			fb, repair := ctx.Value(fallbackKey{}).(*bool)
+			if repair && e.err != nil && !e.goodAt.IsZero() && !e.goodAt.Before(notBefore) {
+				// A repair: the last read failed (another ExternalSecret's refresh), but a
+				// good one fits this asker's window.
+				e.note(time.Now(), notBefore)
+				*fb = true
+				s.cacheMu.Unlock()
+				s.hits.Inc()
+				return e.good, nil
+			}
 			if e.err != nil || e.at.Before(notBefore) {
 				ok = false // stale or failed: read again
 			}
@@ -59,7 +69,11 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		}
 	}
 	if !ok {
+		prev := e
 		e = &fetchEntry{done: make(chan struct{})}
+		if prev != nil {
+			e.good, e.goodAt = prev.good, prev.goodAt
+		}
 		s.fetched[key] = e
 	}
 	e.note(time.Now(), notBefore)
@@ -77,6 +91,8 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		outcome := "ok"
 		if e.err != nil {
 			outcome = "error"
+		} else {
+			e.good, e.goodAt = e.secret, e.at
 		}
 		s.reads.WithLabelValues(st.backend, "get", outcome).Inc()
 		close(e.done)
@@ -91,6 +107,11 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 	}
 	return e.secret, e.err
 }
+
+// fallbackKey marks a repair's context (a sync that is not a refresh, of an ExternalSecret
+// whose last refresh succeeded): fetch may serve it the last good read of a secret whose
+// latest read failed, and sets the flag it points to when it does.
+type fallbackKey struct{}
 
 // values reads everything the ExternalSecret asks for: data[] by key, dataFrom[].extract as
 // whole secrets, renamed by rewrite.
