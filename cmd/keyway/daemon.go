@@ -75,7 +75,13 @@ applications (App of Apps) and sync in their parent's wave.
   --once    sync every application once, print one line per application, exit 0 when all
             are Synced and Healthy, 1 otherwise
   default   keep running: poll git every --interval, revert drift of self-healing
-            applications as soon as the watch sees it, serve --status-addr
+            applications as soon as the watch sees it, serve --status-addr; sync
+            --app-workers applications side by side (a wave waiting for health holds no
+            worker); read the --app files again every interval
+
+On SIGTERM (with or without leader election) no new sync starts; a sync in progress stops
+at its next wave boundary (a wave or hook phase waiting for health is left at once) and the
+next start continues it from the inventory.
 
 What a sync does, as Argo CD does unless said:
   - every object is checked with a server-side dry run before any is written; a sync with

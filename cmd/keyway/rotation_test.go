@@ -152,8 +152,7 @@ func appStatus(t *testing.T, addr, name string) map[string]any {
 			return a
 		}
 	}
-	t.Fatalf("no application %s in /apps", name)
-	return nil
+	return map[string]any{} // not synced yet: no field matches what a test waits for
 }
 
 // startDaemon runs `keyway daemon` with args (without leader election, serving its status

@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,4 +279,86 @@ spec:
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "Synced once git is back", func() bool { return appStatus(t, addr, "healer")["sync"] == "Synced" })
+}
+
+// TestDaemonSilentGit: an application whose git server accepts connections and never
+// answers fails its sync within --git-timeout, saying so, while another application keeps
+// syncing (a new commit reaches it within an interval or two).
+func TestDaemonSilentGit(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	work := t.TempDir()
+	g := gitWork{t, filepath.Join(work, "git", "calm.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	cm := func(v string) map[string]string {
+		return map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: \"" + v + "\"}\n"}
+	}
+	g.commit("v1", cm("1"))
+	appDir := filepath.Join(work, "apps")
+	_ = os.MkdirAll(appDir, 0o755)
+	for name, repo := range map[string]string{"calm": g.dir, "silent": "git://" + silent.Addr().String() + "/repo.git"} {
+		_ = os.WriteFile(filepath.Join(appDir, name+".yaml"), []byte(fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: %s}
+spec:
+  project: default
+  source: {repoURL: %q, targetRevision: main, path: app}
+  destination: {server: https://kubernetes.default.svc, namespace: %s}
+  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
+`, name, repo, name)), 0o644)
+	}
+	addr, logs := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appDir, "--cache-dir", filepath.Join(work, "cache"), "--interval", "2s", "--git-timeout", "2s")
+	value := func() string {
+		c, err := kube.CoreV1().ConfigMaps("calm").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return c.Data["k"]
+	}
+	waitFor(t, 60*time.Second, "the calm application synced", func() bool { return value() == "1" })
+	waitFor(t, 30*time.Second, "the silent application failed on its deadline", func() bool {
+		st := appStatus(t, addr, "silent")
+		return st["health"] != "Healthy" && strings.Contains(fmt.Sprint(st["message"]), "did not finish within 2s")
+	})
+	g.commit("v2", cm("2"))
+	committed := time.Now()
+	waitFor(t, 30*time.Second, "a new commit on the calm application", func() bool { return value() == "2" })
+	t.Logf("commit → applied in %s beside an application whose git server never answers (--git-timeout 2s, interval 2s)", time.Since(committed).Round(10*time.Millisecond))
+	if strings.Contains(logs.String(), "DATA RACE") {
+		t.Fatal(logs.String())
+	}
 }

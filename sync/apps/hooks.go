@@ -37,7 +37,7 @@ func (d *Daemon) runHooks(ctx context.Context, a *v1alpha1.Application, hooks []
 			}
 			ps = append(ps, p)
 		}
-		err := d.eng.WaitHealthy(ctx, ps, phase+" hooks")
+		err := d.waitHealthy(ctx, ps, phase+" hooks")
 		for _, p := range ps {
 			if (err == nil && deletePolicy(p.Object, "HookSucceeded")) || (err != nil && deletePolicy(p.Object, "HookFailed")) {
 				d.eng.Remove(ctx, p)

@@ -317,17 +317,22 @@ func waitingFor(wave int, pending []*apply.Planned, children []string) *waiting 
 	return &waiting{wave: wave, what: strings.Join(children, "; ")}
 }
 
-// waitWave waits for a wave to be healthy, or until the daemon is asked to stop: then the
-// sync ends at this wave boundary (the next start continues it) instead of holding the
-// shutdown for up to --wave-timeout.
+// waitWave waits for a wave to be healthy (see waitHealthy).
 func (d *Daemon) waitWave(ctx context.Context, ps []*apply.Planned, wave int) error {
+	return d.waitHealthy(ctx, ps, fmt.Sprintf("wave %d", wave))
+}
+
+// waitHealthy waits for ps to be healthy, or until the daemon is asked to stop: then the
+// sync ends at this boundary (the next start continues it) instead of holding the shutdown
+// for up to --wave-timeout.
+func (d *Daemon) waitHealthy(ctx context.Context, ps []*apply.Planned, what string) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(d.stopping, cancel)
 	defer stop()
-	err := d.eng.WaitHealthy(wctx, ps, fmt.Sprintf("wave %d", wave))
+	err := d.eng.WaitHealthy(wctx, ps, what)
 	if err != nil && d.stopping.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("stopped while waiting for wave %d to be healthy: the daemon is shutting down; the next start continues the sync", wave)
+		return fmt.Errorf("stopped while waiting for %s to be healthy: the daemon is shutting down; the next start continues the sync", what)
 	}
 	return err
 }
