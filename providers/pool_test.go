@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -27,49 +28,49 @@ func (p countingProvider) Open(_ context.Context, cfg Config) (Client, error) {
 }
 
 func TestPool(t *testing.T) {
-	var opens, closes atomic.Int64
-	pool := NewPool(NewRegistry(countingProvider{&opens, &closes}), nil, 1200*time.Millisecond)
-	use := func(s Settings) error {
-		c := pool.Clients(map[string]Settings{"count": s})
-		defer c.Close()
-		_, err := c.Fetch(t.Context(), Ref{Backend: "count", Path: "x"})
-		return err
-	}
-	for range 20 {
-		if err := use(Settings{"role": "a"}); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		var opens, closes atomic.Int64
+		pool := NewPool(NewRegistry(countingProvider{&opens, &closes}), nil, 1200*time.Millisecond)
+		use := func(s Settings) error {
+			c := pool.Clients(map[string]Settings{"count": s})
+			defer c.Close()
+			_, err := c.Fetch(t.Context(), Ref{Backend: "count", Path: "x"})
+			return err
+		}
+		for range 20 {
+			if err := use(Settings{"role": "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := use(Settings{"role": "b"}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := use(Settings{"role": "b"}); err != nil {
-		t.Fatal(err)
-	}
-	if opens.Load() != 2 || closes.Load() != 0 || pool.Open() != 2 {
-		t.Fatalf("opens %d closes %d open %d; want 2, 0, 2", opens.Load(), closes.Load(), pool.Open())
-	}
-	// A failed open is not kept: the next use tries again.
-	for range 2 {
-		if err := use(Settings{"fail": "1"}); err == nil {
-			t.Fatal("a failing open succeeded")
+		if opens.Load() != 2 || closes.Load() != 0 || pool.Open() != 2 {
+			t.Fatalf("opens %d closes %d open %d; want 2, 0, 2", opens.Load(), closes.Load(), pool.Open())
 		}
-	}
-	if pool.Open() != 2 {
-		t.Fatalf("a failed client was pooled: %d open", pool.Open())
-	}
-	// Unused past the idle time: closed.
-	deadline := time.Now().Add(10 * time.Second)
-	for pool.Open() > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if pool.Open() != 0 || closes.Load() != 2 {
-		t.Fatalf("after the idle time: %d open, %d closed; want 0 and 2", pool.Open(), closes.Load())
-	}
-	if err := use(Settings{"role": "a"}); err != nil || opens.Load() != 3 {
-		t.Fatalf("reopening after idle: %v, opens %d", err, opens.Load())
-	}
-	if err := pool.Close(); err != nil || closes.Load() != 3 {
-		t.Fatalf("Close: %v, closes %d; want every client closed", err, closes.Load())
-	}
-	if err := use(Settings{"role": "a"}); err == nil {
-		t.Fatal("a closed pool handed out a client")
-	}
+		// A failed open is not kept: the next use tries again.
+		for range 2 {
+			if err := use(Settings{"fail": "1"}); err == nil {
+				t.Fatal("a failing open succeeded")
+			}
+		}
+		if pool.Open() != 2 {
+			t.Fatalf("a failed client was pooled: %d open", pool.Open())
+		}
+		// Unused past the idle time: closed (the bubble's clock jumps there).
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if pool.Open() != 0 || closes.Load() != 2 {
+			t.Fatalf("after the idle time: %d open, %d closed; want 0 and 2", pool.Open(), closes.Load())
+		}
+		if err := use(Settings{"role": "a"}); err != nil || opens.Load() != 3 {
+			t.Fatalf("reopening after idle: %v, opens %d", err, opens.Load())
+		}
+		if err := pool.Close(); err != nil || closes.Load() != 3 {
+			t.Fatalf("Close: %v, closes %d; want every client closed", err, closes.Load())
+		}
+		if err := use(Settings{"role": "a"}); err == nil {
+			t.Fatal("a closed pool handed out a client")
+		}
+	})
 }

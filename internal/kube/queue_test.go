@@ -3,7 +3,7 @@ package kube
 import (
 	"sync"
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 func TestQueueHighFirst(t *testing.T) {
@@ -48,20 +48,22 @@ func TestQueueOneWorkerPerKey(t *testing.T) {
 }
 
 func TestQueueShutDownWakesGet(t *testing.T) {
-	q := NewQueue()
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() {
-			if _, ok := q.Get(); ok {
-				t.Error("Get returned a key from an empty, shut-down queue")
-			}
-		})
-	}
-	time.Sleep(10 * time.Millisecond)
-	q.ShutDown()
-	wg.Wait()
-	q.Add("late", High)
-	if q.Len() != 0 {
-		t.Fatal("Add after ShutDown queued a key")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		q := NewQueue()
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				if _, ok := q.Get(); ok {
+					t.Error("Get returned a key from an empty, shut-down queue")
+				}
+			})
+		}
+		synctest.Wait() // every Get is waiting
+		q.ShutDown()
+		wg.Wait()
+		q.Add("late", High)
+		if q.Len() != 0 {
+			t.Fatal("Add after ShutDown queued a key")
+		}
+	})
 }
