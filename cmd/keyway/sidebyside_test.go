@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -361,4 +362,58 @@ spec:
 	if strings.Contains(logs.String(), "DATA RACE") {
 		t.Fatal(logs.String())
 	}
+}
+
+// TestDaemonWaveResumes: an operation waiting for its wave's health goes on when the wave
+// becomes healthy — the next wave is applied only then — without holding a worker between.
+func TestDaemonWaveResumes(t *testing.T) {
+	ctx := t.Context()
+	env, err := testenv.Start(ctx, testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	g := gitWork{t, filepath.Join(work, "git", "waves.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	g.commit("waves", map[string]string{
+		"app/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db, annotations: {argocd.argoproj.io/sync-wave: \"0\"}}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n" +
+			"    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: c, image: db:1}]\n",
+		"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: after-db, annotations: {argocd.argoproj.io/sync-wave: \"1\"}}\ndata: {k: v}\n",
+	})
+	appFile := filepath.Join(work, "app.yaml")
+	_ = os.WriteFile(appFile, []byte(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: waves}
+spec:
+  project: default
+  source: {repoURL: `+g.dir+`, targetRevision: main, path: app}
+  destination: {server: https://kubernetes.default.svc, namespace: waves}
+  syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
+`), 0o644)
+	addr, _ := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appFile, "--cache-dir", filepath.Join(work, "cache"), "--interval", "1h")
+	waitFor(t, 60*time.Second, "wave 0 applied and waiting", func() bool {
+		op, _ := appStatus(t, addr, "waves")["operation"].(map[string]any)
+		return op != nil && op["wave"] == float64(0)
+	})
+	time.Sleep(2 * time.Second) // a few looks at the waiting wave
+	if _, err := kube.CoreV1().ConfigMaps("waves").Get(ctx, "after-db", metav1.GetOptions{}); err == nil {
+		t.Fatal("wave 1 was applied before wave 0 was healthy")
+	}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go (&fakeKubelet{}).run(kctx, kube) // the Deployment becomes available
+	waitFor(t, 30*time.Second, "wave 1 applied once wave 0 is healthy", func() bool {
+		_, err := kube.CoreV1().ConfigMaps("waves").Get(ctx, "after-db", metav1.GetOptions{})
+		return err == nil
+	})
+	waitFor(t, 30*time.Second, "Synced and Healthy, the operation done", func() bool {
+		st := appStatus(t, addr, "waves")
+		return st["sync"] == "Synced" && st["health"] == "Healthy" && st["operation"] == nil
+	})
 }

@@ -172,6 +172,7 @@ type state struct {
 	queue    *kube.Queue                         // Run's work queue (nil outside Run: sync inline)
 	locks    parallel.Keyed                      // one sync of an application at a time
 	ops      map[string]*operation               // syncs waiting for a wave's health (Run)
+	rechecks map[string]bool                     // queued to look at a waiting operation again
 	// progress is when Run last finished a sync (unix nanoseconds); stallAfter is how long
 	// it may go without while work waits before /healthz fails.
 	progress   atomic.Int64
@@ -226,7 +227,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	st := &state{o: o, log: o.Logger, status: map[string]*Status{}, apps: map[string]*appEntry{}, written: map[string]bool{},
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
-		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}, ops: map[string]*operation{}}
+		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}, ops: map[string]*operation{}, rechecks: map[string]bool{}}
 	st.m = newMetrics(o.Registry)
 	d := st.newView("", kube, dyn, dc)
 	st.hub = d

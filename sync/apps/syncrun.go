@@ -138,6 +138,14 @@ func (s *syncRun) fetch(ctx context.Context, root bool) error {
 	if err := permitSource(proj, a); err != nil {
 		return fmt.Errorf("%w; nothing was fetched or applied", err)
 	}
+	if s.d.takeRecheck(a.Name) {
+		// Looking again at an operation waiting for health: its render, not a new fetch.
+		if c := s.d.lastRender(a); c != nil && s.d.waitingAt(a.Name, c.revision) {
+			s.cached, s.co = c, gitsource.Checkout{Revision: c.revision}
+			s.st.Revision = c.revision
+			return nil
+		}
+	}
 	if s.co, s.dir, err = s.d.source(ctx, a, root); err != nil {
 		// Git (or the cache) is out of reach: a poll still compares the live state with the
 		// last render of this Application, so drift of a selfHeal application is reverted
@@ -527,6 +535,14 @@ func (d *Daemon) resumes(name, key string) bool {
 	defer d.mu.Unlock()
 	op, ok := d.ops[name]
 	return ok && op.key == key
+}
+
+// waitingAt reports whether the named application has an operation waiting at revision.
+func (d *Daemon) waitingAt(name, revision string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	op, ok := d.ops[name]
+	return ok && strings.HasPrefix(op.key, revision+"/")
 }
 
 // beginOp returns the application's operation of this desired state, or a new one (a new

@@ -127,9 +127,26 @@ func (d *Daemon) handle(ctx context.Context, key string) {
 		return
 	}
 	if st, ok := d.SyncOne(ctx, key, Poll); ok && st.Operation != nil {
-		// Waiting for a wave's health holds no worker: look again shortly.
-		time.AfterFunc(d.o.PollInterval, func() { d.requeue(key) })
+		// Waiting for a wave's health holds no worker: look again shortly — after 1 s, then
+		// less often the longer it waits (up to every 10 s) — from the operation's render,
+		// without asking git.
+		waited := time.Since(st.Operation.WaitingSince)
+		delay := min(max(d.o.PollInterval, waited/4), 10*time.Second)
+		d.mu.Lock()
+		d.rechecks[key] = true
+		d.mu.Unlock()
+		time.AfterFunc(delay, func() { d.requeue(key) })
 	}
+}
+
+// takeRecheck reports whether the named application was queued to look at its waiting
+// operation again, and clears it.
+func (d *Daemon) takeRecheck(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ok := d.rechecks[name]
+	delete(d.rechecks, name)
+	return ok
 }
 
 // requeue queues key again (Low: after the work that is new), unless Run has ended.
