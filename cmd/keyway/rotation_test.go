@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -175,4 +176,71 @@ func startDaemon(t *testing.T, args ...string) (addr string, logs *syncBuffer) {
 	}
 	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	return addr, logs
+}
+
+// TestDaemonHealsWithoutVault: with Vault down, a selfHeal application's drift is still
+// reverted — to the last render, whose secrets could not be read again — and its status
+// says so (Sync Unknown) instead of Synced; nothing is emptied.
+func TestDaemonHealsWithoutVault(t *testing.T) {
+	ctx := t.Context()
+	env, v := clusterWithVault(t)
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const canary = "canary-vault-down-7a2e"
+	if _, err := v.Root.Logical().WriteWithContext(ctx, "secret/data/heal", map[string]any{"data": map[string]any{"password": canary}}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	g := gitWork{t, filepath.Join(work, "git", "app.git")}
+	_ = os.MkdirAll(g.dir, 0o755)
+	g.git("init", "-q", "-b", "main")
+	g.commit("app", map[string]string{
+		"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/heal#password>}\n",
+		"app/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: from-git}\n",
+	})
+	appFile := filepath.Join(work, "app.yaml")
+	_ = os.WriteFile(appFile, []byte(`apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: healer}
+spec:
+  project: default
+  source: {repoURL: `+g.dir+`, targetRevision: main, path: app}
+  destination: {server: https://kubernetes.default.svc, namespace: healer}
+  syncPolicy: {automated: {prune: true, selfHeal: true}, syncOptions: [CreateNamespace=true]}
+`), 0o644)
+	tokenFile := filepath.Join(work, "token")
+	_ = os.WriteFile(tokenFile, []byte(v.RootToken), 0o600)
+	addr, logs := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", appFile, "--cache-dir", filepath.Join(work, "cache"),
+		"--backend", "vault", "--vault-address", v.Addr, "--vault-token-file", tokenFile, "--interval", "2s")
+	value := func() string {
+		cm, err := kube.CoreV1().ConfigMaps("healer").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return cm.Data["k"]
+	}
+	waitFor(t, 60*time.Second, "the first sync", func() bool { return value() == "from-git" })
+	if err := v.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a poll that cannot read Vault", func() bool {
+		return strings.Contains(fmt.Sprint(appStatus(t, addr, "healer")["message"]), "secrets could not be read again")
+	})
+	cm, _ := kube.CoreV1().ConfigMaps("healer").Get(ctx, "settings", metav1.GetOptions{})
+	cm.Data["k"] = "hand-edited"
+	if _, err := kube.CoreV1().ConfigMaps("healer").Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the drift reverted without Vault", func() bool { return value() == "from-git" })
+	if st := appStatus(t, addr, "healer"); st["sync"] != "Unknown" {
+		t.Fatalf("status while Vault is down: %v", st)
+	}
+	if s, err := kube.CoreV1().Secrets("healer").Get(ctx, "db", metav1.GetOptions{}); err != nil || string(s.Data["password"]) != canary {
+		t.Fatalf("the Secret lost its value while Vault is down: %v", err)
+	}
+	if strings.Contains(logs.String(), canary) {
+		t.Fatal("a secret value reached the logs")
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/keyway-dev/keyway/internal/manifest"
 	"github.com/keyway-dev/keyway/plugins/helm"
 	"github.com/keyway-dev/keyway/plugins/kustomize"
+	"github.com/keyway-dev/keyway/providers"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
@@ -61,18 +62,27 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	d.mu.Lock()
 	c := d.renders[a.Name]
 	d.mu.Unlock()
+	var unread error
 	if t == Poll && d.o.Inputs != nil && c != nil && c.key == key {
 		changed, err := d.o.Inputs(ctx, req, c.inputs)
 		if err == nil && !changed {
 			d.m.renders.WithLabelValues("reused").Inc()
 			return c.docs, c.inputs, nil
 		}
+		if errors.Is(err, providers.ErrUnavailable) {
+			unread = err // a backend down: see below
+		}
 	}
 	docs, inputs, err := d.o.Render(ctx, req)
 	if err != nil {
-		d.mu.Lock()
-		delete(d.renders, a.Name)
-		d.mu.Unlock()
+		if unread != nil {
+			// The secrets could not be read again (a backend down), and the render that
+			// needs them fails the same way: the last render of this revision and
+			// Application still says what the cluster should hold, so drift is compared
+			// with it (and reverted); the status says the secrets are unverified.
+			d.m.renders.WithLabelValues("reused").Inc()
+			return c.docs, c.inputs, &staleSecrets{err: err}
+		}
 		return nil, nil, err
 	}
 	d.m.renders.WithLabelValues("rendered").Inc()
@@ -80,6 +90,13 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	d.renders[a.Name] = &renderCache{key: key, revision: revision, spec: string(spec), docs: docs, inputs: inputs}
 	d.mu.Unlock()
 	return docs, inputs, nil
+}
+
+// staleSecrets says a render was reused because its secrets could not be read again.
+type staleSecrets struct{ err error }
+
+func (e *staleSecrets) Error() string {
+	return "the secrets could not be read again (the last render was used): " + e.err.Error()
 }
 
 // renderRequest translates the Application's source settings, as Argo CD reads them; src

@@ -59,6 +59,7 @@ type syncRun struct {
 	reason          string
 	resuming        bool         // an operation of this desired state waits for health: continue it
 	offline         error        // git could not be reached: the run goes on from cached
+	stale           error        // the secrets could not be read again: the last render is used
 	cached          *renderCache // the last render, when offline
 	op              *operation   // the operation this run carries on (operate)
 }
@@ -71,6 +72,14 @@ func (s *syncRun) finish(result string) *Status {
 	st.Duration = time.Since(s.start).Round(time.Millisecond).String()
 	d.m.syncs.WithLabelValues(result).Inc()
 	d.m.duration.Observe(time.Since(s.start).Seconds())
+	if s.stale != nil && s.offline == nil {
+		// Compared with the last render: whether a secret rotated is not known.
+		msg := s.stale.Error()
+		if result == "failed" {
+			msg += "; and the comparison failed: " + st.Message
+		}
+		st.Sync, st.Message = Unknown, msg
+	}
 	if s.offline != nil {
 		// Compared with (and drift reverted to) the last render only: whether git moved is
 		// not known.
@@ -172,7 +181,11 @@ func (s *syncRun) render(ctx context.Context) error {
 	if s.cached != nil {
 		docs, inputs = s.cached.docs, s.cached.inputs
 	} else if docs, inputs, err = d.renderApp(ctx, a, s.co.Dir, s.dir, s.co.Revision, s.t); err != nil {
-		return fmt.Errorf("render failed, nothing applied or pruned: %w", err)
+		var stale *staleSecrets
+		if !errors.As(err, &stale) {
+			return fmt.Errorf("render failed, nothing applied or pruned: %w", err)
+		}
+		s.stale, err = stale, nil
 	}
 	s.inputs = inputs
 	if s.r, err = classify(docs); err != nil {
