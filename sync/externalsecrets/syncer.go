@@ -123,6 +123,7 @@ type Syncer struct {
 	timersMu sync.Mutex
 	timers   map[string]*time.Timer // next refresh per ExternalSecret
 	forced   map[string]string      // the force-sync annotation value last acted on
+	overdue  map[string]time.Time   // ExternalSecrets warned as overdue, by the refresh they missed
 
 	tokensMu sync.Mutex
 	tokens   map[string]saToken // requested service-account tokens, by account and audiences
@@ -156,7 +157,7 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	if o.Backends == nil {
 		o.Backends = providers.NewRegistry(vault.Provider{}, awssm.Provider{}, awssm.SSMProvider{}, gcpsm.Provider{})
 	}
-	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), iso: newIsolation(o.Workers), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, tokens: map[string]saToken{}, limiters: map[string]storeLimiter{},
+	s := &Syncer{opts: o, kube: kube, dyn: dyn, log: o.Logger, queue: ctl.NewQueue(), iso: newIsolation(o.Workers), fetched: map[string]*fetchEntry{}, timers: map[string]*time.Timer{}, storeInfs: map[schema.GroupVersionResource]cache.SharedIndexInformer{}, forced: map[string]string{}, overdue: map[string]time.Time{}, tokens: map[string]saToken{}, limiters: map[string]storeLimiter{},
 		pool: providers.NewPool(o.Backends, o.Logger, time.Hour)}
 	s.reads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_backend_reads_total", Help: "Backend reads by provider and outcome (a cache hit is not a read)."}, []string{"provider", "operation", "outcome"})
 	s.syncs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_syncs_total", Help: "ExternalSecret syncs by result."}, []string{"result"})
@@ -248,12 +249,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 	go func() {
 		tick := time.NewTicker(pruneEvery)
 		defer tick.Stop()
+		late := time.NewTicker(overdueCheckEvery)
+		defer late.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case now := <-tick.C:
 				s.prune(now)
+			case now := <-late.C:
+				s.checkOverdue(now)
 			}
 		}
 	}()
