@@ -7,13 +7,16 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // RunWorkers runs n workers that take keys from q and hand each to handle, until ctx ends;
 // then it shuts q down and returns once every key in flight is done, so a caller's Run does
 // not return while a reconcile still writes. A panic in handle is recovered: the key (never
 // the object) and the stack go to log, the key is retried with back-off, and the worker
-// goes on — one bad object cannot end the process.
+// goes on — one bad object cannot end the process. Each key is handled under a deadline
+// (KeyTimeout): every API, backend and git request it makes through that context ends with
+// it, so no key holds its worker for ever.
 func RunWorkers(ctx context.Context, n int, q *Queue, log *slog.Logger, handle func(ctx context.Context, key string)) {
 	var wg sync.WaitGroup
 	for range n {
@@ -46,5 +49,10 @@ func runOne(ctx context.Context, q *Queue, log *slog.Logger, key string, handle 
 			q.Retry(key)
 		}
 	}()
-	handle(ctx, key)
+	kctx, cancel := context.WithTimeout(ctx, KeyTimeout)
+	defer cancel()
+	handle(kctx, key)
 }
+
+// KeyTimeout bounds the handling of one key by RunWorkers.
+var KeyTimeout = 5 * time.Minute

@@ -58,7 +58,14 @@ func (d *Daemon) Run(ctx context.Context, interval time.Duration) error {
 	workers := make(chan struct{})
 	go func() {
 		defer close(workers)
-		kube.RunWorkers(ctx, d.o.Workers, q, d.log, func(_ context.Context, key string) { d.handle(work, key) })
+		kube.RunWorkers(ctx, d.o.Workers, q, d.log, func(_ context.Context, key string) {
+			// Not the worker's context: a sync that started finishes its wave when Run is
+			// stopped. Its own budget: hook phases and a wave may each wait --wave-timeout,
+			// git --git-timeout.
+			sctx, cancel := context.WithTimeout(work, 3*d.o.WaveTimeout+10*time.Minute)
+			defer cancel()
+			d.handle(sctx, key)
+		})
 	}()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
