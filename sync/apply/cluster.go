@@ -19,6 +19,9 @@ type Cluster struct {
 	Mapper *restmapper.DeferredDiscoveryRESTMapper
 	// FieldManager names every write (server-side apply's field manager).
 	FieldManager string
+	// HandOver are the client-side apply managers whose fields keyway takes over on its
+	// first apply of an object (see handover.go).
+	HandOver []string
 	// Timeout bounds each wait: a wave's health, a kind to be served, an object to go.
 	Timeout time.Duration
 	// Poll is how often a wait looks again.

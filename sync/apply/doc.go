@@ -10,8 +10,8 @@
 // and waits on kstatus, but has no waves, hooks or Argo CD health rules, and it dry-runs
 // every object on every pass, where keyway's no-op resync compares a recorded hash and costs
 // one List per kind. gitops-engine brings its own cluster cache and Argo CD's whole sync
-// state machine, which sync/apps replaces with its own steps. Flux does three things this
-// package does not do yet: Secret normalisation (stringData into data) before apply and
-// diff, recreating an object on an immutable-field error, and the hand-over of fields
-// written by client-side apply.
+// state machine, which sync/apps replaces with its own steps. From Flux it takes Secret
+// normalisation (stringData into data, before plan and apply) and the hand-over of fields
+// written by client-side apply (client-go's csaupgrade, handover.go); recreating an object
+// on an immutable-field error it does not do yet.
 package apply

@@ -42,6 +42,7 @@ type Planned struct {
 	Listed   bool                       // Live came from a List (nil: the object does not exist)
 	Dry      *unstructured.Unstructured // the dry run's result, when one was made
 	Health   Health
+	HandOver bool // fields written by client-side apply are handed to keyway first (handover.go)
 }
 
 // PlanOptions say where objects go and who owns them.
@@ -367,7 +368,8 @@ func (c *Cluster) check(ctx context.Context, o PlanOptions, p *Planned) error {
 	// other field manager has written the object since, nothing can differ and the dry
 	// run is skipped (a no-op resync then costs one List per kind).
 	hash := setAppliedHash(p.Obj)
-	if live != nil && live.GetAnnotations()[AnnotationApplied] == hash && !touchedByOthers(live, c.FieldManager) {
+	p.HandOver = live != nil && c.needsHandOver(live)
+	if live != nil && live.GetAnnotations()[AnnotationApplied] == hash && !touchedByOthers(live, c.FieldManager) && !p.HandOver {
 		p.Action = Unchanged
 		p.Health = HealthOf(live)
 		return nil
@@ -384,7 +386,7 @@ func (c *Cluster) check(ctx context.Context, o PlanOptions, p *Planned) error {
 	switch {
 	case live == nil:
 		p.Action = Create
-	case drifted(rules, k, live, dry):
+	case drifted(rules, k, live, dry), p.HandOver:
 		p.Action = Update
 	default:
 		p.Action = Unchanged
@@ -403,6 +405,10 @@ func (c *Cluster) Apply(ctx context.Context, p *Planned, dry bool) (*unstructure
 	opts := metav1.PatchOptions{FieldManager: c.FieldManager, Force: &force}
 	if dry {
 		opts.DryRun = []string{metav1.DryRunAll}
+	} else if p.HandOver && p.Live != nil {
+		if err := c.handOver(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	out, err := c.Resource(p.Mapping, p.Obj.GetNamespace()).Patch(ctx, p.Obj.GetName(), types.ApplyPatchType, data, opts)
 	if err == nil && !dry {

@@ -187,3 +187,51 @@ func keysOf(m map[string][]byte) []string {
 	}
 	return out
 }
+
+// TestHandOverFromClientSideApply: an object last written by client-side apply (kubectl
+// apply's field manager) is handed over on keyway's first apply, so a key removed from git
+// leaves the live object; without the hand-over server-side apply leaves fields another
+// manager owns in place.
+func TestHandOverFromClientSideApply(t *testing.T) {
+	ctx := context.Background()
+	for _, handOver := range []bool{false, true} {
+		c := cluster(t, "keyway-apply-test-handover")
+		name := fmt.Sprintf("csa-%v", handOver)
+		if handOver {
+			c.HandOver = []string{"kubectl-client-side-apply"}
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
+			Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1","kind":"ConfigMap","data":{"kept":"1","retired":"2"}}`}},
+			Data: map[string]string{"kept": "1", "retired": "2"}}
+		if _, err := c.Kube.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{FieldManager: "kubectl-client-side-apply"}); err != nil {
+			t.Fatal(err)
+		}
+		obj := configMap("default", name)
+		_ = unstructured.SetNestedStringMap(obj.Obj.Object, map[string]string{"kept": "1"}, "data")
+		ps, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, []*apply.Object{obj})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ps[0].HandOver != handOver || ps[0].Action != apply.Update {
+			t.Fatalf("hand-over %v: planned hand-over %v, action %v", handOver, ps[0].HandOver, ps[0].Action)
+		}
+		if _, err := c.Apply(ctx, ps[0], false); err != nil {
+			t.Fatal(err)
+		}
+		live, err := c.Kube.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, kept := live.Data["retired"]
+		if kept == handOver {
+			t.Fatalf("hand-over %v: the key removed from git is still live: %v", handOver, kept)
+		}
+		if handOver {
+			for _, mf := range live.ManagedFields {
+				if mf.Manager == "kubectl-client-side-apply" {
+					t.Fatalf("client-side apply still owns fields: %+v", mf)
+				}
+			}
+		}
+	}
+}

@@ -32,6 +32,10 @@ import (
 
 const fieldManager = "keyway"
 
+// csaManagers are the field managers of client-side apply whose fields keyway takes over:
+// kubectl apply's, and Argo CD's application controller (its default sync is client-side).
+var csaManagers = []string{"kubectl-client-side-apply", "kubectl", "before-first-apply", "argocd-controller"}
+
 // Renderer renders one application's source and lists the secrets the render read. It is
 // the caller's, so the daemon renders with exactly the engine, backends and policy the Argo
 // CD plugin uses.
@@ -118,7 +122,7 @@ type Daemon struct {
 func (st *state) newView(cluster string, kube kubernetes.Interface, dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Daemon {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	d := &Daemon{state: st, cluster: cluster, kube: kube, dyn: dyn, mapper: mapper}
-	d.eng = &apply.Cluster{Kube: kube, Dyn: dyn, Mapper: mapper, FieldManager: fieldManager,
+	d.eng = &apply.Cluster{Kube: kube, Dyn: dyn, Mapper: mapper, FieldManager: fieldManager, HandOver: csaManagers,
 		Timeout: st.o.WaveTimeout, Poll: st.o.PollInterval, Log: st.log,
 		Wrote: func(verb string, u *unstructured.Unstructured) {
 			st.m.writes.WithLabelValues(verb).Inc()
