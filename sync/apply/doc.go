@@ -12,6 +12,7 @@
 // one List per kind. gitops-engine brings its own cluster cache and Argo CD's whole sync
 // state machine, which sync/apps replaces with its own steps. From Flux it takes Secret
 // normalisation (stringData into data, before plan and apply) and the hand-over of fields
-// written by client-side apply (client-go's csaupgrade, handover.go); recreating an object
-// on an immutable-field error it does not do yet.
+// written by client-side apply (client-go's csaupgrade, handover.go); and like Flux's
+// force, an object whose change the API server refuses as immutable is deleted and created
+// again when its caller allows it (Object.Recreate; otherwise the plan fails naming it).
 package apply

@@ -34,6 +34,7 @@ type Object struct {
 	Source   string     // where it came from (file and document), for messages
 	Respect  bool       // ignored fields keep their live values when applied
 	Secrets  [][]string // fields whose values came from secret references: masked in diffs
+	Recreate bool       // a change the API server refuses as immutable deletes and recreates it
 }
 
 // Key is the object's key.

@@ -43,6 +43,7 @@ type Planned struct {
 	Dry      *unstructured.Unstructured // the dry run's result, when one was made
 	Health   Health
 	HandOver bool // fields written by client-side apply are handed to keyway first (handover.go)
+	Replace  bool // an immutable field changes: the object is deleted and created again
 }
 
 // PlanOptions say where objects go and who owns them.
@@ -381,6 +382,13 @@ func (c *Cluster) check(ctx context.Context, o PlanOptions, p *Planned) error {
 			p.Action, p.Deferred = Create, true // its namespace arrives with this sync
 			return nil
 		}
+		if live != nil && immutable(err) {
+			if p.Recreate {
+				p.Action, p.Replace = Update, true // deleted and created again (recreate.go)
+				return nil
+			}
+			return fmt.Errorf("%s: %s: %v (the object must be recreated for this change: the sync option Replace=true or Force=true allows it)", p.Source, k, redact.APIError(err))
+		}
 		return fmt.Errorf("%s: %s: %v", p.Source, k, redact.APIError(err))
 	}
 	switch {
@@ -405,6 +413,10 @@ func (c *Cluster) Apply(ctx context.Context, p *Planned, dry bool) (*unstructure
 	opts := metav1.PatchOptions{FieldManager: c.FieldManager, Force: &force}
 	if dry {
 		opts.DryRun = []string{metav1.DryRunAll}
+	} else if p.Replace && p.Live != nil {
+		if err := c.recreate(ctx, p); err != nil {
+			return nil, err
+		}
 	} else if p.HandOver && p.Live != nil {
 		if err := c.handOver(ctx, p); err != nil {
 			return nil, err

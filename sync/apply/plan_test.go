@@ -235,3 +235,43 @@ func TestHandOverFromClientSideApply(t *testing.T) {
 		}
 	}
 }
+
+// TestImmutableRecreate: a change the API server refuses as immutable (an immutable
+// ConfigMap's data) fails the plan naming the object and the way out, before any write;
+// with Recreate (the sync option Replace=true or Force=true) the object is deleted and
+// created again with the change.
+func TestImmutableRecreate(t *testing.T) {
+	ctx := context.Background()
+	c := cluster(t, "keyway-apply-test-immutable")
+	yes := true
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "frozen", Namespace: "default"}, Data: map[string]string{"k": "v1"}, Immutable: &yes}
+	created, err := c.Kube.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(recreate bool) *apply.Object {
+		o := configMap("default", "frozen")
+		_ = unstructured.SetNestedStringMap(o.Obj.Object, map[string]string{"k": "v2"}, "data")
+		_ = unstructured.SetNestedField(o.Obj.Object, true, "immutable")
+		o.Recreate = recreate
+		return o
+	}
+	if _, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, []*apply.Object{want(false)}); err == nil ||
+		!strings.Contains(err.Error(), "cm-frozen.yaml") || !strings.Contains(err.Error(), "Replace=true") {
+		t.Fatalf("an immutable change without Recreate: %v", err)
+	}
+	ps, err := c.Plan(ctx, apply.PlanOptions{Owner: owner}, []*apply.Object{want(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ps[0].Replace || ps[0].Action != apply.Update {
+		t.Fatalf("planned replace %v action %v", ps[0].Replace, ps[0].Action)
+	}
+	if _, err := c.Apply(ctx, ps[0], false); err != nil {
+		t.Fatal(err)
+	}
+	live, err := c.Kube.CoreV1().ConfigMaps("default").Get(ctx, "frozen", metav1.GetOptions{})
+	if err != nil || live.Data["k"] != "v2" || live.UID == created.UID {
+		t.Fatalf("after the recreate: %v %v (same object: %v)", err, live.Data, live.UID == created.UID)
+	}
+}

@@ -202,8 +202,11 @@ func (s *syncRun) render(ctx context.Context) error {
 		return err
 	}
 	respect := a.Options().Has("RespectIgnoreDifferences=true")
+	replace := a.Options().Has("Replace=true") || a.Options().Has("Force=true")
 	for _, it := range s.r.items {
 		it.Respect = respect
+		// An immutable field that changes: recreated only when asked (Argo CD's options).
+		it.Recreate = replace || resourceOption(it.Obj, "Replace=true") || resourceOption(it.Obj, "Force=true")
 	}
 	for _, c := range s.r.children {
 		if c.Spec.Project != a.Spec.Project && !(c.Spec.Project == "" && a.Spec.Project == "default") && !(a.Spec.Project == "" && c.Spec.Project == "default") {
