@@ -938,6 +938,7 @@ spec:
 			return v == syncCanary+"-pw" && c == v
 		})
 		down.Store(true)
+		defer down.Store(false) // later subtests use the proxy too
 		f.forceSync(t, "outage", "database-credentials")
 		poll(t, "Ready=False while Vault is down", func() bool {
 			st, r := f.ready(t, "outage", "database-credentials")

@@ -47,15 +47,18 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 	}
 	principal := s.pool.Principal(st.backend, st.settings)
 	key := principal + "\x00" + ref.String()
+	// A repair may be served the last good read of a secret whose latest read failed because
+	// the backend was unavailable (not because the secret is gone: that is an answer).
+	fb, repair := ctx.Value(fallbackKey{}).(*bool)
+	fallback := func(e *fetchEntry) bool {
+		return repair && errors.Is(e.err, providers.ErrUnavailable) && !e.goodAt.IsZero() && !e.goodAt.Before(notBefore)
+	}
 	s.cacheMu.Lock()
 	e, ok := s.fetched[key]
 	if ok {
 		select {
 		case <-e.done:
-			fb, repair := ctx.Value(fallbackKey{}).(*bool)
-			if repair && e.err != nil && !e.goodAt.IsZero() && !e.goodAt.Before(notBefore) {
-				// A repair: the last read failed (another ExternalSecret's refresh), but a
-				// good one fits this asker's window.
+			if fallback(e) {
 				e.note(time.Now(), notBefore)
 				*fb = true
 				s.cacheMu.Unlock()
@@ -96,14 +99,18 @@ func (s *Syncer) fetch(ctx context.Context, st *storeConfig, ref providers.Ref, 
 		}
 		s.reads.WithLabelValues(st.backend, "get", outcome).Inc()
 		close(e.done)
-		return e.secret, e.err
+	} else {
+		s.cacheMu.Unlock()
+		s.hits.Inc()
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return providers.Secret{}, ctx.Err()
+		}
 	}
-	s.cacheMu.Unlock()
-	s.hits.Inc()
-	select {
-	case <-e.done:
-	case <-ctx.Done():
-		return providers.Secret{}, ctx.Err()
+	if fallback(e) { // the read this repair made or shared failed: the last good one
+		*fb = true
+		return e.good, nil
 	}
 	return e.secret, e.err
 }
