@@ -721,7 +721,7 @@ spec:
 			_, _ = b.ReadFrom(resp.Body)
 			return os.WriteFile(cert, b.Bytes(), 0o644) == nil
 		})
-		g.commit("sealed", map[string]string{"sealed/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/myapp#api-key>}\n"})
+		g.commit("sealed", map[string]string{"sealed/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/myapp#api-key>, retired: old-value}\n"})
 		app := write("sealed-app.yaml", strings.NewReplacer("name: root-app", "name: sealed", "path: apps/", "path: sealed", "namespace: argocd", "namespace: sealed").Replace(rootApp))
 		cmd := exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", env.Kubeconfig, "--app", app, "--cache-dir", filepath.Join(work, "cache"),
 			"--git-rewrite", "https://github.com/your-org/=file://"+repos+"/", "--secrets-file", secretsFile, "--seal-to", cert)
@@ -741,7 +741,19 @@ spec:
 		}
 		waitFor(t, 30*time.Second, "the unsealed Secret", func() bool {
 			s, err := kube.CoreV1().Secrets("sealed").Get(ctx, "db", metav1.GetOptions{})
-			return err == nil && string(s.Data["password"]) == daemonCanary
+			return err == nil && string(s.Data["password"]) == daemonCanary && string(s.Data["retired"]) == "old-value"
+		})
+		// A key removed in git leaves the SealedSecret, and the unsealed Secret with it.
+		g.commit("retire a key", map[string]string{"sealed/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/myapp#api-key>}\n"})
+		cmd = exec.CommandContext(ctx, "keyway", "daemon", "--once", "--kubeconfig", env.Kubeconfig, "--app", app, "--cache-dir", filepath.Join(work, "cache"),
+			"--git-rewrite", "https://github.com/your-org/=file://"+repos+"/", "--secrets-file", secretsFile, "--seal-to", cert)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		waitFor(t, 30*time.Second, "the retired key gone from the unsealed Secret", func() bool {
+			s, err := kube.CoreV1().Secrets("sealed").Get(ctx, "db", metav1.GetOptions{})
+			_, kept := s.Data["retired"]
+			return err == nil && !kept && string(s.Data["password"]) == daemonCanary
 		})
 	})
 
