@@ -72,9 +72,7 @@ func TestRestartUnderLoops(t *testing.T) {
 	}
 	defer func() { cancel(); _ = ctl.Wait() }()
 
-	g := gitWork{t, filepath.Join(work, "git", "app.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "app.git"))
 	cm := func(v string) map[string]string {
 		return map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: \"" + v + "\"}\n"}
 	}

@@ -44,9 +44,7 @@ func TestDaemonRotation(t *testing.T) {
 	setPassword(canary + "-v1")
 
 	work := t.TempDir()
-	g := gitWork{t, filepath.Join(work, "git", "app.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "app.git"))
 	deploy := func(name, env string) string {
 		return "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: " + name + "}\nspec:\n  selector: {matchLabels: {app: " + name + "}}\n  template:\n" +
 			"    metadata: {labels: {app: " + name + "}}\n    spec:\n      containers:\n      - name: c\n        image: app\n" + env
@@ -193,9 +191,7 @@ func TestDaemonHealsWithoutVault(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	g := gitWork{t, filepath.Join(work, "git", "app.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "app.git"))
 	g.commit("app", map[string]string{
 		"app/secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: <path:secret/data/heal#password>}\n",
 		"app/cm.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: from-git}\n",

@@ -29,19 +29,9 @@ import (
 // they wait for (an operation Running).
 func TestDaemonSideBySide(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kube := daemonCluster(t)
 	work := t.TempDir()
-	g := gitWork{t, filepath.Join(work, "git", "fleet.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "fleet.git"))
 	calm := []string{"calm-1", "calm-2", "calm-3", "calm-4", "calm-5", "calm-6"}
 	files := map[string]string{
 		"broken/s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: <path:secret/data/missing#k>}\n",
@@ -136,19 +126,9 @@ spec:
 // goes, its objects stay without resources-finalizer).
 func TestDaemonAppFiles(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kube := daemonCluster(t)
 	work := t.TempDir()
-	g := gitWork{t, filepath.Join(work, "git", "apps.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "apps.git"))
 	g.commit("apps", map[string]string{
 		"good/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: good}\n",
 		"late/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: late}\n",
@@ -226,15 +206,7 @@ spec:
 // commits wait (Sync Unknown), instead of Synced.
 func TestDaemonHealsWithoutGit(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kube := daemonCluster(t)
 	work := t.TempDir()
 	repo := filepath.Join(work, "git", "app.git")
 	g := gitWork{t, repo}
@@ -287,15 +259,7 @@ spec:
 // syncing (a new commit reaches it within an interval or two).
 func TestDaemonSilentGit(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kube := daemonCluster(t)
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -322,9 +286,7 @@ func TestDaemonSilentGit(t *testing.T) {
 		}
 	}()
 	work := t.TempDir()
-	g := gitWork{t, filepath.Join(work, "git", "calm.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "calm.git"))
 	cm := func(v string) map[string]string {
 		return map[string]string{"app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {k: \"" + v + "\"}\n"}
 	}
@@ -368,19 +330,9 @@ spec:
 // becomes healthy — the next wave is applied only then — without holding a worker between.
 func TestDaemonWaveResumes(t *testing.T) {
 	ctx := t.Context()
-	env, err := testenv.Start(ctx, testenv.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kube := kubernetes.NewForConfigOrDie(env.Config)
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env, kube := daemonCluster(t)
 	work := t.TempDir()
-	g := gitWork{t, filepath.Join(work, "git", "waves.git")}
-	_ = os.MkdirAll(g.dir, 0o755)
-	g.git("init", "-q", "-b", "main")
+	g := newGitRepo(t, filepath.Join(work, "git", "waves.git"))
 	g.commit("waves", map[string]string{
 		"app/deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: db, annotations: {argocd.argoproj.io/sync-wave: \"0\"}}\nspec:\n  selector: {matchLabels: {app: db}}\n  template:\n" +
 			"    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: c, image: db:1}]\n",
@@ -416,4 +368,30 @@ spec:
 		st := appStatus(t, addr, "waves")
 		return st["sync"] == "Synced" && st["health"] == "Healthy" && st["operation"] == nil
 	})
+}
+
+// daemonCluster starts an API server of its own, with the daemon's state namespace.
+func daemonCluster(t *testing.T) (*testenv.Env, kubernetes.Interface) {
+	t.Helper()
+	env, err := testenv.Start(t.Context(), testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kube := kubernetes.NewForConfigOrDie(env.Config)
+	if _, err := kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyway-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return env, kube
+}
+
+// newGitRepo makes an empty git repository (branch main) at dir.
+func newGitRepo(t *testing.T, dir string) gitWork {
+	t.Helper()
+	g := gitWork{t, dir}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g.git("init", "-q", "-b", "main")
+	return g
 }

@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -61,6 +62,9 @@ type Options struct {
 	Timeout time.Duration
 	// TreeTTL is how long a written tree no fetch uses is kept (default 10 minutes).
 	TreeTTL time.Duration
+	// SweepEvery is how often, at most, a fetch looks for a repository's unused trees
+	// (default TreeTTL/10): every poll fetches, the directory need not be read each time.
+	SweepEvery time.Duration
 }
 
 // DefaultTimeout is a fetch's deadline when Options.Timeout is zero (Argo CD's repo server
@@ -71,6 +75,9 @@ const DefaultTimeout = 90 * time.Second
 type Cache struct {
 	o     Options
 	repos parallel.Keyed // per repository: one fetch at a time
+
+	sweptMu sync.Mutex
+	swept   map[string]time.Time // when each repository's trees were last swept
 }
 
 // New returns a cache keeping its data under o.Dir.
@@ -93,8 +100,11 @@ func New(o Options) (*Cache, error) {
 	if o.TreeTTL <= 0 {
 		o.TreeTTL = 10 * time.Minute
 	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = o.TreeTTL / 10
+	}
 	slices.SortStableFunc(o.Rewrites, func(a, b Rewrite) int { return len(b.From) - len(a.From) })
-	return &Cache{o: o}, nil
+	return &Cache{o: o, swept: map[string]time.Time{}}, nil
 }
 
 // Resolve applies the rewrites to url. FROM matches without regard to case, as the
@@ -182,12 +192,22 @@ func (c *Cache) fetch(ctx context.Context, key, url, revision string) (Checkout,
 // its tree), not every revision ever fetched. A render reads its tree right after its
 // fetch, well within the TTL. Called with the repository's lock held.
 func (c *Cache) sweep(key, current string) {
+	now := time.Now()
+	c.sweptMu.Lock()
+	due := now.Sub(c.swept[key]) >= c.o.SweepEvery
+	if due {
+		c.swept[key] = now
+	}
+	c.sweptMu.Unlock()
+	if !due {
+		return
+	}
 	trees := filepath.Join(c.o.Dir, key+".trees")
 	entries, err := os.ReadDir(trees)
 	if err != nil {
 		return
 	}
-	cutoff := time.Now().Add(-c.o.TreeTTL)
+	cutoff := now.Add(-c.o.TreeTTL)
 	for _, e := range entries {
 		info, err := e.Info()
 		if err != nil || e.Name() == current || strings.HasPrefix(e.Name(), ".tmp-") || info.ModTime().After(cutoff) {

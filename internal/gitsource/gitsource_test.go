@@ -307,7 +307,7 @@ func TestFetchSilentServer(t *testing.T) {
 func TestTreesSwept(t *testing.T) {
 	repo, first, second := gitRepo(t)
 	dir := t.TempDir()
-	c, _ := gitsource.New(gitsource.Options{Dir: dir, TreeTTL: time.Minute})
+	c, _ := gitsource.New(gitsource.Options{Dir: dir, TreeTTL: time.Minute, SweepEvery: time.Nanosecond})
 	ctx := context.Background()
 	url := "file://" + repo
 	old, err := c.Fetch(ctx, url, first)

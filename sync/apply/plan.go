@@ -302,17 +302,17 @@ func (c *Cluster) NamespaceExists(ctx context.Context, ns string) bool {
 	return err == nil
 }
 
-// checkNamespaces reads each namespace the objects go to once. An object whose namespace
-// this change set creates is deferred (no dry run can see it before); one whose namespace
-// is missing and not created fails the plan, before anything is written, rather than the
-// sync after the objects before it were applied. A namespace that cannot be read (no
-// permission) is left to the dry run.
+// checkNamespaces reads once each namespace this change set creates, and each namespace
+// a hook goes to (hooks get no dry run). An object whose namespace the change set creates
+// and that does not exist yet is deferred (no dry run can see it before); a hook whose
+// namespace is missing and not created fails the plan, before anything is written. Other
+// objects need no read: their dry run says when their namespace is missing (check).
 func (c *Cluster) checkNamespaces(ctx context.Context, ps []*Planned, creates map[string]bool) error {
 	missing := map[string]bool{}
 	var refused []string
 	for _, p := range ps {
 		ns := p.Obj.GetNamespace()
-		if ns == "" {
+		if ns == "" || (!creates["ns/"+ns] && !p.IsHook()) {
 			continue
 		}
 		gone, seen := missing[ns]
@@ -321,7 +321,7 @@ func (c *Cluster) checkNamespaces(ctx context.Context, ps []*Planned, creates ma
 			gone = apierrors.IsNotFound(err)
 			missing[ns] = gone
 			if gone && !creates["ns/"+ns] {
-				refused = append(refused, fmt.Sprintf("%s: %s: namespace %s does not exist, and nothing in this change set creates it", p.Source, p.Key(), ns))
+				refused = append(refused, nsMissing(p))
 			}
 		}
 		if gone {
@@ -333,6 +333,10 @@ func (c *Cluster) checkNamespaces(ctx context.Context, ps []*Planned, creates ma
 		return fmt.Errorf("%d namespace(s) missing, nothing was applied:\n  %s", len(refused), strings.Join(refused, "\n  "))
 	}
 	return nil
+}
+
+func nsMissing(p *Planned) string {
+	return fmt.Sprintf("%s: %s: namespace %s does not exist, and nothing in this change set creates it", p.Source, p.Key(), p.Obj.GetNamespace())
 }
 
 // check reads p's live object and dry-runs the apply, deciding p.Action.
@@ -379,8 +383,8 @@ func (c *Cluster) check(ctx context.Context, o PlanOptions, p *Planned) error {
 	p.Dry = dry
 	if err != nil {
 		if live == nil && apierrors.IsNotFound(err) {
-			p.Action, p.Deferred = Create, true // its namespace arrives with this sync
-			return nil
+			// Its namespace is missing; one this change set creates was deferred above.
+			return errors.New(nsMissing(p))
 		}
 		if live != nil && immutable(err) {
 			if p.Recreate {

@@ -22,9 +22,8 @@ import (
 
 // renderCache is an application's last successful render.
 type renderCache struct {
-	key      string // revision and Application spec
 	revision string
-	spec     string
+	spec     string // the Application's spec it was rendered for, as JSON
 	docs     []*manifest.Document
 	inputs   []Input
 }
@@ -58,12 +57,11 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 		return nil, nil, err
 	}
 	spec, _ := json.Marshal(a.Spec)
-	key := revision + "\x00" + string(spec)
 	d.mu.Lock()
 	c := d.renders[a.Name]
 	d.mu.Unlock()
 	var unread error
-	if t == Poll && d.o.Inputs != nil && c != nil && c.key == key {
+	if t == Poll && d.o.Inputs != nil && c != nil && c.revision == revision && c.spec == string(spec) {
 		changed, err := d.o.Inputs(ctx, req, c.inputs)
 		if err == nil && !changed {
 			d.m.renders.WithLabelValues("reused").Inc()
@@ -87,7 +85,7 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	}
 	d.m.renders.WithLabelValues("rendered").Inc()
 	d.mu.Lock()
-	d.renders[a.Name] = &renderCache{key: key, revision: revision, spec: string(spec), docs: docs, inputs: inputs}
+	d.renders[a.Name] = &renderCache{revision: revision, spec: string(spec), docs: docs, inputs: inputs}
 	d.mu.Unlock()
 	return docs, inputs, nil
 }

@@ -261,7 +261,7 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 			return waitingFor(wave[0].Wave, pending, childWaiting)
 		}
 		if operate {
-			if err := d.waitWave(ctx, waitFor, wave[0].Wave); err != nil {
+			if err := d.waitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].Wave)); err != nil {
 				for _, p := range waitFor {
 					st.Resources = append(st.Resources, resourceStatus(p))
 				}
@@ -315,11 +315,6 @@ func waitingFor(wave int, pending []*apply.Planned, children []string) *waiting 
 		return &waiting{wave: wave, what: what}
 	}
 	return &waiting{wave: wave, what: strings.Join(children, "; ")}
-}
-
-// waitWave waits for a wave to be healthy (see waitHealthy).
-func (d *Daemon) waitWave(ctx context.Context, ps []*apply.Planned, wave int) error {
-	return d.waitHealthy(ctx, ps, fmt.Sprintf("wave %d", wave))
 }
 
 // waitHealthy waits for ps to be healthy, or until the daemon is asked to stop: then the
