@@ -910,7 +910,7 @@ spec:
 		}
 	})
 
-	t.Run("a wave that never gets healthy ends in Degraded with the reason", func(t *testing.T) {
+	t.Run("a wave that never gets healthy ends in Degraded with the reason; its parent stays Healthy", func(t *testing.T) {
 		stuck := strings.NewReplacer("name: web-app", "name: stuck", "path: frontend/overlays/prod", "path: stuck", "namespace: frontend", "namespace: stuck").Replace(guideRepo["apps/frontend/web-app.yaml"])
 		g.commit("stuck", map[string]string{"apps/stuck.yaml": stuck,
 			"stuck/pvc.yaml": "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n"})
@@ -918,6 +918,10 @@ spec:
 		l := line(t, out, "stuck")
 		if code != 1 || !strings.Contains(l, "Degraded") || !strings.Contains(l, "did not become healthy within 2s: PersistentVolumeClaim data is") {
 			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		// As Argo CD since 1.8: the parent's health is its own, not its children's.
+		if l := line(t, out, "root-app"); !strings.Contains(l, "Synced") || !strings.Contains(l, "Healthy") {
+			t.Fatalf("a degraded child made its parent %q", l)
 		}
 		g.commit("unstuck", map[string]string{"apps/stuck.yaml": "", "stuck/pvc.yaml": ""})
 	})

@@ -11,5 +11,5 @@
 // more than the operator's share without confirmation — statuses, shards and webhooks.
 //
 // Applications found in a rendered output are child applications (App of Apps) and sync
-// in their parent's wave. A sync that has nothing to change makes no write request.
+// in their parent's wave; as in Argo CD since 1.8, a child's health is not its parent's. A sync that has nothing to change makes no write request.
 package apps

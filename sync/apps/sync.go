@@ -222,20 +222,13 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].Wave)
 		}
 		var waitFor []*apply.Planned
-		var childFailed, childWaiting []string
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
-				cs := d.syncRetrying(ctx, c, a.Name, false, t, seen)
-				worst(apply.Health{Status: cs.Health, Message: cs.Message}, "application "+c.Name)
-				if operate && cs.Health != apply.Healthy && cs.Health != apply.Suspended {
-					// The wave's other applications still sync (one unreachable cluster
-					// must not hold back the rest); the next wave waits.
-					if mode == applyNoWait && cs.Operation != nil {
-						childWaiting = append(childWaiting, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
-					} else {
-						childFailed = append(childFailed, fmt.Sprintf("application %s is %s", c.Name, cs.Health))
-					}
-				}
+				// As Argo CD since 1.8: a child application's health is its own. The parent
+				// neither takes it into its health nor waits for it, and a child that fails
+				// or waits does not hold back the parent's next wave (one degraded child
+				// never blocks the structure of the tree).
+				d.syncRetrying(ctx, c, a.Name, false, t, seen)
 				continue
 			}
 			p := byItem[it]
@@ -251,14 +244,11 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 			}
 			waitFor = append(waitFor, p)
 		}
-		if len(childFailed) > 0 {
-			return fmt.Errorf("wave %d: %s", wave[0].Wave, strings.Join(childFailed, "; "))
-		}
-		if pending := apply.Unhealthy(waitFor); mode == applyNoWait && !slices.ContainsFunc(waitFor, (*apply.Planned).IsHook) && (len(pending) > 0 || len(childWaiting) > 0) {
+		if pending := apply.Unhealthy(waitFor); mode == applyNoWait && !slices.ContainsFunc(waitFor, (*apply.Planned).IsHook) && len(pending) > 0 {
 			for _, p := range waitFor {
 				st.Resources = append(st.Resources, resourceStatus(p))
 			}
-			return waitingFor(wave[0].Wave, pending, childWaiting)
+			return waitingFor(wave[0].Wave, pending)
 		}
 		if operate {
 			if err := d.waitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].Wave)); err != nil {
@@ -302,19 +292,16 @@ func (w *waiting) Error() string {
 	return fmt.Sprintf("waiting for wave %d to be healthy: %s", w.wave, w.what)
 }
 
-func waitingFor(wave int, pending []*apply.Planned, children []string) *waiting {
-	if len(pending) > 0 {
-		p := pending[0]
-		what := fmt.Sprintf("%s %s is %s", p.Key().Kind, p.Obj.GetName(), p.Health.Status)
-		if p.Health.Message != "" {
-			what += ": " + p.Health.Message
-		}
-		if n := len(pending) + len(children); n > 1 {
-			what += fmt.Sprintf(" (%d waiting)", n)
-		}
-		return &waiting{wave: wave, what: what}
+func waitingFor(wave int, pending []*apply.Planned) *waiting {
+	p := pending[0]
+	what := fmt.Sprintf("%s %s is %s", p.Key().Kind, p.Obj.GetName(), p.Health.Status)
+	if p.Health.Message != "" {
+		what += ": " + p.Health.Message
 	}
-	return &waiting{wave: wave, what: strings.Join(children, "; ")}
+	if len(pending) > 1 {
+		what += fmt.Sprintf(" (%d waiting)", len(pending))
+	}
+	return &waiting{wave: wave, what: what}
 }
 
 // waitHealthy waits for ps to be healthy, or until the daemon is asked to stop: then the
