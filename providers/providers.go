@@ -87,6 +87,18 @@ type Client interface {
 	Close() error
 }
 
+// Versioner is a Client that can tell which version of a secret is current without
+// reading its value (Vault KV v2 metadata, Secrets Manager's DescribeSecret, GCP's version
+// resource): what a poll asks to learn whether a secret it read has changed.
+type Versioner interface {
+	Client
+	// CurrentVersion returns the version Fetch would read for ref now, comparable with
+	// Secret.Version; "" when the backend cannot tell for this ref (no versions, or the
+	// credentials may not read them), and the caller then reads the value. Errors follow
+	// Fetch's rules.
+	CurrentVersion(ctx context.Context, ref Ref) (string, error)
+}
+
 // Lister is a Client that can name the secrets under a path (Vault KV's LIST): the
 // syncer's dataFrom.find. Paths are returned in full (prefix included), sorted, folders
 // walked; at most limit are returned, and more is an error.
@@ -261,6 +273,19 @@ func (c *Clients) FetchBatch(ctx context.Context, refs []Ref) []Result {
 		return out
 	}
 	return bc.FetchBatch(ctx, refs)
+}
+
+// CurrentVersion asks ref's backend which version of it is current, without reading the
+// value; "" when the backend cannot tell (see Versioner).
+func (c *Clients) CurrentVersion(ctx context.Context, ref Ref) (string, error) {
+	cl, err := c.Client(ctx, ref.Backend)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := cl.(Versioner); ok {
+		return v.CurrentVersion(ctx, ref)
+	}
+	return "", nil
 }
 
 // Client returns the open client for backend, opening it on first use.

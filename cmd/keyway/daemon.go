@@ -55,6 +55,10 @@ type daemonOptions struct {
 
 // renderOnlyFlags are render's flags that make no sense for the daemon (Applications say
 // how to render).
+// beforeSyncHook is nil but in tests: the test binary, run as keyway, sets it to inject a
+// panic into one application's sync (KEYWAY_TEST_PANIC_APP).
+var beforeSyncHook func(key string)
+
 var renderOnlyFlags = map[string]bool{"output": true, "source": true, "release-name": true, "namespace": true, "values": true,
 	"set": true, "set-string": true, "skip-crds": true, "skip-tests": true, "kube-version": true, "api-versions": true, "seal-namespace": true}
 
@@ -332,14 +336,14 @@ func setupDaemon(cmd *cobra.Command, a *app, o *daemonOptions, ro *renderOptions
 		}
 	}
 	reg := prometheus.NewRegistry()
-	renderFn, inputCheck := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
+	renderFn, inputReader := daemonRenderer(cmd, a, ro, pol, pool, sealTo)
 	var reload func() (apps.Manifests, map[string]error)
 	if run {
 		reload = func() (apps.Manifests, map[string]error) { return apps.LoadEach(o.Apps) }
 	}
 	d, err := apps.New(apps.Options{Config: cfg, Git: git, StateNamespace: o.StateNamespace, MaxPrune: o.MaxPrune, WaveTimeout: o.WaveTimeout,
 		AllowRepos: o.AllowRepos, RepoClustersGenerator: o.RepoClusters, ClusterAnnotationsExcluded: o.ClusterAnnExcluded, Logger: a.log, Registry: reg,
-		Render: renderFn, Inputs: inputCheck, Workers: o.AppWorkers, Reload: reload})
+		Render: renderFn, Inputs: inputReader, Workers: o.AppWorkers, Reload: reload, BeforeSync: beforeSyncHook})
 	if err != nil {
 		return nil, nil, nil, err
 	}

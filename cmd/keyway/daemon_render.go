@@ -16,8 +16,9 @@ import (
 // daemonRenderer renders an application as `keyway argocd generate` would: the same
 // engine, backends, isolated builds and closed policy (plugin env entries that steer
 // keyway need --argocd-allow-env; --argocd-project-path applies to spec.project). It
-// records each secret the render read, so a poll can tell whether any changed.
-func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) (apps.Renderer, apps.InputCheck) {
+// records each secret the render read (version and hash), so a poll can tell whether any
+// changed; inputs opens the same backends for that check.
+func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Policy, pool *providers.Pool, sealTo *rsa.PublicKey) (apps.Renderer, apps.InputReader) {
 	clientsFor := func(req apps.RenderRequest) (*providers.Clients, error) {
 		overlay, err := pol.Overlay(argocd.Env{AppEnv: req.Env}, a.env)
 		if err != nil {
@@ -47,24 +48,15 @@ func daemonRenderer(cmd *cobra.Command, a *app, o *renderOptions, pol argocd.Pol
 		}
 		return docs, rec.Inputs(), nil
 	}
-	check := func(ctx context.Context, req apps.RenderRequest, inputs []apps.Input) (bool, error) {
+	inputs := func(ctx context.Context, req apps.RenderRequest, use func(context.Context, apps.SecretReader) error) error {
 		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 		clients, err := clientsFor(req)
 		if err != nil {
-			return true, err
+			return err
 		}
 		defer clients.Close()
-		for _, in := range inputs {
-			s, err := clients.Fetch(ctx, in.Ref)
-			if err != nil {
-				return true, err
-			}
-			if apps.SecretHash(s) != in.Hash {
-				return true, nil
-			}
-		}
-		return false, nil
+		return use(ctx, clients)
 	}
-	return render, check
+	return render, inputs
 }

@@ -24,6 +24,13 @@ func TestMain(m *testing.M) {
 	startup.Resume(0)
 	testscript.Main(m, map[string]func(){
 		"keyway": func() {
+			if app := os.Getenv("KEYWAY_TEST_PANIC_APP"); app != "" {
+				beforeSyncHook = func(key string) {
+					if key == app {
+						panic("injected by the test")
+					}
+				}
+			}
 			resumeGC(os.Args[1:], os.LookupEnv)
 			os.Exit(run(context.Background(), os.Args[1:], streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv))
 		},

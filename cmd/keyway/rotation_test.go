@@ -24,7 +24,8 @@ import (
 // the Deployment that consumes it (a new keyway.dev/secret-checksum on its pod template)
 // within one poll interval, with nobody refreshing or restarting anything — for an
 // automated application without selfHeal (the guide's policy): a rotation changes what is
-// wanted, as a commit does. A key removed from the Secret in git leaves the live Secret.
+// wanted, as a commit does. Polls ask Vault for the current version (KV v2 metadata), not
+// the value. A key removed from the Secret in git leaves the live Secret.
 func TestDaemonRotation(t *testing.T) {
 	ctx := t.Context()
 	env, v := clusterWithVault(t)
@@ -85,7 +86,7 @@ spec:
 		t.Fatal("the checksum holds the value")
 	}
 	// Polls with nothing changed reuse the render: the secret is read again, nothing built.
-	metric := func(result string) float64 {
+	series := func(name string) float64 {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return -1
@@ -93,14 +94,19 @@ spec:
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, `keyway_daemon_renders_total{result="`+result+`"} `); ok {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
 				f, _ := strconv.ParseFloat(v, 64)
 				return f
 			}
 		}
 		return 0
 	}
+	metric := func(result string) float64 { return series(`keyway_daemon_renders_total{result="` + result + `"}`) }
 	waitFor(t, 30*time.Second, "polls reusing the render", func() bool { return metric("reused") >= 2 })
+	// Those polls asked Vault for the secret's current version (KV v2 metadata), not its value.
+	if byVersion, byValue := series(`keyway_daemon_secret_checks_total{by="version"}`), series(`keyway_daemon_secret_checks_total{by="value"}`); byVersion < 2 || byValue != 0 {
+		t.Fatalf("secret checks: %v by version, %v by value; want the versions only", byVersion, byValue)
+	}
 	renderedBefore := metric("rendered")
 	rotated := time.Now()
 	setPassword(canary + "-v2")

@@ -5,6 +5,7 @@ package kube
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
@@ -34,7 +35,12 @@ type Queue struct {
 	dirty      map[string]Priority // added while processing
 	shutdown   bool
 	limiter    workqueue.TypedRateLimiter[string]
+	panics     atomic.Int64 // handlers that panicked (RunWorkers)
 }
+
+// Panics is how many times a handler RunWorkers ran for this queue panicked (and was
+// recovered): what a loop's panics_total metric reports.
+func (q *Queue) Panics() int64 { return q.panics.Load() }
 
 // NewQueue returns an empty queue; failed keys come back after client-go's controller
 // back-off (per-key exponential, overall token bucket).

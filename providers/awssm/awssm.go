@@ -54,6 +54,7 @@ type API interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 	BatchGetSecretValue(ctx context.Context, in *secretsmanager.BatchGetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.BatchGetSecretValueOutput, error)
 	ListSecrets(ctx context.Context, in *secretsmanager.ListSecretsInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.ListSecretsOutput, error)
+	DescribeSecret(ctx context.Context, in *secretsmanager.DescribeSecretInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.DescribeSecretOutput, error)
 }
 
 // Provider builds Secrets Manager clients.
@@ -156,6 +157,8 @@ type Client struct {
 	mu        sync.Mutex
 	batch     bool
 	batchDown bool // the batch API was refused once; use GetSecretValue from now on
+	// describeDenied: DescribeSecret was refused once; rotation checks read values.
+	describeDenied bool
 }
 
 var _ providers.BatchClient = (*Client)(nil)

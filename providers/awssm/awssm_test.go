@@ -296,3 +296,47 @@ func TestFind(t *testing.T) {
 		t.Fatalf("over the limit: err = %v", err)
 	}
 }
+
+// TestCurrentVersion: DescribeSecret names the version a read would get without the
+// value — the VersionId GetSecretValue returned, a new one after a rotation, the one a
+// stage label points at — and a principal without secretsmanager:DescribeSecret gets ""
+// (the caller reads the value), asked once.
+func TestCurrentVersion(t *testing.T) {
+	fake := awsfake.New()
+	defer fake.Close()
+	first := fake.Put("db", `{"password":"one"}`)
+	c := openClient(t, settings(fake), nil).(providers.Versioner)
+	read, err := c.Fetch(t.Context(), providers.Ref{Path: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.CurrentVersion(t.Context(), providers.Ref{Path: "db"})
+	if err != nil || v != read.Version || v != first {
+		t.Fatalf("current version %q, %v; the read was %q, the fake's id %q", v, err, read.Version, first)
+	}
+	second := fake.Put("db", `{"password":"two"}`)
+	if v, err := c.CurrentVersion(t.Context(), providers.Ref{Path: "db"}); err != nil || v != second {
+		t.Fatalf("after a rotation: %q, %v; want %q", v, err, second)
+	}
+	if v, _ := c.CurrentVersion(t.Context(), providers.Ref{Path: "db", Version: "AWSPREVIOUS"}); v != first {
+		t.Fatalf("AWSPREVIOUS: %q, want %q", v, first)
+	}
+	if v, _ := c.CurrentVersion(t.Context(), providers.Ref{Path: "db", Version: first}); v != first {
+		t.Fatalf("a pinned id: %q", v)
+	}
+	if _, err := c.CurrentVersion(t.Context(), providers.Ref{Path: "gone"}); !errors.Is(err, providers.ErrNotFound) {
+		t.Fatalf("a missing secret: %v", err)
+	}
+	if fake.Calls("GetSecretValue") != 1 {
+		t.Fatalf("%d value reads, want the one Fetch", fake.Calls("GetSecretValue"))
+	}
+	fake.DenyDescribe(true)
+	for range 2 {
+		if v, err := c.CurrentVersion(t.Context(), providers.Ref{Path: "db"}); v != "" || err != nil {
+			t.Fatalf("DescribeSecret denied: %q, %v; want \"\" and no error", v, err)
+		}
+	}
+	if n := fake.Calls("DescribeSecret"); n != 5 {
+		t.Fatalf("%d DescribeSecret calls, want 5 (the denied one asked once)", n)
+	}
+}

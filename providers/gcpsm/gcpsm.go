@@ -128,6 +128,8 @@ type Client struct {
 
 	mu      sync.Mutex
 	clients map[string]*secretmanager.Client // by endpoint ("" for the default)
+	// getDenied: GetSecretVersion was refused once; rotation checks read values.
+	getDenied bool
 }
 
 var _ providers.Client = (*Client)(nil)

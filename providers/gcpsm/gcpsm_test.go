@@ -274,3 +274,47 @@ func TestLocationCannotChooseTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCurrentVersion: GetSecretVersion names the version "latest" is, without the payload
+// — the number a read returned, a new one after a rotation, told apart when disabled — and
+// credentials without secretmanager.versions.get get "" (the value is read), asked once.
+func TestCurrentVersion(t *testing.T) {
+	f := startFake(t)
+	f.Add("projects/p/secrets/db", []byte(`{"password":"one"}`))
+	c := openClient(t, settings(f)).(providers.Versioner)
+	ref := providers.Ref{Backend: "gcpsm", Path: "projects/p/secrets/db"}
+	read, err := c.Fetch(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.CurrentVersion(t.Context(), ref); err != nil || v != read.Version || v != "1" {
+		t.Fatalf("current %q, %v; read %q", v, err, read.Version)
+	}
+	f.Add("projects/p/secrets/db", []byte(`{"password":"two"}`))
+	if v, _ := c.CurrentVersion(t.Context(), ref); v != "2" {
+		t.Fatalf("after a rotation: %q", v)
+	}
+	if v, _ := c.CurrentVersion(t.Context(), providers.Ref{Backend: "gcpsm", Path: "projects/p/secrets/db/versions/1"}); v != "1" {
+		t.Fatalf("pinned: %q", v)
+	}
+	f.Disable("projects/p/secrets/db", 2)
+	if v, _ := c.CurrentVersion(t.Context(), ref); v == "2" {
+		t.Fatal("a disabled latest version was not told apart")
+	}
+	if _, err := c.CurrentVersion(t.Context(), providers.Ref{Backend: "gcpsm", Path: "projects/p/secrets/gone"}); !errors.Is(err, providers.ErrNotFound) {
+		t.Fatalf("a missing secret: %v", err)
+	}
+	if n := f.Calls("AccessSecretVersion"); n != 1 {
+		t.Fatalf("%d payload reads, want the one Fetch", n)
+	}
+	f.Deny("GetSecretVersion")
+	before := f.Calls("GetSecretVersion")
+	for range 3 {
+		if v, err := c.CurrentVersion(t.Context(), ref); v != "" || err != nil {
+			t.Fatalf("versions.get denied: %q, %v", v, err)
+		}
+	}
+	if n := f.Calls("GetSecretVersion") - before; n != 1 {
+		t.Fatalf("%d GetSecretVersion calls after the denial, want 1", n)
+	}
+}

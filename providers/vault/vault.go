@@ -112,6 +112,8 @@ type Client struct {
 	mountMu sync.Mutex
 	mounts  map[string]*mountLookup // by first path segment, then refined
 
+	metadataDenied sync.Map // namespace and mount whose KV v2 metadata the token may not read
+
 	stop      chan struct{}
 	closeOnce sync.Once
 	bg        sync.WaitGroup
@@ -146,78 +148,99 @@ func (c *Client) Close() error {
 // write it (secret/data/app for KV v2, or secret/app with the data/ inserted for them);
 // Ref.Version pins a KV v2 version; Ref.Params may carry kv-version=1|2 and namespace=NS.
 func (c *Client) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
-	params, err := url.ParseQuery(ref.Params)
-	if err != nil {
-		return providers.Secret{}, fmt.Errorf("%s: malformed parameters", ref)
-	}
-	// Vault's router cleans paths; only a canonical one means what a policy check saw.
-	if err := reference.CheckPath(ref.Path); err != nil {
-		return providers.Secret{}, fmt.Errorf("%w: vault path %q is not canonical: %v", providers.ErrPermissionDenied, ref.Path, err)
-	}
-	path := strings.Trim(ref.Path, "/")
-	if re := c.opts.pathValidation; re != nil && !re.MatchString(path) {
-		return providers.Secret{}, fmt.Errorf("vault path %q does not match the path validation pattern", path)
-	}
-	ns := c.opts.namespace
-	if v := params.Get("namespace"); v != "" && v != ns {
-		if !slices.Contains(c.opts.allowedNamespaces, v) && !slices.Contains(c.opts.allowedNamespaces, "*") {
-			return providers.Secret{}, fmt.Errorf("vault path %q: namespace %q is not allowed (the operator lists allowed namespaces in %s)", path, v, SettingAllowedNamespaces)
-		}
-		ns = v
-	}
-	select {
-	case c.sem <- struct{}{}:
-		defer func() { <-c.sem }()
-	case <-ctx.Done():
-		return providers.Secret{}, fmt.Errorf("vault path %q: %w: %w", path, providers.ErrUnavailable, ctx.Err())
-	}
-
-	mount, version, err := c.kvVersion(ctx, path, ns, params.Get("kv-version"))
+	t, release, err := c.target(ctx, ref)
 	if err != nil {
 		return providers.Secret{}, err
 	}
-	var apiPath string
+	defer release()
 	query := map[string][]string{}
-	switch version {
-	case 1:
-		if ref.Version != "" {
-			return providers.Secret{}, fmt.Errorf("vault path %q: KV v1 mount %q has no versions", path, mount)
-		}
-		apiPath = path
-	default:
-		rest := strings.TrimPrefix(path, strings.TrimSuffix(mount, "/"))
-		rest = strings.TrimPrefix(rest, "/")
-		if !strings.HasPrefix(rest, "data/") {
-			rest = "data/" + rest
-		}
-		apiPath = strings.TrimSuffix(mount, "/") + "/" + rest
-		if ref.Version != "" {
-			if _, err := strconv.Atoi(ref.Version); err != nil {
-				return providers.Secret{}, fmt.Errorf("vault path %q: version %q is not a number", path, ref.Version)
-			}
-			query["version"] = []string{ref.Version}
-		}
+	if ref.Version != "" {
+		query["version"] = []string{ref.Version}
 	}
-	secret, err := c.read(ctx, apiPath, ns, query)
+	secret, err := c.read(ctx, t.apiPath, t.ns, query)
 	if err != nil {
 		return providers.Secret{}, err
 	}
 	if secret == nil || secret.Data == nil {
-		return providers.Secret{}, fmt.Errorf("%w: vault path %q%s", providers.ErrNotFound, path, versionText(ref.Version))
+		return providers.Secret{}, fmt.Errorf("%w: vault path %q%s", providers.ErrNotFound, t.path, versionText(ref.Version))
 	}
-	if version == 1 {
+	if t.kv == 1 {
 		return providers.Secret{Data: secret.Data}, nil
 	}
 	data, _ := secret.Data["data"].(map[string]any)
 	if data == nil {
 		// A deleted or destroyed version answers with metadata only.
-		return providers.Secret{}, fmt.Errorf("%w: vault path %q%s (deleted or destroyed)", providers.ErrNotFound, path, versionText(ref.Version))
+		return providers.Secret{}, fmt.Errorf("%w: vault path %q%s (deleted or destroyed)", providers.ErrNotFound, t.path, versionText(ref.Version))
 	}
 	out := providers.Secret{Data: data}
 	if md, ok := secret.Data["metadata"].(map[string]any); ok {
 		out.Version = fmt.Sprint(md["version"])
 	}
 	return out, nil
+}
+
+// kvTarget is where a reference is read: the KV version of its mount, the API path of its
+// data (and, for KV v2, of its metadata) and the Vault namespace.
+type kvTarget struct {
+	path, ns, mount       string
+	kv                    int
+	apiPath, metadataPath string
+}
+
+// target checks ref (canonical path, path validation, namespace, version) and resolves
+// where it is read, holding one of the client's request slots until release is called.
+func (c *Client) target(ctx context.Context, ref providers.Ref) (t kvTarget, release func(), err error) {
+	params, err := url.ParseQuery(ref.Params)
+	if err != nil {
+		return t, nil, fmt.Errorf("%s: malformed parameters", ref)
+	}
+	// Vault's router cleans paths; only a canonical one means what a policy check saw.
+	if err := reference.CheckPath(ref.Path); err != nil {
+		return t, nil, fmt.Errorf("%w: vault path %q is not canonical: %v", providers.ErrPermissionDenied, ref.Path, err)
+	}
+	t.path = strings.Trim(ref.Path, "/")
+	if re := c.opts.pathValidation; re != nil && !re.MatchString(t.path) {
+		return t, nil, fmt.Errorf("vault path %q does not match the path validation pattern", t.path)
+	}
+	t.ns = c.opts.namespace
+	if v := params.Get("namespace"); v != "" && v != t.ns {
+		if !slices.Contains(c.opts.allowedNamespaces, v) && !slices.Contains(c.opts.allowedNamespaces, "*") {
+			return t, nil, fmt.Errorf("vault path %q: namespace %q is not allowed (the operator lists allowed namespaces in %s)", t.path, v, SettingAllowedNamespaces)
+		}
+		t.ns = v
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return t, nil, fmt.Errorf("vault path %q: %w: %w", t.path, providers.ErrUnavailable, ctx.Err())
+	}
+	release = func() { <-c.sem }
+	t.mount, t.kv, err = c.kvVersion(ctx, t.path, t.ns, params.Get("kv-version"))
+	if err != nil {
+		release()
+		return t, nil, err
+	}
+	switch t.kv {
+	case 1:
+		if ref.Version != "" {
+			release()
+			return t, nil, fmt.Errorf("vault path %q: KV v1 mount %q has no versions", t.path, t.mount)
+		}
+		t.apiPath = t.path
+	default:
+		mount := strings.TrimSuffix(t.mount, "/")
+		rest := strings.TrimPrefix(strings.TrimPrefix(t.path, mount), "/")
+		rest = strings.TrimPrefix(rest, "data/")
+		t.apiPath = mount + "/data/" + rest
+		t.metadataPath = mount + "/metadata/" + rest
+		if ref.Version != "" {
+			if _, err := strconv.Atoi(ref.Version); err != nil {
+				release()
+				return t, nil, fmt.Errorf("vault path %q: version %q is not a number", t.path, ref.Version)
+			}
+		}
+	}
+	return t, release, nil
 }
 
 func versionText(v string) string {

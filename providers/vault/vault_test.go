@@ -441,3 +441,52 @@ func TestErrorBodiesCut(t *testing.T) {
 		})
 	}
 }
+
+// TestCurrentVersion: KV v2 metadata names the version a read would get, without the
+// value; a rotation, a deleted current version and a pin are told apart; KV v1 and a token
+// that may read data/ but not metadata/ answer "" (the caller reads the value), and the
+// refused mount is not asked again.
+func TestCurrentVersion(t *testing.T) {
+	app := fmt.Sprintf("secret/data/cv/app-%d", time.Now().UnixNano())
+	put(t, app, map[string]any{"data": map[string]any{"k": "one"}})
+	c := open(t, providers.Settings{vault.SettingToken: token(t, "reader")})
+	ref := providers.Ref{Backend: "vault", Path: app}
+	read, err := c.Fetch(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.CurrentVersion(t.Context(), ref); err != nil || v != read.Version || v != "1" {
+		t.Fatalf("current %q, %v; read %q", v, err, read.Version)
+	}
+	put(t, app, map[string]any{"data": map[string]any{"k": "two"}})
+	if v, _ := c.CurrentVersion(t.Context(), ref); v != "2" {
+		t.Fatalf("after a write: %q", v)
+	}
+	if v, _ := c.CurrentVersion(t.Context(), providers.Ref{Backend: "vault", Path: app, Version: "1"}); v != "1" {
+		t.Fatalf("pinned: %q", v)
+	}
+	if _, err := vlt.Root.Logical().DeleteWithContext(t.Context(), app); err != nil { // deletes the current version
+		t.Fatal(err)
+	}
+	if v, _ := c.CurrentVersion(t.Context(), ref); v == "2" || v == "" {
+		t.Fatalf("a deleted current version: %q, want it told apart from 2", v)
+	}
+	put(t, "kv1/cv", map[string]any{"k": "v"})
+	if v, err := c.CurrentVersion(t.Context(), providers.Ref{Backend: "vault", Path: "kv1/cv"}); v != "" || err != nil {
+		t.Fatalf("KV v1: %q, %v", v, err)
+	}
+
+	if err := vlt.Root.Sys().PutPolicy("data-only", `path "secret/data/*" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	proxy, counts := countingProxy(t)
+	narrow := open(t, providers.Settings{vault.SettingAddress: proxy, vault.SettingToken: token(t, "data-only"), vault.SettingKVVersion: "2"})
+	for range 3 {
+		if v, err := narrow.CurrentVersion(t.Context(), ref); v != "" || err != nil {
+			t.Fatalf("metadata refused: %q, %v; want \"\" and no error", v, err)
+		}
+	}
+	if n := counts.prefix("/v1/secret/metadata/"); n != 1 {
+		t.Fatalf("%d metadata requests with a data-only token, want 1", n)
+	}
+}

@@ -41,16 +41,24 @@ var csaManagers = []string{"kubectl-client-side-apply", "kubectl", "before-first
 // CD plugin uses.
 type Renderer func(ctx context.Context, r RenderRequest) ([]*manifest.Document, []Input, error)
 
-// Input is one secret a render read: its reference and a hash of what was read (held in
-// memory only).
+// Input is one secret a render read: its reference, the version the backend said it read
+// (when it names versions) and a hash of what was read (held in memory only).
 type Input struct {
-	Ref  providers.Ref
-	Hash string
+	Ref     providers.Ref
+	Version string
+	Hash    string
 }
 
-// InputCheck reads the inputs of an earlier render again and reports whether any reads
-// differently now (a rotated secret).
-type InputCheck func(ctx context.Context, r RenderRequest, inputs []Input) (changed bool, err error)
+// SecretReader reads secrets and, where the backend can tell, their current versions
+// without their values (*providers.Clients is one).
+type SecretReader interface {
+	Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error)
+	CurrentVersion(ctx context.Context, ref providers.Ref) (string, error)
+}
+
+// InputReader opens the backends an application's render reads through — with the
+// settings and policy its render has — hands them to use, and closes them after.
+type InputReader func(ctx context.Context, r RenderRequest, use func(ctx context.Context, s SecretReader) error) error
 
 // RenderRequest is what to render for an application.
 type RenderRequest struct {
@@ -72,7 +80,7 @@ type Options struct {
 	// Inputs, when set, lets a poll reuse an application's last render: when neither its
 	// revision, its Application nor any secret its render read has changed, nothing is
 	// rendered again (no Helm or kustomize build), and each distinct secret is read once.
-	Inputs InputCheck
+	Inputs InputReader
 	// StateNamespace holds the inventories (one ConfigMap per application) and the
 	// repository Secrets.
 	StateNamespace string
@@ -104,6 +112,9 @@ type Options struct {
 	// Workers is how many applications Run syncs side by side (default 10, as Argo CD's
 	// operation processors).
 	Workers int
+	// BeforeSync, when set, is called with each key a worker of Run takes, before its sync:
+	// a test hook (a panic there is recovered as any other).
+	BeforeSync func(key string)
 }
 
 // Daemon syncs applications. A Daemon value is the hub (the cluster of Options.Config,
@@ -233,6 +244,9 @@ func New(o Options) (*Daemon, error) {
 		retries: map[string]retryState{}, stopping: context.Background(), projects: map[string]*v1alpha1.AppProject{}, sets: map[string]*v1alpha1.ApplicationSet{},
 		clusters: map[string]*clusterView{}, refresh: make(chan string, 1024), renders: map[string]*renderCache{}, ops: map[string]*operation{}, rechecks: map[string]bool{}}
 	st.m = newMetrics(o.Registry)
+	if o.Registry != nil {
+		o.Registry.MustRegister(st.panicCounter())
+	}
 	d := st.newView("", kube, dyn, dc)
 	st.hub = d
 	for _, r := range o.AllowRepos {

@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/keyway-dev/keyway/providers"
 )
@@ -44,7 +47,7 @@ func (r *Recorder) note(ref providers.Ref, s providers.Secret) {
 	if r.seen == nil {
 		r.seen = map[string]Input{}
 	}
-	r.seen[ref.String()] = Input{Ref: ref, Hash: SecretHash(s)}
+	r.seen[ref.String()] = Input{Ref: ref, Version: s.Version, Hash: SecretHash(s)}
 	r.mu.Unlock()
 }
 
@@ -69,3 +72,56 @@ func SecretHash(s providers.Secret) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// checkParallel is how many inputs one check looks at at once.
+const checkParallel = 8
+
+// inputsChanged reports whether any of inputs reads differently now (a rotated secret).
+// Where the backend names the version it read and can name the current one without the
+// value (Vault KV v2 metadata, Secrets Manager's DescribeSecret, GCP's version resource),
+// only the version is asked; otherwise the value is read again and its hash compared.
+// Up to checkParallel inputs are looked at at once; the first change or error ends the
+// check. It counts how each input was settled.
+func (d *Daemon) inputsChanged(ctx context.Context, req RenderRequest, inputs []Input) (bool, error) {
+	err := d.o.Inputs(ctx, req, func(ctx context.Context, s SecretReader) error {
+		g, ctx := errgroup.WithContext(ctx)
+		g.SetLimit(checkParallel)
+		for _, in := range inputs {
+			g.Go(func() error {
+				if ctx.Err() != nil {
+					return nil // a change or an error was found already
+				}
+				if in.Version != "" {
+					v, err := s.CurrentVersion(ctx, in.Ref)
+					if err != nil {
+						return err
+					}
+					if v != "" {
+						d.m.secretChecks.WithLabelValues("version").Inc()
+						if v != in.Version {
+							return errChanged
+						}
+						return nil
+					}
+				}
+				sec, err := s.Fetch(ctx, in.Ref)
+				if err != nil {
+					return err
+				}
+				d.m.secretChecks.WithLabelValues("value").Inc()
+				if SecretHash(sec) != in.Hash {
+					return errChanged
+				}
+				return nil
+			})
+		}
+		return g.Wait()
+	})
+	if errors.Is(err, errChanged) {
+		return true, nil
+	}
+	return err != nil, err
+}
+
+// errChanged ends a check at the first input that changed.
+var errChanged = errors.New("an input changed")

@@ -62,7 +62,7 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 	d.mu.Unlock()
 	var unread error
 	if t == Poll && d.o.Inputs != nil && c != nil && c.revision == revision && c.spec == string(spec) {
-		changed, err := d.o.Inputs(ctx, req, c.inputs)
+		changed, err := d.inputsChanged(ctx, req, c.inputs)
 		if err == nil && !changed {
 			d.m.renders.WithLabelValues("reused").Inc()
 			return c.docs, c.inputs, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyway-dev/keyway/internal/kube"
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 	"github.com/keyway-dev/keyway/sync/apply"
 )
@@ -150,6 +151,8 @@ type metrics struct {
 	synced   *prometheus.GaugeVec
 	webhooks *prometheus.CounterVec
 	renders  *prometheus.CounterVec
+	// secretChecks counts how a poll settled whether a secret changed.
+	secretChecks *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -166,15 +169,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 when the application is Synced."}, []string{"app"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_webhooks_total",
 			Help: "Webhook requests by outcome: accepted, ignored (not a push), refused (signature or token)."}, []string{"result"}),
+		secretChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_secret_checks_total",
+			Help: "Secrets a poll looked at to learn whether a render can be reused, by how: version (the backend named its current version; no value read) or value (read again and compared)."}, []string{"by"}),
 		renders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_daemon_renders_total",
 			Help: "Application renders by result: rendered, or reused (revision, Application and every secret read unchanged)."}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced, m.webhooks, m.renders)
+		reg.MustRegister(m.syncs, m.writes, m.duration, m.health, m.synced, m.webhooks, m.renders, m.secretChecks)
 	}
 	return m
 }
 
 func sortApps(apps []*v1alpha1.Application) {
 	slices.SortFunc(apps, func(a, b *v1alpha1.Application) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// panicCounter reports the syncs of Run's queue that panicked.
+func (st *state) panicCounter() prometheus.Collector {
+	return kube.PanicCounter("keyway_daemon_panics_total", "Syncs that panicked (recovered; the application is retried with back-off).", func() *kube.Queue {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.queue
+	})
 }

@@ -124,6 +124,9 @@ func (d *Daemon) queueAll(q *kube.Queue) {
 // handle is one worker's job: a sync of the application (or ApplicationSet) key names.
 func (d *Daemon) handle(ctx context.Context, key string) {
 	defer func() { d.progress.Store(time.Now().UnixNano()) }()
+	if d.o.BeforeSync != nil {
+		d.o.BeforeSync(key)
+	}
 	if name, ok := strings.CutPrefix(key, setPrefix); ok {
 		d.mu.Lock()
 		set := d.sets[name]

@@ -164,7 +164,8 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 	s.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_syncer_sync_errors_total", Help: "Failed ExternalSecret syncs by kind of problem (config, not-found, permission-denied, backend-unavailable, other)."}, []string{"reason"})
 	s.hits = prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_syncer_cache_hits_total", Help: "Values served from a read shared with other ExternalSecrets instead of the backend."})
 	s.duration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keyway_syncer_reconcile_duration_seconds", Help: "Time to sync one ExternalSecret.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})
-	o.Registry.MustRegister(s.reads, s.syncs, s.errs, s.hits, s.duration, readyCollector{s})
+	o.Registry.MustRegister(s.reads, s.syncs, s.errs, s.hits, s.duration, readyCollector{s},
+		ctl.PanicCounter("keyway_syncer_panics_total", "Reconciles that panicked (recovered; the ExternalSecret is retried with back-off).", func() *ctl.Queue { return s.queue }))
 	s.bcast = record.NewBroadcaster()
 	s.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	s.rec = s.bcast.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "keyway-syncer"})

@@ -113,7 +113,8 @@ func New(kube kubernetes.Interface, dyn dynamic.Interface, o Options) *Unsealer 
 	u.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_unseal_requests_total", Help: "SealedSecrets the unsealer processed."}, []string{"result"})
 	u.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyway_unseal_errors_total", Help: "Unseal failures by reason."}, []string{"reason"})
 	u.decrypts = prometheus.NewCounter(prometheus.CounterOpts{Name: "keyway_unseal_rsa_decryptions_total", Help: "RSA decryptions spent, to see the sealing-key hint at work."})
-	o.Registry.MustRegister(u.requests, u.errors, u.decrypts)
+	o.Registry.MustRegister(u.requests, u.errors, u.decrypts,
+		ctl.PanicCounter("keyway_unseal_panics_total", "Reconciles that panicked (recovered; the SealedSecret is retried with back-off).", func() *ctl.Queue { return u.queue }))
 
 	u.bcast = record.NewBroadcaster()
 	u.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})

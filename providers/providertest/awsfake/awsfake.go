@@ -58,8 +58,10 @@ type Server struct {
 	faults    map[string]*Fault
 	calls     map[string]int
 	denyBatch bool
-	latency   time.Duration
-	seq       int
+	// denyDescribe: DescribeSecret answers AccessDeniedException.
+	denyDescribe bool
+	latency      time.Duration
+	seq          int
 
 	verifier    WebIdentityVerifier
 	trust       map[string]bool    // role ARN + "\x00" + principal
@@ -128,6 +130,10 @@ func (f *Server) SetLatency(d time.Duration) { f.mu.Lock(); f.latency = d; f.mu.
 // DenyBatch makes BatchGetSecretValue answer AccessDeniedException, as for a policy
 // without secretsmanager:BatchGetSecretValue.
 func (f *Server) DenyBatch(deny bool) { f.mu.Lock(); f.denyBatch = deny; f.mu.Unlock() }
+
+// DenyDescribe makes DescribeSecret answer AccessDeniedException, as for a policy with
+// secretsmanager:GetSecretValue only.
+func (f *Server) DenyDescribe(deny bool) { f.mu.Lock(); f.denyDescribe = deny; f.mu.Unlock() }
 
 // Calls returns how many calls of an operation ("GetSecretValue", …) were answered,
 // including rejected ones.
@@ -345,8 +351,14 @@ func (f *Server) batchGet(in map[string]any) (any, *apiError) {
 
 func (f *Server) describe(in map[string]any) (any, *apiError) {
 	id, _ := in["SecretId"].(string)
+	if e := f.fault(f.nameOf(id)); e != nil {
+		return nil, e
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.denyDescribe {
+		return nil, &apiError{400, "AccessDeniedException", "User is not authorized to perform: secretsmanager:DescribeSecret"}
+	}
 	s, ok := f.secrets[id]
 	if !ok {
 		return nil, &errNotFound

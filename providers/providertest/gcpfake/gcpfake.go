@@ -69,6 +69,7 @@ type Server struct {
 	disabled map[string]bool     // full version names
 	faults   map[string]*Fault
 	calls    map[string]int
+	denied   map[string]bool // methods answered PERMISSION_DENIED
 	latency  time.Duration
 }
 
@@ -218,6 +219,17 @@ func (f *Server) SetLatency(d time.Duration) { f.mu.Lock(); f.latency = d; f.mu.
 // Calls returns how many calls of a method ("AccessSecretVersion", …) arrived.
 func (f *Server) Calls(method string) int { f.mu.Lock(); defer f.mu.Unlock(); return f.calls[method] }
 
+// Deny answers every call of method (GetSecretVersion, say) with PERMISSION_DENIED, as
+// for credentials whose role lacks that permission.
+func (f *Server) Deny(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.denied == nil {
+		f.denied = map[string]bool{}
+	}
+	f.denied[method] = true
+}
+
 // ResetCalls zeroes the counters.
 func (f *Server) ResetCalls() { f.mu.Lock(); f.calls = map[string]int{}; f.mu.Unlock() }
 
@@ -225,7 +237,7 @@ func (f *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
 	f.mu.Lock()
 	f.calls[method]++
-	latency := f.latency
+	latency, denied := f.latency, f.denied[method]
 	f.mu.Unlock()
 	md, _ := metadata.FromIncomingContext(ctx)
 	auth := md.Get("authorization")
@@ -234,6 +246,9 @@ func (f *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	}
 	if auth[0] != "Bearer "+Token {
 		return nil, status.Error(codes.Unauthenticated, "Request had invalid authentication credentials.")
+	}
+	if denied {
+		return nil, status.Errorf(codes.PermissionDenied, "Permission 'secretmanager.%s' denied for resource (or it may not exist).", method)
 	}
 	if latency > 0 {
 		select {
@@ -304,6 +319,38 @@ func (f *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.Acc
 		return nil, status.Errorf(codes.FailedPrecondition, "Secret Version [%s] is in DISABLED state.", full)
 	}
 	return &secretmanagerpb.AccessSecretVersionResponse{Name: full, Payload: &secretmanagerpb.SecretPayload{Data: vs[n-1]}}, nil
+}
+
+// GetSecretVersion implements the service: the version's resource ("latest" resolved to
+// its number) and state, never its payload.
+func (f *Server) GetSecretVersion(_ context.Context, req *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	secret, version, ok := split(req.GetName())
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "Invalid resource field value in the request.")
+	}
+	if err := f.fault(secret); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	vs, ok := f.versions[secret]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "Secret [%s] not found or has no versions.", secret)
+	}
+	n := len(vs)
+	if version != "latest" {
+		var err error
+		n, err = strconv.Atoi(version)
+		if err != nil || n < 1 || n > len(vs) {
+			return nil, status.Errorf(codes.NotFound, "Secret Version [%s] not found.", req.GetName())
+		}
+	}
+	full := fmt.Sprintf("%s/versions/%d", secret, n)
+	state := secretmanagerpb.SecretVersion_ENABLED
+	if f.disabled[full] {
+		state = secretmanagerpb.SecretVersion_DISABLED
+	}
+	return &secretmanagerpb.SecretVersion{Name: full, State: state}, nil
 }
 
 // GetSecret implements the service.
