@@ -179,9 +179,11 @@ func with(seen map[string]bool, add string) map[string]bool {
 }
 
 // walkWaves goes through the waves in order. When operate is set it applies what changed in
-// each and waits for the wave to be healthy before the next; child applications sync in
+// each (and creates its Sync hooks) and waits for the wave to be healthy before the next —
+// or, with applyNoWait, returns a *waiting at the first wave that is not healthy yet, op
+// remembering which hook waves it created and completed; child applications sync in
 // their wave either way. The status collects counts, resources and the worst health.
-func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*apply.Planned, children []*v1alpha1.Application, mode walkMode, t Trigger, seen map[string]bool, st *Status) error {
+func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*apply.Planned, children []*v1alpha1.Application, mode walkMode, op *operation, t Trigger, seen map[string]bool, st *Status) error {
 	operate := mode != readOnly
 	all := make([]*apply.Object, 0, len(ps)+len(children))
 	byItem := map[*apply.Object]*apply.Planned{}
@@ -221,7 +223,8 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 		if operate && i > 0 && d.stopping.Err() != nil {
 			return fmt.Errorf("stopped before wave %d: the daemon is shutting down; the next start continues the sync", wave[0].Wave)
 		}
-		var waitFor []*apply.Planned
+		var waitFor, hooks []*apply.Planned
+		hookID := hookWave(PhaseSync, wave[0].Wave)
 		for _, it := range wave {
 			if c, ok := childOf[it]; ok {
 				// As Argo CD since 1.8: a child application's health is its own. The parent
@@ -232,31 +235,55 @@ func (d *Daemon) walkWaves(ctx context.Context, a *v1alpha1.Application, ps []*a
 				continue
 			}
 			p := byItem[it]
-			if operate && (p.Action != apply.Unchanged || p.IsHook()) {
+			if p.IsHook() {
+				if op != nil && op.hooksDone[hookID] {
+					continue // ran in this operation already
+				}
+				hooks = append(hooks, p)
+			}
+			switch {
+			case operate && p.IsHook() && op != nil && op.hooksCreated[hookID]:
+				// Created by an earlier run of this operation: looked at, not started over.
+			case operate && (p.Action != apply.Unchanged || p.IsHook()):
 				if err := d.applyOne(ctx, a, p); err != nil {
 					return err
 				}
 				if !p.IsHook() {
 					st.Applied++
 				}
-			} else if !p.IsHook() && operate {
+			case !p.IsHook() && operate:
 				st.Unchanged++
 			}
 			waitFor = append(waitFor, p)
 		}
-		if pending := apply.Unhealthy(waitFor); mode == applyNoWait && !slices.ContainsFunc(waitFor, (*apply.Planned).IsHook) && len(pending) > 0 {
-			for _, p := range waitFor {
-				st.Resources = append(st.Resources, resourceStatus(p))
-			}
-			return waitingFor(wave[0].Wave, pending)
+		at := fmt.Sprintf("wave %d", wave[0].Wave)
+		if operate && op != nil && len(hooks) > 0 {
+			op.hooksCreated[hookID] = true
 		}
-		if operate {
-			if err := d.waitHealthy(ctx, waitFor, fmt.Sprintf("wave %d", wave[0].Wave)); err != nil {
+		if mode == applyNoWait {
+			err := d.refreshHooks(ctx, hooks)
+			if pending := apply.Unhealthy(waitFor); err == nil && len(pending) > 0 {
+				for _, p := range waitFor {
+					st.Resources = append(st.Resources, resourceStatus(p))
+				}
+				return waitingFor(at, wave[0].Wave, pending)
+			}
+			d.hooksEnded(ctx, hooks, err)
+			if err != nil {
+				return err
+			}
+		} else if operate {
+			err := d.waitHealthy(ctx, waitFor, at)
+			d.hooksEnded(ctx, hooks, err)
+			if err != nil {
 				for _, p := range waitFor {
 					st.Resources = append(st.Resources, resourceStatus(p))
 				}
 				return err
 			}
+		}
+		if operate && op != nil && len(hooks) > 0 {
+			op.hooksDone[hookID] = true
 		}
 		for _, p := range waitFor {
 			if p.IsHook() {
@@ -282,17 +309,19 @@ const (
 	applyNoWait                 // apply, and return a *waiting at a wave that is not healthy yet
 )
 
-// waiting says a sync stopped at a wave that is not healthy yet, to be continued.
+// waiting says a sync stopped at a wave (or a hook wave) that is not healthy yet, to be
+// continued.
 type waiting struct {
+	at   string // "wave 2", "PreSync hooks (wave 0)"
 	wave int
 	what string
 }
 
 func (w *waiting) Error() string {
-	return fmt.Sprintf("waiting for wave %d to be healthy: %s", w.wave, w.what)
+	return fmt.Sprintf("waiting for %s to be healthy: %s", w.at, w.what)
 }
 
-func waitingFor(wave int, pending []*apply.Planned) *waiting {
+func waitingFor(at string, wave int, pending []*apply.Planned) *waiting {
 	p := pending[0]
 	what := fmt.Sprintf("%s %s is %s", p.Key().Kind, p.Obj.GetName(), p.Health.Status)
 	if p.Health.Message != "" {
@@ -301,7 +330,7 @@ func waitingFor(wave int, pending []*apply.Planned) *waiting {
 	if len(pending) > 1 {
 		what += fmt.Sprintf(" (%d waiting)", len(pending))
 	}
-	return &waiting{wave: wave, what: what}
+	return &waiting{at: at, wave: wave, what: what}
 }
 
 // waitHealthy waits for ps to be healthy, or until the daemon is asked to stop: then the

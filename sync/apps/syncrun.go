@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -398,7 +397,7 @@ func (s *syncRun) diff(ctx context.Context) *Status {
 		st.Sync = OutOfSync
 	}
 	s.registerChildren()
-	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, readOnly, s.t, s.seen, st); err != nil {
+	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, readOnly, nil, s.t, s.seen, st); err != nil {
 		return s.fail(err)
 	}
 	return s.finish("diff")
@@ -415,7 +414,7 @@ func (s *syncRun) report(ctx context.Context) *Status {
 		st.Message = "drift found; the application does not sync on its own (syncPolicy.automated, selfHeal)"
 	}
 	st.Unchanged = len(s.resources) - s.changed
-	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, readOnly, s.t, s.seen, st); err != nil {
+	if err := s.d.walkWaves(ctx, s.a, s.resources, s.r.children, readOnly, nil, s.t, s.seen, st); err != nil {
 		return s.fail(err)
 	}
 	if s.needed {
@@ -457,7 +456,7 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 		return s.fail(err)
 	}
 	syncFail := func(err error) *Status {
-		if herr := d.runHooks(ctx, a, s.hooks, PhaseSyncFail); herr != nil {
+		if herr := d.runHooks(ctx, a, s.hooks, PhaseSyncFail, nil, false); herr != nil {
 			err = fmt.Errorf("%w; SyncFail hooks: %v", err, herr)
 		}
 		st.Sync = OutOfSync
@@ -475,17 +474,14 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 			d.endOp(a.Name)
 		}
 	}()
-	if !s.op.preSync {
-		if err := d.runHooks(ctx, a, s.hooks, PhasePreSync); err != nil {
-			return syncFail(err)
-		}
-		s.op.preSync = true
-	}
+	// A poll of the running daemon does not wait for health on its worker: a wave or a
+	// hook wave that is not healthy yet ends this run as a waiting operation, and the
+	// application is looked at again shortly (see handle).
 	mode := applyWait
 	if s.t == Poll && d.runQueue() != nil {
 		mode = applyNoWait
 	}
-	if err := d.walkWaves(ctx, a, append(s.resources, syncHooks(s.hooks)...), s.r.children, mode, s.t, s.seen, st); err != nil {
+	stopped := func(err error) *Status {
 		var w *waiting
 		if errors.As(err, &w) {
 			if err = s.wait(w); err == nil {
@@ -494,6 +490,12 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 			}
 		}
 		return syncFail(err)
+	}
+	if err := d.runHooks(ctx, a, s.hooks, PhasePreSync, s.op, mode == applyNoWait); err != nil {
+		return stopped(err)
+	}
+	if err := d.walkWaves(ctx, a, append(s.resources, syncHooks(s.hooks)...), s.r.children, mode, s.op, s.t, s.seen, st); err != nil {
+		return stopped(err)
 	}
 	pruned, skipped, err := d.prune(ctx, a, s.prune, s.pruneOn, inv.Confirm == s.co.Revision)
 	st.Pruned = pruned
@@ -507,8 +509,8 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 			}
 		}
 	}
-	if err := d.runHooks(ctx, a, s.hooks, PhasePostSync); err != nil {
-		return syncFail(err)
+	if err := d.runHooks(ctx, a, s.hooks, PhasePostSync, s.op, mode == applyNoWait); err != nil {
+		return stopped(err)
 	}
 	final := keys(s.resources)
 	if !s.pruneOn {
@@ -529,68 +531,4 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 		st.Message = fmt.Sprintf("%d object(s) left git but are not pruned (syncPolicy.automated.prune is off, or Prune=false/confirm)", len(s.prune))
 	}
 	return s.finish("synced")
-}
-
-// operation is an application's sync that waits for a wave's health, kept between the runs
-// that come back to it (Run queues the application again).
-type operation struct {
-	key     string // the desired state it applies: revision, Application, secrets
-	started time.Time
-	preSync bool // the PreSync hooks ran
-	wave    int  // the wave it waits for
-	since   time.Time
-}
-
-// opKey is the desired state this run applies.
-func (s *syncRun) opKey() string { return s.co.Revision + "/" + s.source + "/" + s.secrets }
-
-// resumes reports whether the named application has an operation of this desired state
-// waiting.
-func (d *Daemon) resumes(name, key string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	op, ok := d.ops[name]
-	return ok && op.key == key
-}
-
-// waitingAt reports whether the named application has an operation waiting at revision.
-func (d *Daemon) waitingAt(name, revision string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	op, ok := d.ops[name]
-	return ok && strings.HasPrefix(op.key, revision+"/")
-}
-
-// beginOp returns the application's operation of this desired state, or a new one (a new
-// commit or rotation starts over).
-func (d *Daemon) beginOp(name, key string) *operation {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if op, ok := d.ops[name]; ok && op.key == key {
-		return op
-	}
-	op := &operation{key: key, started: time.Now(), wave: math.MinInt}
-	d.ops[name] = op
-	return op
-}
-
-func (d *Daemon) endOp(name string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.ops, name)
-}
-
-// wait records that the sync stopped at a wave that is not healthy yet, or fails it once
-// the wave has waited longer than --wave-timeout.
-func (s *syncRun) wait(w *waiting) error {
-	op, st := s.op, s.st
-	if op.wave != w.wave {
-		op.wave, op.since = w.wave, time.Now()
-	}
-	if waited := time.Since(op.since); waited > s.d.o.WaveTimeout {
-		return fmt.Errorf("wave %d did not become healthy within %s: %s", w.wave, s.d.o.WaveTimeout, w.what)
-	}
-	st.Sync, st.Health, st.Message = OutOfSync, apply.Progressing, w.Error()
-	st.Operation = &Operation{Phase: "Running", Wave: w.wave, StartedAt: op.started.UTC().Truncate(time.Second), WaitingSince: op.since.UTC().Truncate(time.Second)}
-	return nil
 }
