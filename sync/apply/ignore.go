@@ -3,6 +3,7 @@ package apply
 import (
 	"encoding/json"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -13,17 +14,24 @@ import (
 // IgnoreRule leaves fields of the objects it matches out of drift: JSON pointers, jq path
 // expressions, and every field a named field manager owns.
 type IgnoreRule struct {
-	Group, Kind     string
+	Group, Kind     string // glob patterns, as Argo CD matches them: "*" is any
+
 	Name, Namespace string // empty: any
 	Managers        []string
 	pointers        [][]string
 	jq              []*gojq.Code
 }
 
-// NewIgnoreRule compiles a rule for the objects of group and kind (and name and namespace,
-// when set).
+// NewIgnoreRule compiles a rule for the objects of group and kind — glob patterns ("*",
+// "apps", "*.k8s.io"), as Argo CD matches them — and of name and namespace, when set
+// (exact, as Argo CD).
 func NewIgnoreRule(group, kind, name, namespace string, pointers, jq, managers []string) (IgnoreRule, error) {
 	rule := IgnoreRule{Group: group, Kind: kind, Name: name, Namespace: namespace, Managers: managers}
+	for what, pattern := range map[string]string{"group": group, "kind": kind} {
+		if _, err := path.Match(pattern, ""); err != nil {
+			return IgnoreRule{}, fmt.Errorf("%s %q: not a glob pattern: %v", what, pattern, err)
+		}
+	}
 	for _, p := range pointers {
 		segs, err := parsePointer(p)
 		if err != nil {
@@ -50,7 +58,9 @@ func NewIgnoreRule(group, kind, name, namespace string, pointers, jq, managers [
 }
 
 func (r IgnoreRule) matches(k Key) bool {
-	return r.Kind == k.Kind && r.Group == k.Group && (r.Name == "" || r.Name == k.Name) && (r.Namespace == "" || r.Namespace == k.Namespace)
+	group, _ := path.Match(r.Group, k.Group)
+	kind, _ := path.Match(r.Kind, k.Kind)
+	return group && kind && (r.Name == "" || r.Name == k.Name) && (r.Namespace == "" || r.Namespace == k.Namespace)
 }
 
 // parsePointer splits an RFC 6901 JSON pointer.

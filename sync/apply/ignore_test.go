@@ -46,3 +46,37 @@ func TestIgnoreDifferences(t *testing.T) {
 		t.Fatalf("replicas %d, want the live 5", r)
 	}
 }
+
+// TestIgnoreRuleMatches: group and kind are globs, as Argo CD matches them (its documented
+// `group: '*'`, `kind: '*'`); name and namespace are exact when set.
+func TestIgnoreRuleMatches(t *testing.T) {
+	deploy := Key{Group: "apps", Kind: "Deployment", Namespace: "shop", Name: "web"}
+	cm := Key{Kind: "ConfigMap", Namespace: "shop", Name: "settings"}
+	for _, tc := range []struct {
+		group, kind, name, namespace string
+		key                          Key
+		want                         bool
+	}{
+		{"*", "*", "", "", deploy, true},
+		{"*", "*", "", "", cm, true},
+		{"apps", "Deployment", "", "", deploy, true},
+		{"apps", "Deployment", "", "", cm, false},
+		{"", "ConfigMap", "", "", cm, true},
+		{"*", "Config*", "", "", cm, true},
+		{"apps", "*", "web", "", deploy, true},
+		{"apps", "*", "api", "", deploy, false},
+		{"*", "*", "", "other", deploy, false},
+		{"*", "*", "web", "shop", deploy, true},
+	} {
+		rule, err := NewIgnoreRule(tc.group, tc.kind, tc.name, tc.namespace, []string{"/spec"}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rule.matches(tc.key); got != tc.want {
+			t.Errorf("rule %s/%s name %q namespace %q on %v: %v, want %v", tc.group, tc.kind, tc.name, tc.namespace, tc.key, got, tc.want)
+		}
+	}
+	if _, err := NewIgnoreRule("[", "X", "", "", nil, nil, nil); err == nil {
+		t.Fatal("a malformed group pattern compiled")
+	}
+}
