@@ -15,7 +15,6 @@ import (
 // expressions, and every field a named field manager owns.
 type IgnoreRule struct {
 	Group, Kind     string // glob patterns, as Argo CD matches them: "*" is any
-
 	Name, Namespace string // empty: any
 	Managers        []string
 	pointers        [][]string

@@ -296,12 +296,6 @@ func normalizeSecret(u *unstructured.Unstructured) error {
 	return nil
 }
 
-// NamespaceExists reports whether namespace ns exists (an error reading it counts as no).
-func (c *Cluster) NamespaceExists(ctx context.Context, ns string) bool {
-	_, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	return err == nil
-}
-
 // checkNamespaces reads once each namespace this change set creates, and each namespace
 // a hook goes to (hooks get no dry run). An object whose namespace the change set creates
 // and that does not exist yet is deferred (no dry run can see it before); a hook whose

@@ -165,12 +165,19 @@ func (d *Daemon) generate(ctx context.Context, set *v1alpha1.ApplicationSet, ope
 		if err != nil {
 			return nil, fmt.Errorf("ApplicationSet %s: parameter set %d: %w", set.Name, i, err)
 		}
+		if m, ok := v.(map[string]any); ok {
+			m["apiVersion"], m["kind"] = v1alpha1.APIVersion, v1alpha1.Kind
+		}
 		raw, _ := json.Marshal(v)
 		app := &v1alpha1.Application{}
 		if err := json.Unmarshal(raw, app); err != nil {
 			return nil, fmt.Errorf("ApplicationSet %s: parameter set %d: the template does not make an Application: %v", set.Name, i, err)
 		}
-		app.APIVersion, app.Kind = v1alpha1.APIVersion, v1alpha1.Kind
+		var fields map[string]any
+		_ = json.Unmarshal(raw, &fields)
+		if err := v1alpha1.ApplicationFields.Check(fields); err != nil {
+			return nil, fmt.Errorf("ApplicationSet %s: parameter set %d: spec.template makes an Application whose %w", set.Name, i, err)
+		}
 		if app.Name == "" {
 			// The guide's set has no template name: name each after the set and the parameter.
 			suffix := fmt.Sprint(i)

@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,28 +80,33 @@ func (m *Manifests) read(file string) error {
 		if d.Root == nil {
 			continue
 		}
+		v, err := manifest.ToJSON(d.Root)
+		if err != nil {
+			return fmt.Errorf("document %d: %w", d.Index, err)
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("document %d: %w", d.Index, err)
+		}
 		switch kind := manifest.String(d.Root, "kind"); kind {
 		case v1alpha1.ProjectKind:
-			var p v1alpha1.AppProject
-			if err := manifest.Decode(d, &p); err != nil {
-				return err
-			}
-			m.Projects = append(m.Projects, &p)
-		case v1alpha1.SetKind:
-			var set v1alpha1.ApplicationSet
-			if err := manifest.Decode(d, &set); err != nil {
-				return err
-			}
-			m.Sets = append(m.Sets, &set)
-		case v1alpha1.Kind:
-			var app v1alpha1.Application
-			if err := manifest.Decode(d, &app); err != nil {
-				return err
-			}
-			if err := app.Validate(); err != nil {
+			p, err := v1alpha1.DecodeAppProject(raw)
+			if err != nil {
 				return fmt.Errorf("document %d: %w", d.Index, err)
 			}
-			m.Apps = append(m.Apps, &app)
+			m.Projects = append(m.Projects, p)
+		case v1alpha1.SetKind:
+			set, err := v1alpha1.DecodeApplicationSet(raw)
+			if err != nil {
+				return fmt.Errorf("document %d: %w", d.Index, err)
+			}
+			m.Sets = append(m.Sets, set)
+		case v1alpha1.Kind:
+			app, err := v1alpha1.DecodeApplication(raw)
+			if err != nil {
+				return fmt.Errorf("document %d: %w", d.Index, err)
+			}
+			m.Apps = append(m.Apps, app)
 		default:
 			return fmt.Errorf("document %d: kind %q: want Application, AppProject or ApplicationSet", d.Index, kind)
 		}

@@ -67,24 +67,21 @@ func classify(docs []*manifest.Document) (rendered, error) {
 				return out, fmt.Errorf("%s: %s without metadata.name", where, o.GetKind())
 			}
 			if o.GetAPIVersion() == v1alpha1.APIVersion && o.GetKind() == v1alpha1.Kind {
-				var app v1alpha1.Application
 				b, _ := o.MarshalJSON()
-				if err := json.Unmarshal(b, &app); err != nil {
-					return out, fmt.Errorf("%s: Application %s: %w", where, o.GetName(), err)
-				}
-				if err := app.Validate(); err != nil {
+				app, err := v1alpha1.DecodeApplication(b)
+				if err != nil {
 					return out, fmt.Errorf("%s: %w", where, err)
 				}
-				out.children = append(out.children, &app)
+				out.children = append(out.children, app)
 				continue
 			}
 			if o.GetAPIVersion() == v1alpha1.APIVersion && o.GetKind() == v1alpha1.SetKind {
-				var set v1alpha1.ApplicationSet
 				b, _ := o.MarshalJSON()
-				if err := json.Unmarshal(b, &set); err != nil {
-					return out, fmt.Errorf("%s: ApplicationSet %s: %w", where, o.GetName(), err)
+				set, err := v1alpha1.DecodeApplicationSet(b)
+				if err != nil {
+					return out, fmt.Errorf("%s: %w", where, err)
 				}
-				out.sets = append(out.sets, &set)
+				out.sets = append(out.sets, set)
 				continue
 			}
 			it, err := newItem(o, where)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 	"github.com/keyway-dev/keyway/sync/apply"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -42,12 +43,21 @@ func deletePolicy(it *apply.Object, policy string) bool {
 func newItem(u *unstructured.Unstructured, source string) (*apply.Object, error) {
 	it := &apply.Object{Obj: u, Source: source}
 	ann := u.GetAnnotations()
-	if w, ok := ann[AnnotationSyncWave]; ok {
-		n, err := strconv.Atoi(strings.TrimSpace(w))
-		if err != nil {
-			return nil, fmt.Errorf("%s: annotation %s %q is not a whole number", source, AnnotationSyncWave, w)
+	// The wave: argocd.argoproj.io/sync-wave, else Helm's hook weight, as Argo CD reads them.
+	for _, key := range []string{AnnotationSyncWave, "helm.sh/hook-weight"} {
+		if w, ok := ann[key]; ok {
+			n, err := strconv.Atoi(strings.TrimSpace(w))
+			if err != nil {
+				return nil, fmt.Errorf("%s: annotation %s %q is not a whole number", source, key, w)
+			}
+			it.Wave = n
+			break
 		}
-		it.Wave = n
+	}
+	for _, o := range strings.Split(ann[AnnotationSyncOptions], ",") {
+		if err := v1alpha1.CheckSyncOption(fmt.Sprintf("%s: %s %s: annotation %s", source, u.GetKind(), u.GetName(), AnnotationSyncOptions), o); err != nil {
+			return nil, err
+		}
 	}
 	if h, ok := ann[AnnotationHook]; ok {
 		for _, p := range strings.Split(h, ",") {

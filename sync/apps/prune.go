@@ -46,12 +46,26 @@ func (d *Daemon) prune(ctx context.Context, a *v1alpha1.Application, keys []appl
 	return pruned, kept, nil
 }
 
-// pruneKeep is what prune leaves in place: objects marked Prune=false, and those marked
-// Prune=confirm unless the operator confirmed this revision.
+// pruneKeep is what prune leaves in place: objects marked Prune=false or Helm's
+// helm.sh/resource-policy: keep, and those marked Prune=confirm unless the operator
+// confirmed this revision.
 func pruneKeep(confirmed bool) func(*unstructured.Unstructured) bool {
 	return func(live *unstructured.Unstructured) bool {
-		return resourceOption(live, "Prune=false") || (resourceOption(live, "Prune=confirm") && !confirmed)
+		return resourceOption(live, "Prune=false") || helmKeep(live) || (resourceOption(live, "Prune=confirm") && !confirmed)
 	}
+}
+
+// deleteKeep is what deleting an application leaves in place: what prune keeps, objects
+// marked Delete=false, and CustomResourceDefinitions — deleting one deletes every custom
+// resource of its kind, whoever made them.
+func deleteKeep(live *unstructured.Unstructured) bool {
+	return pruneKeep(true)(live) || resourceOption(live, "Delete=false") ||
+		(live.GetKind() == "CustomResourceDefinition" && strings.HasPrefix(live.GetAPIVersion(), "apiextensions.k8s.io/"))
+}
+
+// helmKeep reports Helm's helm.sh/resource-policy: keep.
+func helmKeep(live *unstructured.Unstructured) bool {
+	return strings.TrimSpace(live.GetAnnotations()["helm.sh/resource-policy"]) == "keep"
 }
 
 // removeChild handles a child application that left its parent's render: with
@@ -80,7 +94,7 @@ func (d *Daemon) removeChild(ctx context.Context, parent, name string, preserve 
 			return fmt.Errorf("removing application %s: %w", name, err)
 		}
 		for _, k := range inv.Entries {
-			if _, _, err := tgt.eng.Delete(ctx, owner(name), k, metav1.DeletePropagationBackground, pruneKeep(true)); err != nil {
+			if _, _, err := tgt.eng.Delete(ctx, owner(name), k, metav1.DeletePropagationBackground, deleteKeep); err != nil {
 				return err
 			}
 		}

@@ -173,7 +173,7 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 }
 
 // selectFiles lists a directory source's manifests as Argo CD picks them: .yaml, .yml and
-// .json files, subdirectories only with recurse, include and exclude as glob patterns
+// .json files (a .jsonnet file, which Argo CD evaluates, is refused), subdirectories only with recurse, include and exclude as glob patterns
 // (with {a,b} alternatives) against the path relative to the source directory. The walk
 // goes through src, dir opened under the checkout's root.
 func selectFiles(src *os.Root, dir string, o v1alpha1.ApplicationSourceDirectory) ([]string, error) {
@@ -194,8 +194,9 @@ func selectFiles(src *os.Root, dir string, o v1alpha1.ApplicationSourceDirectory
 		if e.Type()&fs.ModeSymlink != 0 {
 			return nil // a link may point anywhere; the renderer would refuse it anyway
 		}
-		switch strings.ToLower(filepath.Ext(p)) {
-		case ".yaml", ".yml", ".json":
+		ext := strings.ToLower(filepath.Ext(p))
+		switch ext {
+		case ".yaml", ".yml", ".json", ".jsonnet":
 		default:
 			return nil
 		}
@@ -204,6 +205,11 @@ func selectFiles(src *os.Root, dir string, o v1alpha1.ApplicationSourceDirectory
 		}
 		if matchAny(exclude, rel) {
 			return nil
+		}
+		if ext == ".jsonnet" {
+			// Argo CD evaluates a directory's .jsonnet files; leaving them out would
+			// deploy less than it does.
+			return fmt.Errorf("%s: jsonnet is not supported by keyway: refused rather than ignored (exclude the file with spec.source.directory.exclude if it is not a manifest)", filepath.ToSlash(rel))
 		}
 		files = append(files, p)
 		return nil

@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/keyway-dev/keyway/internal/redact"
@@ -371,21 +368,6 @@ func (d *Daemon) applyOne(ctx context.Context, a *v1alpha1.Application, p *apply
 	}
 	p.Live = out
 	p.Health = apply.HealthOf(out)
-	return nil
-}
-
-// createNamespace creates the destination namespace (CreateNamespace=true) with the
-// managed namespace metadata.
-func (d *Daemon) createNamespace(ctx context.Context, a *v1alpha1.Application) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.Spec.Destination.Namespace}}
-	if m := a.Spec.SyncPolicy.ManagedNamespaceMetadata; m != nil {
-		ns.Labels, ns.Annotations = m.Labels, m.Annotations
-	}
-	_, err := d.kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{FieldManager: fieldManager})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %s", ns.Name, redact.APIError(err))
-	}
-	d.m.writes.WithLabelValues("create").Inc()
 	return nil
 }
 

@@ -51,6 +51,7 @@ type syncRun struct {
 	goneChildren    []string
 	changed         int
 	nsMissing       bool
+	nsStale         bool // the managed namespace metadata differs
 	needed, allowed bool
 	// source and secrets are this run's desired state apart from the revision (see
 	// desiredDigests); reason is why an automated application applies it.
@@ -275,7 +276,7 @@ func (s *syncRun) compare(ctx context.Context) {
 	}
 	s.st.Children = s.childNames
 	s.automated = a.Automated()
-	s.pruneOn = s.automated != nil && s.automated.Prune
+	s.pruneOn = s.automated != nil && s.automated.Prune && !a.Options().Has("Prune=false")
 	for _, k := range inv.Entries {
 		if !desired[k] {
 			s.prune = append(s.prune, k)
@@ -291,8 +292,8 @@ func (s *syncRun) compare(ctx context.Context) {
 			s.changed++
 		}
 	}
-	s.nsMissing = a.Options().Has("CreateNamespace=true") && a.Spec.Destination.Namespace != "" && !d.eng.NamespaceExists(ctx, a.Spec.Destination.Namespace)
-	s.needed = s.changed > 0 || (s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0)) || s.nsMissing
+	s.nsMissing, s.nsStale = d.namespaceState(ctx, a)
+	s.needed = s.changed > 0 || (s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0)) || s.nsMissing || s.nsStale
 	s.reason = s.why(ctx)
 	s.resuming = s.d.resumes(s.a.Name, s.opKey())
 	s.needed = s.needed || s.resuming
@@ -393,7 +394,7 @@ func (s *syncRun) diff(ctx context.Context) *Status {
 	}
 	st.Diffs = apply.Diffs(s.planned, pruned)
 	st.Sync = Synced
-	if len(st.Diffs) > 0 || s.nsMissing {
+	if len(st.Diffs) > 0 || s.nsMissing || s.nsStale {
 		st.Sync = OutOfSync
 	}
 	s.registerChildren()
@@ -420,8 +421,16 @@ func (s *syncRun) report(ctx context.Context) *Status {
 	if s.needed {
 		return s.finish("outofsync")
 	}
+	entries, children := keys(s.resources), s.childNames
+	if !s.pruneOn && (len(s.prune) > 0 || len(s.goneChildren) > 0) {
+		// Left in place, not forgotten: the inventory keeps them (a later sync that may
+		// prune still knows them), and the application says OutOfSync, as Argo CD does.
+		entries, children = append(entries, s.prune...), append(slices.Clone(children), s.goneChildren...)
+		st.Sync = OutOfSync
+		st.Message = fmt.Sprintf("%d object(s) left git but are not pruned (syncPolicy.automated.prune is off, or Prune=false)", len(s.prune)+len(s.goneChildren))
+	}
 	s.record(s.inv)
-	if err := s.d.writeInventoryAs(ctx, s.a, s.inv, keys(s.resources), s.childNames); err != nil {
+	if err := s.d.writeInventoryAs(ctx, s.a, s.inv, entries, children); err != nil {
 		return s.fail(err)
 	}
 	return s.finish("noop")
@@ -462,8 +471,8 @@ func (s *syncRun) operate(ctx context.Context) *Status {
 		st.Sync = OutOfSync
 		return s.fail(err)
 	}
-	if s.nsMissing {
-		if err := d.createNamespace(ctx, a); err != nil {
+	if s.nsMissing || s.nsStale {
+		if err := d.applyNamespace(ctx, a); err != nil {
 			return syncFail(err)
 		}
 	}

@@ -222,6 +222,11 @@ func (a *Application) Validate() error {
 	if a.Spec.Source.Chart != "" {
 		return fmt.Errorf("Application %s: spec.source.chart (Helm repositories) is not supported; the daemon renders charts from git", a.Name)
 	}
+	for _, o := range a.Options() {
+		if err := CheckSyncOption("Application "+a.Name+": spec.syncPolicy.syncOptions", o); err != nil {
+			return err
+		}
+	}
 	if a.Spec.Destination.Server == "" && a.Spec.Destination.Name == "" {
 		return fmt.Errorf("Application %s: spec.destination needs server or name", a.Name)
 	}
