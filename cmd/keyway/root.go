@@ -116,6 +116,7 @@ Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRET
 Flags win over the environment, which wins over --config.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       readBuildInfo().Version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd, a.env); err != nil {
 				return err

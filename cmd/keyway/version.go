@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -45,12 +46,27 @@ func readBuildInfo() buildInfo {
 }
 
 func newVersionCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print keyway's version, commit and Go version",
-		Args:  cobra.NoArgs,
+		Long: `Print keyway's version, the commit it was built from and the Go toolchain. The version
+is stamped at link time by make release, or read from the module (go install
+github.com/keyway-dev/keyway/cmd/keyway@v1.2.3); "(devel)" for a local build.
+
+  keyway version -o json    the same as a JSON object, for scripts`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			bi := readBuildInfo()
+			switch output {
+			case "json":
+				enc := json.NewEncoder(a.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"version": bi.Version, "commit": bi.Commit, "modified": bi.Modified, "goVersion": bi.GoVersion, "platform": bi.Platform})
+			case "", "text":
+			default:
+				return usageError{fmt.Errorf("--output %q: want text or json", output)}
+			}
 			commit := bi.Commit
 			if bi.Modified {
 				commit += " (modified)"
@@ -59,4 +75,6 @@ func newVersionCommand(a *app) *cobra.Command {
 			return err
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
 }
