@@ -90,6 +90,9 @@ func (s *Syncer) store(ctx context.Context, es *esv1.ExternalSecret) (*storeConf
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
 		return nil, refusal{fmt.Sprintf("%s is malformed: %v", what, err)}
 	}
+	if err := esv1.SecretStoreFields.Check(u.Object); err != nil {
+		return nil, refusal{fmt.Sprintf("%s: %v", what, err)}
+	}
 	if st.Spec.Controller != s.opts.ControllerClass {
 		return nil, errNotOurs
 	}
@@ -222,6 +225,8 @@ func (s *Syncer) validateStore(ctx context.Context, gvr schema.GroupVersionResou
 		status, reason, msg = corev1.ConditionFalse, "InvalidStoreConfig", fmt.Sprintf("%s is malformed: %v", what, err)
 	} else if st.Spec.Controller != s.opts.ControllerClass {
 		return nil
+	} else if err := esv1.SecretStoreFields.Check(u.Object); err != nil {
+		status, reason, msg = corev1.ConditionFalse, "InvalidStoreConfig", fmt.Sprintf("%s: %v", what, err)
 	} else if cfg, err := s.resolve(ctx, what, &st); err != nil {
 		status, reason, msg = corev1.ConditionFalse, "InvalidProviderConfig", err.Error()
 	} else if cfg.backend != "fake" {

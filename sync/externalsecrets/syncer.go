@@ -327,6 +327,9 @@ func (s *Syncer) reconcile(ctx context.Context, key string) (time.Duration, erro
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &es); err != nil {
 		return 0, s.fail(ctx, u, refusal{fmt.Sprintf("the ExternalSecret is malformed: %v", err)})
 	}
+	if err := esv1.ExternalSecretFields.Check(u.Object); err != nil {
+		return 0, s.fail(ctx, u, refusal{err.Error()})
+	}
 	refresh := time.Hour
 	if es.Spec.RefreshInterval != nil {
 		refresh = es.Spec.RefreshInterval.Duration
@@ -478,6 +481,16 @@ func checkSpec(es *esv1.ExternalSecret) error {
 		if d.RemoteRef.MetadataPolicy == "Fetch" {
 			return refusal{fmt.Sprintf("data[%d].remoteRef.metadataPolicy Fetch is not supported", i)}
 		}
+	}
+	for i, df := range es.Spec.DataFrom {
+		if df.Extract != nil && df.Extract.MetadataPolicy == "Fetch" {
+			return refusal{fmt.Sprintf("dataFrom[%d].extract.metadataPolicy Fetch is not supported", i)}
+		}
+	}
+	if es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete && es.Spec.Target.CreationPolicy != "" && es.Spec.Target.CreationPolicy != esv1.CreatePolicyOwner {
+		// ESO's webhook refuses it too: a Secret the ExternalSecret does not own is not its
+		// to delete.
+		return refusal{fmt.Sprintf("target.deletionPolicy Delete needs creationPolicy Owner (not %s): a Secret the ExternalSecret does not own is not deleted", es.Spec.Target.CreationPolicy)}
 	}
 	return nil
 }

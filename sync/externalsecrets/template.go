@@ -25,13 +25,15 @@ type templateSource func(kind, name string) (map[string]string, error)
 func render(ctx context.Context, es *esv1.ExternalSecret, values map[string][]byte, source templateSource) (map[string][]byte, corev1.SecretType, esv1.ExternalSecretTemplateMetadata, error) {
 	t := es.Spec.Target.Template
 	if t == nil {
-		return values, corev1.SecretTypeOpaque, esv1.ExternalSecretTemplateMetadata{}, nil
+		// Without a template the Secret takes the ExternalSecret's own labels and
+		// annotations, as in ESO.
+		return values, corev1.SecretTypeOpaque, esv1.ExternalSecretTemplateMetadata{Labels: maps.Clone(es.Labels), Annotations: maps.Clone(es.Annotations)}, nil
 	}
 	typ := t.Type
 	if typ == "" {
 		typ = corev1.SecretTypeOpaque
 	}
-	meta := esv1.ExternalSecretTemplateMetadata{Labels: maps.Clone(t.Metadata.Labels), Annotations: maps.Clone(t.Metadata.Annotations)}
+	var meta esv1.ExternalSecretTemplateMetadata
 	vals := map[string]string{}
 	for k, v := range values {
 		vals[k] = string(v)
@@ -65,13 +67,6 @@ func render(ctx context.Context, es *esv1.ExternalSecret, values map[string][]by
 			return "", refusal{fmt.Sprintf("%s cannot be rendered (check the keys it uses)", where)}
 		}
 		return out, nil
-	}
-	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
-		v, err := exec(fmt.Sprintf("target.template.data %q", k), t.Data[k], false)
-		if err != nil {
-			return nil, "", meta, err
-		}
-		out[k] = []byte(v)
 	}
 	put := func(target esv1.TemplateTarget, k, v string) {
 		switch target {
@@ -136,6 +131,28 @@ func render(ctx context.Context, es *esv1.ExternalSecret, values map[string][]by
 				continue
 			}
 			put(tf.Target, item.Key, rendered)
+		}
+	}
+	// As ESO: templateFrom first, then template.data (which wins on the same key), then
+	// the metadata's labels and annotations, each value a template too.
+	for _, k := range slices.Sorted(maps.Keys(t.Data)) {
+		v, err := exec(fmt.Sprintf("target.template.data %q", k), t.Data[k], false)
+		if err != nil {
+			return nil, "", meta, err
+		}
+		out[k] = []byte(v)
+	}
+	for _, target := range []struct {
+		name string
+		from map[string]string
+		put  esv1.TemplateTarget
+	}{{"labels", t.Metadata.Labels, "Labels"}, {"annotations", t.Metadata.Annotations, "Annotations"}} {
+		for _, k := range slices.Sorted(maps.Keys(target.from)) {
+			v, err := exec(fmt.Sprintf("target.template.metadata.%s %q", target.name, k), target.from[k], false)
+			if err != nil {
+				return nil, "", meta, err
+			}
+			put(target.put, k, v)
 		}
 	}
 	return out, typ, meta, nil

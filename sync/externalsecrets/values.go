@@ -6,27 +6,44 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/keyway-dev/keyway/providers"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
 
-// unicodeEscape is ESO's Unicode conversion of key names: _UXXXX_ is the character U+XXXX.
-var unicodeEscape = regexp.MustCompile(`_U([0-9a-fA-F]{4})_`)
-
-// convertKey applies a conversion strategy to a key found by extract or find.
+// convertKey applies a conversion strategy to a key found by extract or find, as ESO
+// does: a character that is not a letter, a digit, '-', '.' or '_' becomes '_' (Default,
+// also when unset) or _Uxxxx_, its code point in four lower-case hex digits (Unicode).
 func convertKey(k string, strategy esv1.ExternalSecretConversionStrategy) string {
-	if strategy != "Unicode" {
-		return k
+	var b strings.Builder
+	for _, r := range k {
+		switch {
+		case unicode.IsLetter(r), unicode.IsNumber(r), r == '-', r == '.', r == '_':
+			b.WriteRune(r)
+		case strategy == "Unicode":
+			fmt.Fprintf(&b, "_U%04x_", r)
+		default:
+			b.WriteByte('_')
+		}
 	}
-	return unicodeEscape.ReplaceAllStringFunc(k, func(m string) string {
-		n, _ := strconv.ParseUint(m[2:6], 16, 32)
-		return string(rune(n))
-	})
+	return b.String()
+}
+
+// addConverted puts v under k converted, refusing two keys that convert to the same one
+// (ESO's collision error).
+func addConverted(out map[string][]byte, k string, strategy esv1.ExternalSecretConversionStrategy, v []byte) error {
+	key := convertKey(k, strategy)
+	if _, dup := out[key]; dup {
+		return fmt.Errorf("secret name collision during conversion: %s", key)
+	}
+	out[key] = v
+	return nil
 }
 
 // fetch reads one secret through the store's principal, sharing the read with every
@@ -160,6 +177,7 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		}
 		out[d.SecretKey] = v
 	}
+	fromData := maps.Clone(out)
 	for i, df := range es.Spec.DataFrom {
 		var found map[string][]byte
 		switch {
@@ -177,21 +195,35 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 			if err != nil {
 				return nil, 0, fmt.Errorf("dataFrom[%d]: %w", i, err)
 			}
+			data := sec.Data
+			if p := df.Extract.Property; p != "" {
+				// The keys of the JSON object at property, as ESO extracts them.
+				raw, err := property(sec, p)
+				if err != nil {
+					return nil, 0, fmt.Errorf("dataFrom[%d]: extract property %q: %v", i, p, err)
+				}
+				data = nil
+				if json.Unmarshal(raw, &data) != nil || data == nil {
+					return nil, 0, fmt.Errorf("dataFrom[%d]: extract property %q is not a JSON object", i, p)
+				}
+			}
 			found = map[string][]byte{}
-			for k, raw := range sec.Data {
+			for k, raw := range data {
 				v, err := decode(stringify(raw), df.Extract.DecodingStrategy)
 				if err != nil {
 					return nil, 0, fmt.Errorf("dataFrom[%d] key %q: %w", i, k, err)
 				}
-				found[convertKey(k, df.Extract.ConversionStrategy)] = v
+				if err := addConverted(found, k, df.Extract.ConversionStrategy, v); err != nil {
+					return nil, 0, fmt.Errorf("dataFrom[%d]: %w", i, err)
+				}
 			}
 		default:
 			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: needs extract or find", i)}
 		}
 		for k, v := range found {
-			for _, rw := range df.Rewrite {
+			for j, rw := range df.Rewrite {
 				if rw.Regexp == nil {
-					continue
+					return nil, 0, refusal{fmt.Sprintf("dataFrom[%d].rewrite[%d]: only regexp rewrites are supported", i, j)}
 				}
 				re, err := regexp.Compile(rw.Regexp.Source)
 				if err != nil {
@@ -199,7 +231,9 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 				}
 				k = re.ReplaceAllString(k, rw.Regexp.Target)
 			}
-			out[k] = v
+			if _, byData := fromData[k]; !byData {
+				out[k] = v // data[] wins over dataFrom, as in ESO
+			}
 		}
 	}
 	return out, gone, nil
@@ -281,19 +315,24 @@ func (s *Syncer) find(ctx context.Context, st *storeConfig, f *esv1.ExternalSecr
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %w", rel, err)
 		}
-		out[convertKey(strings.ReplaceAll(rel, "/", "_"), f.ConversionStrategy)] = v
+		if err := addConverted(out, strings.ReplaceAll(rel, "/", "_"), f.ConversionStrategy, v); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
 // property selects a value of a secret: the whole secret (as JSON when structured) without
-// one, a key, or a dotted path into nested JSON.
+// one, a key (an exact key first, dots and all), or a dotted path into nested JSON.
 func property(sec providers.Secret, prop string) ([]byte, error) {
 	if prop == "" {
 		if sec.Whole != nil {
 			return stringify(sec.Whole), nil
 		}
 		return json.Marshal(sec.Data)
+	}
+	if v, ok := sec.Data[prop]; ok {
+		return stringify(v), nil // an exact key wins over a path, as in ESO ("a.b")
 	}
 	var cur any = sec.Data
 	for part := range strings.SplitSeq(prop, ".") {
@@ -302,21 +341,29 @@ func property(sec providers.Secret, prop string) ([]byte, error) {
 			return nil, fmt.Errorf("property %q: not an object at %q", prop, part)
 		}
 		if cur, ok = m[part]; !ok {
-			if whole, ok2 := m[prop]; ok2 { // a key that has dots in it
-				return stringify(whole), nil
-			}
 			return nil, fmt.Errorf("%w: property %q", providers.ErrNotFound, prop)
 		}
 	}
 	return stringify(cur), nil
 }
 
+// stringify is a value's bytes as ESO gives them: strings as they are, numbers in plain
+// decimal (never an exponent), booleans as true/false, null as nothing, objects and
+// arrays as JSON.
 func stringify(v any) []byte {
 	switch t := v.(type) {
 	case string:
 		return []byte(t)
 	case []byte:
 		return t
+	case nil:
+		return nil
+	case float64:
+		return []byte(strconv.FormatFloat(t, 'f', -1, 64))
+	case json.Number:
+		return []byte(t.String())
+	case bool:
+		return []byte(strconv.FormatBool(t))
 	}
 	b, _ := json.Marshal(v)
 	return b
@@ -331,7 +378,9 @@ func decode(v []byte, strategy esv1.ExternalSecretDecodingStrategy) ([]byte, err
 	case "Base64URL":
 		return base64.URLEncoding.DecodeString(string(v))
 	case "Auto":
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		// As ESO: padded base64, then padded base64url, else the value as it is (so
+		// "secret" or "admin1", which only unpadded base64 would take, stay text).
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 			if d, err := enc.DecodeString(string(v)); err == nil {
 				return d, nil
 			}

@@ -257,7 +257,7 @@ field is refused.
 `)
 	for _, t := range []*Fields{ApplicationFields, SetFields, ProjectFields} {
 		fmt.Fprintf(&b, "\n## %s\n\n| field | keyway | note |\n|---|---|---|\n", t.Kind)
-		for _, f := range t.list {
+		for _, f := range t.List() {
 			writeRow(&b, f)
 		}
 	}
