@@ -3,7 +3,9 @@ package externalsecrets_test
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"io"
+	"os"
 	"testing"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -46,5 +48,22 @@ func TestEveryESOFieldClassified(t *testing.T) {
 			t.Errorf("%s: %s", kind, p)
 		}
 		t.Logf("%s: %d fields listed, %d refused and checked", kind, len(fields.List()), refused)
+	}
+}
+
+var updateDoc = flag.Bool("update-doc", false, "rewrite docs/eso-fields.md from the support tables")
+
+// TestESOFieldsDoc: docs/eso-fields.md is the support tables (-update-doc rewrites it).
+func TestESOFieldsDoc(t *testing.T) {
+	const path = "../../docs/eso-fields.md"
+	want := esv1.SupportTable()
+	if *updateDoc {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != want {
+		t.Fatalf("docs/eso-fields.md differs from the support tables (%v): run go test ./sync/externalsecrets -run TestESOFieldsDoc -update-doc", err)
 	}
 }

@@ -737,7 +737,7 @@ spec:
 	t.Run("refreshPolicy CreatedOnce and OnChange; Unicode key conversion", func(t *testing.T) {
 		root := vaultRoot(t, addr, token)
 		write := func(v string) {
-			if _, err := root.Logical().WriteWithContext(ctx, "secret/data/policy/db", map[string]any{"data": map[string]any{"pw": v, "db_U002E_host": "h"}}); err != nil {
+			if _, err := root.Logical().WriteWithContext(ctx, "secret/data/policy/db", map[string]any{"data": map[string]any{"pw": v, "db:host": "h"}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -760,7 +760,7 @@ spec:
 		for _, name := range []string{"createdonce", "onchange", "periodic"} {
 			poll(t, name+" synced", func() bool {
 				v, _ := f.secretValue(t, "policy", name, "pw")
-				h, _ := f.secretValue(t, "policy", name, "db.host") // _U002E_ is '.'
+				h, _ := f.secretValue(t, "policy", name, "db_U003a_host") // ':' is not valid in a key: ESO's Unicode conversion
 				return v == "v1" && h == "h"
 			})
 		}

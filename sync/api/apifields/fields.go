@@ -287,3 +287,22 @@ func setPath(path string, v any) map[string]any {
 	}
 	return obj
 }
+
+// Markdown is the table as Markdown rows under a header: field, keyway's support, note.
+func (t *Fields) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| field | keyway | note |\n|---|---|---|\n")
+	for _, f := range t.list {
+		b.WriteString(f.Row())
+	}
+	return b.String()
+}
+
+// Row is the field as one Markdown table row.
+func (f Field) Row() string {
+	note := f.Note
+	if len(f.Allowed) > 0 {
+		note = strings.TrimPrefix(note+"; accepted: `"+strings.Join(f.Allowed, "`, `")+"`", "; ")
+	}
+	return fmt.Sprintf("| `%s` | %s | %s |\n", f.Path, f.Support, strings.ReplaceAll(note, "|", "\\|"))
+}

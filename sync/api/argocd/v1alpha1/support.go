@@ -256,22 +256,11 @@ published CRDs and proves every field is listed (or inside one taken whole) and 
 field is refused.
 `)
 	for _, t := range []*Fields{ApplicationFields, SetFields, ProjectFields} {
-		fmt.Fprintf(&b, "\n## %s\n\n| field | keyway | note |\n|---|---|---|\n", t.Kind)
-		for _, f := range t.List() {
-			writeRow(&b, f)
-		}
+		fmt.Fprintf(&b, "\n## %s\n\n%s", t.Kind, t.Markdown())
 	}
 	b.WriteString("\n## Sync options\n\n`spec.syncPolicy.syncOptions` and the `argocd.argoproj.io/sync-options` annotation. An option\nnot listed is refused.\n\n| option | keyway | note |\n|---|---|---|\n")
 	for _, f := range SyncOptionSupport {
-		writeRow(&b, f)
+		b.WriteString(f.Row())
 	}
 	return b.String()
-}
-
-func writeRow(b *strings.Builder, f Field) {
-	note := f.Note
-	if len(f.Allowed) > 0 {
-		note = strings.TrimPrefix(note+"; accepted: `"+strings.Join(f.Allowed, "`, `")+"`", "; ")
-	}
-	fmt.Fprintf(b, "| `%s` | %s | %s |\n", f.Path, f.Support, strings.ReplaceAll(note, "|", "\\|"))
 }

@@ -89,7 +89,7 @@ var ExternalSecretFields = apifields.New("ExternalSecret", []apifields.Field{
 var SecretStoreFields = apifields.New("SecretStore", append([]apifields.Field{
 	{Path: "spec", Support: apifields.Supported},
 	{Path: "spec.controller", Support: apifields.Supported},
-	{Path: "spec.refreshInterval", Support: apifields.Supported},
+	{Path: "spec.refreshInterval", Support: apifields.Refused, Note: "stores are validated again on keyway's own schedule"},
 	{Path: "spec.retrySettings", Support: apifields.Refused, Note: "keyway's own retries and back-off apply"},
 	{Path: "spec.conditions", Support: apifields.Supported},
 	{Path: "spec.conditions[].namespaceSelector", Support: apifields.Supported},
@@ -102,15 +102,15 @@ var SecretStoreFields = apifields.New("SecretStore", append([]apifields.Field{
 	{Path: "spec.provider.vault.path", Support: apifields.Supported},
 	{Path: "spec.provider.vault.version", Support: apifields.Supported},
 	{Path: "spec.provider.vault.namespace", Support: apifields.Supported},
-	{Path: "spec.provider.vault.caBundle", Support: apifields.Supported},
-	{Path: "spec.provider.vault.caProvider", Support: apifields.Refused, Note: "give the CA as caBundle"},
+	{Path: "spec.provider.vault.caBundle", Support: apifields.Refused, Note: "the controller trusts the system's CAs"},
+	{Path: "spec.provider.vault.caProvider", Support: apifields.Refused, Note: "the controller trusts the system's CAs"},
 	{Path: "spec.provider.vault.tls", Support: apifields.Refused, Note: "client certificates are not supported"},
 	{Path: "spec.provider.vault.headers", Support: apifields.Refused},
 	{Path: "spec.provider.vault.readYourWrites", Support: apifields.Refused},
 	{Path: "spec.provider.vault.forwardInconsistent", Support: apifields.Refused},
 	{Path: "spec.provider.vault.checkAndSet", Support: apifields.NoEffect, Note: noteNoPush},
 	{Path: "spec.provider.vault.auth", Support: apifields.Supported},
-	{Path: "spec.provider.vault.auth.namespace", Support: apifields.Supported},
+	{Path: "spec.provider.vault.auth.namespace", Support: apifields.Refused, Note: "the login uses vault.namespace"},
 	{Path: "spec.provider.vault.auth.tokenSecretRef", Support: apifields.Supported},
 	{Path: "spec.provider.vault.auth.appRole", Support: apifields.Supported},
 	{Path: "spec.provider.vault.auth.appRole.path", Support: apifields.Supported},
@@ -127,6 +127,9 @@ var SecretStoreFields = apifields.New("SecretStore", append([]apifields.Field{
 	{Path: "spec.provider.vault.auth.jwt.role", Support: apifields.Supported},
 	{Path: "spec.provider.vault.auth.jwt.secretRef", Support: apifields.Supported},
 	{Path: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken", Support: apifields.Supported},
+	{Path: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.serviceAccountRef", Support: apifields.Supported},
+	{Path: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.audiences", Support: apifields.Supported},
+	{Path: "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.expirationSeconds", Support: apifields.Refused, Note: "tokens are requested with keyway's own lifetime"},
 	{Path: "spec.provider.vault.auth.userPass", Support: apifields.Supported},
 	{Path: "spec.provider.vault.auth.userPass.path", Support: apifields.Supported},
 	{Path: "spec.provider.vault.auth.userPass.username", Support: apifields.Supported},
@@ -141,7 +144,7 @@ var SecretStoreFields = apifields.New("SecretStore", append([]apifields.Field{
 	{Path: "spec.provider.aws.region", Support: apifields.Supported},
 	{Path: "spec.provider.aws.role", Support: apifields.Supported},
 	{Path: "spec.provider.aws.externalID", Support: apifields.Supported},
-	{Path: "spec.provider.aws.prefix", Support: apifields.Supported},
+	{Path: "spec.provider.aws.prefix", Support: apifields.Refused},
 	{Path: "spec.provider.aws.auth", Support: apifields.Supported},
 	{Path: "spec.provider.aws.auth.secretRef", Support: apifields.Supported},
 	{Path: "spec.provider.aws.auth.jwt", Support: apifields.Supported},
@@ -155,7 +158,7 @@ var SecretStoreFields = apifields.New("SecretStore", append([]apifields.Field{
 	{Path: "spec.provider.gcpsm.location", Support: apifields.Supported},
 	{Path: "spec.provider.gcpsm.auth", Support: apifields.Supported},
 	{Path: "spec.provider.gcpsm.auth.secretRef", Support: apifields.Supported},
-	{Path: "spec.provider.gcpsm.auth.workloadIdentity", Support: apifields.Supported},
+	{Path: "spec.provider.gcpsm.auth.workloadIdentity", Support: apifields.Refused, Note: "use auth.secretRef, or a ClusterSecretStore without auth (the controller's own identity)"},
 	{Path: "spec.provider.gcpsm.auth.workloadIdentityFederation", Support: apifields.Refused},
 	{Path: "spec.provider.gcpsm.secretVersionSelectionPolicy", Support: apifields.Refused, Allowed: []string{"LatestOrFail"}, Note: "the latest version is read, and a disabled one fails"},
 
@@ -174,4 +177,28 @@ func otherProviders() []apifields.Field {
 		out = append(out, apifields.Field{Path: "spec.provider." + p, Support: apifields.Refused, Note: "keyway reads Vault, AWS, GCP Secret Manager and the fake provider"})
 	}
 	return out
+}
+
+// SupportTable is docs/eso-fields.md: the tables above as Markdown.
+func SupportTable() string {
+	return `# External Secrets fields in keyway
+
+What ` + "`keyway controller`" + `'s syncer does with each field of External Secrets' ExternalSecret
+and SecretStore / ClusterSecretStore (ESO v1.3.2's CRDs). **supported**: it means what it
+means in ESO. **no effect**: accepted, and it changes nothing, for the reason given.
+**refused**: set to anything but its default (or a value listed), the object gets a
+condition naming the field and nothing is written — never accepted and ignored. A field
+that is not ESO's at all (a typo) is refused too. A reference listed without its fields (a
+Secret key selector, a service account) is read whole.
+
+Generated from ` + "`sync/api/externalsecrets/v1/support.go`" + `; ` + "`TestEveryESOFieldClassified`" + ` walks ESO's
+published CRDs and proves every field is listed (or inside one taken whole) and every
+refused field is refused.
+
+## ExternalSecret
+
+` + ExternalSecretFields.Markdown() + `
+## SecretStore and ClusterSecretStore
+
+` + SecretStoreFields.Markdown()
 }
