@@ -99,6 +99,13 @@ type Versioner interface {
 	CurrentVersion(ctx context.Context, ref Ref) (string, error)
 }
 
+// Checker is a Client that can verify its credentials without reading a secret (a Vault
+// token's lookup-self): what validating a store asks.
+type Checker interface {
+	Client
+	Check(ctx context.Context) error
+}
+
 // Lister is a Client that can name the secrets under a path (Vault KV's LIST): the
 // syncer's dataFrom.find. Paths are returned in full (prefix included), sorted, folders
 // walked; at most limit are returned, and more is an error.

@@ -65,3 +65,17 @@ func nonEmpty(v any) bool {
 	}
 	return false
 }
+
+var _ providers.Checker = (*Client)(nil)
+
+// Check implements providers.Checker: the token is looked up (auth/token/lookup-self, which
+// every token may call), so a store with a bogus or expired token is refused when it is
+// validated, not at its first read. A client that logged in has checked its credentials
+// already.
+func (c *Client) Check(ctx context.Context) error {
+	api, _ := c.current(c.opts.namespace)
+	if _, err := api.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		return classify(err, "vault token lookup")
+	}
+	return nil
+}

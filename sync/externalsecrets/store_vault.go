@@ -70,15 +70,15 @@ func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultP
 	case a.Kubernetes != nil:
 		k := a.Kubernetes
 		set[vault.SettingAuthMethod], set[vault.SettingAuthMount], set[vault.SettingRole] = "kubernetes", k.Path, k.Role
-		switch {
-		case k.SecretRef != nil:
-			jwt, err := secretValue(*k.SecretRef, "auth.kubernetes.secretRef")
+		switch { // the service account first, as ESO
+		case k.ServiceAccountRef != nil:
+			jwt, err := s.serviceAccountToken(ctx, what, ns, *k.ServiceAccountRef)
 			if err != nil {
 				return nil, err
 			}
 			set[vault.SettingJWT] = jwt
-		case k.ServiceAccountRef != nil:
-			jwt, err := s.serviceAccountToken(ctx, what, ns, *k.ServiceAccountRef)
+		case k.SecretRef != nil:
+			jwt, err := secretValue(*k.SecretRef, "auth.kubernetes.secretRef")
 			if err != nil {
 				return nil, err
 			}
@@ -100,6 +100,9 @@ func (s *Syncer) vaultStore(ctx context.Context, what, ns string, v *esv1.VaultP
 			sa := j.KubernetesServiceAccountToken.ServiceAccountRef
 			if aud := j.KubernetesServiceAccountToken.Audiences; aud != nil {
 				sa.Audiences = append(sa.Audiences, *aud...)
+			}
+			if len(sa.Audiences) == 0 {
+				sa.Audiences = []string{"vault"} // ESO's default audience
 			}
 			jwt, err := s.serviceAccountToken(ctx, what, ns, sa)
 			if err != nil {

@@ -231,7 +231,10 @@ func (s *Syncer) validateStore(ctx context.Context, gvr schema.GroupVersionResou
 		status, reason, msg = corev1.ConditionFalse, "InvalidProviderConfig", err.Error()
 	} else if cfg.backend != "fake" {
 		clients := s.pool.Clients(map[string]providers.Settings{cfg.backend: cfg.settings})
-		_, err := clients.Client(ctx, cfg.backend)
+		c, err := clients.Client(ctx, cfg.backend)
+		if ch, ok := c.(providers.Checker); ok && err == nil {
+			err = ch.Check(ctx) // as ESO: a token that Vault does not know is not a valid store
+		}
 		clients.Close()
 		if err != nil {
 			status, reason, msg = corev1.ConditionFalse, "InvalidProviderConfig", err.Error()

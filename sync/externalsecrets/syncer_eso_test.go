@@ -3,6 +3,7 @@ package externalsecrets_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,5 +121,43 @@ spec:
 		}
 		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 		return len(conds) > 0 && conds[0].(map[string]any)["reason"] == "SecretSynced"
+	})
+	if apiVersion != "external-secrets.io/v1" {
+		return
+	}
+	// ESO's CRDs keep fields keyway does not implement: each is refused by name, with a
+	// condition, and nothing is written — never accepted and ignored.
+	create := func(manifest string) {
+		t.Helper()
+		manifest = strings.ReplaceAll(manifest, "apiVersion: external-secrets.io/v1beta1", "apiVersion: "+apiVersion)
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
+			t.Fatal(err)
+		}
+		gv, _ := schema.ParseGroupVersion(obj.GetAPIVersion())
+		if _, err := dyn.Resource(gv.WithResource(strings.ToLower(obj.GetKind())+"s")).Namespace("shop").Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	condition := func(gvr schema.GroupVersionResource, name string) string {
+		u, err := dyn.Resource(gvr).Namespace("shop").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		if len(conds) == 0 {
+			return ""
+		}
+		c := conds[0].(map[string]any)
+		return fmt.Sprint(c["status"], "/", c["reason"], ": ", c["message"])
+	}
+	create(strings.Replace(strings.Replace(seedGuideES("shop"), "name: database-credentials\n  namespace", "name: manifest\n  namespace", 1),
+		"target:\n", "target:\n    manifest: {apiVersion: v1, kind: ConfigMap}\n", 1))
+	poll(t, "target.manifest refused by name", func() bool {
+		return strings.Contains(condition(externalsecrets.ExternalSecretGVR, "manifest"), "spec.target.manifest is not supported")
+	})
+	create(strings.Replace(strings.Replace(store, "name: vault-backend", "name: with-ca", 1), "  provider:\n    fake:", "  provider:\n    fake:\n      validationResult: 2", 1))
+	poll(t, "a store field keyway does not read refused by name", func() bool {
+		return strings.Contains(condition(externalsecrets.SecretStoreGVR, "with-ca"), "spec.provider.fake.validationResult is not supported")
 	})
 }

@@ -1093,6 +1093,8 @@ spec:
 		if _, ok := f.secretValue(t, "wrong", "database-credentials", "password"); ok {
 			t.Fatal("wrong credentials got the value another principal read")
 		}
+		// As ESO: a token Vault does not know makes the store itself invalid (lookup-self).
+		poll(t, "the store with a bogus token marked invalid", func() bool { return f.storeReady(t, "wrong", "vault-backend") == "False/InvalidProviderConfig" })
 		list, _ := f.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{})
 		for _, e := range list.Items {
 			if strings.Contains(e.Message, syncCanary) {
