@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -38,13 +39,27 @@ spec:
   versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}]
 `
 	files := map[string]string{
-		"jsonnet/cm.yaml":        cm("plain", ""),
-		"jsonnet/app.jsonnet":    `{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "from-jsonnet" } }`,
-		"plain/cm.yaml":          cm("plain", ""),
-		"noprune/a.yaml":         cm("a", ""),
-		"noprune/b.yaml":         cm("b", ""),
-		"weights/deploy.yaml":    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: first, annotations: {helm.sh/hook-weight: \"-5\"}}\nspec:\n  selector: {matchLabels: {app: first}}\n  template:\n    metadata: {labels: {app: first}}\n    spec: {containers: [{name: c, image: never:1}]}\n",
-		"weights/cm.yaml":        cm("after", `helm.sh/hook-weight: "5"`),
+		"jsonnet/cm.yaml":           cm("plain", ""),
+		"jsonnet/app.jsonnet":       `{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "from-jsonnet" } }`,
+		"plain/cm.yaml":             cm("plain", ""),
+		"noprune/a.yaml":            cm("a", ""),
+		"noprune/b.yaml":            cm("b", ""),
+		"weights/deploy.yaml":       "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: first, annotations: {helm.sh/hook-weight: \"-5\"}}\nspec:\n  selector: {matchLabels: {app: first}}\n  template:\n    metadata: {labels: {app: first}}\n    spec: {containers: [{name: c, image: never:1}]}\n",
+		"weights/cm.yaml":           cm("after", `helm.sh/hook-weight: "5"`),
+		"caps/Chart.yaml":           "apiVersion: v2\nname: caps\nversion: 0.1.0\n",
+		"caps/values-helmcaps.yaml": "fromFile: chosen-by-app-name\n",
+		"caps/templates/cm.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: caps}
+data:
+  deployments: "{{ .Capabilities.APIVersions.Has "apps/v1/Deployment" }}"
+  widgets: "{{ .Capabilities.APIVersions.Has "example.com/v1" }}"
+  kube: "{{ .Capabilities.KubeVersion.Version }}"
+  app: "{{ .Values.app }}"
+  rev: "{{ .Values.rev }}"
+  fromFile: "{{ .Values.fromFile }}"
+  literal: "{{ .Values.literal }}"
+`,
 		"tree/cm.yaml":           cm("tree", ""),
 		"child/gone.yaml":        cm("gone", ""),
 		"child/kept-delete.yaml": cm("kept-delete", `argocd.argoproj.io/sync-options: Delete=false`),
@@ -184,6 +199,29 @@ spec:
 		}
 	})
 
+	t.Run("a deleted resource without selfHeal: OutOfSync and Missing", func(t *testing.T) {
+		f := filepath.Join(work, "missing.yaml")
+		if err := os.WriteFile(f, []byte(app("missing", "plain", "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		addr, _ := startDaemon(t, "--kubeconfig", env.Kubeconfig, "--app", f, "--cache-dir", filepath.Join(work, "cache-missing"), "--interval", "1s")
+		waitFor(t, 60*time.Second, "the first sync", func() bool { return exists("missing", "plain") })
+		waitFor(t, 10*time.Second, "Synced and Healthy", func() bool {
+			st := appStatus(t, addr, "missing")
+			return st["sync"] == "Synced" && st["health"] == "Healthy"
+		})
+		if err := kube.CoreV1().ConfigMaps("missing").Delete(ctx, "plain", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "OutOfSync and Missing, as Argo CD shows it", func() bool {
+			st := appStatus(t, addr, "missing")
+			return st["sync"] == "OutOfSync" && st["health"] == "Missing"
+		})
+		if exists("missing", "plain") {
+			t.Fatal("recreated without selfHeal")
+		}
+	})
+
 	t.Run("a cascade delete keeps Delete=false, resource-policy keep and CRDs", func(t *testing.T) {
 		// A child may name its root's repository (not a local path): both go through a rewrite.
 		tree := strings.Replace(app("tree", "tree", ""), g.dir, "https://git.example/apps.git", 1)
@@ -207,6 +245,32 @@ spec:
 		raw, err := kube.Discovery().RESTClient().Get().AbsPath("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com").DoRaw(ctx)
 		if err != nil || strings.Contains(string(raw), `"deletionTimestamp"`) {
 			t.Errorf("the CRD was deleted with its application: %v", err)
+		}
+	})
+
+	t.Run("Helm sees the destination's Capabilities and Argo CD's build environment", func(t *testing.T) {
+		// After the cascade subtest, the cluster serves example.com/v1 (its CRD was kept).
+		manifest := app("helmcaps", "caps", `, helm: {valueFiles: [values-$ARGOCD_APP_NAME.yaml], parameters: [{name: app, value: $ARGOCD_APP_NAME}, {name: rev, value: "${ARGOCD_APP_REVISION_SHORT}"}, {name: literal, value: "$$HOME"}]}`)
+		if out, code := once(manifest); code != 0 {
+			t.Fatalf("exit %d\n%s", code, out)
+		}
+		cm, err := kube.CoreV1().ConfigMaps("helmcaps").Get(ctx, "caps", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := strings.TrimSpace(g.git("rev-parse", "HEAD"))
+		want := map[string]string{"deployments": "true", "widgets": "true", "app": "helmcaps", "rev": head[:7], "fromFile": "chosen-by-app-name", "literal": "$HOME"}
+		for k, v := range want {
+			if cm.Data[k] != v {
+				t.Errorf("%s = %q, want %q", k, cm.Data[k], v)
+			}
+		}
+		sv, err := kube.Discovery().ServerVersion()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prefix := "v" + sv.Major + "." + strings.TrimSuffix(sv.Minor, "+") + "."; !strings.HasPrefix(cm.Data["kube"], prefix) {
+			t.Errorf("Helm saw Kubernetes %s, the cluster is %s.x (Helm's default is v1.20.0)", cm.Data["kube"], prefix)
 		}
 	})
 }

@@ -392,6 +392,7 @@ func (c *Cluster) check(ctx context.Context, o PlanOptions, p *Planned) error {
 	switch {
 	case live == nil:
 		p.Action = Create
+		p.Health = Health{Status: Missing} // until it is applied: an application lacking it is Missing, as in Argo CD
 	case drifted(rules, k, live, dry), p.HandOver:
 		p.Action = Update
 	default:

@@ -127,12 +127,13 @@ type Daemon struct {
 	dyn     dynamic.Interface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
 	eng     *apply.Cluster // applies to this view's cluster
+	caps    *capabilities  // what Helm's .Capabilities says of this view's cluster
 }
 
 // newView is the daemon on one cluster: cluster is its server ("" for the hub).
 func (st *state) newView(cluster string, kube kubernetes.Interface, dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Daemon {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	d := &Daemon{state: st, cluster: cluster, kube: kube, dyn: dyn, mapper: mapper}
+	d := &Daemon{state: st, cluster: cluster, kube: kube, dyn: dyn, mapper: mapper, caps: &capabilities{dc: dc}}
 	d.eng = &apply.Cluster{Kube: kube, Dyn: dyn, Mapper: mapper, FieldManager: fieldManager, HandOver: csaManagers,
 		Timeout: st.o.WaveTimeout, Poll: st.o.PollInterval, Log: st.log,
 		Wrote: func(verb string, u *unstructured.Unstructured) {

@@ -52,9 +52,20 @@ func (d *Daemon) renderApp(ctx context.Context, a *v1alpha1.Application, root, d
 		return nil, nil, fmt.Errorf("spec.source.path %q: no such directory in the repository", a.Spec.Source.Path)
 	}
 	defer src.Close()
-	req, err := renderRequest(a, root, dir, src)
+	kubeVersion, apiVersions := d.caps.get()
+	req, err := renderRequest(a, root, dir, src, buildEnv(a, revision, kubeVersion, apiVersions))
 	if err != nil {
 		return nil, nil, err
+	}
+	if req.Source == "helm" {
+		// .Capabilities of the destination cluster, as Argo CD gives Helm, unless the
+		// Application sets its own.
+		if req.Helm.KubeVersion == "" {
+			req.Helm.KubeVersion = kubeVersion
+		}
+		if len(req.Helm.APIVersions) == 0 {
+			req.Helm.APIVersions = apiVersions
+		}
 	}
 	spec, _ := json.Marshal(a.Spec)
 	d.mu.Lock()
@@ -98,14 +109,16 @@ func (e *staleSecrets) Error() string {
 }
 
 // renderRequest translates the Application's source settings, as Argo CD reads them; src
-// is dir opened through the checkout's root.
-func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (RenderRequest, error) {
+// is dir opened through the checkout's root. Argo CD's build environment (env) is
+// substituted where Argo CD substitutes it: Helm parameter values and value file paths,
+// and the plugin's env values.
+func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root, env map[string]string) (RenderRequest, error) {
 	source := a.Spec.Source
 	req := RenderRequest{App: a, Root: root, Paths: []string{dir}, Source: "auto"}
 	if source.Plugin != nil {
 		req.Env = map[string]string{}
 		for _, e := range source.Plugin.Env {
-			req.Env[e.Name] = e.Value
+			req.Env[e.Name] = envsubst(e.Value, env)
 		}
 	}
 	kind := "plain"
@@ -128,7 +141,11 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 		if h == nil {
 			h = &v1alpha1.ApplicationSourceHelm{}
 		}
-		req.Helm = helm.Options{ReleaseName: a.Name, Namespace: a.Spec.Destination.Namespace, ValuesFiles: h.ValueFiles,
+		valueFiles := make([]string, 0, len(h.ValueFiles))
+		for _, f := range h.ValueFiles {
+			valueFiles = append(valueFiles, envsubst(f, env))
+		}
+		req.Helm = helm.Options{ReleaseName: a.Name, Namespace: a.Spec.Destination.Namespace, ValuesFiles: valueFiles,
 			Values: h.Values, SkipCRDs: h.SkipCrds, KubeVersion: strings.TrimPrefix(h.KubeVersion, "v"), APIVersions: h.APIVersions, Root: root}
 		if h.ReleaseName != "" {
 			req.Helm.ReleaseName = h.ReleaseName
@@ -143,7 +160,7 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 			}
 			req.Helm.Values = string(y) // Argo CD: valuesObject wins over values
 		}
-		for _, f := range h.ValueFiles {
+		for _, f := range valueFiles {
 			if filepath.IsAbs(f) || strings.Contains(f, "://") {
 				return req, fmt.Errorf("spec.source.helm.valueFiles %q: must be a path inside the repository, relative to the chart", f)
 			}
@@ -152,10 +169,11 @@ func renderRequest(a *v1alpha1.Application, root, dir string, src *os.Root) (Ren
 			if p.Name == "" || strings.Contains(p.Name, "=") {
 				return req, fmt.Errorf("spec.source.helm.parameters: name %q is empty or holds '='", p.Name)
 			}
+			value := envsubst(p.Value, env)
 			if p.ForceString {
-				req.Helm.SetString = append(req.Helm.SetString, p.Name+"="+p.Value)
+				req.Helm.SetString = append(req.Helm.SetString, p.Name+"="+value)
 			} else {
-				req.Helm.Set = append(req.Helm.Set, p.Name+"="+p.Value)
+				req.Helm.Set = append(req.Helm.Set, p.Name+"="+value)
 			}
 		}
 	case "plain":

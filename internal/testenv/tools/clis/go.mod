@@ -3,7 +3,7 @@ module github.com/keyway-dev/keyway/internal/testenv/tools/clis
 go 1.26.0
 
 require (
-	helm.sh/helm/v3 v3.22.0
+	helm.sh/helm/v3 v3.21.4
 	sigs.k8s.io/kustomize/kustomize/v5 v5.8.2
 )
 
