@@ -2,6 +2,8 @@ package externalsecrets
 
 import (
 	"context"
+	"crypto/sha3"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -78,6 +80,7 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 			return refusal{fmt.Sprintf("target Secret %s/%s does not exist (creationPolicy Merge)", es.Namespace, name)}
 		}
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: es.Namespace, Labels: meta.Labels, Annotations: meta.Annotations}, Type: typ, Data: data}
+		bookkeeping(sec, es, policy)
 		if es.Spec.Target.Immutable {
 			yes := true
 			sec.Immutable = &yes
@@ -125,6 +128,7 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 		}
 		maps.Copy(upd.Data, data)
 	}
+	bookkeeping(upd, es, policy)
 	if ctl.SameSecret(existing, upd) {
 		return nil
 	}
@@ -152,4 +156,36 @@ func (s *Syncer) deleteTarget(ctx context.Context, u *unstructured.Unstructured,
 		return nil
 	}
 	return s.setReady(ctx, u, corev1.ConditionFalse, esv1.ReasonSecretDeleted, msg)
+}
+
+// ESO's bookkeeping on target Secrets (ESO v1.x), so dashboards and tools that read it
+// work unchanged.
+const (
+	LabelManaged       = "reconcile.external-secrets.io/managed"
+	LabelOwner         = "reconcile.external-secrets.io/created-by"
+	AnnotationDataHash = "reconcile.external-secrets.io/data-hash"
+)
+
+// bookkeeping marks a target Secret as ESO v1.x does: the managed label, the owner label
+// (creationPolicy Owner only: a hash of the ExternalSecret's namespace/name) and the hash
+// of its data — ESO's ObjectHash, SHA3-224 of the value as Go's %+v prints it.
+func bookkeeping(sec *corev1.Secret, es *esv1.ExternalSecret, policy esv1.ExternalSecretCreationPolicy) {
+	if sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Labels[LabelManaged] = "true"
+	if policy == esv1.CreatePolicyOwner {
+		sec.Labels[LabelOwner] = objectHash(es.Namespace + "/" + es.Name)
+	} else {
+		delete(sec.Labels, LabelOwner)
+	}
+	sec.Annotations[AnnotationDataHash] = objectHash(sec.Data)
+}
+
+func objectHash(v any) string {
+	sum := sha3.Sum224([]byte(fmt.Sprintf("%+v", v)))
+	return hex.EncodeToString(sum[:])
 }

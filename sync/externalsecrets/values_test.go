@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/keyway-dev/keyway/providers"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
@@ -124,5 +126,24 @@ func TestDataWinsOverDataFrom(t *testing.T) {
 	}
 	if _, ok := out["top"]; ok {
 		t.Error("extract with a property took keys from outside it")
+	}
+}
+
+// TestBookkeeping: ESO v1.x's labels and data hash on a target Secret (the hashes checked
+// against SHA3-224 computed outside Go, of the text ESO hashes).
+func TestBookkeeping(t *testing.T) {
+	es := &esv1.ExternalSecret{}
+	es.Namespace, es.Name = "shop", "db"
+	sec := &corev1.Secret{Data: map[string][]byte{"password": []byte("45Ssdfljkshd4r")}}
+	bookkeeping(sec, es, esv1.CreatePolicyOwner)
+	if sec.Labels[LabelManaged] != "true" || sec.Labels[LabelOwner] != "5cb53bbbf776b3913df48671d8f6ea51a705aac7e8938ae122b52eba" {
+		t.Errorf("labels %v", sec.Labels)
+	}
+	if h := sec.Annotations[AnnotationDataHash]; h != "2d81d4efa20818ecb13c9170fa8f5d3491b8492b1056b0e5add7fc81" {
+		t.Errorf("data hash %s", h)
+	}
+	bookkeeping(sec, es, esv1.CreatePolicyOrphan)
+	if _, ok := sec.Labels[LabelOwner]; ok || sec.Labels[LabelManaged] != "true" {
+		t.Errorf("Orphan: labels %v", sec.Labels)
 	}
 }
