@@ -155,6 +155,11 @@ func TestKeysAndController(t *testing.T) {
 	if want, _ := os.ReadFile(cert); fetched != string(want) {
 		t.Fatalf("--fetch-cert = %q", fetched)
 	}
+	// Without the flags: kube-system/sealed-secrets-controller does not exist, and the one
+	// Service with keyway's chart's controller labels is used.
+	if found := keyway("seal", "--fetch-cert", "--kubeconfig", env.Kubeconfig); found != fetched {
+		t.Fatalf("--fetch-cert without --controller-name found %q", found)
+	}
 	viaController := keyway(append([]string{"seal", "-f", secretFile}, online...)...)
 	vf := filepath.Join(dir, "via.json")
 	os.WriteFile(vf, []byte(viaController), 0o600)
@@ -214,7 +219,7 @@ func exposeController(t *testing.T, kube kubernetes.Interface, addr string) {
 	if _, err := kube.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "keyway", Namespace: ns},
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "keyway", Namespace: ns, Labels: map[string]string{"app.kubernetes.io/name": "keyway", "app.kubernetes.io/component": "controller"}},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: int32(port)}}}}
 	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

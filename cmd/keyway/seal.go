@@ -42,6 +42,9 @@ type sealOptions struct {
 	FetchCert      bool
 	ControllerName string
 	ControllerNS   string
+	// controllerGiven: --controller-name or --controller-namespace was set; otherwise the
+	// controller is looked for (kubeseal's default, then keyway's chart).
+	controllerGiven bool
 	Kube           kubeFlags
 }
 
@@ -64,7 +67,7 @@ func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.AgeRecipients, "age-recipient", nil, "age-seal a YAML/JSON secrets file value by value for these recipients (age1…; repeatable) instead of making SealedSecrets")
 	fs.StringSliceVar(&o.AgeIdentities, "age-identity", nil, "age identity file(s) that open the existing -w file, so unchanged values keep their ciphertext")
 	fs.BoolVar(&o.FetchCert, "fetch-cert", false, "print the controller's sealing certificate (through the API server's service proxy) and exit")
-	fs.StringVar(&o.ControllerName, "controller-name", "sealed-secrets-controller", "Service name of the unsealer, used when no --cert is given and for online --validate/--re-encrypt")
+	fs.StringVar(&o.ControllerName, "controller-name", "sealed-secrets-controller", "Service name of the unsealer, used when no --cert is given and for online --validate/--re-encrypt (when neither this nor --controller-namespace is set and kube-system/sealed-secrets-controller does not exist, keyway's chart's controller Service is found by its labels)")
 	fs.StringVar(&o.ControllerNS, "controller-namespace", "kube-system", "namespace of the unsealer's Service")
 	fs.StringVar(&o.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig for talking to the controller (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
 	fs.StringVar(&o.Kube.Context, "context", "", "kubeconfig context")
@@ -93,6 +96,7 @@ has succeeded.`,
   keyway seal --recovery-unseal --recovery-private-key backup.yaml -f sealed.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.controllerGiven = cmd.Flags().Changed("controller-name") || cmd.Flags().Changed("controller-namespace")
 			return runSeal(cmd.Context(), a, &o)
 		},
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keyway-dev/keyway/internal/manifest"
@@ -20,7 +22,30 @@ func (o *sealOptions) controller() (sealing.Client, error) {
 	if err != nil {
 		return sealing.Client{}, err
 	}
-	return sealing.Client{Kube: kc, Namespace: o.ControllerNS, Name: o.ControllerName}, nil
+	c := sealing.Client{Kube: kc, Namespace: o.ControllerNS, Name: o.ControllerName}
+	if !o.controllerGiven {
+		c = findController(context.Background(), c)
+	}
+	return c, nil
+}
+
+// chartController selects the Service keyway's chart makes for its controller.
+const chartController = "app.kubernetes.io/name=keyway,app.kubernetes.io/component=controller"
+
+// findController keeps kubeseal's default Service when it exists; when it does not, and
+// exactly one Service of keyway's chart's controller does, that one is used (keyway's chart
+// installs keyway-system/keyway-controller, not kube-system/sealed-secrets-controller).
+// Anything else leaves the default, whose error then names the flags to set.
+func findController(ctx context.Context, c sealing.Client) sealing.Client {
+	if _, err := c.Kube.CoreV1().Services(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		return c
+	}
+	list, err := c.Kube.CoreV1().Services("").List(ctx, metav1.ListOptions{LabelSelector: chartController})
+	if err != nil || len(list.Items) != 1 {
+		return c
+	}
+	c.Namespace, c.Name = list.Items[0].Namespace, list.Items[0].Name
+	return c
 }
 
 // online validates or re-encrypts through the controller, without private keys.
