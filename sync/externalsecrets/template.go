@@ -85,52 +85,8 @@ func render(ctx context.Context, es *esv1.ExternalSecret, values map[string][]by
 		}
 	}
 	for i, tf := range t.TemplateFrom {
-		where := fmt.Sprintf("target.template.templateFrom[%d]", i)
-		if tf.Literal != nil {
-			rendered, err := exec(where+".literal", *tf.Literal, false)
-			if err != nil {
-				return nil, "", meta, err
-			}
-			var m map[string]string
-			if err := yaml.Unmarshal([]byte(rendered), &m); err != nil {
-				return nil, "", meta, refusal{where + ".literal does not render to a mapping of strings"}
-			}
-			for k, v := range m {
-				put(tf.Target, k, v)
-			}
-			continue
-		}
-		kind, ref := "ConfigMap", tf.ConfigMap
-		if tf.Secret != nil {
-			kind, ref = "Secret", tf.Secret
-		}
-		if ref == nil {
-			return nil, "", meta, refusal{where + " needs configMap, secret or literal"}
-		}
-		src, err := source(kind, ref.Name)
-		if err != nil {
-			return nil, "", meta, refusal{fmt.Sprintf("%s: %s %q: %v", where, kind, ref.Name, err)}
-		}
-		for _, item := range ref.Items {
-			text, ok := src[item.Key]
-			if !ok {
-				return nil, "", meta, refusal{fmt.Sprintf("%s: %s %q has no key %q", where, kind, ref.Name, item.Key)}
-			}
-			rendered, err := exec(fmt.Sprintf("%s (%s %s, key %s)", where, kind, ref.Name, item.Key), text, kind == "Secret")
-			if err != nil {
-				return nil, "", meta, err
-			}
-			if item.TemplateAs == "KeysAndValues" {
-				var m map[string]string
-				if err := yaml.Unmarshal([]byte(rendered), &m); err != nil {
-					return nil, "", meta, refusal{fmt.Sprintf("%s: key %s does not render to a mapping of strings", where, item.Key)}
-				}
-				for k, v := range m {
-					put(tf.Target, k, v)
-				}
-				continue
-			}
-			put(tf.Target, item.Key, rendered)
+		if err := templateFrom(fmt.Sprintf("target.template.templateFrom[%d]", i), tf, exec, put, source); err != nil {
+			return nil, "", meta, err
 		}
 	}
 	// As ESO: templateFrom first, then template.data (which wins on the same key), then
@@ -156,4 +112,56 @@ func render(ctx context.Context, es *esv1.ExternalSecret, values map[string][]by
 		}
 	}
 	return out, typ, meta, nil
+}
+
+// templateFrom renders one templateFrom entry (where names it) through exec, handing each
+// key and value to put.
+func templateFrom(where string, tf esv1.TemplateFrom, exec func(where, text string, secretText bool) (string, error), put func(esv1.TemplateTarget, string, string), source templateSource) error {
+	if tf.Literal != nil {
+		rendered, err := exec(where+".literal", *tf.Literal, false)
+		if err != nil {
+			return err
+		}
+		var m map[string]string
+		if err := yaml.Unmarshal([]byte(rendered), &m); err != nil {
+			return refusal{where + ".literal does not render to a mapping of strings"}
+		}
+		for k, v := range m {
+			put(tf.Target, k, v)
+		}
+		return nil
+	}
+	kind, ref := "ConfigMap", tf.ConfigMap
+	if tf.Secret != nil {
+		kind, ref = "Secret", tf.Secret
+	}
+	if ref == nil {
+		return refusal{where + " needs configMap, secret or literal"}
+	}
+	src, err := source(kind, ref.Name)
+	if err != nil {
+		return refusal{fmt.Sprintf("%s: %s %q: %v", where, kind, ref.Name, err)}
+	}
+	for _, item := range ref.Items {
+		text, ok := src[item.Key]
+		if !ok {
+			return refusal{fmt.Sprintf("%s: %s %q has no key %q", where, kind, ref.Name, item.Key)}
+		}
+		rendered, err := exec(fmt.Sprintf("%s (%s %s, key %s)", where, kind, ref.Name, item.Key), text, kind == "Secret")
+		if err != nil {
+			return err
+		}
+		if item.TemplateAs == "KeysAndValues" {
+			var m map[string]string
+			if err := yaml.Unmarshal([]byte(rendered), &m); err != nil {
+				return refusal{fmt.Sprintf("%s: key %s does not render to a mapping of strings", where, item.Key)}
+			}
+			for k, v := range m {
+				put(tf.Target, k, v)
+			}
+			continue
+		}
+		put(tf.Target, item.Key, rendered)
+	}
+	return nil
 }
