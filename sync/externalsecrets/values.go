@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 	"github.com/keyway-dev/keyway/providers"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
@@ -220,17 +221,11 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 		default:
 			return nil, 0, refusal{fmt.Sprintf("dataFrom[%d]: needs extract or find", i)}
 		}
+		found, err := rewrite(ctx, fmt.Sprintf("dataFrom[%d].rewrite", i), df.Rewrite, found)
+		if err != nil {
+			return nil, 0, err
+		}
 		for k, v := range found {
-			for j, rw := range df.Rewrite {
-				if rw.Regexp == nil {
-					return nil, 0, refusal{fmt.Sprintf("dataFrom[%d].rewrite[%d]: only regexp rewrites are supported", i, j)}
-				}
-				re, err := regexp.Compile(rw.Regexp.Source)
-				if err != nil {
-					return nil, 0, refusal{fmt.Sprintf("dataFrom[%d].rewrite: %v", i, err)}
-				}
-				k = re.ReplaceAllString(k, rw.Regexp.Target)
-			}
 			if _, byData := fromData[k]; !byData {
 				out[k] = v // data[] wins over dataFrom, as in ESO
 			}
@@ -388,4 +383,41 @@ func decode(v []byte, strategy esv1.ExternalSecretDecodingStrategy) ([]byte, err
 		return v, nil
 	}
 	return nil, refusal{fmt.Sprintf("decodingStrategy %q is not Auto, Base64, Base64URL or None", strategy)}
+}
+
+// rewrite applies a dataFrom entry's rewrites in order, each to every key, as ESO does: a
+// regexp replaces matches in the key; a transform renders its template with .value the
+// key (under the template budget). Merge rewrites are refused.
+func rewrite(ctx context.Context, where string, rws []esv1.ExternalSecretRewrite, in map[string][]byte) (map[string][]byte, error) {
+	for j, rw := range rws {
+		out := make(map[string][]byte, len(in))
+		switch {
+		case rw.Regexp != nil:
+			re, err := regexp.Compile(rw.Regexp.Source)
+			if err != nil {
+				return nil, refusal{fmt.Sprintf("%s[%d].regexp: %v", where, j, err)}
+			}
+			for k, v := range in {
+				out[re.ReplaceAllString(k, rw.Regexp.Target)] = v
+			}
+		case rw.Transform != nil:
+			budget := tmplfuncs.NewBudget(ctx, tmplfuncs.DefaultLimits())
+			tpl, err := budget.Parse(fmt.Sprintf("%s[%d].transform", where, j), rw.Transform.Template, "")
+			if err != nil {
+				return nil, refusal{fmt.Sprintf("%s[%d].transform: %v", where, j, err)}
+			}
+			for k, v := range in {
+				// The template sees key names only, never values: its errors may be quoted.
+				key, err := tpl.Execute(map[string]string{"value": k})
+				if err != nil {
+					return nil, refusal{fmt.Sprintf("%s[%d].transform: %v", where, j, err)}
+				}
+				out[key] = v
+			}
+		default:
+			return nil, refusal{fmt.Sprintf("%s[%d]: only regexp and transform rewrites are supported", where, j)}
+		}
+		in = out
+	}
+	return in, nil
 }

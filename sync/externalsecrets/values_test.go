@@ -147,3 +147,22 @@ func TestBookkeeping(t *testing.T) {
 		t.Errorf("Orphan: labels %v", sec.Labels)
 	}
 }
+
+// TestRewrite: rewrites apply in order to every key, as ESO's: a regexp, then a transform
+// template whose .value is the key; a merge rewrite is refused.
+func TestRewrite(t *testing.T) {
+	in := map[string][]byte{"user": []byte("u"), "pass": []byte("p")}
+	out, err := rewrite(t.Context(), "dataFrom[0].rewrite", []esv1.ExternalSecretRewrite{
+		{Regexp: &esv1.ExternalSecretRewriteRegexp{Source: "^(.*)$", Target: "app_$1"}},
+		{Transform: &esv1.ExternalSecretRewriteTransform{Template: "{{ .value | upper }}"}},
+	}, in)
+	if err != nil || string(out["APP_USER"]) != "u" || string(out["APP_PASS"]) != "p" || len(out) != 2 {
+		t.Fatalf("rewrite: %q, %v", out, err)
+	}
+	if _, err := rewrite(t.Context(), "r", []esv1.ExternalSecretRewrite{{}}, in); err == nil {
+		t.Fatal("an empty (merge) rewrite was accepted")
+	}
+	if _, err := rewrite(t.Context(), "r", []esv1.ExternalSecretRewrite{{Transform: &esv1.ExternalSecretRewriteTransform{Template: "{{ .value"}}}, in); err == nil {
+		t.Fatal("a broken transform template was accepted")
+	}
+}

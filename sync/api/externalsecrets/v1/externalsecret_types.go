@@ -159,7 +159,13 @@ type ExternalSecretRewriteRegexp struct {
 
 // ExternalSecretRewrite renames the keys a dataFrom entry produced.
 type ExternalSecretRewrite struct {
-	Regexp *ExternalSecretRewriteRegexp `json:"regexp,omitempty"`
+	Regexp    *ExternalSecretRewriteRegexp    `json:"regexp,omitempty"`
+	Transform *ExternalSecretRewriteTransform `json:"transform,omitempty"`
+}
+
+// ExternalSecretRewriteTransform renames each key by a template; .value is the key.
+type ExternalSecretRewriteTransform struct {
+	Template string `json:"template"`
 }
 
 // ExternalSecretDataFromRemoteRef takes whole secrets (extract) or many (find).
