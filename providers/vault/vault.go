@@ -153,6 +153,9 @@ func (c *Client) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret
 		return providers.Secret{}, err
 	}
 	defer release()
+	if params, _ := url.ParseQuery(ref.Params); params.Get(ParamMetadata) == "custom" {
+		return c.customMetadata(ctx, t)
+	}
 	query := map[string][]string{}
 	if ref.Version != "" {
 		query["version"] = []string{ref.Version}

@@ -490,3 +490,28 @@ func TestCurrentVersion(t *testing.T) {
 		t.Fatalf("%d metadata requests with a data-only token, want 1", n)
 	}
 }
+
+// TestCustomMetadata: a reference with metadata=custom reads KV v2's custom_metadata, not
+// the secret's values; KV v1 has none.
+func TestCustomMetadata(t *testing.T) {
+	app := fmt.Sprintf("secret/data/md/app-%d", time.Now().UnixNano())
+	put(t, app, map[string]any{"data": map[string]any{"password": "CANARY-md"}})
+	c := open(t, providers.Settings{vault.SettingToken: token(t, "reader")})
+	ref := providers.Ref{Backend: "vault", Path: app, Params: vault.ParamMetadata + "=custom"}
+	s, err := c.Fetch(t.Context(), ref)
+	if err != nil || len(s.Data) != 0 || s.Whole != "" {
+		t.Fatalf("no custom metadata yet: %v, %v", s.Data, err)
+	}
+	put(t, strings.Replace(app, "/data/", "/metadata/", 1), map[string]any{"custom_metadata": map[string]any{"owner": "team-a"}})
+	s, err = c.Fetch(t.Context(), ref)
+	if err != nil || s.Data["owner"] != "team-a" || len(s.Data) != 1 {
+		t.Fatalf("custom metadata: %v, %v", s.Data, err)
+	}
+	if v, _ := c.CurrentVersion(t.Context(), ref); v != "" {
+		t.Fatalf("a metadata reference has a version to compare (%q): metadata changes keep it", v)
+	}
+	put(t, "kv1/md", map[string]any{"k": "v"})
+	if _, err := c.Fetch(t.Context(), providers.Ref{Backend: "vault", Path: "kv1/md", Params: vault.ParamMetadata + "=custom"}); err == nil {
+		t.Fatal("KV v1 metadata read")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/keyway-dev/keyway/providers"
 )
@@ -24,6 +25,9 @@ func (c *Client) CurrentVersion(ctx context.Context, ref providers.Ref) (string,
 	defer release()
 	if t.kv == 1 {
 		return "", nil
+	}
+	if params, _ := url.ParseQuery(ref.Params); params.Get(ParamMetadata) != "" {
+		return "", nil // metadata changes keep the version: compare what is read
 	}
 	if ref.Version != "" {
 		return ref.Version, nil
@@ -78,4 +82,32 @@ func (c *Client) Check(ctx context.Context) error {
 		return classify(err, "vault token lookup")
 	}
 	return nil
+}
+
+// ParamMetadata in a reference's parameters asks for the secret's metadata instead of its
+// data: "custom" is KV v2's custom_metadata (what ESO's metadataPolicy: Fetch reads).
+const ParamMetadata = "metadata"
+
+// customMetadata reads a KV v2 secret's custom_metadata as the secret's data (no values of
+// the secret are read). Version is the current version.
+func (c *Client) customMetadata(ctx context.Context, t kvTarget) (providers.Secret, error) {
+	if t.kv == 1 {
+		return providers.Secret{}, fmt.Errorf("vault path %q: KV v1 mount %q keeps no metadata", t.path, t.mount)
+	}
+	secret, err := c.read(ctx, t.metadataPath, t.ns, nil)
+	if err != nil {
+		return providers.Secret{}, err
+	}
+	if secret == nil || secret.Data == nil {
+		return providers.Secret{}, fmt.Errorf("%w: vault path %q", providers.ErrNotFound, t.path)
+	}
+	custom, _ := secret.Data["custom_metadata"].(map[string]any)
+	out := providers.Secret{Data: map[string]any{}, Version: fmt.Sprint(secret.Data["current_version"])}
+	for k, v := range custom {
+		out.Data[k] = v
+	}
+	if len(out.Data) == 0 {
+		out.Whole = "" // no metadata: an empty value, as ESO gives
+	}
+	return out, nil
 }

@@ -477,16 +477,6 @@ func checkSpec(es *esv1.ExternalSecret) error {
 	if t := es.Spec.Target.Template; t != nil && t.EngineVersion != "" && t.EngineVersion != "v2" {
 		return refusal{fmt.Sprintf("target.template.engineVersion %q: keyway implements v2 only", t.EngineVersion)}
 	}
-	for i, d := range es.Spec.Data {
-		if d.RemoteRef.MetadataPolicy == "Fetch" {
-			return refusal{fmt.Sprintf("data[%d].remoteRef.metadataPolicy Fetch is not supported", i)}
-		}
-	}
-	for i, df := range es.Spec.DataFrom {
-		if df.Extract != nil && df.Extract.MetadataPolicy == "Fetch" {
-			return refusal{fmt.Sprintf("dataFrom[%d].extract.metadataPolicy Fetch is not supported", i)}
-		}
-	}
 	if es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete && es.Spec.Target.CreationPolicy != "" && es.Spec.Target.CreationPolicy != esv1.CreatePolicyOwner {
 		// ESO's webhook refuses it too: a Secret the ExternalSecret does not own is not its
 		// to delete.

@@ -401,6 +401,30 @@ spec:
 			u, _ := f.secretValue(t, "shop", "extracted", "db_user")
 			return v == syncCanary+"-pw" && u == "admin"
 		})
+		// metadataPolicy Fetch: KV v2's custom_metadata, not the values; a transform rewrite.
+		if _, err := vaultRoot(t, addr, token).Logical().WriteWithContext(ctx, "secret/metadata/database/credentials",
+			map[string]any{"custom_metadata": map[string]any{"owner": "team-shop", "tier": "gold"}}); err != nil {
+			t.Fatal(err)
+		}
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: metadata, namespace: shop}
+spec:
+  secretStoreRef: {name: vault-backend}
+  data:
+  - {secretKey: owner, remoteRef: {key: database/credentials, metadataPolicy: Fetch, property: owner}}
+  dataFrom:
+  - extract: {key: database/credentials, metadataPolicy: Fetch}
+    rewrite: [{transform: {template: "meta_{{ .value }}"}}]
+`)
+		poll(t, "the custom metadata in the Secret", func() bool {
+			o, _ := f.secretValue(t, "shop", "metadata", "owner")
+			m, _ := f.secretValue(t, "shop", "metadata", "meta_tier")
+			return o == "team-shop" && m == "gold"
+		})
+		if s, _ := f.kube.CoreV1().Secrets("shop").Get(ctx, "metadata", metav1.GetOptions{}); len(s.Data) != 3 {
+			t.Fatalf("metadata Secret keys: %v", s.Data)
+		}
 	})
 
 	t.Run("dataFrom.find lists Vault: every secret under a path whose name matches", func(t *testing.T) {

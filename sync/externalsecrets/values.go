@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keyway-dev/keyway/internal/tmplfuncs"
 	"github.com/keyway-dev/keyway/providers"
+	"github.com/keyway-dev/keyway/providers/vault"
 	esv1 "github.com/keyway-dev/keyway/sync/api/externalsecrets/v1"
 )
 
@@ -146,6 +148,18 @@ type fallbackKey struct{}
 func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalSecret, notBefore time.Time) (out map[string][]byte, gone int, err error) {
 	out = map[string][]byte{}
 	tolerate := es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyDelete || es.Spec.Target.DeletionPolicy == esv1.DeletionPolicyMerge
+	for i, d := range es.Spec.Data {
+		if err := metadataPolicy(st, fmt.Sprintf("data[%d].remoteRef", i), d.RemoteRef); err != nil {
+			return nil, 0, err
+		}
+	}
+	for i, df := range es.Spec.DataFrom {
+		if df.Extract != nil {
+			if err := metadataPolicy(st, fmt.Sprintf("dataFrom[%d].extract", i), *df.Extract); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
 	ref := func(r esv1.ExternalSecretDataRemoteRef) providers.Ref {
 		path := r.Key
 		if st.backend == "vault" && !strings.HasPrefix(path, st.mount+"/") {
@@ -158,7 +172,11 @@ func (s *Syncer) values(ctx context.Context, st *storeConfig, es *esv1.ExternalS
 			}
 			path = "projects/" + st.project + loc + "/secrets/" + path
 		}
-		return providers.Ref{Backend: st.backend, Path: path, Version: r.Version}
+		out := providers.Ref{Backend: st.backend, Path: path, Version: r.Version}
+		if r.MetadataPolicy == "Fetch" {
+			out.Params = url.Values{vault.ParamMetadata: {"custom"}}.Encode()
+		}
+		return out
 	}
 	for i, d := range es.Spec.Data {
 		sec, err := s.fetch(ctx, st, ref(d.RemoteRef), notBefore)
@@ -420,4 +438,19 @@ func rewrite(ctx context.Context, where string, rws []esv1.ExternalSecretRewrite
 		in = out
 	}
 	return in, nil
+}
+
+// metadataPolicy allows Fetch for Vault stores (KV v2's custom_metadata, as ESO reads it)
+// and refuses it for the others, naming the field, rather than reading the value instead.
+func metadataPolicy(st *storeConfig, where string, r esv1.ExternalSecretDataRemoteRef) error {
+	switch r.MetadataPolicy {
+	case "", "None":
+		return nil
+	case "Fetch":
+		if st.backend == "vault" {
+			return nil
+		}
+		return refusal{fmt.Sprintf("%s.metadataPolicy Fetch is supported for Vault stores only (this store is %s)", where, st.backend)}
+	}
+	return refusal{fmt.Sprintf("%s.metadataPolicy %q: want None or Fetch", where, r.MetadataPolicy)}
 }
