@@ -109,7 +109,7 @@ age-encrypted file into Kubernetes manifests without plaintext in git.
   keyway controller  the in-cluster unsealer (SealedSecrets → Secrets)
   keyway keys     the sealing key ring: generate, rotate, list, export, import
   keyway crds     the CustomResourceDefinitions keyway serves (ExternalSecret, SecretStore,
-                  ClusterSecretStore, SealedSecret)
+                  ClusterSecretStore, ClusterExternalSecret, SealedSecret)
   keyway version  print the build's version
 
 Every flag can also be set from the environment: --secrets-file is KEYWAY_SECRETS_FILE.

@@ -45,7 +45,7 @@ type sealOptions struct {
 	// controllerGiven: --controller-name or --controller-namespace was set; otherwise the
 	// controller is looked for (kubeseal's default, then keyway's chart).
 	controllerGiven bool
-	Kube           kubeFlags
+	Kube            kubeFlags
 }
 
 func (o *sealOptions) BindFlags(fs *pflag.FlagSet) {

@@ -15,7 +15,7 @@ import (
 )
 
 // TestEveryESOFieldClassified walks the v1 spec schemas of ESO v1.3.2's own CRDs
-// (ExternalSecret, SecretStore, ClusterSecretStore): every field is supported, of no
+// (ExternalSecret, SecretStore, ClusterSecretStore, ClusterExternalSecret): every field is supported, of no
 // effect or refused in keyway's tables, every table entry is a field of the CRD, and every
 // refused field, set, is refused naming it — no field of ESO's API is silently ignored.
 func TestEveryESOFieldClassified(t *testing.T) {
@@ -39,7 +39,7 @@ func TestEveryESOFieldClassified(t *testing.T) {
 			}
 		}
 	}
-	for kind, fields := range map[string]*apifields.Fields{"ExternalSecret": esv1.ExternalSecretFields, "SecretStore": esv1.SecretStoreFields, "ClusterSecretStore": esv1.SecretStoreFields} {
+	for kind, fields := range map[string]*apifields.Fields{"ExternalSecret": esv1.ExternalSecretFields, "SecretStore": esv1.SecretStoreFields, "ClusterSecretStore": esv1.SecretStoreFields, "ClusterExternalSecret": esv1.ClusterExternalSecretFields} {
 		if specs[kind] == nil {
 			t.Fatalf("no v1 %s in ESO's CRDs", kind)
 		}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -110,8 +111,13 @@ type Syncer struct {
 	esInf     cache.SharedIndexInformer
 	storeInfs map[schema.GroupVersionResource]cache.SharedIndexInformer
 	factory   dynamicinformer.DynamicSharedInformerFactory
-	secInf    cache.SharedIndexInformer
-	secrets   corelisters.SecretLister
+	// ClusterExternalSecrets, when the cluster serves them (ces.go).
+	cesInf     cache.SharedIndexInformer
+	nsFactory  informers.SharedInformerFactory
+	namespaces corelisters.NamespaceLister
+	cesSynced  []cache.InformerSynced
+	secInf     cache.SharedIndexInformer
+	secrets    corelisters.SecretLister
 
 	iso     *isolation // stores kept apart: worker shares and backend back-off
 	cacheMu sync.Mutex
@@ -222,6 +228,11 @@ func NewSyncer(cfg *rest.Config, o SyncerOptions) (*Syncer, error) {
 		AddFunc:    func(obj any) { s.credentialsChanged(obj) },
 		UpdateFunc: func(_, n any) { s.credentialsChanged(n) },
 	})
+	if cesServed(kube) {
+		s.watchCES(kube)
+	} else {
+		s.log.Info("the cluster serves no ClusterExternalSecrets (install keyway's CRDs to use them)")
+	}
 	return s, nil
 }
 
@@ -238,7 +249,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 	defer s.pool.Close()
 	s.factory.Start(ctx.Done())
 	go s.secInf.RunWithContext(ctx)
-	synced := []cache.InformerSynced{s.esInf.HasSynced, s.secInf.HasSynced}
+	if s.nsFactory != nil {
+		s.nsFactory.Start(ctx.Done())
+		defer s.nsFactory.Shutdown()
+	}
+	synced := append([]cache.InformerSynced{s.esInf.HasSynced, s.secInf.HasSynced}, s.cesSynced...)
 	for _, inf := range s.storeInfs {
 		synced = append(synced, inf.HasSynced)
 	}
@@ -272,7 +287,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 func (s *Syncer) handle(ctx context.Context, key string) {
 	var next time.Duration
 	var err error
+	ces, isCES := cesKey(key)
 	switch {
+	case isCES:
+		next, err = s.reconcileCES(ctx, ces)
 	case strings.HasPrefix(key, storePrefix):
 		err = s.validateStore(ctx, SecretStoreGVR, strings.TrimPrefix(key, storePrefix))
 	case strings.HasPrefix(key, clusterStorePrefix):

@@ -35,7 +35,7 @@ func esoCRDs(t *testing.T, version string) []byte {
 		t.Fatalf("go mod download: %s", out)
 	}
 	var all []byte
-	for _, name := range []string{"externalsecrets", "secretstores", "clustersecretstores"} {
+	for _, name := range []string{"externalsecrets", "secretstores", "clustersecretstores", "clusterexternalsecrets"} {
 		data, err := os.ReadFile(filepath.Join(mod.Dir, "config", "crds", "bases", "external-secrets.io_"+name+".yaml"))
 		if err != nil {
 			t.Fatal(err)

@@ -427,6 +427,95 @@ spec:
 		}
 	})
 
+	t.Run("a ClusterExternalSecret makes its ExternalSecret in the namespaces it selects", func(t *testing.T) {
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: ces-fake}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: shared/config, value: '{"mode": "ces"}'}
+`)
+		label := func(ns, team string) {
+			t.Helper()
+			patch := `{"metadata":{"labels":{"team":null}}}`
+			if team != "" {
+				patch = `{"metadata":{"labels":{"team":"` + team + `"}}}`
+			}
+			if _, err := f.kube.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ns := range []string{"ces-a", "ces-b", "ces-c", "ces-d"} {
+			f.namespace(t, ns)
+		}
+		label("ces-a", "x")
+		label("ces-b", "x")
+		// ces-d holds an ExternalSecret of that name the ClusterExternalSecret did not make.
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: shared-config, namespace: ces-d}
+spec:
+  secretStoreRef: {kind: ClusterSecretStore, name: ces-fake}
+  target: {name: own}
+  dataFrom: [{extract: {key: shared/config}}]
+`)
+		f.apply(t, `apiVersion: external-secrets.io/v1
+kind: ClusterExternalSecret
+metadata: {name: shared}
+spec:
+  externalSecretName: shared-config
+  externalSecretMetadata: {labels: {made-by: ces}}
+  namespaceSelectors: [{matchLabels: {team: x}}]
+  namespaces: [ces-d]
+  refreshTime: 1m
+  externalSecretSpec:
+    secretStoreRef: {kind: ClusterSecretStore, name: ces-fake}
+    target: {name: shared-config}
+    dataFrom: [{extract: {key: shared/config}}]
+`)
+		has := func(ns string) bool { v, _ := f.secretValue(t, ns, "shared-config", "mode"); return v == "ces" }
+		esExists := func(ns string) bool {
+			_, err := f.dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace(ns).Get(ctx, "shared-config", metav1.GetOptions{})
+			return err == nil
+		}
+		poll(t, "the Secrets in the selected namespaces", func() bool { return has("ces-a") && has("ces-b") })
+		status := func() map[string]any {
+			u, err := f.dyn.Resource(externalsecrets.ClusterExternalSecretGVR).Get(ctx, "shared", metav1.GetOptions{})
+			if err != nil {
+				return nil
+			}
+			st, _ := u.Object["status"].(map[string]any)
+			return st
+		}
+		poll(t, "the status: provisioned, failed and not Ready", func() bool {
+			st := status()
+			b, _ := json.Marshal(st)
+			return strings.Contains(string(b), `"provisionedNamespaces":["ces-a","ces-b"]`) &&
+				strings.Contains(string(b), `{"namespace":"ces-d","reason":"external secret already exists in namespace"}`) &&
+				strings.Contains(string(b), `"status":"False"`)
+		})
+		if has("ces-c") {
+			t.Fatal("an unselected namespace got the Secret")
+		}
+		es, _ := f.dyn.Resource(externalsecrets.ExternalSecretGVR).Namespace("ces-a").Get(ctx, "shared-config", metav1.GetOptions{})
+		if es.GetLabels()["made-by"] != "ces" {
+			t.Fatalf("the made ExternalSecret's labels: %v", es.GetLabels())
+		}
+		label("ces-c", "x")
+		poll(t, "a namespace labelled later gets it", func() bool { return has("ces-c") })
+		label("ces-a", "")
+		poll(t, "a namespace no longer selected loses it", func() bool { return !esExists("ces-a") })
+		if err := f.dyn.Resource(externalsecrets.ClusterExternalSecretGVR).Delete(ctx, "shared", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, "the ClusterExternalSecret's ExternalSecrets gone with it", func() bool { return !esExists("ces-b") && !esExists("ces-c") })
+		if !esExists("ces-d") {
+			t.Fatal("the ExternalSecret the ClusterExternalSecret did not make was deleted")
+		}
+	})
+
 	t.Run("dataFrom.find lists Vault: every secret under a path whose name matches", func(t *testing.T) {
 		root := vaultRoot(t, addr, token)
 		for path, v := range map[string]string{"team/api": "a", "team/sub/worker": "w", "team/skip-me": "s", "other/db": "o"} {

@@ -1,5 +1,5 @@
 // Package crds holds the CustomResourceDefinitions keyway serves: External Secrets'
-// ExternalSecret, SecretStore and ClusterSecretStore, generated from sync/api's Go types
+// ExternalSecret, SecretStore, ClusterSecretStore and ClusterExternalSecret, generated from sync/api's Go types
 // by controller-gen (`make generate`), and Sealed Secrets' SealedSecret.
 package crds
 

@@ -20,7 +20,7 @@ var (
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &ExternalSecret{}, &ExternalSecretList{}, &SecretStore{}, &SecretStoreList{}, &ClusterSecretStore{}, &ClusterSecretStoreList{})
+	s.AddKnownTypes(GroupVersion, &ExternalSecret{}, &ExternalSecretList{}, &SecretStore{}, &SecretStoreList{}, &ClusterSecretStore{}, &ClusterSecretStoreList{}, &ClusterExternalSecret{}, &ClusterExternalSecretList{})
 	metav1AddToGroupVersion(s)
 	return nil
 }

@@ -85,6 +85,21 @@ var ExternalSecretFields = apifields.New("ExternalSecret", []apifields.Field{
 	{Path: "spec.target.template.templateFrom[].secret.items[].templateAs", Support: apifields.Supported},
 })
 
+// ClusterExternalSecretFields is keyway's support for each field of a
+// ClusterExternalSecret; the ExternalSecrets it makes are checked as ExternalSecrets.
+var ClusterExternalSecretFields = apifields.New("ClusterExternalSecret", []apifields.Field{
+	{Path: "spec", Support: apifields.Supported},
+	{Path: "spec.externalSecretSpec", Support: apifields.Supported, Note: "each ExternalSecret made is checked as one"},
+	{Path: "spec.externalSecretName", Support: apifields.Supported},
+	{Path: "spec.externalSecretMetadata", Support: apifields.Supported},
+	{Path: "spec.externalSecretMetadata.labels", Support: apifields.Supported},
+	{Path: "spec.externalSecretMetadata.annotations", Support: apifields.Supported},
+	{Path: "spec.namespaceSelector", Support: apifields.Supported},
+	{Path: "spec.namespaceSelectors", Support: apifields.Supported},
+	{Path: "spec.namespaces", Support: apifields.Supported},
+	{Path: "spec.refreshTime", Support: apifields.Supported},
+})
+
 // SecretStoreFields is keyway's support for each field of a SecretStore or
 // ClusterSecretStore: the Vault, AWS, GCP and fake providers, and no other.
 var SecretStoreFields = apifields.New("SecretStore", append([]apifields.Field{
@@ -199,6 +214,9 @@ refused field is refused.
 ## ExternalSecret
 
 ` + ExternalSecretFields.Markdown() + `
+## ClusterExternalSecret
+
+` + ClusterExternalSecretFields.Markdown() + `
 ## SecretStore and ClusterSecretStore
 
 ` + SecretStoreFields.Markdown()
