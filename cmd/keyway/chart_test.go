@@ -123,7 +123,7 @@ func TestHelmChart(t *testing.T) {
 			}
 		}
 	}
-	if kinds["CustomResourceDefinition"] != 4 || kinds["Deployment"] != 2 || kinds["ClusterRole"] != 2 {
+	if kinds["CustomResourceDefinition"] != 5 || kinds["Deployment"] != 2 || kinds["ClusterRole"] != 2 {
 		t.Fatalf("rendered kinds: %v", kinds)
 	}
 	if err := env.InstallCRDs(ctx, crds.Bytes()); err != nil {
