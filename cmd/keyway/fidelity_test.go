@@ -66,7 +66,7 @@ data:
 		"child/kept-helm.yaml":   cm("kept-helm", `helm.sh/resource-policy: keep`),
 		"child/crd.yaml":         crd,
 	}
-	files["tree/child.yaml"] = fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+	files["tree/child.yaml"] = `apiVersion: argoproj.io/v1alpha1
 kind: Application
 metadata: {name: child, finalizers: [resources-finalizer.argocd.argoproj.io]}
 spec:
@@ -74,7 +74,7 @@ spec:
   source: {repoURL: https://git.example/apps.git, targetRevision: main, path: child}
   destination: {server: https://kubernetes.default.svc, namespace: child}
   syncPolicy: {automated: {prune: true}, syncOptions: [CreateNamespace=true]}
-`)
+`
 	g.commit("apps", files)
 	app := func(name, path, extra string) string {
 		return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1

@@ -87,7 +87,7 @@ func appliedMetadata(ns *corev1.Namespace) (labels, annotations map[string]bool)
 				Annotations map[string]any `json:"f:annotations"`
 			} `json:"f:metadata"`
 		}
-		if json.Unmarshal(mf.FieldsV1.Raw, &fields) != nil {
+		if json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields) != nil {
 			continue
 		}
 		for k := range fields.Metadata.Labels {

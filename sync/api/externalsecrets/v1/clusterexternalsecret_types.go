@@ -14,7 +14,7 @@ type ClusterExternalSecretSpec struct {
 	ExternalSecretName string `json:"externalSecretName,omitempty"`
 	// +optional
 	ExternalSecretMetadata ExternalSecretMetadata `json:"externalSecretMetadata,omitempty"`
-	// Deprecated: use NamespaceSelectors.
+	// NamespaceSelector is ESO's older single selector, ORed with NamespaceSelectors.
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 	// NamespaceSelectors are ORed.
