@@ -292,6 +292,14 @@ func TestSyncer(t *testing.T) {
 		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "ExternalSecret" || len(s.Data) != 1 {
 			t.Fatalf("target = %+v", s.ObjectMeta)
 		}
+		// ESO's event and bookkeeping, for dashboards and kubectl describe.
+		if s.Labels["reconcile.external-secrets.io/managed"] != "true" || s.Annotations["reconcile.external-secrets.io/data-hash"] == "" {
+			t.Fatalf("target bookkeeping: labels %v annotations %v", s.Labels, s.Annotations)
+		}
+		poll(t, "a Created event on the ExternalSecret", func() bool {
+			events, _ := f.kube.CoreV1().Events("shop").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=database-credentials,reason=Created"})
+			return events != nil && len(events.Items) > 0 && events.Items[0].Message == "secret created"
+		})
 	})
 
 	t.Run("one read per secret and principal, shared across ExternalSecrets and namespaces", func(t *testing.T) {

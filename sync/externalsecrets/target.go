@@ -94,8 +94,11 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 			}
 			sec.Annotations[AnnotationCreatedBy] = string(u.GetUID())
 		}
-		_, err := api.Create(ctx, sec, metav1.CreateOptions{FieldManager: "keyway-syncer"})
-		return err
+		if _, err := api.Create(ctx, sec, metav1.CreateOptions{FieldManager: "keyway-syncer"}); err != nil {
+			return err
+		}
+		s.rec.Event(u, corev1.EventTypeNormal, esv1.ReasonCreated, "secret created")
+		return nil
 	case err != nil:
 		return err
 	}
@@ -132,8 +135,11 @@ func (s *Syncer) writeTarget(ctx context.Context, u *unstructured.Unstructured, 
 	if ctl.SameSecret(existing, upd) {
 		return nil
 	}
-	_, err = api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: "keyway-syncer"})
-	return err
+	if _, err = api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: "keyway-syncer"}); err != nil {
+		return err
+	}
+	s.rec.Event(u, corev1.EventTypeNormal, esv1.ReasonUpdated, "secret updated")
+	return nil
 }
 
 // deleteTarget applies deletionPolicy Delete once every remote secret is gone: the target

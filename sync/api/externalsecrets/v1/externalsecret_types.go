@@ -210,6 +210,10 @@ const (
 	ReasonSecretSynced      = "SecretSynced"
 	ReasonSecretSyncedError = "SecretSyncedError"
 	ReasonSecretDeleted     = "SecretDeleted"
+
+	// Event reasons on the ExternalSecret when its target Secret is written, as ESO's.
+	ReasonCreated = "Created"
+	ReasonUpdated = "Updated"
 )
 
 // ExternalSecretStatusCondition is one status condition.
