@@ -14,8 +14,12 @@ import (
 	"github.com/keyway-dev/keyway/sync/api/argocd/v1alpha1"
 )
 
-// capsTTL is how long a cluster's version and API versions are reused.
-const capsTTL = 10 * time.Minute
+// capsTTL is how long a cluster's version and API versions are reused; capsRetry how
+// soon discovery is tried again after it failed.
+const (
+	capsTTL   = 10 * time.Minute
+	capsRetry = time.Minute
+)
 
 // capabilities is a cluster's version and the API versions it serves, as Argo CD hands them
 // to Helm (.Capabilities.KubeVersion, .Capabilities.APIVersions) and to the build
@@ -31,31 +35,39 @@ type capabilities struct {
 }
 
 // get returns the cluster's version ("1.37.2") and its group/version and
-// group/version/Kind entries; on a discovery error, the last answer (or none).
+// group/version/Kind entries. Discovery runs outside the lock, so renders for the cluster
+// never wait on it; after a discovery error the last answer (or none) is used and
+// discovery is tried again a minute later, not on every render.
 func (c *capabilities) get() (string, []string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dc == nil || time.Since(c.at) < capsTTL {
-		return c.version, c.apiVersions
+	version, apis, fresh := c.version, c.apiVersions, time.Since(c.at) < capsTTL
+	if c.dc == nil || fresh {
+		c.mu.Unlock()
+		return version, apis
 	}
+	c.at = time.Now().Add(-capsTTL + capsRetry) // others keep the last answer meanwhile
+	c.mu.Unlock()
 	v, err := c.dc.ServerVersion()
 	if err != nil {
-		return c.version, c.apiVersions
+		return version, apis
 	}
 	// Aggregated APIs that do not answer leave the rest of the list usable.
 	_, lists, _ := c.dc.ServerGroupsAndResources()
-	var apis []string
+	var found []string
 	for _, l := range lists {
-		apis = append(apis, l.GroupVersion)
+		found = append(found, l.GroupVersion)
 		for _, r := range l.APIResources {
 			if !strings.Contains(r.Name, "/") {
-				apis = append(apis, l.GroupVersion+"/"+r.Kind)
+				found = append(found, l.GroupVersion+"/"+r.Kind)
 			}
 		}
 	}
-	slices.Sort(apis)
-	c.version, c.apiVersions, c.at = serverVersion(v), slices.Compact(apis), time.Now()
-	return c.version, c.apiVersions
+	slices.Sort(found)
+	version, apis = serverVersion(v), slices.Compact(found)
+	c.mu.Lock()
+	c.version, c.apiVersions, c.at = version, apis, time.Now()
+	c.mu.Unlock()
+	return version, apis
 }
 
 // serverVersion is the server's version as a semantic version Helm can parse: its git

@@ -511,6 +511,21 @@ spec:
 		if es.GetLabels()["made-by"] != "ces" {
 			t.Fatalf("the made ExternalSecret's labels: %v", es.GetLabels())
 		}
+		// Looked at again with nothing changed (another namespace labelled): no write to the
+		// ExternalSecrets it made, nor to its status.
+		quiet := time.Now()
+		f.namespace(t, "ces-unrelated")
+		label("ces-unrelated", "other")
+		time.Sleep(time.Second)
+		reqs, err := env.Requests(quiet, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reqs {
+			if r.IsWrite() && (r.Resource == "externalsecrets" && r.Name == "shared-config" || strings.HasPrefix(r.Resource, "clusterexternalsecrets")) {
+				t.Errorf("a write with nothing changed: %s %s %s/%s", r.Verb, r.Resource, r.Namespace, r.Name)
+			}
+		}
 		label("ces-c", "x")
 		poll(t, "a namespace labelled later gets it", func() bool { return has("ces-c") })
 		label("ces-a", "")

@@ -291,63 +291,55 @@ func split(name string) (secret, version string, ok bool) {
 	return name[:i], name[i+len("/versions/"):], strings.Contains(name[:i], "/secrets/") && strings.HasPrefix(name, "projects/")
 }
 
-// AccessSecretVersion implements the service.
-func (f *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
-	secret, version, ok := split(req.GetName())
+// version resolves a version name ("latest" or a number): its payload, its full name and
+// whether it is disabled, or the service's error.
+func (f *Server) version(name string) (payload []byte, full string, disabled bool, err error) {
+	secret, version, ok := split(name)
 	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "Invalid resource field value in the request.")
+		return nil, "", false, status.Errorf(codes.InvalidArgument, "Invalid resource field value in the request.")
 	}
 	if err := f.fault(secret); err != nil {
-		return nil, err
+		return nil, "", false, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	vs, ok := f.versions[secret]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "Secret [%s] not found or has no versions.", secret)
+		return nil, "", false, status.Errorf(codes.NotFound, "Secret [%s] not found or has no versions.", secret)
 	}
 	n := len(vs)
 	if version != "latest" {
 		var err error
 		n, err = strconv.Atoi(version)
 		if err != nil || n < 1 || n > len(vs) {
-			return nil, status.Errorf(codes.NotFound, "Secret Version [%s] not found.", req.GetName())
+			return nil, "", false, status.Errorf(codes.NotFound, "Secret Version [%s] not found.", name)
 		}
 	}
-	full := fmt.Sprintf("%s/versions/%d", secret, n)
-	if f.disabled[full] {
+	full = fmt.Sprintf("%s/versions/%d", secret, n)
+	return vs[n-1], full, f.disabled[full], nil
+}
+
+// AccessSecretVersion implements the service.
+func (f *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+	payload, full, disabled, err := f.version(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if disabled {
 		return nil, status.Errorf(codes.FailedPrecondition, "Secret Version [%s] is in DISABLED state.", full)
 	}
-	return &secretmanagerpb.AccessSecretVersionResponse{Name: full, Payload: &secretmanagerpb.SecretPayload{Data: vs[n-1]}}, nil
+	return &secretmanagerpb.AccessSecretVersionResponse{Name: full, Payload: &secretmanagerpb.SecretPayload{Data: payload}}, nil
 }
 
 // GetSecretVersion implements the service: the version's resource ("latest" resolved to
 // its number) and state, never its payload.
 func (f *Server) GetSecretVersion(_ context.Context, req *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	secret, version, ok := split(req.GetName())
-	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "Invalid resource field value in the request.")
-	}
-	if err := f.fault(secret); err != nil {
+	_, full, disabled, err := f.version(req.GetName())
+	if err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	vs, ok := f.versions[secret]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "Secret [%s] not found or has no versions.", secret)
-	}
-	n := len(vs)
-	if version != "latest" {
-		var err error
-		n, err = strconv.Atoi(version)
-		if err != nil || n < 1 || n > len(vs) {
-			return nil, status.Errorf(codes.NotFound, "Secret Version [%s] not found.", req.GetName())
-		}
-	}
-	full := fmt.Sprintf("%s/versions/%d", secret, n)
 	state := secretmanagerpb.SecretVersion_ENABLED
-	if f.disabled[full] {
+	if disabled {
 		state = secretmanagerpb.SecretVersion_DISABLED
 	}
 	return &secretmanagerpb.SecretVersion{Name: full, State: state}, nil
